@@ -1,0 +1,37 @@
+# threadchat: `make run` to chat, `make test` to check everything.
+# Each target installs what it needs; nothing has to be set up by hand.
+
+CARGO ?= cargo
+# Extra server flags for `make run`, e.g. make run ARGS="--port 9000 --host 0.0.0.0"
+ARGS ?=
+
+.PHONY: run build test test-rust test-browser fmt lint clean bench
+
+run:
+	$(CARGO) run --release --bin threadchat -- $(ARGS)
+
+build:
+	$(CARGO) build --release
+
+# Rust tests first (unit, property and integration tests over real sockets),
+# then style and lints, then the page in a real headless browser.
+test: test-rust lint test-browser
+
+test-rust:
+	$(CARGO) test --all-targets
+
+test-browser:
+	$(CARGO) build --bin threadchat
+	bash client/tests/setup.sh
+	cd client && THREADCHAT_BIN=$(CURDIR)/target/debug/threadchat npm test
+
+fmt:
+	$(CARGO) fmt
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf client/node_modules client/tests/output

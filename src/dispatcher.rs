@@ -1,0 +1,265 @@
+//! The dispatcher: one thread that owns who is online, and decides who hears
+//! what.
+//!
+//! Every reader sends its events here over one channel, and this thread is
+//! the only one that ever reads or changes the user map. That is why the map
+//! needs no `Mutex`: ownership, not locking, keeps it consistent, and events
+//! are handled one at a time in the order they arrived, which is also the
+//! order every client receives the broadcasts in.
+//!
+//! The dispatcher never blocks on a client. Broadcasting is pushing one
+//! shared, already-encoded frame into each recipient's `Outbox`; a client
+//! whose queue is full is too slow, and is disconnected on the spot (close
+//! 1008) instead of holding everyone else back.
+
+use std::collections::HashMap;
+
+use crossbeam_channel::Receiver;
+use log::{debug, info, warn};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::Frame as WsFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::outbox::Outbox;
+use crate::protocol::{self, Frame, Refusal, Request};
+
+/// Identifies a connection for its whole life; assigned by the accept loop.
+pub type ConnId = u64;
+
+/// What readers (and the server) tell the dispatcher.
+pub enum Event {
+    /// A WebSocket handshake completed; here is the way to reach the client.
+    Connected { id: ConnId, outbox: Outbox },
+    /// The client sent a valid request.
+    Request { id: ConnId, request: Request },
+    /// The connection is over, for whatever reason. Sent exactly once per
+    /// connection, by the reader, even when it panics.
+    Disconnected { id: ConnId },
+    /// The server is stopping: say goodbye (close 1001) to every client.
+    Shutdown,
+    /// Grace is over: shut every remaining socket down now.
+    ForceClose,
+}
+
+/// A connected client, as the dispatcher sees it.
+struct Client {
+    outbox: Outbox,
+    /// `Some` once logged in; only logged-in clients receive broadcasts.
+    username: Option<String>,
+}
+
+pub struct Dispatcher {
+    clients: HashMap<ConnId, Client>,
+    /// Logged-in connections in join order: `active_users` lists them so.
+    online: Vec<ConnId>,
+    /// Lower-cased name → its connection, for case-insensitive uniqueness.
+    names: HashMap<String, ConnId>,
+    /// Set by `Shutdown`: latecomers are sent away at once.
+    shutting_down: bool,
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Dispatcher {
+    pub fn new() -> Self {
+        Dispatcher {
+            clients: HashMap::new(),
+            online: Vec::new(),
+            names: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Handles events until every sender is gone.
+    pub fn run(mut self, events: Receiver<Event>) {
+        for event in events {
+            self.handle(event);
+        }
+        debug!("dispatcher: all senders gone, stopping");
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::Connected { id, outbox } => {
+                if self.shutting_down {
+                    outbox.abandon(close_frame(CloseCode::Away, "server shutting down"));
+                }
+                self.clients.insert(
+                    id,
+                    Client {
+                        outbox,
+                        username: None,
+                    },
+                );
+            }
+            Event::Request { id, request } => self.request(id, request),
+            Event::Disconnected { id } => {
+                self.log_out(id);
+                self.clients.remove(&id);
+            }
+            Event::Shutdown => {
+                self.shutting_down = true;
+                let goodbye = close_frame(CloseCode::Away, "server shutting down");
+                for client in self.clients.values() {
+                    if client.outbox.push(goodbye.clone()).is_ok() {
+                        client.outbox.finish();
+                    } else {
+                        client.outbox.abandon(goodbye.clone());
+                    }
+                }
+            }
+            Event::ForceClose => {
+                for client in self.clients.values() {
+                    client.outbox.shutdown_socket();
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, id: ConnId, request: Request) {
+        let Some(client) = self.clients.get(&id) else {
+            return; // already gone (dropped as too slow, say)
+        };
+        let logged_in = client.username.is_some();
+        match request {
+            Request::Login { username } => self.log_in(id, username),
+            Request::Chat { message } if logged_in => {
+                let username = client.username.as_deref().unwrap_or_default();
+                debug!("conn {id}: chat from {username}");
+                let frame = protocol::chat_frame(&message, username);
+                self.broadcast(frame);
+            }
+            Request::Disconnect if logged_in => self.log_out(id),
+            Request::Chat { .. } | Request::Disconnect => {
+                let kind = match request {
+                    Request::Chat { .. } => "chat",
+                    _ => "disconnect",
+                };
+                warn!("conn {id}: {kind} refused: not logged in");
+                self.reply(
+                    id,
+                    Refusal::new(
+                        Some(kind),
+                        "not logged in",
+                        format!("send {{\"type\":\"login\",\"username\":…}} before {kind}"),
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Logs a connection in, or renames it if it already is.
+    fn log_in(&mut self, id: ConnId, username: String) {
+        let key = protocol::username_key(&username);
+        if let Some(&holder) = self.names.get(&key)
+            && holder != id
+        {
+            warn!("conn {id}: login as {username:?} refused: name taken");
+            self.reply(
+                id,
+                Refusal::new(
+                    Some("login"),
+                    "username is taken",
+                    format!("{username:?} is already in the chat; choose another name"),
+                ),
+            );
+            return;
+        }
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        match client.username.replace(username.clone()) {
+            Some(old) => {
+                self.names.remove(&protocol::username_key(&old));
+                info!("{old} is now {username}");
+            }
+            None => {
+                self.online.push(id);
+                info!("{username} joined ({} online)", self.online.len());
+            }
+        }
+        self.names.insert(key, id);
+        let frame = protocol::login_frame(&username, self.active_users());
+        self.broadcast(frame);
+    }
+
+    /// Takes a connection out of the chat, if it was in, and tells the rest.
+    /// Safe to call twice: a user leaves exactly once.
+    fn log_out(&mut self, id: ConnId) {
+        let Some(username) = self.clients.get_mut(&id).and_then(|c| c.username.take()) else {
+            return;
+        };
+        self.names.remove(&protocol::username_key(&username));
+        self.online.retain(|&other| other != id);
+        info!("{username} left ({} online)", self.online.len());
+        let frame = protocol::disconnect_frame(&username, self.active_users());
+        self.broadcast(frame);
+    }
+
+    fn active_users(&self) -> impl Iterator<Item = &str> {
+        self.online
+            .iter()
+            .filter_map(|id| self.clients.get(id)?.username.as_deref())
+    }
+
+    /// Queues one frame for every logged-in client. Clients whose queue is
+    /// full are dropped, which is itself broadcast, which may find more slow
+    /// clients: hence the work list rather than recursion.
+    fn broadcast(&mut self, frame: Frame) {
+        let mut pending = vec![frame];
+        while let Some(frame) = pending.pop() {
+            let mut too_slow = Vec::new();
+            for id in &self.online {
+                if let Some(client) = self.clients.get(id)
+                    && client.outbox.push(frame.clone()).is_err()
+                {
+                    too_slow.push(*id);
+                }
+            }
+            for id in too_slow {
+                let Some(client) = self.clients.get_mut(&id) else {
+                    continue;
+                };
+                client.outbox.abandon(close_frame(
+                    CloseCode::Policy,
+                    "outbound queue full: client is reading too slowly",
+                ));
+                let Some(username) = client.username.take() else {
+                    continue;
+                };
+                warn!("{username} dropped: outbound queue full (client not reading)");
+                self.names.remove(&protocol::username_key(&username));
+                self.online.retain(|&other| other != id);
+                info!("{username} left ({} online)", self.online.len());
+                pending.push(protocol::disconnect_frame(&username, self.active_users()));
+            }
+        }
+    }
+
+    /// Sends a refusal to one client. If even that does not fit, the client
+    /// is not reading, and is dropped like any other slow client.
+    fn reply(&mut self, id: ConnId, refusal: Refusal) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        if client.outbox.push(refusal.to_frame()).is_err() {
+            client.outbox.abandon(close_frame(
+                CloseCode::Policy,
+                "outbound queue full: client is reading too slowly",
+            ));
+            self.log_out(id);
+        }
+    }
+}
+
+/// An encoded close frame.
+pub fn close_frame(code: CloseCode, reason: &'static str) -> Frame {
+    protocol::encode(WsFrame::close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })))
+}

@@ -1,0 +1,27 @@
+//! threadchat: a WebSocket chat server on plain threads and channels.
+//!
+//! No async runtime anywhere: every connection has a reader thread and a
+//! writer thread, and a single dispatcher thread owns the chat. Where to look:
+//!
+//! - `server`: the listener and accept loop, the connection cap, shutdown;
+//! - `connection`: one client's handshake and read pump;
+//! - `writer`: one client's write pump, the only writer of its socket;
+//! - `outbox`: the bounded queue between everyone and a client's writer;
+//! - `dispatcher`: the one owner of the user map, which broadcasts;
+//! - `protocol`: the JSON messages, parsed and encoded;
+//! - `http`: the page and the WebSocket handshake on the same port;
+//! - `rate_limit`: the per-connection token bucket;
+//! - `config`: every limit and timeout, with its reason.
+
+pub mod config;
+pub mod connection;
+pub mod dispatcher;
+pub mod http;
+pub mod outbox;
+pub mod protocol;
+pub mod rate_limit;
+pub mod server;
+pub mod writer;
+
+pub use config::Config;
+pub use server::{Server, ServerHandle};

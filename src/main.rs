@@ -1,0 +1,57 @@
+//! The `threadchat` binary: parse flags, start logging, serve until SIGINT or
+//! SIGTERM, then shut down gracefully. Everything else is in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::{error, info};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use threadchat::{Config, Server};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let log_config = ConfigBuilder::new()
+        .set_thread_level(log::LevelFilter::Off)
+        .set_target_level(log::LevelFilter::Off)
+        .build();
+    let _ = TermLogger::init(
+        config.log_level,
+        log_config,
+        TerminalMode::Mixed,
+        ColorChoice::Auto,
+    );
+
+    // Register for signals before serving, so none is missed.
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!("cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let host = config.host.clone();
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            error!("cannot listen on {host}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = match server.spawn() {
+        Ok(handle) => handle,
+        Err(e) => {
+            error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = handle.local_addr();
+    info!("threadchat listening: open http://{addr}/ in a browser; WebSocket at ws://{addr}/");
+
+    if let Some(signal) = signals.forever().next() {
+        info!("signal {signal} received, shutting down");
+    }
+    handle.shutdown();
+    ExitCode::SUCCESS
+}

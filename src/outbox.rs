@@ -1,0 +1,139 @@
+//! A client's outbound queue: the only way bytes reach its socket.
+//!
+//! Several threads have something to send to one client: the dispatcher
+//! (broadcasts, refusals) and the client's own reader (pongs, close replies,
+//! refusals of bad input). None of them may write to the socket, because two
+//! writers would interleave half-written frames. So each of them pushes
+//! finished frames into this queue and one writer thread per client
+//! (`writer.rs`) drains it.
+//!
+//! The queue is bounded in messages and in bytes, and pushing never blocks:
+//! a full queue means the client has stopped reading, and it is disconnected
+//! instead of making anybody wait. (The channel underneath is crossbeam's
+//! unbounded one, with the bound kept here: a bounded crossbeam channel
+//! allocates all its slots up front, which for 10,000 mostly idle clients
+//! would cost more memory than the clients themselves.)
+
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::protocol::Frame;
+
+/// What the writer thread is asked to do.
+pub enum Outbound {
+    /// Write these bytes (one or more complete frames).
+    Frame(Frame),
+    /// Write everything queued before this, then close the socket.
+    Finish,
+}
+
+/// State that the senders and the writer of one connection share.
+pub struct Shared {
+    /// The socket, shared by the reader (which reads) and the writer (which
+    /// writes). Anyone may shut it down: that is how a connection is ended
+    /// from outside, since it wakes a reader blocked in `read`.
+    pub socket: Arc<TcpStream>,
+    /// Bytes pushed and not yet taken by the writer.
+    queued_bytes: AtomicUsize,
+    /// Set when the connection is being dropped (too slow, server shutdown);
+    /// the writer stops writing what is queued when it sees it.
+    abandoned: AtomicBool,
+    /// The close frame to send, if it can be, when the connection is
+    /// abandoned.
+    last_words: OnceLock<Frame>,
+}
+
+/// The sending half. Cheap to clone: the dispatcher keeps one, the reader
+/// another.
+#[derive(Clone)]
+pub struct Outbox {
+    sender: Sender<Outbound>,
+    shared: Arc<Shared>,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+/// The receiving half, owned by the writer thread.
+pub struct Inbox {
+    pub receiver: Receiver<Outbound>,
+    pub shared: Arc<Shared>,
+}
+
+/// The queue was full: the client is too slow and must go.
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueueFull;
+
+/// Makes the queue of one connection.
+pub fn outbox(socket: Arc<TcpStream>, max_messages: usize, max_bytes: usize) -> (Outbox, Inbox) {
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    let shared = Arc::new(Shared {
+        socket,
+        queued_bytes: AtomicUsize::new(0),
+        abandoned: AtomicBool::new(false),
+        last_words: OnceLock::new(),
+    });
+    let outbox = Outbox {
+        sender,
+        shared: shared.clone(),
+        max_messages,
+        max_bytes,
+    };
+    (outbox, Inbox { receiver, shared })
+}
+
+impl Outbox {
+    /// Queues a frame unless the client is already too far behind. Never
+    /// blocks. A push after the writer has gone is silently dropped: the
+    /// connection is closing and its reader will report it.
+    pub fn push(&self, frame: Frame) -> Result<(), QueueFull> {
+        let queued = self.shared.queued_bytes.load(Ordering::Relaxed);
+        if self.sender.len() >= self.max_messages || queued + frame.len() > self.max_bytes {
+            return Err(QueueFull);
+        }
+        self.shared
+            .queued_bytes
+            .fetch_add(frame.len(), Ordering::Relaxed);
+        let _ = self.sender.send(Outbound::Frame(frame));
+        Ok(())
+    }
+
+    /// Asks the writer to flush what is queued and then close the socket.
+    pub fn finish(&self) {
+        let _ = self.sender.send(Outbound::Finish);
+    }
+
+    /// Drops the connection now: whatever is queued is abandoned, `last_words`
+    /// (a close frame) is written if the writer is between frames, and the
+    /// socket is shut down. Used when waiting on the client is not an option.
+    pub fn abandon(&self, last_words: Frame) {
+        let _ = self.shared.last_words.set(last_words);
+        self.shared.abandoned.store(true, Ordering::Release);
+        // Wakes a writer that is waiting for work; one blocked in a write
+        // notices the flag within `WRITE_POLL_INTERVAL`.
+        let _ = self.sender.send(Outbound::Finish);
+    }
+
+    /// Shuts the socket down at once, waking its reader and writer.
+    pub fn shutdown_socket(&self) {
+        let _ = self.shared.socket.shutdown(Shutdown::Both);
+    }
+}
+
+impl Shared {
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
+    /// The close frame left by `Outbox::abandon`.
+    pub fn last_words(&self) -> Option<&Frame> {
+        self.last_words.get()
+    }
+
+    /// The writer reports bytes it has taken off the queue.
+    pub fn taken(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}

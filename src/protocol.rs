@@ -1,0 +1,291 @@
+//! The chat protocol: what clients may say, and what the server says back.
+//!
+//! The messages are the course tutorial's, unchanged, so its browser client
+//! works as it is. This module only turns text into `Request`s and replies
+//! into bytes; it knows nothing of sockets or threads, which keeps it easy to
+//! test and to fuzz (`tests/protocol_props.rs`).
+//!
+//! Every server message is encoded here once, as a complete WebSocket frame
+//! (`Frame`): a broadcast to a thousand users is serialized and framed one
+//! time and the same bytes are queued for all of them.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tungstenite::protocol::frame::Frame as WsFrame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use crate::config::MAX_USERNAME_CHARS;
+
+/// One encoded WebSocket frame, shared by every recipient's queue. Server
+/// frames are unmasked and this server negotiates no compression, so the
+/// bytes are the same for everyone.
+pub type Frame = Arc<[u8]>;
+
+/// What a client asked for, after parsing and validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Log in as (or rename to) this username, already trimmed and checked.
+    Login { username: String },
+    /// Log out; the connection stays open.
+    Disconnect,
+    /// Say something. `message` is the client's whole chat object, relayed as
+    /// it came except for `username`, which the dispatcher stamps.
+    Chat { message: Map<String, Value> },
+}
+
+/// A refusal sent back to the one client that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// A short sentence ("username is taken").
+    pub error: String,
+    /// The longer explanation.
+    pub details: String,
+    /// The `type` of the refused message, so a client can show the error next
+    /// to the input concerned; `None` when it was not even readable.
+    pub request: Option<&'static str>,
+}
+
+impl Refusal {
+    pub fn new(request: Option<&'static str>, error: &str, details: impl Into<String>) -> Self {
+        Refusal {
+            error: error.to_string(),
+            details: details.into(),
+            request,
+        }
+    }
+
+    /// The frame `{"type":"error","error":…,"details":…,"request":…}`.
+    pub fn to_frame(&self) -> Frame {
+        #[derive(Serialize)]
+        struct ErrorMessage<'a> {
+            r#type: &'static str,
+            error: &'a str,
+            details: &'a str,
+            request: Option<&'static str>,
+        }
+        json_frame(&ErrorMessage {
+            r#type: "error",
+            error: &self.error,
+            details: &self.details,
+            request: self.request,
+        })
+    }
+}
+
+/// Limits that parsing enforces; the rest are enforced by tungstenite.
+#[derive(Debug, Clone, Copy)]
+pub struct TextLimits {
+    pub max_chat_chars: usize,
+}
+
+/// Parses one text message from a client.
+///
+/// Never panics, whatever the input: invalid JSON, a non-object, a missing or
+/// mistyped field and an unknown `type` all come back as a `Refusal`.
+pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal> {
+    let mut object = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return Err(Refusal::new(
+                None,
+                "error decoding message",
+                "a message must be a JSON object with a \"type\" field",
+            ));
+        }
+        Err(e) => {
+            return Err(Refusal::new(
+                None,
+                "error decoding JSON",
+                format!("invalid JSON: {e}"),
+            ));
+        }
+    };
+    let kind = match object.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        _ => {
+            return Err(Refusal::new(
+                None,
+                "error decoding message",
+                "a message must have a string \"type\": login, chat or disconnect",
+            ));
+        }
+    };
+    match kind {
+        "login" => {
+            let name = match object.get("username") {
+                Some(Value::String(name)) => name,
+                _ => {
+                    return Err(Refusal::new(
+                        Some("login"),
+                        "invalid username",
+                        "login needs a string \"username\"",
+                    ));
+                }
+            };
+            let username = validate_username(name)?;
+            Ok(Request::Login { username })
+        }
+        "disconnect" => Ok(Request::Disconnect),
+        "chat" => {
+            let text = match object.get("text") {
+                Some(Value::String(text)) => text,
+                _ => {
+                    return Err(Refusal::new(
+                        Some("chat"),
+                        "invalid chat message",
+                        "chat needs a string \"text\"",
+                    ));
+                }
+            };
+            if text.trim().is_empty() {
+                return Err(Refusal::new(
+                    Some("chat"),
+                    "empty message",
+                    "chat text must not be empty",
+                ));
+            }
+            let chars = text.chars().count();
+            if chars > limits.max_chat_chars {
+                return Err(Refusal::new(
+                    Some("chat"),
+                    "message too long",
+                    format!(
+                        "chat text is {chars} characters; the limit is {}",
+                        limits.max_chat_chars
+                    ),
+                ));
+            }
+            // The sender's claimed name is dropped here; the dispatcher
+            // writes the logged-in name back, so nobody speaks for another.
+            object.remove("username");
+            Ok(Request::Chat { message: object })
+        }
+        other => Err(Refusal::new(
+            None,
+            "unknown message type",
+            format!(
+                "type {:?} is not one of login, chat, disconnect",
+                truncate(other, 40)
+            ),
+        )),
+    }
+}
+
+/// Trims a username and checks it: 1 to 32 characters, no control characters.
+/// Uniqueness is the dispatcher's to check, as only it knows who is online.
+pub fn validate_username(raw: &str) -> Result<String, Refusal> {
+    let name = raw.trim();
+    let refuse = |details: String| Err(Refusal::new(Some("login"), "invalid username", details));
+    if name.is_empty() {
+        return refuse("a username must not be empty".to_string());
+    }
+    let chars = name.chars().count();
+    if chars > MAX_USERNAME_CHARS {
+        return refuse(format!(
+            "a username has at most {MAX_USERNAME_CHARS} characters; this one has {chars}"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return refuse("a username must not contain control characters".to_string());
+    }
+    Ok(name.to_string())
+}
+
+/// The key under which usernames are compared: "Walter" and "walter" are the
+/// same person as far as uniqueness goes.
+pub fn username_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// `{"type":"login","user_joined":…,"active_users":[…]}`
+pub fn login_frame<'a>(joined: &str, active_users: impl Iterator<Item = &'a str>) -> Frame {
+    presence_frame("login", "user_joined", joined, active_users)
+}
+
+/// `{"type":"disconnect","user_left":…,"active_users":[…]}`
+pub fn disconnect_frame<'a>(left: &str, active_users: impl Iterator<Item = &'a str>) -> Frame {
+    presence_frame("disconnect", "user_left", left, active_users)
+}
+
+/// Both presence messages have one shape; it is written by hand into one
+/// buffer because in a login storm it is the largest message the server
+/// builds (every login lists every user).
+fn presence_frame<'a>(
+    kind: &str,
+    who_key: &str,
+    who: &str,
+    active_users: impl Iterator<Item = &'a str>,
+) -> Frame {
+    let mut json = Vec::with_capacity(64);
+    json.extend_from_slice(b"{\"type\":\"");
+    json.extend_from_slice(kind.as_bytes());
+    json.extend_from_slice(b"\",\"");
+    json.extend_from_slice(who_key.as_bytes());
+    json.extend_from_slice(b"\":");
+    write_json_string(&mut json, who);
+    json.extend_from_slice(b",\"active_users\":[");
+    for (i, user) in active_users.enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        write_json_string(&mut json, user);
+    }
+    json.extend_from_slice(b"]}");
+    text_frame(json)
+}
+
+/// The chat object as relayed: the client's fields, `username` stamped.
+pub fn chat_frame(message: &Map<String, Value>, username: &str) -> Frame {
+    // Serialize the client's object and add the stamped name, without
+    // cloning the map; `parse_request` removed any `username` it carried.
+    let mut json = serde_json::to_vec(message).expect("a JSON map always serializes");
+    json.pop(); // the closing '}'
+    if json.len() > 1 {
+        json.push(b',');
+    }
+    json.extend_from_slice(b"\"username\":");
+    write_json_string(&mut json, username);
+    json.push(b'}');
+    text_frame(json)
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
+}
+
+fn json_frame(value: &impl Serialize) -> Frame {
+    text_frame(serde_json::to_vec(value).expect("protocol messages always serialize"))
+}
+
+/// Wraps UTF-8 bytes in a final, unmasked text frame.
+pub fn text_frame(payload: Vec<u8>) -> Frame {
+    encode(WsFrame::message(payload, OpCode::Data(Data::Text), true))
+}
+
+/// Encodes any frame (used for the pings the reader sends).
+pub fn encode(frame: WsFrame) -> Frame {
+    let mut bytes = Vec::with_capacity(frame.len());
+    frame
+        .format(&mut bytes)
+        .expect("formatting into a Vec cannot fail");
+    bytes.into()
+}
+
+/// Cuts `text` to at most `max` characters for a log line.
+pub fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+pub fn truncate_bytes(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

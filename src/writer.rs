@@ -1,0 +1,140 @@
+//! The write pump: the one thread that writes to a client's socket.
+//!
+//! Invariant: after the handshake, only this thread ever writes to its
+//! socket. Frames from the dispatcher and from the reader arrive already
+//! encoded through the client's `Outbox`, so they can never interleave.
+//!
+//! The pump drains everything that is queued and hands it to the kernel in
+//! one `writev` call: a busy client costs one system call per batch, not one
+//! per message, and frames shared by many clients are never copied.
+//!
+//! Writes block with a short timeout (`WRITE_POLL_INTERVAL`) in a loop, so a
+//! writer stuck on a client that stopped reading still notices, within that
+//! interval, that the dispatcher has given up on the client, and gives up too
+//! once the whole batch has taken longer than the write timeout.
+
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+
+use crate::config::{WRITE_BATCH_FRAMES, WRITE_POLL_INTERVAL};
+use crate::outbox::{Inbox, Outbound, Shared};
+use crate::protocol::Frame;
+
+/// Why a batch could not be written.
+enum WriteError {
+    /// The dispatcher dropped the client while the write was blocked.
+    Abandoned,
+    /// The client accepted nothing for longer than the write timeout.
+    TimedOut,
+    Io(io::Error),
+}
+
+/// Runs the pump until the queue is finished, every sender is gone, or the
+/// socket fails; then shuts the socket down, which also wakes the reader.
+pub fn run(id: u64, inbox: Inbox, write_timeout: Duration) {
+    let shared = &*inbox.shared;
+    let socket = &*shared.socket;
+    // Belt and braces: the socket is shut down even if this thread panics.
+    let _shutdown_on_exit = ShutdownOnDrop(socket);
+    if let Err(e) = socket.set_write_timeout(Some(WRITE_POLL_INTERVAL)) {
+        debug!("conn {id}: cannot set write timeout: {e}");
+        return;
+    }
+
+    let mut batch: Vec<Frame> = Vec::new();
+    // `recv` fails only when every `Outbox` is gone: nothing more can come.
+    while let Ok(first) = inbox.receiver.recv() {
+        let mut finished = false;
+        for item in std::iter::once(first).chain(inbox.receiver.try_iter()) {
+            match item {
+                Outbound::Frame(frame) => batch.push(frame),
+                Outbound::Finish => finished = true,
+            }
+            if finished || batch.len() >= WRITE_BATCH_FRAMES {
+                break;
+            }
+        }
+        if shared.is_abandoned() {
+            // Between frames, so a close frame can still go out whole.
+            say_last_words(shared);
+            return;
+        }
+        let bytes: usize = batch.iter().map(|frame| frame.len()).sum();
+        let result = write_batch(socket, &batch, write_timeout, shared);
+        shared.taken(bytes);
+        batch.clear();
+        match result {
+            Ok(()) => {}
+            Err(WriteError::Abandoned) => return,
+            Err(WriteError::TimedOut) => {
+                info!("conn {id}: dropped: nothing written for {write_timeout:?}");
+                return;
+            }
+            Err(WriteError::Io(e)) => {
+                debug!("conn {id}: write failed: {e}");
+                return;
+            }
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
+/// Writes all frames with as few system calls as the kernel allows.
+fn write_batch(
+    mut socket: &TcpStream,
+    frames: &[Frame],
+    timeout: Duration,
+    shared: &Shared,
+) -> Result<(), WriteError> {
+    let deadline = Instant::now() + timeout;
+    let mut slices: Vec<IoSlice> = frames.iter().map(|frame| IoSlice::new(frame)).collect();
+    let mut remaining = &mut slices[..];
+    while !remaining.is_empty() {
+        match socket.write_vectored(remaining) {
+            Ok(0) => return Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
+            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+            Err(e) if is_timeout(&e) => {
+                if shared.is_abandoned() {
+                    return Err(WriteError::Abandoned);
+                }
+                if Instant::now() >= deadline {
+                    return Err(WriteError::TimedOut);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(WriteError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Tries once, without waiting, to send the close frame of an abandoned
+/// connection. A client that stopped reading will not see it; one that is
+/// merely being shut down with the server will.
+fn say_last_words(shared: &Shared) {
+    if let Some(frame) = shared.last_words() {
+        let _ = (&*shared.socket).write(frame);
+    }
+}
+
+/// A blocking socket with a timeout reports it as `WouldBlock` on Unix and
+/// `TimedOut` elsewhere.
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+struct ShutdownOnDrop<'a>(&'a TcpStream);
+
+impl Drop for ShutdownOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}

@@ -1,0 +1,226 @@
+//! Helpers shared by the integration tests: a server started in-process on an
+//! ephemeral port, and a blocking tungstenite client that waits for frames
+//! with a timeout (never a sleep).
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use threadchat::{Config, Server, ServerHandle};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+/// Longest a test waits for any one expected frame.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server on 127.0.0.1:0, shut down when dropped.
+pub struct TestServer {
+    handle: Option<ServerHandle>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::with(Config::ephemeral())
+    }
+
+    pub fn with(config: Config) -> TestServer {
+        let server = Server::bind(config).expect("bind an ephemeral port");
+        let handle = server.spawn().expect("start the server");
+        let addr = handle.local_addr();
+        TestServer {
+            handle: Some(handle),
+            addr,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().expect("server running")
+    }
+
+    /// Stops the server gracefully; true if every connection ended in time.
+    pub fn shutdown(mut self) -> bool {
+        self.handle.take().expect("server running").shutdown()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Logs a fresh client in and returns it, its own login already read.
+    pub fn login(&self, name: &str) -> Client {
+        let mut client = self.connect();
+        client.login(name);
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown();
+        }
+    }
+}
+
+/// A blocking WebSocket client.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let (ws, _response) =
+            tungstenite::client::client(format!("ws://{addr}/"), stream).expect("handshake");
+        Client { ws }
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).expect("send");
+    }
+
+    pub fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string());
+    }
+
+    pub fn chat(&mut self, text: &str) {
+        self.send_json(json!({"type": "chat", "text": text, "username": "ignored"}));
+    }
+
+    /// Sends a login and waits for the broadcast that confirms it.
+    pub fn login(&mut self, name: &str) -> Value {
+        self.send_json(json!({"type": "login", "username": name}));
+        let reply = self.recv_json();
+        assert_eq!(
+            reply["type"], "login",
+            "login of {name} answered with {reply}"
+        );
+        assert_eq!(reply["user_joined"], name.trim());
+        reply
+    }
+
+    /// The next message, which must be a text frame of JSON; pings and pongs
+    /// are skipped. Panics after `WAIT`.
+    pub fn recv_json(&mut self) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no message within {WAIT:?}");
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    return serde_json::from_str(&text).expect("server sent invalid JSON");
+                }
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(other) => panic!("expected a text message, got {other:?}"),
+                Err(e) => panic!("expected a text message, got error {e}"),
+            }
+        }
+    }
+
+    /// Reads messages until one satisfies `wanted`, returning it and the
+    /// number of messages skipped.
+    pub fn recv_until(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let message = self.recv_json();
+            if wanted(&message) {
+                return message;
+            }
+        }
+    }
+
+    /// The next message must be an error; returns it.
+    pub fn expect_error(&mut self) -> Value {
+        let message = self.recv_json();
+        assert_eq!(message["type"], "error", "expected an error, got {message}");
+        assert!(message["error"].is_string() && message["details"].is_string());
+        message
+    }
+
+    /// Reads until the server's close frame arrives; returns it.
+    pub fn expect_close(&mut self) -> Option<CloseFrame> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(frame)) => return frame,
+                Ok(_) => continue,
+                Err(e) => panic!("expected a close frame, got error {e}"),
+            }
+        }
+    }
+
+    /// A round trip through the dispatcher that nobody else sees: a chat
+    /// before login is refused by the dispatcher, in order with everything
+    /// it did before. Only for clients that are not logged in.
+    pub fn barrier_while_logged_out(&mut self) {
+        self.chat("barrier");
+        let reply = self.expect_error();
+        assert_eq!(reply["error"], "not logged in");
+    }
+
+    /// Drops the TCP connection without a close frame, like a killed process.
+    pub fn vanish(self) {
+        let stream = self.ws.get_ref();
+        stream.shutdown(std::net::Shutdown::Both).ok();
+    }
+}
+
+/// The `active_users` of a presence message, as strings.
+pub fn users(message: &Value) -> Vec<String> {
+    message["active_users"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no active_users in {message}"))
+        .iter()
+        .map(|u| u.as_str().expect("user names are strings").to_string())
+        .collect()
+}
+
+/// Logs in a fresh probe client and returns who the server says is online,
+/// the probe excluded. Proves the server still answers, too.
+pub fn online_besides_probe(server: &TestServer, probe_name: &str) -> Vec<String> {
+    let mut probe = server.connect();
+    let joined = probe.login(probe_name);
+    let mut list = users(&joined);
+    assert_eq!(list.last().map(String::as_str), Some(probe_name));
+    list.pop();
+    probe.send_json(json!({"type": "disconnect", "username": probe_name}));
+    list
+}
+
+/// Sends raw bytes and reads the raw HTTP response until the server closes.
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(request).expect("send request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Threads of this process (Linux).
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Polls `condition` until it holds or `timeout` passes: for state that has
+/// no event to wait on (thread counts).
+pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
