@@ -35,3 +35,8 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf client/node_modules client/tests/output
+
+# Release build, server pinned to one core and load to the other; writes
+# docs/bench.md and its plot. Takes several minutes.
+bench:
+	bash bench/run.sh
