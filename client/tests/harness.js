@@ -1,0 +1,115 @@
+// Test harness: starts one threadchat server and one headless Chromium, and
+// records everything a page does that a test may want to assert on.
+'use strict';
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+// Debian's Chromium; playwright's own browser downloads cannot work here.
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+// The server logs this line at start-up; port 0 lets the OS pick a free port.
+const LISTENING = /http:\/\/127\.0\.0\.1:(\d+)\//;
+const SERVER_START_TIMEOUT_MS = 15_000;
+
+const SERVER_BIN = process.env.THREADCHAT_BIN ||
+  path.resolve(__dirname, '..', '..', 'target', 'debug', 'threadchat');
+
+// Starts the server and resolves once it has said which port it listens on.
+function startServer() {
+  if (!fs.existsSync(SERVER_BIN)) {
+    throw new Error(`threadchat binary not found at ${SERVER_BIN}: run \`cargo build\` first ` +
+      'or set THREADCHAT_BIN');
+  }
+  const child = spawn(SERVER_BIN, ['--host', '127.0.0.1', '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`server did not report its port within ${SERVER_START_TIMEOUT_MS} ms; ` +
+        `output so far:\n${output}`));
+    }, SERVER_START_TIMEOUT_MS);
+
+    const onData = (chunk) => {
+      output += chunk;
+      const match = LISTENING.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(match[1]), output: () => output });
+      }
+    };
+    // Keep draining both pipes for the whole run, or a chatty server would
+    // block once the pipe buffer fills.
+    child.stdout.setEncoding('utf8').on('data', onData);
+    child.stderr.setEncoding('utf8').on('data', onData);
+    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited early (code ${code}, signal ${signal}); output:\n${output}`));
+    });
+  });
+}
+
+// Stops the server we started, by its own handle (never by name).
+function stopServer(server) {
+  if (!server || server.child.exitCode !== null || server.child.signalCode !== null) {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    server.child.once('exit', resolve);
+    server.child.kill('SIGTERM');
+    // A server that ignores SIGTERM is killed outright rather than hanging the run.
+    setTimeout(() => server.child.kill('SIGKILL'), 3_000).unref();
+  });
+}
+
+// Launches Chromium. Playwright's launch() gives it a fresh temporary
+// profile (--user-data-dir) and deletes it on close, so no earlier run's state
+// can leak in.
+async function launchBrowser() {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: run client/tests/setup.sh (apt-get install chromium)`);
+  }
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: CHROMIUM_ARGS,
+    headless: true,
+    timeout: 30_000,
+  });
+}
+
+// Opens a page in its own browser context (its own cookies and storage, like
+// a separate person's browser) and records its console errors, uncaught
+// exceptions and dialogs (alert/confirm/prompt).
+async function openPage(browser, url, viewport) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+
+  const record = { consoleErrors: [], dialogs: [] };
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') record.consoleErrors.push(msg.text());
+  });
+  page.on('pageerror', (err) => record.consoleErrors.push(`uncaught: ${err.message}`));
+  page.on('dialog', (dialog) => {
+    record.dialogs.push(`${dialog.type()}: ${dialog.message()}`);
+    dialog.dismiss().catch(() => {});
+  });
+
+  await page.goto(url);
+  return { page, record };
+}
+
+module.exports = { startServer, stopServer, launchBrowser, openPage };
