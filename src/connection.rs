@@ -69,6 +69,7 @@ pub fn serve(
         Err(HeadError::Malformed(why)) => {
             warn!("conn {id}: bad HTTP request: {why}");
             let _ = (&socket).write_all(&http::status_response("400 Bad Request", &why));
+            http::linger_close(&socket);
             return;
         }
         Err(HeadError::TimedOut) => {
@@ -91,6 +92,7 @@ pub fn serve(
                 warn!("conn {id}: WebSocket handshake refused");
             }
             let _ = (&socket).write_all(&response);
+            http::linger_close(&socket);
         }
         Route::Upgrade(response) => {
             if let Err(e) = (&socket).write_all(&response) {

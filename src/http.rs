@@ -255,6 +255,31 @@ fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
     }
 }
 
+/// Most a refused or answered client may still send before its socket is
+/// closed, and how long it gets to do so.
+const LINGER_BYTES: usize = 64 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// Closes a connection after a response without losing the response.
+///
+/// Closing a socket that still has unread input makes the kernel send a
+/// reset, and a reset can destroy the response before the client reads it.
+/// So: send FIN, read and discard what the client still sends (bounded in
+/// bytes and time), then close.
+pub fn linger_close(mut socket: &TcpStream) {
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let _ = socket.set_read_timeout(Some(LINGER_TIME));
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    let mut sink = [0u8; 4096];
+    while discarded < LINGER_BYTES && Instant::now() < deadline {
+        match socket.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => discarded += n,
+        }
+    }
+}
+
 /// A short plain-text response, for errors.
 pub fn status_response(status: &str, message: &str) -> Vec<u8> {
     response(

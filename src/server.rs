@@ -20,7 +20,7 @@
 //! spawning more.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -231,8 +231,7 @@ fn spawn_rejecter() -> io::Result<Sender<TcpStream>> {
                     "503 Service Unavailable",
                     "the server is full; try again later",
                 ));
-                let _ = socket.shutdown(Shutdown::Write);
-                let _ = socket.read(&mut request);
+                http::linger_close(&socket);
             }
         })?;
     Ok(sender)

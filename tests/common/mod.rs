@@ -190,6 +190,7 @@ pub fn online_besides_probe(server: &TestServer, probe_name: &str) -> Vec<String
     assert_eq!(list.last().map(String::as_str), Some(probe_name));
     list.pop();
     probe.send_json(json!({"type": "disconnect", "username": probe_name}));
+    probe.barrier_while_logged_out();
     list
 }
 
