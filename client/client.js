@@ -60,8 +60,9 @@ function connect() {
   try {
     socket = new WebSocket(els.server.value.trim());
   } catch (err) {
-    // The constructor throws only for a malformed URL (not ws:// or wss://).
-    showError(els.server, els.serverError, 'That is not a WebSocket URL (ws://… or wss://…).');
+    // The constructor throws at once for a URL it cannot use; an unreachable
+    // server is reported later, by the close event.
+    showError(els.server, els.serverError, 'Not a usable URL', 'try ws://host:port/');
     els.server.focus();
     return;
   }
@@ -92,9 +93,10 @@ function onClose() {
   if (wasOpen) {
     els.connect.textContent = 'Reconnect';
     addSystemLine('Connection lost.');
-    showError(els.server, els.serverError, 'Connection lost. Press Reconnect to join again.');
+    showError(els.server, els.serverError, 'Connection lost', 'press Reconnect to join again');
   } else {
-    showError(els.server, els.serverError, 'Could not reach the server. Check the URL and try again.');
+    showError(els.server, els.serverError, 'Could not reach the server',
+      'check the URL and try again');
   }
   // Offer the way back in: the Connect button becomes Reconnect.
   els.connect.focus();
@@ -153,9 +155,11 @@ function onLogin(msg) {
   const previous = activeUsers;
   // A socket that is not logged in receives no broadcasts, so the first login
   // it hears about is its own. Once logged in, a login is ours when it carries
-  // the name we asked for and our old name has left the list (a rename).
+  // the name we asked for and our old name has left the list (a rename) or is
+  // that very name (setting the same name again).
   const isMine = requested !== null && (me === null ||
-    (msg.user_joined === requested && !msg.active_users.includes(me)));
+    (msg.user_joined === requested &&
+      (msg.user_joined === me || !msg.active_users.includes(me))));
   if (isMine) {
     becomeUser(msg.user_joined);
   }
@@ -179,14 +183,13 @@ function onError(msg) {
   // Show the refusal next to the input whose request it refuses. Errors with
   // no request (e.g. a frame the server could not parse) go to the message
   // box once logged in, else to the name box.
-  const text = msg.details ? `${msg.error} ${msg.details}` : msg.error;
   if (msg.request === 'login' || (msg.request !== 'chat' && me === null)) {
     requested = null;
-    showError(els.name, els.nameError, text);
+    showError(els.name, els.nameError, msg.error, msg.details);
     els.name.focus();
     els.name.select();
   } else {
-    showError(els.message, els.messageError, text);
+    showError(els.message, els.messageError, msg.error, msg.details);
     els.message.focus();
   }
 }
@@ -222,11 +225,16 @@ function setEnabled(elements, enabled) {
   for (const el of elements) el.disabled = !enabled;
 }
 
-// Shows (or, with an empty text, clears) the error under one input and marks
-// the input invalid so screen readers tie the two together.
-function showError(input, errorEl, text) {
-  errorEl.textContent = text;
+// Shows (or, with an empty text, clears) the error under one input, as a
+// short headline and optional details, and marks the input invalid so screen
+// readers tie the two together through its aria-describedby.
+function showError(input, errorEl, text, details) {
+  errorEl.replaceChildren();
   if (text) {
+    const headline = document.createElement('strong');
+    headline.textContent = text.charAt(0).toUpperCase() + text.slice(1);
+    errorEl.append(headline);
+    if (details) errorEl.append(`: ${details}`);
     input.setAttribute('aria-invalid', 'true');
   } else {
     input.removeAttribute('aria-invalid');

@@ -15,6 +15,7 @@ const OUTPUT_DIR = path.join(__dirname, 'output');
 const XSS = '<img src=x onerror=alert(1)>';
 
 let server;
+let secondServer;   // started by the reconnect test
 let browser;
 let url;
 let walter;   // { page, record }: uses the keyboard only
@@ -86,6 +87,7 @@ describe('threadchat in a browser', { timeout: 60_000 }, () => {
   after(async () => {
     if (browser) await browser.close();
     await stopServer(server);
+    await stopServer(secondServer);
   });
 
   it('prefills the server URL from the page and shows the state Disconnected', async () => {
@@ -120,10 +122,13 @@ describe('threadchat in a browser', { timeout: 60_000 }, () => {
       const error = page.locator('#name-error');
       await error.waitFor({ state: 'visible' });
       assert.notEqual((await error.textContent()).trim(), '', 'the error says something');
+      assert.equal(await page.locator('#name-form #name-error').isVisible(), true,
+        'the error sits in the name step');
       assert.equal(await page.getAttribute('#name', 'aria-invalid'), 'true');
       assert.equal(await focusedId(page), 'name', 'focus returns to the refused name');
       assert.deepEqual(await page.evaluate(usersList), [], 'a refused user sees no one');
       assert.equal(await page.isDisabled('#message'), true);
+      await page.screenshot({ path: path.join(OUTPUT_DIR, 'name-refused.png') });
     });
 
   it('lets the refused user pick another name; both then see each other listed', async () => {
@@ -237,6 +242,18 @@ describe('threadchat in a browser', { timeout: 60_000 }, () => {
     assert.equal(await focusedId(page), 'connect', 'focus is on the way back in');
     assert.equal(await page.isDisabled('#message'), true);
     assert.deepEqual(await page.evaluate(usersList), []);
+    assert.match(await page.textContent('#server-error'), /Connection lost/);
     assert.deepEqual(record.dialogs, []);
+  });
+
+  it('reconnects and logs back in under the same name', async () => {
+    const { page } = walter;
+    secondServer = await startServer();
+    await page.fill('#server', `ws://127.0.0.1:${secondServer.port}/`);
+    await page.keyboard.press('Enter');
+    await waitUntil(page, usersList, ['walter (you)'], "walter's users list");
+    assert.equal(await page.textContent('#ws-status'), 'Connected');
+    assert.equal(await page.textContent('#server-error'), '');
+    assert.equal(await focusedId(page), 'message');
   });
 });
