@@ -1,0 +1,102 @@
+//! Limits on what one client may send.
+
+mod common;
+
+use common::TestServer;
+use threadchat::Config;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+#[test]
+fn chat_text_over_the_limit_is_refused_and_not_relayed() {
+    let server = TestServer::start();
+    let mut walter = server.login("walter");
+    let limit = threadchat::config::DEFAULT_MAX_CHAT_CHARS;
+    walter.chat(&"é".repeat(limit + 1));
+    let error = walter.expect_error();
+    assert_eq!(error["error"], "message too long");
+    assert_eq!(error["request"], "chat");
+    walter.chat(&"é".repeat(limit));
+    assert_eq!(
+        walter.recv_json()["text"].as_str().unwrap().chars().count(),
+        limit
+    );
+}
+
+#[test]
+fn empty_chat_text_is_refused() {
+    let server = TestServer::start();
+    let mut walter = server.login("walter");
+    walter.chat("   ");
+    assert_eq!(walter.expect_error()["error"], "empty message");
+}
+
+#[test]
+fn messages_over_the_rate_are_refused_with_an_error_and_dropped() {
+    let server = TestServer::with(Config {
+        rate_limit: 5,
+        ..Config::ephemeral()
+    });
+    let mut walter = server.connect();
+    // The login and nine chats fit the burst of 10 (2 × 5); the 11th and 12th
+    // are refused unless the bucket refilled meanwhile (a token every 200 ms).
+    walter.login("walter");
+    let started = std::time::Instant::now();
+    for i in 0..11 {
+        walter.chat(&format!("m{i}"));
+    }
+    let mut relayed = 0;
+    let mut refused = 0;
+    for _ in 0..11 {
+        let message = walter.recv_json();
+        match message["type"].as_str() {
+            Some("chat") => relayed += 1,
+            Some("error") => {
+                assert_eq!(message["error"], "rate limit exceeded");
+                refused += 1;
+            }
+            _ => panic!("unexpected {message}"),
+        }
+    }
+    let refills = (started.elapsed().as_millis() / 200) as i32;
+    assert!(
+        refused >= 2 - refills,
+        "relayed {relayed}, refused {refused}"
+    );
+    assert!(relayed >= 9);
+}
+
+#[test]
+fn sustained_flooding_closes_the_connection_with_1008() {
+    let server = TestServer::with(Config {
+        rate_limit: 1,
+        ..Config::ephemeral()
+    });
+    let mut flooder = server.connect();
+    for i in 0..threadchat::config::RATE_LIMIT_STRIKES + 10 {
+        // The server may already have closed; later sends may fail.
+        if flooder
+            .ws
+            .send(tungstenite::Message::text(format!(
+                "{{\"type\":\"chat\",\"text\":\"{i}\"}}"
+            )))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let close = flooder.expect_close().expect("close frame has a code");
+    assert_eq!(close.code, CloseCode::Policy);
+}
+
+#[test]
+fn a_smaller_configured_message_limit_is_enforced() {
+    let server = TestServer::with(Config {
+        max_message_bytes: 1024,
+        ..Config::ephemeral()
+    });
+    let mut walter = server.login("walter");
+    walter.chat(&"a".repeat(900));
+    assert_eq!(walter.recv_json()["type"], "chat");
+    walter.chat(&"a".repeat(1100));
+    assert_eq!(walter.expect_close().unwrap().code, CloseCode::Size);
+}
