@@ -59,7 +59,7 @@ function connect() {
   showError(els.server, els.serverError, '');
   try {
     socket = new WebSocket(els.server.value.trim());
-  } catch (err) {
+  } catch {
     // The constructor throws at once for a URL it cannot use; an unreachable
     // server is reported later, by the close event.
     showError(els.server, els.serverError, 'Not a usable URL', 'try ws://host:port/');
@@ -91,6 +91,7 @@ function onClose() {
   setStatus('disconnected');
   renderUsers([]);
   if (wasOpen) {
+    // Offer the way back in: the Connect button becomes Reconnect.
     els.connect.textContent = 'Reconnect';
     addSystemLine('Connection lost.');
     showError(els.server, els.serverError, 'Connection lost', 'press Reconnect to join again');
@@ -98,7 +99,6 @@ function onClose() {
     showError(els.server, els.serverError, 'Could not reach the server',
       'check the URL and try again');
   }
-  // Offer the way back in: the Connect button becomes Reconnect.
   els.connect.focus();
 }
 

@@ -2,6 +2,7 @@
 # Installs what the browser tests need, only when it is missing:
 #   - Debian's Chromium at /usr/bin/chromium (apt-get; Playwright's own browser
 #     download cannot work here, so it is never attempted);
+#   - Node.js and npm, from Debian, on a machine that lacks them;
 #   - client/node_modules, from package-lock.json (npm ci).
 # Fails loudly rather than letting the tests skip.
 set -euo pipefail
@@ -14,21 +15,33 @@ fail() {
   exit 1
 }
 
-if [ ! -x "$CHROMIUM" ]; then
-  echo "setup: $CHROMIUM is missing; installing Debian's chromium package"
-  command -v apt-get >/dev/null || fail "no apt-get here; install Chromium at $CHROMIUM by hand"
-  SUDO=""
+# Installs Debian packages, as root or through sudo; apt-get update runs once.
+APT_UPDATED=""
+apt_install() {
+  command -v apt-get >/dev/null || fail "no apt-get here; install $* by hand"
+  local sudo=""
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || fail "installing chromium needs root (or sudo)"
-    SUDO="sudo"
+    command -v sudo >/dev/null || fail "installing $* needs root (or sudo)"
+    sudo="sudo"
   fi
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -q || fail "apt-get update failed"
-  $SUDO apt-get install -y -q chromium || fail "apt-get install chromium failed"
+  if [ -z "$APT_UPDATED" ]; then
+    $sudo apt-get update -q || fail "apt-get update failed"
+    APT_UPDATED=yes
+  fi
+  $sudo apt-get install -y -q "$@" || fail "apt-get install $* failed"
+}
+
+if [ ! -x "$CHROMIUM" ]; then
+  echo "setup: $CHROMIUM is missing; installing Debian's chromium package"
+  apt_install chromium
   [ -x "$CHROMIUM" ] || fail "chromium installed, yet $CHROMIUM is still missing"
 fi
 
-command -v npm >/dev/null || fail "npm is missing (apt-get install npm)"
+if ! command -v npm >/dev/null; then
+  echo "setup: npm is missing; installing Debian's nodejs and npm packages"
+  apt_install nodejs npm
+fi
 
 # npm writes node_modules/.package-lock.json on every install; a committed
 # lock file newer than it means the dependencies changed since then.
