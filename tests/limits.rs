@@ -100,3 +100,32 @@ fn a_smaller_configured_message_limit_is_enforced() {
     walter.chat(&"a".repeat(1100));
     assert_eq!(walter.expect_close().unwrap().code, CloseCode::Size);
 }
+
+#[test]
+fn deeply_nested_json_is_refused_without_harm() {
+    let server = TestServer::start();
+    let mut walter = server.login("walter");
+    let depth = 20_000;
+    let nested = format!(
+        "{{\"type\":\"chat\",\"text\":\"x\",\"extra\":{}{}}}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    walter.send_text(&nested);
+    let error = walter.expect_error();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("error decoding"),
+        "{error}"
+    );
+    // Nesting within serde_json's limit passes, as part of the chat object.
+    let fine = format!(
+        "{{\"type\":\"chat\",\"text\":\"y\",\"extra\":{}{}}}",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    walter.send_text(&fine);
+    assert_eq!(walter.recv_json()["text"], "y");
+}
