@@ -88,6 +88,14 @@ pub const WRITER_STACK_BYTES: usize = 64 * 1024;
 /// A full channel makes readers wait, which slows floods at their source.
 pub const EVENT_QUEUE_CAPACITY: usize = 16 * 1024;
 
+/// Largest batch of broadcast frames the dispatcher gathers before queueing
+/// it for everyone (see `dispatcher.rs`).
+pub const BROADCAST_BATCH_BYTES: usize = 64 * 1024;
+
+/// Most events the dispatcher handles in one batch, so that a steady stream
+/// of events cannot postpone a flush indefinitely.
+pub const MAX_EVENTS_PER_BATCH: usize = 256;
+
 /// Most frames the writer gathers into one `writev` call.
 pub const WRITE_BATCH_FRAMES: usize = 512;
 

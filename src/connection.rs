@@ -267,7 +267,7 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                     Verdict::Refuse => {
                         warn!("conn {id}: message dropped: rate limit");
                         let refusal = Refusal::new(
-                            None,
+                            protocol::request_kind(&text),
                             "rate limit exceeded",
                             format!(
                                 "at most {} messages per second; this one was dropped",

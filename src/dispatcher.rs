@@ -11,6 +11,13 @@
 //! shared, already-encoded frame into each recipient's `Outbox`; a client
 //! whose queue is full is too slow, and is disconnected on the spot (close
 //! 1008) instead of holding everyone else back.
+//!
+//! Broadcasts are batched: while more events are already waiting, the frames
+//! of consecutive broadcasts are appended to one buffer (`pending`), and the
+//! buffer is queued for every recipient once, when the channel runs dry, when
+//! it is large, or before anything that changes who the recipients are. Under
+//! load, one push per recipient then carries many messages; when idle, a
+//! message goes out as soon as it is handled, since the channel is empty.
 
 use std::collections::HashMap;
 
@@ -20,6 +27,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::config::{BROADCAST_BATCH_BYTES, MAX_EVENTS_PER_BATCH};
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame, Refusal, Request};
 
@@ -56,6 +64,10 @@ pub struct Dispatcher {
     names: HashMap<String, ConnId>,
     /// Set by `Shutdown`: latecomers are sent away at once.
     shutting_down: bool,
+    /// Encoded frames for every logged-in client, not yet queued. Only ever
+    /// holds frames for the current set of `online` clients: anything that
+    /// changes that set calls `flush` first.
+    pending: Vec<u8>,
 }
 
 impl Default for Dispatcher {
@@ -71,18 +83,24 @@ impl Dispatcher {
             online: Vec::new(),
             names: HashMap::new(),
             shutting_down: false,
+            pending: Vec::new(),
         }
     }
 
     /// Handles events until every sender is gone.
     pub fn run(mut self, events: Receiver<Event>) {
-        for event in events {
+        while let Ok(event) = events.recv() {
             self.handle(event);
+            // Whatever else is already waiting joins the same batch.
+            for event in events.try_iter().take(MAX_EVENTS_PER_BATCH) {
+                self.handle(event);
+            }
+            self.flush();
         }
         debug!("dispatcher: all senders gone, stopping");
     }
 
-    pub fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event) {
         match event {
             Event::Connected { id, outbox } => {
                 if self.shutting_down {
@@ -102,6 +120,7 @@ impl Dispatcher {
                 self.clients.remove(&id);
             }
             Event::Shutdown => {
+                self.flush();
                 self.shutting_down = true;
                 let goodbye = close_frame(CloseCode::Away, "server shutting down");
                 for client in self.clients.values() {
@@ -130,8 +149,8 @@ impl Dispatcher {
             Request::Chat { message } if logged_in => {
                 let username = client.username.as_deref().unwrap_or_default();
                 debug!("conn {id}: chat from {username}");
-                let frame = protocol::chat_frame(&message, username);
-                self.broadcast(frame);
+                let json = protocol::chat_json(&message, username);
+                self.broadcast(&json);
             }
             Request::Disconnect if logged_in => self.log_out(id),
             Request::Chat { .. } | Request::Disconnect => {
@@ -169,6 +188,10 @@ impl Dispatcher {
             );
             return;
         }
+        if !self.clients.contains_key(&id) {
+            return;
+        }
+        self.flush(); // what is pending was meant for the old audience
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -183,21 +206,33 @@ impl Dispatcher {
             }
         }
         self.names.insert(key, id);
-        let frame = protocol::login_frame(&username, self.active_users());
-        self.broadcast(frame);
+        let json = protocol::login_json(&username, self.active_users());
+        self.broadcast(&json);
     }
 
     /// Takes a connection out of the chat, if it was in, and tells the rest.
     /// Safe to call twice: a user leaves exactly once.
     fn log_out(&mut self, id: ConnId) {
+        if self.clients.get(&id).is_none_or(|c| c.username.is_none()) {
+            return;
+        }
+        self.flush(); // what is pending was meant for the old audience
+        self.remove_from_chat(id);
+    }
+
+    /// Takes a logged-in client out of `online` and queues the news for the
+    /// others. Callers have flushed `pending` already.
+    fn remove_from_chat(&mut self, id: ConnId) {
         let Some(username) = self.clients.get_mut(&id).and_then(|c| c.username.take()) else {
             return;
         };
         self.names.remove(&protocol::username_key(&username));
         self.online.retain(|&other| other != id);
         info!("{username} left ({} online)", self.online.len());
-        let frame = protocol::disconnect_frame(&username, self.active_users());
-        self.broadcast(frame);
+        let json = protocol::disconnect_json(&username, self.active_users());
+        // Appended without the size check of `broadcast`: this may run inside
+        // `flush`, whose loop sends it.
+        protocol::append_text_frame(&mut self.pending, &json);
     }
 
     fn active_users(&self) -> impl Iterator<Item = &str> {
@@ -206,52 +241,58 @@ impl Dispatcher {
             .filter_map(|id| self.clients.get(id)?.username.as_deref())
     }
 
-    /// Queues one frame for every logged-in client. Clients whose queue is
-    /// full are dropped, which is itself broadcast, which may find more slow
-    /// clients: hence the work list rather than recursion.
-    fn broadcast(&mut self, frame: Frame) {
-        let mut pending = vec![frame];
-        while let Some(frame) = pending.pop() {
+    /// Adds a message for every logged-in client to the pending batch.
+    fn broadcast(&mut self, json: &[u8]) {
+        protocol::append_text_frame(&mut self.pending, json);
+        if self.pending.len() >= BROADCAST_BATCH_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Queues the pending batch for every logged-in client: one shared
+    /// buffer, one push each. Clients whose queue is full are dropped, and
+    /// their departure is the next batch, for those who remain.
+    fn flush(&mut self) {
+        while !self.pending.is_empty() {
+            let batch: Frame = std::mem::take(&mut self.pending).into();
             let mut too_slow = Vec::new();
             for id in &self.online {
                 if let Some(client) = self.clients.get(id)
-                    && client.outbox.push(frame.clone()).is_err()
+                    && client.outbox.push(batch.clone()).is_err()
                 {
                     too_slow.push(*id);
                 }
             }
             for id in too_slow {
-                let Some(client) = self.clients.get_mut(&id) else {
-                    continue;
-                };
-                client.outbox.abandon(close_frame(
-                    CloseCode::Policy,
-                    "outbound queue full: client is reading too slowly",
-                ));
-                let Some(username) = client.username.take() else {
-                    continue;
-                };
-                warn!("{username} dropped: outbound queue full (client not reading)");
-                self.names.remove(&protocol::username_key(&username));
-                self.online.retain(|&other| other != id);
-                info!("{username} left ({} online)", self.online.len());
-                pending.push(protocol::disconnect_frame(&username, self.active_users()));
+                self.drop_slow_client(id);
             }
         }
+    }
+
+    /// A client whose queue is full is not reading: close it (1008) without
+    /// waiting for it, and tell the others it left.
+    fn drop_slow_client(&mut self, id: ConnId) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        client.outbox.abandon(close_frame(
+            CloseCode::Policy,
+            "outbound queue full: client is reading too slowly",
+        ));
+        warn!("conn {id} dropped: outbound queue full (client not reading)");
+        self.remove_from_chat(id);
     }
 
     /// Sends a refusal to one client. If even that does not fit, the client
     /// is not reading, and is dropped like any other slow client.
     fn reply(&mut self, id: ConnId, refusal: Refusal) {
+        // Everything broadcast before this refusal reaches the client first.
+        self.flush();
         let Some(client) = self.clients.get(&id) else {
             return;
         };
         if client.outbox.push(refusal.to_frame()).is_err() {
-            client.outbox.abandon(close_frame(
-                CloseCode::Policy,
-                "outbound queue full: client is reading too slowly",
-            ));
-            self.log_out(id);
+            self.drop_slow_client(id);
         }
     }
 }

@@ -5,16 +5,16 @@
 //! into bytes; it knows nothing of sockets or threads, which keeps it easy to
 //! test and to fuzz (`tests/protocol_props.rs`).
 //!
-//! Every server message is encoded here once, as a complete WebSocket frame
-//! (`Frame`): a broadcast to a thousand users is serialized and framed one
-//! time and the same bytes are queued for all of them.
+//! Every server message is encoded here once, as complete WebSocket frame
+//! bytes: a broadcast to a thousand users is serialized and framed one time
+//! and the same bytes are queued for all of them.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 
 use crate::config::MAX_USERNAME_CHARS;
 
@@ -173,6 +173,21 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
     }
 }
 
+/// The protocol type a message claims to be, if it is one of the three,
+/// without validating the rest: used to label a refusal of a message that is
+/// dropped unread (over the rate limit), so the client knows which it was.
+pub fn request_kind(text: &str) -> Option<&'static str> {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    let kind = serde_json::from_str::<Kind>(text).ok()?.kind?;
+    ["login", "chat", "disconnect"]
+        .into_iter()
+        .find(|known| *known == kind)
+}
+
 /// Trims a username and checks it: 1 to 32 characters, no control characters.
 /// Uniqueness is the dispatcher's to check, as only it knows who is online.
 pub fn validate_username(raw: &str) -> Result<String, Refusal> {
@@ -199,25 +214,25 @@ pub fn username_key(name: &str) -> String {
     name.to_lowercase()
 }
 
-/// `{"type":"login","user_joined":…,"active_users":[…]}`
-pub fn login_frame<'a>(joined: &str, active_users: impl Iterator<Item = &'a str>) -> Frame {
-    presence_frame("login", "user_joined", joined, active_users)
+/// `{"type":"login","user_joined":…,"active_users":[…]}`, as JSON text.
+pub fn login_json<'a>(joined: &str, active_users: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    presence_json("login", "user_joined", joined, active_users)
 }
 
-/// `{"type":"disconnect","user_left":…,"active_users":[…]}`
-pub fn disconnect_frame<'a>(left: &str, active_users: impl Iterator<Item = &'a str>) -> Frame {
-    presence_frame("disconnect", "user_left", left, active_users)
+/// `{"type":"disconnect","user_left":…,"active_users":[…]}`, as JSON text.
+pub fn disconnect_json<'a>(left: &str, active_users: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    presence_json("disconnect", "user_left", left, active_users)
 }
 
 /// Both presence messages have one shape; it is written by hand into one
 /// buffer because in a login storm it is the largest message the server
 /// builds (every login lists every user).
-fn presence_frame<'a>(
+fn presence_json<'a>(
     kind: &str,
     who_key: &str,
     who: &str,
     active_users: impl Iterator<Item = &'a str>,
-) -> Frame {
+) -> Vec<u8> {
     let mut json = Vec::with_capacity(64);
     json.extend_from_slice(b"{\"type\":\"");
     json.extend_from_slice(kind.as_bytes());
@@ -233,11 +248,12 @@ fn presence_frame<'a>(
         write_json_string(&mut json, user);
     }
     json.extend_from_slice(b"]}");
-    text_frame(json)
+    json
 }
 
-/// The chat object as relayed: the client's fields, `username` stamped.
-pub fn chat_frame(message: &Map<String, Value>, username: &str) -> Frame {
+/// The chat object as relayed, as JSON text: the client's fields, with
+/// `username` stamped.
+pub fn chat_json(message: &Map<String, Value>, username: &str) -> Vec<u8> {
     // Serialize the client's object and add the stamped name, without
     // cloning the map; `parse_request` removed any `username` it carried.
     let mut json = serde_json::to_vec(message).expect("a JSON map always serializes");
@@ -248,7 +264,7 @@ pub fn chat_frame(message: &Map<String, Value>, username: &str) -> Frame {
     json.extend_from_slice(b"\"username\":");
     write_json_string(&mut json, username);
     json.push(b'}');
-    text_frame(json)
+    json
 }
 
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -262,6 +278,19 @@ fn json_frame(value: &impl Serialize) -> Frame {
 /// Wraps UTF-8 bytes in a final, unmasked text frame.
 pub fn text_frame(payload: Vec<u8>) -> Frame {
     encode(WsFrame::message(payload, OpCode::Data(Data::Text), true))
+}
+
+/// Appends one final, unmasked text frame to `out`, which may already hold
+/// other frames: the dispatcher gathers consecutive broadcasts this way.
+pub fn append_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    header
+        .format(payload.len() as u64, out)
+        .expect("formatting into a Vec cannot fail");
+    out.extend_from_slice(payload);
 }
 
 /// Encodes any frame (used for the pings the reader sends).

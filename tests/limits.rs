@@ -52,6 +52,7 @@ fn messages_over_the_rate_are_refused_with_an_error_and_dropped() {
             Some("chat") => relayed += 1,
             Some("error") => {
                 assert_eq!(message["error"], "rate limit exceeded");
+                assert_eq!(message["request"], "chat");
                 refused += 1;
             }
             _ => panic!("unexpected {message}"),

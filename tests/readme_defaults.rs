@@ -1,0 +1,54 @@
+//! The README's table of defaults says what `src/config.rs` says.
+
+use std::time::Duration;
+
+use threadchat::Config;
+
+fn seconds(d: Duration) -> String {
+    format!("`{}` s", d.as_secs_f64())
+}
+
+#[test]
+fn readme_defaults_table_matches_the_config() {
+    let readme = include_str!("../README.md");
+    let c = Config::default();
+    let expected = [
+        ("--port", format!("`{}`", threadchat::config::DEFAULT_PORT)),
+        ("--host", format!("`{}`", c.host)),
+        (
+            "--log-level",
+            format!("`{}`", c.log_level.as_str().to_lowercase()),
+        ),
+        ("--max-message-bytes", format!("`{}`", c.max_message_bytes)),
+        ("--max-chat-chars", format!("`{}`", c.max_chat_chars)),
+        ("--rate-limit", format!("`{}`", c.rate_limit)),
+        ("--outbound-messages", format!("`{}`", c.outbound_messages)),
+        ("--outbound-bytes", format!("`{}`", c.outbound_bytes)),
+        ("--handshake-timeout", seconds(c.handshake_timeout)),
+        ("--ping-interval", seconds(c.ping_interval)),
+        ("--idle-timeout", seconds(c.idle_timeout)),
+        ("--write-timeout", seconds(c.write_timeout)),
+        ("--max-connections", format!("`{}`", c.max_connections)),
+    ];
+    for (flag, value) in expected {
+        let row = format!("| `{flag}` | {value} |");
+        assert!(readme.contains(&row), "README lacks the row {row:?}");
+    }
+    assert!(
+        readme.contains(&format!(
+            "sustained excess ({} refusals in a row)",
+            threadchat::config::RATE_LIMIT_STRIKES
+        )),
+        "README's rate-limit strike count differs from the config"
+    );
+}
+
+#[test]
+fn clap_defaults_match_config_default() {
+    // The flags' defaults (clap) and `Config::default()` are written twice;
+    // this keeps them equal.
+    use clap::Parser;
+    let parsed = Config::try_parse_from(["threadchat"]).unwrap();
+    let default = Config::default();
+    assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+}
