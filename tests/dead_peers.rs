@@ -39,7 +39,7 @@ fn a_silent_client_is_pinged_then_dropped_after_the_idle_timeout() {
         ..Config::ephemeral()
     });
     let mut observer = server.login("observer");
-    let mut silent = server.login("silent");
+    let silent = server.login("silent");
     observer.recv_json();
     // `silent` now reads nothing, so tungstenite sends no pongs for it. The
     // observer hears of its departure.
