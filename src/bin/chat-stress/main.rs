@@ -1,0 +1,168 @@
+//! `chat-stress`: load for a chat server, built the way threadchat itself is
+//! built — blocking sockets, one OS thread per simulated user, channels
+//! between threads, no async runtime.
+//!
+//! Each subcommand is one experiment in its own module:
+//!
+//! - `fanout` (`room.rs` does the work): N users log in, K of them chat;
+//!   throughput, latency, loss, duplicates, reordering, and the login storm.
+//! - `hold` (`hold.rs`): many connections held open at once; the server's
+//!   memory and threads per connection.
+//! - `churn` (`churn.rs`): users coming and going, cleanly and abruptly; the
+//!   server must end empty.
+//! - `slow` (`slow.rs`): some users stop reading; the others must not notice.
+//! - `report` (`report.rs`, `plot.rs`): turns the JSON lines of a benchmark
+//!   run into `docs/bench.md` and its plot.
+//!
+//! Every run is bounded in time: each phase has a deadline and a watchdog
+//! thread ends the process if the whole run outlives `--timeout`. Every run
+//! talks to loopback only; `net::Target` refuses any other address.
+
+mod churn;
+mod hold;
+mod measure;
+mod net;
+mod plot;
+mod report;
+mod room;
+mod scan;
+mod slow;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// Grace the watchdog allows past `--timeout` for the run to tidy up (close
+/// its sockets, print its report) before it ends the process regardless.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(15);
+
+#[derive(Parser)]
+#[command(
+    name = "chat-stress",
+    version,
+    about = "Stress and benchmark a threadchat-protocol WebSocket server (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// N users log in, K of them send M chat messages each; every delivery is checked.
+    Fanout(room::FanoutArgs),
+    /// Open N connections, log in L of them, hold them; server memory and threads.
+    Hold(hold::HoldArgs),
+    /// Users connect, log in, chat and leave (cleanly and abruptly) for a while.
+    Churn(churn::ChurnArgs),
+    /// Some users stop reading while the others chat at full speed.
+    Slow(slow::SlowArgs),
+    /// Write docs/bench.md and its plot from the JSON lines of a benchmark run.
+    Report(report::ReportArgs),
+}
+
+/// Options every experiment shares.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// Server to load; only loopback addresses (127.0.0.0/8, localhost) are accepted.
+    #[arg(long, default_value = "ws://127.0.0.1:8081/")]
+    pub url: String,
+
+    /// The server's process id: adds its CPU time, memory and thread count to the report.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Seconds the whole run may take; phases have their own deadlines within it.
+    #[arg(long, default_value = "120")]
+    pub timeout: f64,
+
+    /// Print one line of JSON instead of the table (for scripts).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Name of the server under test, carried into the JSON (e.g. threadchat, python).
+    #[arg(long, default_value = "server")]
+    pub server_name: String,
+
+    /// Spread connections over this many source addresses (127.0.0.2, .3, …);
+    /// 0 decides from the number of connections and the ephemeral port range.
+    #[arg(long, default_value = "0")]
+    pub source_addrs: usize,
+}
+
+impl Common {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout.max(1.0))
+    }
+}
+
+/// What one experiment found: printed as a table, or as JSON with `--json`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Report {
+    /// `fanout`, `hold`, `churn` or `slow`.
+    pub test: String,
+    /// `--server-name`.
+    pub server: String,
+    /// The experiment's own numbers (see each module's `…Result`).
+    pub result: serde_json::Value,
+    /// The same numbers as the rows of the summary table.
+    pub rows: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn print(&self, json: bool) {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(self).expect("a report always serializes")
+            );
+            return;
+        }
+        let width = self.rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        println!("\n{} against {}", self.test, self.server);
+        println!("{}", "-".repeat(width + 30));
+        for (key, value) in &self.rows {
+            println!("{key:<width$}  {value}");
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Fanout(args) => run(&args.common.clone(), || room::fanout(&args)),
+        Command::Hold(args) => run(&args.common.clone(), || hold::run(&args)),
+        Command::Churn(args) => run(&args.common.clone(), || churn::run(&args)),
+        Command::Slow(args) => run(&args.common.clone(), || slow::run(&args)),
+        Command::Report(args) => report::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-stress: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one experiment under the watchdog, with the file limit raised, and
+/// prints its report.
+fn run(common: &Common, experiment: impl FnOnce() -> Result<Report, String>) -> Result<(), String> {
+    net::Target::parse(&common.url)?;
+    net::raise_fd_limit();
+    let limit = common.timeout() + WATCHDOG_GRACE;
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .stack_size(net::SMALL_STACK)
+        .spawn(move || {
+            std::thread::sleep(limit);
+            eprintln!("chat-stress: still running after {limit:?}; giving up");
+            std::process::exit(3);
+        })
+        .map_err(|e| format!("cannot start the watchdog: {e}"))?;
+    let report = experiment()?;
+    report.print(common.json);
+    Ok(())
+}
