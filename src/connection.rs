@@ -31,7 +31,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
@@ -220,7 +220,9 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
         .max_frame_size(Some(config.max_message_bytes))
         .accept_unmasked_frames(false);
     // The read timeout is the ping interval: a read that times out means the
-    // client has been quiet that long.
+    // client has been quiet that long, so it is pinged; once the silence
+    // reaches the idle timeout (checked at each such wake-up, so within one
+    // ping interval of it) the client is dropped. No timer thread needed.
     if let Err(e) = socket.set_read_timeout(Some(config.ping_interval)) {
         debug!("conn {id}: cannot set read timeout: {e}");
         return;
@@ -250,11 +252,6 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                 if guard.outbox.push(ping).is_err() {
                     break Ending::Closed;
                 }
-                let next = (config.idle_timeout - silence).min(config.ping_interval);
-                let _ = ws
-                    .get_ref()
-                    .socket
-                    .set_read_timeout(Some(next.max(MIN_WAIT)));
                 continue;
             }
             Err(e) => break ending_for(id, e),
@@ -304,11 +301,6 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             Message::Close(frame) => debug!("conn {id}: client closed: {frame:?}"),
         }
-        // The silence clock restarts, so does the read timeout.
-        let _ = ws
-            .get_ref()
-            .socket
-            .set_read_timeout(Some(config.ping_interval));
     };
 
     if let Ending::Close(code, reason) = ending {
@@ -323,9 +315,6 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
         let _ = ws.close(Some(frame));
     }
 }
-
-/// Shortest read timeout set (zero would mean "no timeout").
-const MIN_WAIT: Duration = Duration::from_millis(10);
 
 /// Parses one text message and passes it on. Returns false if the client has
 /// to go (its queue is full, or the dispatcher is gone).
