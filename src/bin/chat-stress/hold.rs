@@ -1,8 +1,312 @@
+//! `hold`: many connections at once, and what each costs the server.
+//!
+//! A deliberate departure from one-thread-per-user, forced by this machine:
+//! `kernel.pid_max` (32,768) counts threads system-wide, and a server with
+//! 10,000 connections already runs 20,000 of them. So only the logged-in
+//! users get a thread each (they must read: login broadcasts go to them, and
+//! a client that stops reading is dropped as too slow). The idle connections,
+//! which complete the handshake and then say nothing, are opened by a small
+//! pool of connector threads and kept as plain sockets in a `Vec`: the
+//! server receives nothing from them, so it sends them nothing either.
+//!
+//! Phases, with a sample of the server's memory and threads after each:
+//! before → L users logged in → N − L idle connections added → held for a
+//! while → everything closed. The cost of one idle connection is the growth
+//! between the second and third samples divided by N − L.
+
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
 use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::measure::{CpuMeter, CpuUse, ProcessSample, now_us};
+use crate::net::{self, Sources, Target};
+use crate::room::{self, ErrorTally};
 use crate::{Common, Report};
+
+/// tungstenite read buffer of a held connection: it reads presence
+/// messages at most, and there may be 10,000 of them.
+const HOLD_READ_BUFFER: usize = 4 * 1024;
+
+/// Time allowed for the server to give back its threads after the close.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(20);
+
+/// Pause before a sample, so the server's threads have finished starting.
+const SETTLE: Duration = Duration::from_millis(500);
+
 #[derive(Args, Clone, Debug)]
 pub struct HoldArgs {
     #[command(flatten)]
     pub common: Common,
+
+    /// Connections to hold in all.
+    #[arg(long, default_value = "1000")]
+    pub connections: usize,
+
+    /// How many of them log in (one reading thread each).
+    #[arg(long, default_value = "100")]
+    pub logged_in: usize,
+
+    /// Threads that open the idle connections.
+    #[arg(long, default_value = "8")]
+    pub connectors: usize,
+
+    /// Seconds to hold everything open before closing.
+    #[arg(long, default_value = "3")]
+    pub hold_secs: f64,
 }
-pub fn run(_args: &HoldArgs) -> Result<Report, String> { Err("todo".into()) }
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct HoldResult {
+    pub connections: usize,
+    pub logged_in: usize,
+    pub source_addrs: usize,
+    pub opened: usize,
+    /// Seconds for the L users to connect and for all of them to see the
+    /// room complete.
+    pub login_s: f64,
+    /// Seconds to open (connect + handshake) the idle connections.
+    pub establish_s: f64,
+    pub establish_per_s: f64,
+    pub before: Option<ProcessSample>,
+    pub after_login: Option<ProcessSample>,
+    pub during: Option<ProcessSample>,
+    pub max_rss_kib: Option<u64>,
+    pub after: Option<ProcessSample>,
+    /// Server memory per idle connection (KiB) and per connection overall.
+    pub idle_kib_per_connection: Option<f64>,
+    pub kib_per_connection: Option<f64>,
+    pub threads_per_connection: Option<f64>,
+    pub teardown_s: f64,
+    pub cpu: CpuUse,
+    pub errors: Vec<String>,
+}
+
+pub fn run(args: &HoldArgs) -> Result<Report, String> {
+    let target = Target::parse(&args.common.url)?;
+    let pid = args.common.server_pid;
+    let logged_in = args.logged_in.min(args.connections);
+    let idle = args.connections - logged_in;
+    let sources = Arc::new(Sources::for_connections(
+        args.connections,
+        args.common.source_addrs,
+    ));
+    let deadline = now_us() + args.common.timeout().as_micros() as u64;
+    let sample = || pid.and_then(ProcessSample::of);
+    let mut errors = ErrorTally::default();
+    let mut result = HoldResult {
+        connections: args.connections,
+        logged_in,
+        source_addrs: sources.count(),
+        before: sample(),
+        ..HoldResult::default()
+    };
+    let meter = CpuMeter::start(pid);
+
+    // The logged-in users: one thread each, reading until told to stop.
+    let tag = net::run_tag();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (settled_tx, settled) = crossbeam_channel::unbounded::<Result<(), String>>();
+    let login_start = Instant::now();
+    let mut users = Vec::with_capacity(logged_in);
+    for index in 0..logged_in {
+        let (target, sources, stop, settled_tx) = (
+            target.clone(),
+            sources.clone(),
+            stop.clone(),
+            settled_tx.clone(),
+        );
+        let name = format!("{tag}h{index}");
+        let spawned = net::spawn(format!("held-{index}"), move || {
+            let mut ws = match net::open(&target, &sources, HOLD_READ_BUFFER) {
+                Ok(ws) => ws,
+                Err(e) => return drop(settled_tx.send(Err(e))),
+            };
+            if let Err(e) = room::log_in(&mut ws, &name, logged_in, deadline) {
+                return drop(settled_tx.send(Err(e)));
+            }
+            let _ = settled_tx.send(Ok(()));
+            // Keep reading (and so answering pings) until told to stop.
+            while !stop.load(Ordering::Relaxed) {
+                match room::next_text(&mut ws, now_us()) {
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+            room::close(&mut ws, now_us() + 2_000_000);
+        });
+        match spawned {
+            Ok(handle) => users.push(handle),
+            Err(e) => {
+                errors.add(format!("cannot start a user thread: {e}"));
+                break;
+            }
+        }
+    }
+    drop(settled_tx);
+    let bar = room::progress(!args.common.json, users.len() as u64, "login");
+    let mut settled_ok = 0;
+    // Counted, not iterated to the end: each user keeps its sender while
+    // it holds on.
+    for outcome in settled.iter().take(users.len()) {
+        bar.inc(1);
+        match outcome {
+            Ok(()) => settled_ok += 1,
+            Err(e) => errors.add(e),
+        }
+    }
+    bar.finish_and_clear();
+    result.login_s = login_start.elapsed().as_secs_f64();
+    std::thread::sleep(SETTLE);
+    result.after_login = sample();
+
+    // The idle connections, opened by a few connector threads.
+    let establish_start = Instant::now();
+    let (opened_tx, opened) = crossbeam_channel::unbounded::<Result<TcpStream, String>>();
+    let connectors = args.connectors.clamp(1, 64);
+    let mut pool = Vec::new();
+    for worker in 0..connectors {
+        let share = idle / connectors + usize::from(worker < idle % connectors);
+        let (target, sources, opened_tx) = (target.clone(), sources.clone(), opened_tx.clone());
+        let spawned = net::spawn(format!("connector-{worker}"), move || {
+            for _ in 0..share {
+                if now_us() > deadline {
+                    let _ = opened_tx.send(Err("establish phase timed out".into()));
+                    return;
+                }
+                let outcome =
+                    net::open(&target, &sources, HOLD_READ_BUFFER).map(|ws| ws.into_inner());
+                if opened_tx.send(outcome).is_err() {
+                    return;
+                }
+            }
+        });
+        match spawned {
+            Ok(handle) => pool.push(handle),
+            Err(e) => errors.add(format!("cannot start a connector thread: {e}")),
+        }
+    }
+    drop(opened_tx);
+    let bar = room::progress(!args.common.json, idle as u64, "establish");
+    let mut held: Vec<TcpStream> = Vec::with_capacity(idle);
+    for outcome in opened.iter() {
+        bar.inc(1);
+        match outcome {
+            Ok(socket) => held.push(socket),
+            Err(e) => errors.add(e),
+        }
+    }
+    bar.finish_and_clear();
+    for handle in pool {
+        let _ = handle.join();
+    }
+    result.establish_s = establish_start.elapsed().as_secs_f64();
+    result.establish_per_s = held.len() as f64 / result.establish_s.max(1e-9);
+    result.opened = held.len() + settled_ok;
+
+    // Hold, sampling.
+    std::thread::sleep(SETTLE);
+    result.during = sample();
+    let hold_until = Instant::now() + Duration::from_secs_f64(args.hold_secs.max(0.0));
+    let mut max_rss = result.during.map(|s| s.rss_kib);
+    while Instant::now() < hold_until {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(now) = sample() {
+            max_rss = Some(max_rss.unwrap_or(0).max(now.rss_kib));
+        }
+    }
+    result.max_rss_kib = max_rss;
+
+    // Close everything and wait for the server to give its threads back.
+    let teardown_start = Instant::now();
+    drop(held);
+    stop.store(true, Ordering::Relaxed);
+    for handle in users {
+        let _ = handle.join();
+    }
+    if let Some(before) = result.before {
+        while teardown_start.elapsed() < TEARDOWN_WAIT {
+            match sample() {
+                Some(now) if now.threads > before.threads => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                _ => break,
+            }
+        }
+    }
+    result.teardown_s = teardown_start.elapsed().as_secs_f64();
+    result.after = sample();
+    result.cpu = meter.read();
+
+    if let (Some(before), Some(after_login), Some(during)) =
+        (result.before, result.after_login, result.during)
+    {
+        let n = result.opened.max(1) as f64;
+        let idle_opened = (result.opened - settled_ok).max(1) as f64;
+        result.idle_kib_per_connection =
+            Some(during.rss_kib.saturating_sub(after_login.rss_kib) as f64 / idle_opened);
+        result.kib_per_connection = Some(during.rss_kib.saturating_sub(before.rss_kib) as f64 / n);
+        result.threads_per_connection =
+            Some(during.threads.saturating_sub(before.threads) as f64 / n);
+    }
+    result.errors = errors.into_lines();
+    Ok(Report {
+        test: "hold".into(),
+        server: args.common.server_name.clone(),
+        rows: rows(&result),
+        result: serde_json::to_value(&result).expect("serializes"),
+    })
+}
+
+fn rows(r: &HoldResult) -> Vec<(String, String)> {
+    let sample = |s: &Option<ProcessSample>| {
+        s.map(|s| s.describe())
+            .unwrap_or_else(|| "? (no --server-pid)".into())
+    };
+    let mut rows = vec![
+        (
+            "connections".into(),
+            format!(
+                "{} of {} open, {} logged in ({} source address(es))",
+                r.opened, r.connections, r.logged_in, r.source_addrs
+            ),
+        ),
+        (
+            "login".into(),
+            format!("{} users settled in {:.2} s", r.logged_in, r.login_s),
+        ),
+        (
+            "establish idle".into(),
+            format!(
+                "{:.2} s ({:.0} connections/s)",
+                r.establish_s, r.establish_per_s
+            ),
+        ),
+        ("server before".into(), sample(&r.before)),
+        ("server after login".into(), sample(&r.after_login)),
+        ("server holding all".into(), sample(&r.during)),
+        ("server after close".into(), sample(&r.after)),
+    ];
+    if let (Some(idle), Some(all), Some(threads)) = (
+        r.idle_kib_per_connection,
+        r.kib_per_connection,
+        r.threads_per_connection,
+    ) {
+        rows.push((
+            "per connection".into(),
+            format!("{idle:.1} KiB idle, {all:.1} KiB overall, {threads:.2} threads"),
+        ));
+    }
+    rows.push((
+        "teardown".into(),
+        format!("{:.2} s until the server's threads were back", r.teardown_s),
+    ));
+    rows.push(("cpu".into(), r.cpu.describe()));
+    for error in &r.errors {
+        rows.push(("error".into(), error.clone()));
+    }
+    rows
+}

@@ -15,12 +15,11 @@
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tungstenite::WebSocket;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::protocol::frame::Frame;
@@ -167,25 +166,64 @@ fn ephemeral_ports() -> usize {
 
 /// A TCP connection to the target from the next source address, with
 /// Nagle's algorithm off (chat frames are small and latency is measured).
+///
+/// std cannot bind a socket before connecting it, so the socket is made
+/// with libc and handed to std once connected.
 pub fn connect(target: &Target, sources: &Sources) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    if let Some(source) = sources.next() {
-        let one: libc::c_int = 1;
-        // SAFETY: a valid socket and a c_int option value of the right size.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
+    let Some(source) = sources.next() else {
+        let stream = TcpStream::connect_timeout(&SocketAddr::from(target.addr), CONNECT_TIMEOUT)?;
+        stream.set_nodelay(true)?;
+        return Ok(stream);
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns; it is
+    // wrapped in an OwnedFd at once, so every error path closes it.
+    let fd = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
         }
-        socket.bind(&SocketAddr::from(SocketAddrV4::new(source, 0)).into())?;
+        OwnedFd::from_raw_fd(fd)
+    };
+    let one: libc::c_int = 1;
+    let check = |rc: libc::c_int| if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
+    // SAFETY: a valid socket, a c_int option and sockaddr_in structs of the
+    // sizes passed.
+    unsafe {
+        check(libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ))?;
+        let from = sockaddr(SocketAddrV4::new(source, 0));
+        check(libc::bind(
+            fd.as_raw_fd(),
+            (&from as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ))?;
+        // Blocking connect: on loopback it is answered at once (or refused).
+        let to = sockaddr(target.addr);
+        check(libc::connect(
+            fd.as_raw_fd(),
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ))?;
     }
-    socket.connect_timeout(&SocketAddr::from(target.addr).into(), CONNECT_TIMEOUT)?;
-    socket.set_tcp_nodelay(true)?;
-    Ok(socket.into())
+    let stream = TcpStream::from(fd);
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
 }
 
 /// Connects and performs the WebSocket handshake; the socket is left with

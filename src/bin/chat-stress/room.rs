@@ -712,7 +712,7 @@ impl RssSampler {
 
 /// Reads until a text message arrives. `Ok(None)` when the phase deadline
 /// passed first; `Err` when the connection ended.
-fn next_text(ws: &mut WebSocket<TcpStream>, deadline_us: u64) -> Result<Option<Message>, String> {
+pub fn next_text(ws: &mut WebSocket<TcpStream>, deadline_us: u64) -> Result<Option<Message>, String> {
     loop {
         match ws.read() {
             Ok(message @ Message::Text(_)) => return Ok(Some(message)),
@@ -740,7 +740,7 @@ pub fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-fn login_json(name: &str) -> String {
+pub fn login_json(name: &str) -> String {
     format!(r#"{{"type":"login","username":"{name}"}}"#)
 }
 
@@ -766,7 +766,8 @@ fn user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>) {
     };
 
     Gates::wait(&gates.login);
-    match log_in(room, &mut ws, &name) {
+    let expected = room.expected_online.load(Ordering::Relaxed);
+    match log_in(&mut ws, &name, expected, room.deadline()) {
         Ok((frames, bytes)) => {
             let _ = events.send(Event::Settled {
                 at_us: now_us(),
@@ -809,16 +810,20 @@ fn user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>) {
     close(&mut ws, room.deadline());
 }
 
-/// Logs in and reads presence messages until everyone is online.
+/// Logs in and reads presence messages until `expected` users are online.
 /// Returns the frames and bytes that took.
-fn log_in(room: &Room, ws: &mut WebSocket<TcpStream>, name: &str) -> Result<(u64, u64), String> {
+pub fn log_in(
+    ws: &mut WebSocket<TcpStream>,
+    name: &str,
+    expected: usize,
+    deadline_us: u64,
+) -> Result<(u64, u64), String> {
     ws.send(Message::text(login_json(name)))
         .map_err(|e| format!("login: {e}"))?;
-    let expected = room.expected_online.load(Ordering::Relaxed);
     let mut online: Option<usize> = None;
     let (mut frames, mut bytes) = (0, 0);
     while online != Some(expected) {
-        let Some(message) = next_text(ws, room.deadline())? else {
+        let Some(message) = next_text(ws, deadline_us)? else {
             return Err(format!(
                 "login: room incomplete at the deadline ({online:?} of {expected} online)"
             ));
@@ -958,7 +963,7 @@ fn receive(
 
 /// Says goodbye properly: a close frame, then reading until the server's
 /// reply (and whatever presence messages come before it).
-fn close(ws: &mut WebSocket<TcpStream>, deadline_us: u64) {
+pub fn close(ws: &mut WebSocket<TcpStream>, deadline_us: u64) {
     if ws.close(None).is_err() {
         return;
     }
