@@ -196,7 +196,12 @@ struct Visit {
     leaving: Leaving,
 }
 
-fn visit_once(shared: &Shared, name: &str, worker: u32, rng: &mut net::Rng) -> Result<Visit, String> {
+fn visit_once(
+    shared: &Shared,
+    name: &str,
+    worker: u32,
+    rng: &mut net::Rng,
+) -> Result<Visit, String> {
     let mut ws = net::open(&shared.target, &shared.sources, 8 * 1024)?;
     let deadline = now_us() + ECHO_TIMEOUT.as_micros() as u64;
     ws.send(Message::text(room::login_json(name)))

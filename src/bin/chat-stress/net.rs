@@ -185,7 +185,13 @@ pub fn connect(target: &Target, sources: &Sources) -> io::Result<TcpStream> {
         OwnedFd::from_raw_fd(fd)
     };
     let one: libc::c_int = 1;
-    let check = |rc: libc::c_int| if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
+    let check = |rc: libc::c_int| {
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
     // SAFETY: a valid socket, a c_int option and sockaddr_in structs of the
     // sizes passed.
     unsafe {
@@ -238,8 +244,9 @@ pub fn open(
         .set_read_timeout(Some(CONNECT_TIMEOUT))
         .map_err(|e| format!("connect: {e}"))?;
     let config = WebSocketConfig::default().read_buffer_size(read_buffer);
-    let (ws, _response) = tungstenite::client::client_with_config(&target.url, stream, Some(config))
-        .map_err(|e| format!("handshake: {}", short_error(&e.to_string())))?;
+    let (ws, _response) =
+        tungstenite::client::client_with_config(&target.url, stream, Some(config))
+            .map_err(|e| format!("handshake: {}", short_error(&e.to_string())))?;
     ws.get_ref()
         .set_read_timeout(Some(READ_POLL))
         .map_err(|e| format!("connect: {e}"))?;

@@ -133,7 +133,7 @@ impl RoomPlan {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct SilentFate {
     pub name: String,
-    /// Bytes waiting unread in its socket when it looked again.
+    /// Bytes of messages that were waiting for it when it read again.
     pub unread_bytes: u64,
     /// Chat messages it found there.
     pub messages: u64,
@@ -597,10 +597,8 @@ pub fn run_room(plan: &RoomPlan) -> Result<RoomResult, String> {
     result.latency = latency.summary();
 
     // Phase 4: close, and hear from the silent users what became of them.
-    room.deadline_us.store(
-        now_us() + CLOSE_GRACE.as_micros() as u64,
-        Ordering::Relaxed,
-    );
+    room.deadline_us
+        .store(now_us() + CLOSE_GRACE.as_micros() as u64, Ordering::Relaxed);
     drop(close_open);
     let departures = room.departures.lock().expect("not poisoned").clone();
     let close_deadline = now_us() + 2 * CLOSE_GRACE.as_micros() as u64;
@@ -712,7 +710,10 @@ impl RssSampler {
 
 /// Reads until a text message arrives. `Ok(None)` when the phase deadline
 /// passed first; `Err` when the connection ended.
-pub fn next_text(ws: &mut WebSocket<TcpStream>, deadline_us: u64) -> Result<Option<Message>, String> {
+pub fn next_text(
+    ws: &mut WebSocket<TcpStream>,
+    deadline_us: u64,
+) -> Result<Option<Message>, String> {
     loop {
         match ws.read() {
             Ok(message @ Message::Text(_)) => return Ok(Some(message)),
@@ -879,7 +880,11 @@ fn send_chats(
     let mut rng = net::Rng::new(u64::from(sender) + 1);
     let mut frame = Vec::with_capacity(plan.text_bytes + 128);
     // Senders at a rate are spread evenly over one interval, not in step.
-    let interval_us = if plan.rate > 0.0 { 1e6 / plan.rate } else { 0.0 };
+    let interval_us = if plan.rate > 0.0 {
+        1e6 / plan.rate
+    } else {
+        0.0
+    };
     let offset_us = interval_us * f64::from(sender) / plan.senders.max(1) as f64;
     for seq in 0..plan.messages as u64 {
         if interval_us > 0.0 {
@@ -901,19 +906,18 @@ fn send_chats(
             sent_us: now_us(),
         };
         frame.clear();
-        net::encode_text(scan::chat_json(stamp, &text).as_bytes(), rng.mask(), &mut frame);
+        net::encode_text(
+            scan::chat_json(stamp, &text).as_bytes(),
+            rng.mask(),
+            &mut frame,
+        );
         net::write_all(socket, &frame).map_err(|e| format!("write: {e}"))?;
     }
     Ok(())
 }
 
 /// Reads the chat phase's deliveries and accounts for each.
-fn receive(
-    room: &Room,
-    index: usize,
-    ws: &mut WebSocket<TcpStream>,
-    echoes: &Echoes,
-) -> Receipt {
+fn receive(room: &Room, index: usize, ws: &mut WebSocket<TcpStream>, echoes: &Echoes) -> Receipt {
     let plan = &room.plan;
     let mut receipt = Receipt::new(plan.senders, plan.messages);
     let expected = (plan.senders * plan.messages) as u64;
@@ -1011,11 +1015,11 @@ fn silent_user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>)
         return;
     }
     Gates::wait(&gates.close);
-    let unread_bytes = unread_bytes(ws.get_ref());
-    let mut messages = 0;
+    let (mut unread_bytes, mut messages) = (0, 0);
     let ending = loop {
         match ws.read() {
             Ok(Message::Text(text)) => {
+                unread_bytes += text.len() as u64;
                 if scan::stamp(text.as_bytes()).is_some() {
                     messages += 1;
                 }
@@ -1046,13 +1050,4 @@ fn silent_user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>)
         ending,
         dropped_after_ms: None,
     }));
-}
-
-/// Bytes the kernel holds for this socket that nobody has read.
-fn unread_bytes(socket: &TcpStream) -> u64 {
-    use std::os::fd::AsRawFd;
-    let mut pending: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int.
-    let ok = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut pending) } == 0;
-    if ok { pending.max(0) as u64 } else { 0 }
 }

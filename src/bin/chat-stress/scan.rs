@@ -76,7 +76,9 @@ fn number(text: &[u8]) -> Option<(u64, usize)> {
     let start = at;
     let mut value: u64 = 0;
     while let Some(digit) = text.get(at).filter(|b| b.is_ascii_digit()) {
-        value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        value = value
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'))?;
         at += 1;
     }
     (at > start).then_some((value, at))
@@ -128,7 +130,8 @@ mod tests {
 
     #[test]
     fn reads_threadchat_sorted_keys() {
-        let json = br#"{"s":3,"sent_us":123456,"seq":17,"text":"xxxx","type":"chat","username":"ab1u3"}"#;
+        let json =
+            br#"{"s":3,"sent_us":123456,"seq":17,"text":"xxxx","type":"chat","username":"ab1u3"}"#;
         assert_eq!(
             stamp(json),
             Some(Stamp {

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# `make bench`: threadchat and the course's Python server under the same load,
+# side by side, then docs/bench.md and docs/bench.svg from the numbers.
+#
+# Each server runs pinned to core 0 and the load generator (chat-stress) to
+# core 1, so neither steals the other's CPU; everything is on loopback. Every
+# experiment is bounded by its own --timeout, and this script stops the
+# servers it started (by PID) however it exits. Takes about 5 to 10 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RESULTS=bench/results.jsonl
+VENV=bench/.venv
+STRESS=target/release/chat-stress
+SERVER_CORE=0
+LOAD_CORE=1
+
+cargo build --release --bins
+
+if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet websockets
+fi
+
+# The tool opens up to ~11,000 sockets at once; so does the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() {
+    for _ in $(seq 100); do
+        if python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "server on port $1 did not start" >&2
+    return 1
+}
+
+SERVER_PID=
+stop_server() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+trap stop_server EXIT
+
+# stress NAME SUBCOMMAND ARGS...: one experiment, its JSON line appended to
+# the results; a failed experiment is reported and the run goes on.
+stress() {
+    local name=$1
+    shift
+    echo "== $name: $*" >&2
+    if ! taskset -c "$LOAD_CORE" "$STRESS" "$@" --url "ws://127.0.0.1:$PORT/" \
+        --server-pid "$SERVER_PID" --server-name "$name" --json >>"$RESULTS"; then
+        echo "   (failed: $name $1)" >&2
+    fi
+    tail -n 1 "$RESULTS" | cut -c 1-200 >&2
+    sleep 1 # let the server finish closing the last run's connections
+}
+
+# The standard set, for one server. $2 scales the message counts down for a
+# server that needs longer for the same work.
+standard_set() {
+    local name=$1 long=$2
+    stress "$name" fanout --users 10 --senders 10 --messages 5000 --timeout 60
+    stress "$name" fanout --users 100 --senders 10 --messages $((2000 / long)) --timeout 90
+    stress "$name" fanout --users 1000 --senders 10 --messages $((500 / long)) --timeout 240
+    stress "$name" fanout --users 100 --senders 10 --messages 200 --rate 20 --timeout 60
+    stress "$name" slow --users 50 --slow 5 --senders 10 --messages $((4000 / long)) \
+        --text-bytes 1000 --timeout 120
+    stress "$name" hold --connections 1000 --logged-in 100 --timeout 60
+}
+
+: >"$RESULTS"
+
+PORT=$(free_port)
+# Idle timeout and ping interval raised so held idle connections (which never
+# answer pings) are not dropped during the hold experiment.
+taskset -c "$SERVER_CORE" target/release/threadchat --host 127.0.0.1 --port "$PORT" \
+    --rate-limit 0 --max-connections 20000 --idle-timeout 600 --ping-interval 300 \
+    --log-level warn >bench/threadchat.log 2>&1 &
+SERVER_PID=$!
+wait_for_port "$PORT"
+standard_set threadchat 1
+stress threadchat churn --workers 50 --duration 10 --timeout 60
+# Last: past about 8,000 connections this machine's vm.max_map_count (65,530
+# mappings; each server thread takes 4) can stop the server.
+stress threadchat hold --connections 10000 --logged-in 1000 --connectors 16 --timeout 180
+stop_server
+
+PORT=$(free_port)
+taskset -c "$SERVER_CORE" "$VENV/bin/python" bench/python_ref.py --port "$PORT" \
+    >bench/python.log 2>&1 &
+SERVER_PID=$!
+wait_for_port "$PORT"
+standard_set python 4
+stop_server
+
+"$STRESS" report --input "$RESULTS" --markdown docs/bench.md --svg docs/bench.svg
