@@ -19,11 +19,13 @@
 //! only when tungstenite answers a ping or a close, which the server sends
 //! only to a silent client or at the very end: the two never interleave.
 //!
-//! At full speed a sender keeps at most `window` of its messages in flight
-//! (sent, not yet seen coming back to itself). Without that, the senders
-//! would outrun the receivers without bound, every queue would fill, and the
-//! run would measure how the server drops slow clients rather than how fast
-//! it relays.
+//! At full speed a sender keeps at most `window` of its messages in flight:
+//! sent, and not yet received by the slowest reader. Without that, the
+//! senders would outrun the receivers without bound, every queue would fill,
+//! and the run would measure how the server drops slow clients rather than
+//! how fast it relays. (A window counted on the sender's own echo is not
+//! enough: one reader thread starved on the tool's busy core can fall
+//! megabytes behind, and the server rightly drops it.)
 //!
 //! "Silent" users (the `slow` experiment) log in and then never read again.
 
@@ -47,6 +49,10 @@ use crate::{Common, Report};
 /// Deliveries a receiver counts locally before adding them to the shared
 /// progress counter, so the counter costs nothing on the hot path.
 const PROGRESS_BATCH: u64 = 256;
+
+/// A receiver publishes how far it has read a sender's messages (for the
+/// window) every this many of them.
+const WINDOW_PUBLISH_EVERY: u64 = 4;
 
 /// Time the close phase gives each user to finish its close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -300,6 +306,37 @@ struct Room {
     chat_start_us: AtomicU64,
     /// Who the server said left during the chat, and when (seen by user 0).
     departures: Mutex<Vec<(String, u64)>>,
+    /// `read[receiver * senders + sender]`: how many of that sender's
+    /// messages that receiver has, published every few; `u64::MAX` once the
+    /// receiver is out of the race (done, failed, or never logged in).
+    read: Vec<AtomicU64>,
+    /// Each sender's thread, so a receiver can wake it when the window opens.
+    sender_threads: Vec<OnceLock<Thread>>,
+}
+
+impl Room {
+    /// Messages of `sender` that every reader has received.
+    fn slowest_reader(&self, sender: usize) -> u64 {
+        let senders = self.plan.senders;
+        (0..self.plan.users)
+            .map(|r| self.read[r * senders + sender].load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    fn publish(&self, receiver: usize, sender: usize, count: u64) {
+        self.read[receiver * self.plan.senders + sender].store(count, Ordering::Release);
+        if let Some(thread) = self.sender_threads[sender].get() {
+            thread.unpark();
+        }
+    }
+
+    /// Takes a reader out of the window, so senders stop waiting for it.
+    fn retire(&self, receiver: usize) {
+        for sender in 0..self.plan.senders {
+            self.publish(receiver, sender, u64::MAX);
+        }
+    }
 }
 
 impl Room {
@@ -338,6 +375,7 @@ enum Event {
         outcome: Result<(), String>,
     },
     Settled {
+        user: usize,
         at_us: u64,
         frames: u64,
         bytes: u64,
@@ -377,18 +415,19 @@ impl Receipt {
         }
     }
 
+    /// Accounts for one delivery; true if it was new.
     #[inline]
-    fn record(&mut self, stamp: Stamp, now: u64) {
+    fn record(&mut self, stamp: Stamp, now: u64) -> bool {
         let sender = stamp.sender as usize;
         let seq = stamp.seq as usize;
         if sender >= self.seen.len() || seq >= self.messages {
             self.error(format!("unexpected stamp {stamp:?}"));
-            return;
+            return false;
         }
         let (word, bit) = (seq / 64, 1u64 << (seq % 64));
         if self.seen[sender][word] & bit != 0 {
             self.duplicated += 1;
-            return;
+            return false;
         }
         self.seen[sender][word] |= bit;
         self.distinct += 1;
@@ -398,6 +437,7 @@ impl Receipt {
         }
         self.latency.record(now.saturating_sub(stamp.sent_us));
         self.last_us = now;
+        true
     }
 
     fn error(&mut self, text: String) {
@@ -405,14 +445,6 @@ impl Receipt {
             self.errors.push(text);
         }
     }
-}
-
-/// A sender's flow control: how many of its messages came back to it, and
-/// the thread to wake when one does.
-#[derive(Default)]
-struct Echoes {
-    count: AtomicU64,
-    sender_thread: OnceLock<Thread>,
 }
 
 /// Runs one room through all its phases and measures it.
@@ -433,6 +465,10 @@ pub fn run_room(plan: &RoomPlan) -> Result<RoomResult, String> {
         delivered: AtomicU64::new(0),
         chat_start_us: AtomicU64::new(0),
         departures: Mutex::new(Vec::new()),
+        read: (0..plan.users * plan.senders)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+        sender_threads: (0..plan.senders).map(|_| OnceLock::new()).collect(),
     });
     let mut result = RoomResult {
         users: plan.users,
@@ -514,14 +550,17 @@ pub fn run_room(plan: &RoomPlan) -> Result<RoomResult, String> {
     let login_start = now_us();
     drop(login_open);
     let mut settled_at = login_start;
+    let mut is_settled = vec![false; plan.users];
     while result.settled < normal_connected {
         match recv_until(&events, hard_deadline) {
             Some(Event::Settled {
+                user,
                 at_us,
                 frames,
                 bytes,
             }) => {
                 result.settled += 1;
+                is_settled[user] = true;
                 settled_at = settled_at.max(at_us);
                 result.login_frames += frames;
                 result.login_bytes += bytes;
@@ -545,7 +584,10 @@ pub fn run_room(plan: &RoomPlan) -> Result<RoomResult, String> {
     result.login_s = (settled_at - login_start) as f64 / 1e6;
     result.login_cpu = login_meter.read();
 
-    // Phase 3: chat.
+    // Phase 3: chat. Senders wait for no one who is not in the room.
+    for (user, _) in is_settled.iter().enumerate().filter(|(_, s)| !**s) {
+        room.retire(user);
+    }
     let expected_receipts = result.settled;
     let bar = progress(
         plan.progress,
@@ -746,7 +788,7 @@ pub fn login_json(name: &str) -> String {
 }
 
 /// The life of one reading user (a sender too if `index < senders`).
-fn user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>) {
+fn user(room: &Arc<Room>, index: usize, gates: &Gates, events: &Sender<Event>) {
     let plan = &room.plan;
     let name = room.name(index);
     let mut ws = match net::open(&plan.target, &room.sources, net::CHAT_READ_BUFFER) {
@@ -771,6 +813,7 @@ fn user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>) {
     match log_in(&mut ws, &name, expected, room.deadline()) {
         Ok((frames, bytes)) => {
             let _ = events.send(Event::Settled {
+                user: index,
                 at_us: now_us(),
                 frames,
                 bytes,
@@ -783,13 +826,13 @@ fn user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>) {
     }
 
     Gates::wait(&gates.chat);
-    let echoes = Arc::new(Echoes::default());
     let sender = if index < plan.senders {
-        match spawn_sender(room, index as u32, &ws, &echoes) {
+        match spawn_sender(room, index as u32, &ws) {
             Ok(handle) => Some(handle),
             Err(e) => {
                 let mut receipt = Receipt::new(plan.senders, plan.messages);
                 receipt.error(e);
+                room.retire(index);
                 let _ = events.send(Event::Chatted(Box::new(receipt)));
                 return;
             }
@@ -797,7 +840,8 @@ fn user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>) {
     } else {
         None
     };
-    let mut receipt = receive(room, index, &mut ws, &echoes);
+    let mut receipt = receive(room, index, &mut ws);
+    room.retire(index);
     if let Some(handle) = sender {
         match handle.join() {
             Ok(Ok(())) => {}
@@ -846,36 +890,30 @@ pub fn log_in(
 }
 
 fn spawn_sender(
-    room: &Room,
+    room: &Arc<Room>,
     sender: u32,
     ws: &WebSocket<TcpStream>,
-    echoes: &Arc<Echoes>,
 ) -> Result<JoinHandle<Result<(), String>>, String> {
     let socket = ws
         .get_ref()
         .try_clone()
         .map_err(|e| format!("clone socket: {e}"))?;
-    let plan = room.plan.clone();
-    let start = room.chat_start_us.load(Ordering::Relaxed);
-    let deadline = room.deadline();
-    let echoes = echoes.clone();
+    let room = room.clone();
     net::spawn(format!("sender-{sender}"), move || {
-        send_chats(&plan, sender, &socket, &echoes, start, deadline)
+        send_chats(&room, sender, &socket)
     })
     .map_err(|e| format!("cannot start a sender thread: {e}"))
 }
 
 /// The sender's thread: writes `messages` stamped chat frames, paced by the
 /// rate if there is one and always by the window.
-fn send_chats(
-    plan: &RoomPlan,
-    sender: u32,
-    socket: &TcpStream,
-    echoes: &Echoes,
-    start_us: u64,
-    deadline_us: u64,
-) -> Result<(), String> {
-    let _ = echoes.sender_thread.set(std::thread::current());
+fn send_chats(room: &Room, sender: u32, socket: &TcpStream) -> Result<(), String> {
+    let plan = &room.plan;
+    let start_us = room.chat_start_us.load(Ordering::Relaxed);
+    let deadline_us = room.deadline();
+    let _ = room.sender_threads[sender as usize].set(std::thread::current());
+    // The slowest reader's progress, re-read only when the window looks shut.
+    let mut slowest: u64 = 0;
     let text = "x".repeat(plan.text_bytes);
     let mut rng = net::Rng::new(u64::from(sender) + 1);
     let mut frame = Vec::with_capacity(plan.text_bytes + 128);
@@ -894,7 +932,11 @@ fn send_chats(
                 std::thread::sleep(Duration::from_micros(due - now));
             }
         }
-        while seq >= echoes.count.load(Ordering::Acquire) + plan.window as u64 {
+        while seq >= slowest.saturating_add(plan.window as u64) {
+            slowest = room.slowest_reader(sender as usize);
+            if seq < slowest.saturating_add(plan.window as u64) {
+                break;
+            }
             if now_us() > deadline_us {
                 return Err(format!("window never reopened after seq {seq}"));
             }
@@ -917,11 +959,11 @@ fn send_chats(
 }
 
 /// Reads the chat phase's deliveries and accounts for each.
-fn receive(room: &Room, index: usize, ws: &mut WebSocket<TcpStream>, echoes: &Echoes) -> Receipt {
+fn receive(room: &Room, index: usize, ws: &mut WebSocket<TcpStream>) -> Receipt {
     let plan = &room.plan;
     let mut receipt = Receipt::new(plan.senders, plan.messages);
     let expected = (plan.senders * plan.messages) as u64;
-    let own_sender = (index < plan.senders).then_some(index as u32);
+    let mut per_sender = vec![0u64; plan.senders];
     let mut unreported = 0;
     while receipt.distinct < expected {
         let message = match next_text(ws, room.deadline()) {
@@ -935,11 +977,11 @@ fn receive(room: &Room, index: usize, ws: &mut WebSocket<TcpStream>, echoes: &Ec
         let text = message.into_data();
         let now = now_us();
         if let Some(stamp) = scan::stamp(&text) {
-            receipt.record(stamp, now);
-            if Some(stamp.sender) == own_sender {
-                echoes.count.fetch_add(1, Ordering::Release);
-                if let Some(thread) = echoes.sender_thread.get() {
-                    thread.unpark();
+            if receipt.record(stamp, now) {
+                let sender = stamp.sender as usize;
+                per_sender[sender] += 1;
+                if per_sender[sender].is_multiple_of(WINDOW_PUBLISH_EVERY) {
+                    room.publish(index, sender, per_sender[sender]);
                 }
             }
             unreported += 1;
