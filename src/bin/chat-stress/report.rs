@@ -500,7 +500,11 @@ fn targets(reports: &[Report], subject: &str, baseline: &str) -> String {
         );
         row(
             "≤ 32 KiB of server memory per idle connection",
-            format!("{idle:.1} KiB"),
+            if idle.is_nan() {
+                "not measured: the server was gone".into()
+            } else {
+                format!("{idle:.1} KiB")
+            },
             Some(idle > 0.0 && idle <= 32.0),
         );
     }
