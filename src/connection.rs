@@ -189,12 +189,16 @@ impl Read for ReaderStream {
 
 impl Write for ReaderStream {
     /// tungstenite hands over each frame it sends in one `write` call
-    /// (its write buffer is configured to size 0), so each push is whole
-    /// frames.
+    /// (its write buffer is configured to size 0), so each push is one whole
+    /// frame, and a close frame can be told apart: it goes last.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outbox
-            .push(buf.into())
-            .map_err(|_| io::Error::other("outbound queue full"))?;
+        if protocol::is_close_frame(buf) {
+            self.outbox.close(buf.into());
+        } else {
+            self.outbox
+                .push(buf.into())
+                .map_err(|_| io::Error::other("outbound queue full"))?;
+        }
         Ok(buf.len())
     }
 

@@ -104,7 +104,7 @@ impl Dispatcher {
         match event {
             Event::Connected { id, outbox } => {
                 if self.shutting_down {
-                    outbox.abandon(close_frame(CloseCode::Away, "server shutting down"));
+                    outbox.close(close_frame(CloseCode::Away, "server shutting down"));
                 }
                 self.clients.insert(
                     id,
@@ -124,11 +124,7 @@ impl Dispatcher {
                 self.shutting_down = true;
                 let goodbye = close_frame(CloseCode::Away, "server shutting down");
                 for client in self.clients.values() {
-                    if client.outbox.push(goodbye.clone()).is_ok() {
-                        client.outbox.finish();
-                    } else {
-                        client.outbox.abandon(goodbye.clone());
-                    }
+                    client.outbox.close(goodbye.clone());
                 }
             }
             Event::ForceClose => {

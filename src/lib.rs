@@ -11,12 +11,14 @@
 //! - `protocol`: the JSON messages, parsed and encoded;
 //! - `http`: the page and the WebSocket handshake on the same port;
 //! - `rate_limit`: the per-connection token bucket;
-//! - `config`: every limit and timeout, with its reason.
+//! - `config`: every limit and timeout, with its reason;
+//! - `os_limits`: what the operating system allows, read at start-up.
 
 pub mod config;
 pub mod connection;
 pub mod dispatcher;
 pub mod http;
+pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
 pub mod rate_limit;

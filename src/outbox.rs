@@ -26,6 +26,10 @@ use crate::protocol::Frame;
 pub enum Outbound {
     /// Write these bytes (one or more complete frames).
     Frame(Frame),
+    /// Write this close frame after everything queued before it, then close
+    /// the socket. Nothing queued after a close frame is ever written: the
+    /// WebSocket protocol allows no data after it.
+    Close(Frame),
     /// Write everything queued before this, then close the socket.
     Finish,
 }
@@ -90,14 +94,21 @@ impl Outbox {
     /// connection is closing and its reader will report it.
     pub fn push(&self, frame: Frame) -> Result<(), QueueFull> {
         let queued = self.shared.queued_bytes.load(Ordering::Relaxed);
-        if self.sender.len() >= self.max_messages || queued + frame.len() > self.max_bytes {
+        if self.sender.len() >= self.max_messages
+            || queued.saturating_add(frame.len()) > self.max_bytes
+        {
             return Err(QueueFull);
         }
-        self.shared
-            .queued_bytes
-            .fetch_add(frame.len(), Ordering::Relaxed);
+        self.shared.added(frame.len());
         let _ = self.sender.send(Outbound::Frame(frame));
         Ok(())
+    }
+
+    /// Queues a close frame, the last thing the client will be sent. Not
+    /// bounded: a close frame must always get through to a client that reads.
+    pub fn close(&self, close_frame: Frame) {
+        self.shared.added(close_frame.len());
+        let _ = self.sender.send(Outbound::Close(close_frame));
     }
 
     /// Asks the writer to flush what is queued and then close the socket.
@@ -130,6 +141,12 @@ impl Shared {
     /// The close frame left by `Outbox::abandon`.
     pub fn last_words(&self) -> Option<&Frame> {
         self.last_words.get()
+    }
+
+    /// Bytes put on the queue. Every frame the writer may take off it is
+    /// counted here first, so the count never goes below zero.
+    fn added(&self, bytes: usize) {
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The writer reports bytes it has taken off the queue.

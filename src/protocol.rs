@@ -302,6 +302,11 @@ pub fn encode(frame: WsFrame) -> Frame {
     bytes.into()
 }
 
+/// Whether encoded frame bytes start a close frame (FIN bit and opcode 0x8).
+pub fn is_close_frame(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x88)
+}
+
 /// Cuts `text` to at most `max` characters for a log line.
 pub fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {

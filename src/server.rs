@@ -33,6 +33,7 @@ use crate::config::{Config, EVENT_QUEUE_CAPACITY, READER_STACK_BYTES, SHUTDOWN_G
 use crate::connection;
 use crate::dispatcher::{ConnId, Dispatcher, Event};
 use crate::http;
+use crate::os_limits;
 
 /// Over-cap connections waiting for their 503; more than this are dropped
 /// without an answer.
@@ -78,8 +79,17 @@ impl Server {
     }
 
     /// Starts the dispatcher and the accept loop on their own threads.
-    pub fn spawn(self) -> io::Result<ServerHandle> {
+    pub fn spawn(mut self) -> io::Result<ServerHandle> {
         let local_addr = self.listener.local_addr()?;
+        let ceiling = os_limits::connection_ceiling();
+        if self.config.max_connections > ceiling {
+            warn!(
+                "--max-connections {} is more than this system allows; serving at most {ceiling} \
+                 (see the README: raise `ulimit -n` or vm.max_map_count for more)",
+                self.config.max_connections
+            );
+            self.config.max_connections = ceiling;
+        }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())

@@ -51,6 +51,10 @@ pub fn run(id: u64, inbox: Inbox, write_timeout: Duration) {
         for item in std::iter::once(first).chain(inbox.receiver.try_iter()) {
             match item {
                 Outbound::Frame(frame) => batch.push(frame),
+                Outbound::Close(frame) => {
+                    batch.push(frame);
+                    finished = true;
+                }
                 Outbound::Finish => finished = true,
             }
             if finished || batch.len() >= WRITE_BATCH_FRAMES {

@@ -171,3 +171,36 @@ fn binary_messages_get_an_error_and_the_connection_stays_usable() {
     assert_eq!(error["error"], "binary messages are not supported");
     client.login("walter");
 }
+
+#[test]
+fn nothing_is_sent_after_the_close_frame_even_while_broadcasts_flow() {
+    let server = TestServer::with(threadchat::Config {
+        rate_limit: 0,
+        ..threadchat::Config::ephemeral()
+    });
+    let mut talker = server.login("talker");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let talking = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                talker.chat("busy");
+                talker.recv_until(|m| m["type"] == "chat");
+            }
+        })
+    };
+    for i in 0..20 {
+        let mut walter = server.login(&format!("walter{i}"));
+        walter.recv_until(|m| m["type"] == "chat");
+        walter.ws.close(None).unwrap();
+        walter.expect_close();
+        // After the close echo a frame of any kind would be a protocol error;
+        // only the end of the connection may follow.
+        match walter.ws.read() {
+            Err(WsError::ConnectionClosed) => {}
+            other => panic!("expected the end of the connection, got {other:?}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    talking.join().unwrap();
+}

@@ -1,0 +1,69 @@
+//! What the operating system lets one process hold, and what that means for
+//! the number of connections.
+//!
+//! Thread-per-connection meets three per-process limits before it meets a
+//! lack of memory or CPU. Each is read here once, at start-up, so that the
+//! server refuses connections with a 503 at its ceiling instead of failing in
+//! the middle of one:
+//!
+//! - open files (`ulimit -n`): one descriptor per connection. The soft limit
+//!   is raised to the hard one, as far as the process may;
+//! - memory mappings (`vm.max_map_count`, 65,530 by default): every thread
+//!   Rust starts has two, its stack and the guard page below it, and two more
+//!   for the small stack its stack-overflow handler runs on. Two threads per
+//!   connection make eight. Running out of mappings aborts the process when a
+//!   thread starts, so this one matters most;
+//! - threads (`kernel.pid_max`) are counted for the whole machine, not the
+//!   process, so they cannot be budgeted here; spawn failures are handled
+//!   where threads are started.
+
+use std::fs;
+
+/// Memory mappings one connection costs: two threads, each with stack,
+/// guard page, signal stack and its guard page.
+pub const MAPPINGS_PER_CONNECTION: usize = 8;
+
+/// Mappings kept for everything else: the binary, libraries, heap arenas and
+/// the server's own threads.
+const MAPPINGS_RESERVE: usize = 1024;
+
+/// Descriptors kept for everything else: the listener, logging, the
+/// connections waiting for their 503.
+const FILES_RESERVE: usize = 128;
+
+/// The most connections this process can serve, as far as it can tell.
+pub fn connection_ceiling() -> usize {
+    let by_files = raise_open_files_limit().saturating_sub(FILES_RESERVE);
+    let by_mappings = read_number("/proc/sys/vm/max_map_count").map_or(usize::MAX, |maps| {
+        maps.saturating_sub(MAPPINGS_RESERVE) / MAPPINGS_PER_CONNECTION
+    });
+    by_files.min(by_mappings).max(1)
+}
+
+/// Raises the soft limit on open files to the hard limit and returns it.
+fn raise_open_files_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return usize::MAX;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+fn read_number(path: &str) -> Option<usize> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
