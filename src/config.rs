@@ -91,15 +91,17 @@ pub const WRITER_STACK_BYTES: usize = 64 * 1024;
 pub const EVENT_QUEUE_CAPACITY: usize = 16 * 1024;
 
 /// Largest batch of broadcast frames the dispatcher gathers before queueing
-/// it for everyone (see `dispatcher.rs`).
-pub const BROADCAST_BATCH_BYTES: usize = 64 * 1024;
+/// it for everyone (see `dispatcher.rs`). `0` queues every broadcast on its
+/// own; the benchmarks use that to show what batching buys.
+pub const DEFAULT_BROADCAST_BATCH_BYTES: usize = 64 * 1024;
 
 /// Most events the dispatcher handles in one batch, so that a steady stream
 /// of events cannot postpone a flush indefinitely.
 pub const MAX_EVENTS_PER_BATCH: usize = 256;
 
-/// Most frames the writer gathers into one `writev` call.
-pub const WRITE_BATCH_FRAMES: usize = 512;
+/// Most queued buffers the writer gathers into one `writev` call. `1` writes
+/// each on its own (for the benchmarks' comparison).
+pub const DEFAULT_WRITE_BATCH: usize = 512;
 
 /// How often a writer blocked on a full socket checks whether its client has
 /// been disconnected meanwhile.
@@ -169,6 +171,14 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
+    /// Tuning: most bytes of broadcasts gathered into one shared buffer (0: none).
+    #[arg(long, default_value_t = DEFAULT_BROADCAST_BATCH_BYTES)]
+    pub broadcast_batch_bytes: usize,
+
+    /// Tuning: most queued buffers written with one system call (1: one each).
+    #[arg(long, default_value_t = DEFAULT_WRITE_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub write_batch: usize,
+
     /// Origin allowed to open the chat (repeat the flag for several);
     /// by default every origin is, so the page also works from file://.
     #[arg(long = "allowed-origin")]
@@ -191,6 +201,8 @@ impl Default for Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            broadcast_batch_bytes: DEFAULT_BROADCAST_BATCH_BYTES,
+            write_batch: DEFAULT_WRITE_BATCH,
             allowed_origins: Vec::new(),
         }
     }

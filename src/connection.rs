@@ -119,11 +119,11 @@ fn chat(
         config.outbound_messages,
         config.outbound_bytes,
     );
-    let write_timeout = config.write_timeout;
+    let (write_timeout, write_batch) = (config.write_timeout, config.write_batch);
     let writer = thread::Builder::new()
         .name(format!("writer-{id}"))
         .stack_size(WRITER_STACK_BYTES)
-        .spawn(move || writer::run(id, inbox, write_timeout));
+        .spawn(move || writer::run(id, inbox, write_timeout, write_batch));
     let writer = match writer {
         Ok(handle) => handle,
         Err(e) => {

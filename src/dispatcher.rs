@@ -27,7 +27,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::config::{BROADCAST_BATCH_BYTES, MAX_EVENTS_PER_BATCH};
+use crate::config::MAX_EVENTS_PER_BATCH;
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame, Refusal, Request};
 
@@ -68,22 +68,19 @@ pub struct Dispatcher {
     /// holds frames for the current set of `online` clients: anything that
     /// changes that set calls `flush` first.
     pending: Vec<u8>,
-}
-
-impl Default for Dispatcher {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// `pending` is flushed once it holds this many bytes.
+    batch_bytes: usize,
 }
 
 impl Dispatcher {
-    pub fn new() -> Self {
+    pub fn new(batch_bytes: usize) -> Self {
         Dispatcher {
             clients: HashMap::new(),
             online: Vec::new(),
             names: HashMap::new(),
             shutting_down: false,
             pending: Vec::new(),
+            batch_bytes,
         }
     }
 
@@ -240,7 +237,7 @@ impl Dispatcher {
     /// Adds a message for every logged-in client to the pending batch.
     fn broadcast(&mut self, json: &[u8]) {
         protocol::append_text_frame(&mut self.pending, json);
-        if self.pending.len() >= BROADCAST_BATCH_BYTES {
+        if self.pending.len() >= self.batch_bytes {
             self.flush();
         }
     }

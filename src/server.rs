@@ -91,9 +91,10 @@ impl Server {
             self.config.max_connections = ceiling;
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
+        let batch_bytes = self.config.broadcast_batch_bytes;
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
-            .spawn(move || Dispatcher::new().run(receiver))?;
+            .spawn(move || Dispatcher::new(batch_bytes).run(receiver))?;
         let state = Arc::new(ServerState {
             config: self.config,
             live: ConnectionCount::default(),

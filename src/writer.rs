@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use crate::config::{WRITE_BATCH_FRAMES, WRITE_POLL_INTERVAL};
+use crate::config::WRITE_POLL_INTERVAL;
 use crate::outbox::{Inbox, Outbound, Shared};
 use crate::protocol::Frame;
 
@@ -34,7 +34,7 @@ enum WriteError {
 
 /// Runs the pump until the queue is finished, every sender is gone, or the
 /// socket fails; then shuts the socket down, which also wakes the reader.
-pub fn run(id: u64, inbox: Inbox, write_timeout: Duration) {
+pub fn run(id: u64, inbox: Inbox, write_timeout: Duration, max_batch: usize) {
     let shared = &*inbox.shared;
     let socket = &*shared.socket;
     // Belt and braces: the socket is shut down even if this thread panics.
@@ -57,7 +57,7 @@ pub fn run(id: u64, inbox: Inbox, write_timeout: Duration) {
                 }
                 Outbound::Finish => finished = true,
             }
-            if finished || batch.len() >= WRITE_BATCH_FRAMES {
+            if finished || batch.len() >= max_batch {
                 break;
             }
         }

@@ -26,6 +26,8 @@ fn help_documents_every_flag() {
         "--write-timeout",
         "--max-connections",
         "--allowed-origin",
+        "--broadcast-batch-bytes",
+        "--write-batch",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
