@@ -29,7 +29,10 @@ fn readme_defaults_table_matches_the_config() {
         ("--idle-timeout", seconds(c.idle_timeout)),
         ("--write-timeout", seconds(c.write_timeout)),
         ("--max-connections", format!("`{}`", c.max_connections)),
-        ("--broadcast-batch-bytes", format!("`{}`", c.broadcast_batch_bytes)),
+        (
+            "--broadcast-batch-bytes",
+            format!("`{}`", c.broadcast_batch_bytes),
+        ),
         ("--write-batch", format!("`{}`", c.write_batch)),
     ];
     for (flag, value) in expected {
