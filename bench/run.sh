@@ -114,6 +114,20 @@ stress threadchat churn --workers 50 --duration 10 --timeout 60
 stress threadchat hold --connections 10000 --logged-in 1000 --connectors 16 --timeout 180
 stop_server
 
+# What each tuning buys: the same server with one batching switched off.
+# Named "threadchat <flags>", the report gives these a table of their own.
+for flags in "--broadcast-batch-bytes 0" "--write-batch 1" "--broadcast-batch-bytes 0 --write-batch 1"; do
+    PORT=$(free_port)
+    # shellcheck disable=SC2086 # $flags is a list of flags
+    taskset -c "$SERVER_CORE" target/release/threadchat --host 127.0.0.1 --port "$PORT" \
+        --rate-limit 0 --log-level warn $flags >>bench/threadchat.log 2>&1 &
+    SERVER_PID=$!
+    wait_for_port "$PORT"
+    stress "threadchat $flags" fanout --users 100 --senders 10 --messages 2000 --timeout 90
+    stress "threadchat $flags" fanout --users 100 --senders 10 --messages 200 --rate 20 --timeout 60
+    stop_server
+done
+
 PORT=$(free_port)
 taskset -c "$SERVER_CORE" "$VENV/bin/python" bench/python_ref.py --port "$PORT" \
     >bench/python.log 2>&1 &

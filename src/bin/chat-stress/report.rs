@@ -44,7 +44,12 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
         .filter(|line| line.starts_with('{'))
         .map(|line| serde_json::from_str(line).map_err(|e| format!("{}: {e}", args.input)))
         .collect::<Result<_, _>>()?;
-    let servers = server_order(&reports, args);
+    // Runs of the subject with tuning switched off are named "<subject> <flags>";
+    // they get a section of their own rather than a place in every table.
+    let variant_prefix = format!("{} ", args.subject);
+    let (variants, servers): (Vec<String>, Vec<String>) = server_order(&reports, args)
+        .into_iter()
+        .partition(|s| s.starts_with(&variant_prefix));
 
     let mut series = Vec::new();
     for server in &servers {
@@ -69,7 +74,8 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let markdown = document(&reports, &servers, args, &svg_name);
+    let mut markdown = document(&reports, &servers, args, &svg_name);
+    tuning_section(&mut markdown, &reports, args, &variants);
     std::fs::write(&args.markdown, markdown)
         .map_err(|e| format!("cannot write {}: {e}", args.markdown))?;
     eprintln!("wrote {} and {}", args.markdown, args.svg);
@@ -536,4 +542,55 @@ fn targets(reports: &[Report], subject: &str, baseline: &str) -> String {
         );
     }
     md
+}
+
+/// Appends the comparison of the subject with itself, tuning switched off:
+/// what each batching buys, at 100 users.
+fn tuning_section(md: &mut String, reports: &[Report], args: &ReportArgs, variants: &[String]) {
+    if variants.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## What each tuning buys\n\n\
+         The same 100-user fan-out against {subject} started with a tuning switched off \
+         (flags in the first column), in the same run. At full speed the load generator \
+         is usually the bottleneck, so the fairest measure of the server is its CPU time \
+         per delivery; at the steady 20,000 deliveries/s it is the share of a core the \
+         server needs and the latency.\n\n\
+         | {subject} run with | full speed: deliveries/s | p99 (ms) | server CPU per delivery (µs) | steady 20,000/s: p99 (ms) | server CPU |\n\
+         |---|---:|---:|---:|---:|---:|",
+        subject = args.subject
+    );
+    let rows = std::iter::once(args.subject.as_str()).chain(variants.iter().map(String::as_str));
+    for server in rows {
+        let full = find_fanout(reports, server, 100.0, false);
+        let steady = find_fanout(reports, server, 100.0, true);
+        let flags = server
+            .strip_prefix(args.subject.as_str())
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map_or("defaults (all tuning on)".to_string(), |f| format!("`{f}`"));
+        let per_delivery = full.map_or("—".to_string(), |r| {
+            let delivered = num(r, "delivered").max(1.0);
+            format!(
+                "{:.2}",
+                num(&r["chat_cpu"], "server_cpu_s") * 1e6 / delivered
+            )
+        });
+        let _ = writeln!(
+            md,
+            "| {flags} | {} | {} | {per_delivery} | {} | {} |",
+            full.map_or("—".to_string(), |r| format!(
+                "{:.0}",
+                num(r, "deliveries_per_s")
+            )),
+            full.map_or("—".to_string(), |r| ms(num(&r["latency"], "p99_us"))),
+            steady.map_or("—".to_string(), |r| ms(num(&r["latency"], "p99_us"))),
+            steady.map_or("—".to_string(), |r| cpu_share(
+                &r["chat_cpu"],
+                "server_cpu_s"
+            )),
+        );
+    }
 }
