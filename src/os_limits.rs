@@ -31,13 +31,25 @@ const MAPPINGS_RESERVE: usize = 1024;
 /// connections waiting for their 503.
 const FILES_RESERVE: usize = 128;
 
-/// The most connections this process can serve, as far as it can tell.
-pub fn connection_ceiling() -> usize {
-    let by_files = raise_open_files_limit().saturating_sub(FILES_RESERVE);
-    let by_mappings = read_number("/proc/sys/vm/max_map_count").map_or(usize::MAX, |maps| {
-        maps.saturating_sub(MAPPINGS_RESERVE) / MAPPINGS_PER_CONNECTION
-    });
-    by_files.min(by_mappings).max(1)
+/// The most connections this process can serve, as far as it can tell, and
+/// which limit says so.
+pub fn connection_ceiling() -> (usize, String) {
+    let files = raise_open_files_limit();
+    let by_files = files.saturating_sub(FILES_RESERVE);
+    let maps = read_number("/proc/sys/vm/max_map_count").unwrap_or(usize::MAX);
+    let by_mappings = maps.saturating_sub(MAPPINGS_RESERVE) / MAPPINGS_PER_CONNECTION;
+    if by_mappings < by_files {
+        let why = format!(
+            "vm.max_map_count is {maps} and a connection needs {MAPPINGS_PER_CONNECTION} \
+             (raise it with `sysctl -w vm.max_map_count=131072`)"
+        );
+        (by_mappings.max(1), why)
+    } else {
+        (
+            by_files.max(1),
+            format!("the open-file limit is {files} (`ulimit -n`)"),
+        )
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit and returns it.

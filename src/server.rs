@@ -81,11 +81,10 @@ impl Server {
     /// Starts the dispatcher and the accept loop on their own threads.
     pub fn spawn(mut self) -> io::Result<ServerHandle> {
         let local_addr = self.listener.local_addr()?;
-        let ceiling = os_limits::connection_ceiling();
+        let (ceiling, why) = os_limits::connection_ceiling();
         if self.config.max_connections > ceiling {
             warn!(
-                "--max-connections {} is more than this system allows; serving at most {ceiling} \
-                 (see the README: raise `ulimit -n` or vm.max_map_count for more)",
+                "serving at most {ceiling} connections, not {}: {why}",
                 self.config.max_connections
             );
             self.config.max_connections = ceiling;

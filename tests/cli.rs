@@ -86,3 +86,44 @@ fn the_port_comes_from_port_then_ws_port() {
     let line = startup_line(&["--port", &c.to_string()], &[("PORT", a.to_string())]);
     assert!(line.contains(&format!(":{c}/")), "{line}");
 }
+
+#[test]
+fn the_connection_cap_is_lowered_to_what_the_open_file_limit_allows() {
+    // 200 descriptors, 128 kept in reserve: room for 72 connections.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            "ulimit -n 200 && exec \"$0\" \"$@\"",
+            BIN,
+            "--port",
+            "0",
+        ])
+        .env_remove("PORT")
+        .env_remove("WS_PORT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut warned = false;
+    let addr = loop {
+        let line = lines.next().expect("start-up lines").unwrap();
+        warned |= line.contains("serving at most 72 connections");
+        if let Some(rest) = line.split("ws://").nth(1) {
+            break rest.trim_end_matches('/').to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(warned, "no warning about the lowered cap");
+    let url = format!("ws://{addr}/");
+    let clients: Vec<_> = (0..72)
+        .map(|_| tungstenite::connect(&url).expect("within the cap"))
+        .collect();
+    match tungstenite::connect(&url) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected 503 above the cap, got {:?}", other.map(|_| ())),
+    }
+    drop(clients);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

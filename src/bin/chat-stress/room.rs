@@ -787,25 +787,20 @@ pub fn login_json(name: &str) -> String {
     format!(r#"{{"type":"login","username":"{name}"}}"#)
 }
 
+/// Opens a user's connection and reports the outcome to the main thread.
+fn connect(room: &Room, silent: bool, events: &Sender<Event>) -> Option<WebSocket<TcpStream>> {
+    let opened = net::open(&room.plan.target, &room.sources, net::CHAT_READ_BUFFER);
+    let outcome = opened.as_ref().map(|_| ()).map_err(Clone::clone);
+    let _ = events.send(Event::Connected { silent, outcome });
+    opened.ok()
+}
+
 /// The life of one reading user (a sender too if `index < senders`).
 fn user(room: &Arc<Room>, index: usize, gates: &Gates, events: &Sender<Event>) {
     let plan = &room.plan;
     let name = room.name(index);
-    let mut ws = match net::open(&plan.target, &room.sources, net::CHAT_READ_BUFFER) {
-        Ok(ws) => {
-            let _ = events.send(Event::Connected {
-                silent: false,
-                outcome: Ok(()),
-            });
-            ws
-        }
-        Err(e) => {
-            let _ = events.send(Event::Connected {
-                silent: false,
-                outcome: Err(e),
-            });
-            return;
-        }
+    let Some(mut ws) = connect(room, false, events) else {
+        return;
     };
 
     Gates::wait(&gates.login);
@@ -1029,21 +1024,8 @@ pub fn close(ws: &mut WebSocket<TcpStream>, deadline_us: u64) {
 /// A user who logs in and then never reads: the `slow` experiment's subject.
 fn silent_user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>) {
     let name = room.silent_name(index);
-    let mut ws = match net::open(&room.plan.target, &room.sources, net::CHAT_READ_BUFFER) {
-        Ok(ws) => {
-            let _ = events.send(Event::Connected {
-                silent: true,
-                outcome: Ok(()),
-            });
-            ws
-        }
-        Err(e) => {
-            let _ = events.send(Event::Connected {
-                silent: true,
-                outcome: Err(e),
-            });
-            return;
-        }
+    let Some(mut ws) = connect(room, true, events) else {
+        return;
     };
     Gates::wait(&gates.login);
     if let Err(e) = ws.send(Message::text(login_json(&name))) {
