@@ -45,8 +45,8 @@ pub fn run(id: u64, inbox: Inbox, write_timeout: Duration, max_batch: usize) {
     }
 
     let mut batch: Vec<Frame> = Vec::new();
-    // `recv` fails only when every `Outbox` is gone: nothing more can come.
-    while let Ok(first) = inbox.receiver.recv() {
+    // `recv` gives `None` only when every `Outbox` is gone: nothing more can come.
+    while let Some(first) = inbox.recv() {
         let mut finished = false;
         for item in std::iter::once(first).chain(inbox.receiver.try_iter()) {
             match item {
