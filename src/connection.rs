@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
+use bytes::Bytes;
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
@@ -193,10 +194,10 @@ impl Write for ReaderStream {
     /// frame, and a close frame can be told apart: it goes last.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if protocol::is_close_frame(buf) {
-            self.outbox.close(buf.into());
+            self.outbox.close(Bytes::copy_from_slice(buf));
         } else {
             self.outbox
-                .push(buf.into())
+                .push(Bytes::copy_from_slice(buf))
                 .map_err(|_| io::Error::other("outbound queue full"))?;
         }
         Ok(buf.len())

@@ -14,10 +14,18 @@
 //!
 //! Broadcasts are batched: while more events are already waiting, the frames
 //! of consecutive broadcasts are appended to one buffer (`pending`), and the
-//! buffer is queued for every recipient once, when the channel runs dry, when
-//! it is large, or before anything that changes who the recipients are. Under
-//! load, one push per recipient then carries many messages; when idle, a
-//! message goes out as soon as it is handled, since the channel is empty.
+//! buffer is queued for every recipient once, when the channel runs dry or
+//! the buffer is large. Under load, one push per recipient then carries many
+//! messages; when idle, a message goes out as soon as it is handled, since
+//! the channel is empty.
+//!
+//! A batch may span logins. `online` is in join order and a login only adds
+//! at its end, so between two flushes the audience only grows: the users
+//! present at the start of the batch get all of it, and a user who joined
+//! midway gets the part from its own login on, a suffix of the same buffer
+//! (`Segment`). In a login storm this is what keeps the cost of each login
+//! from being a push to everyone. Anything that removes a user from
+//! `online`, which would break the rule, flushes first.
 
 use std::collections::HashMap;
 
@@ -49,6 +57,13 @@ pub enum Event {
     ForceClose,
 }
 
+/// The frames in `pending` from `start` on were broadcast while `audience`
+/// users (the first `audience` of `online`) were logged in, or more.
+struct Segment {
+    start: usize,
+    audience: usize,
+}
+
 /// A connected client, as the dispatcher sees it.
 struct Client {
     outbox: Outbox,
@@ -64,10 +79,10 @@ pub struct Dispatcher {
     names: HashMap<String, ConnId>,
     /// Set by `Shutdown`: latecomers are sent away at once.
     shutting_down: bool,
-    /// Encoded frames for every logged-in client, not yet queued. Only ever
-    /// holds frames for the current set of `online` clients: anything that
-    /// changes that set calls `flush` first.
+    /// Encoded frames for the logged-in clients, not yet queued.
     pending: Vec<u8>,
+    /// Who gets which part of `pending`: where each audience size begins.
+    segments: Vec<Segment>,
     /// `pending` is flushed once it holds this many bytes.
     batch_bytes: usize,
 }
@@ -80,6 +95,7 @@ impl Dispatcher {
             names: HashMap::new(),
             shutting_down: false,
             pending: Vec::new(),
+            segments: Vec::new(),
             batch_bytes,
         }
     }
@@ -181,10 +197,8 @@ impl Dispatcher {
             );
             return;
         }
-        if !self.clients.contains_key(&id) {
-            return;
-        }
-        self.flush(); // what is pending was meant for the old audience
+        // No flush needed: a new user joins at the end of `online`, and a
+        // rename keeps its place (see the module comment).
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -209,12 +223,13 @@ impl Dispatcher {
         if self.clients.get(&id).is_none_or(|c| c.username.is_none()) {
             return;
         }
-        self.flush(); // what is pending was meant for the old audience
+        self.flush(); // positions in `online` are about to shift
         self.remove_from_chat(id);
     }
 
     /// Takes a logged-in client out of `online` and queues the news for the
-    /// others. Callers have flushed `pending` already.
+    /// others. Callers have flushed `pending` already (`flush` itself calls
+    /// this between batches).
     fn remove_from_chat(&mut self, id: ConnId) {
         let Some(username) = self.clients.get_mut(&id).and_then(|c| c.username.take()) else {
             return;
@@ -223,9 +238,9 @@ impl Dispatcher {
         self.online.retain(|&other| other != id);
         info!("{username} left ({} online)", self.online.len());
         let json = protocol::disconnect_json(&username, self.active_users());
-        // Appended without the size check of `broadcast`: this may run inside
-        // `flush`, whose loop sends it.
-        protocol::append_text_frame(&mut self.pending, &json);
+        // Not `broadcast`, whose size check could call `flush` from within
+        // `flush`: the loop there sends this.
+        self.append(&json);
     }
 
     fn active_users(&self) -> impl Iterator<Item = &str> {
@@ -236,23 +251,41 @@ impl Dispatcher {
 
     /// Adds a message for every logged-in client to the pending batch.
     fn broadcast(&mut self, json: &[u8]) {
-        protocol::append_text_frame(&mut self.pending, json);
+        self.append(json);
         if self.pending.len() >= self.batch_bytes {
             self.flush();
         }
     }
 
+    fn append(&mut self, json: &[u8]) {
+        let audience = self.online.len();
+        if self.segments.last().is_none_or(|s| s.audience != audience) {
+            self.segments.push(Segment {
+                start: self.pending.len(),
+                audience,
+            });
+        }
+        protocol::append_text_frame(&mut self.pending, json);
+    }
+
     /// Queues the pending batch for every logged-in client: one shared
-    /// buffer, one push each. Clients whose queue is full are dropped, and
+    /// buffer, one push each, of the whole buffer or of the part broadcast
+    /// since the client joined. Clients whose queue is full are dropped, and
     /// their departure is the next batch, for those who remain.
     fn flush(&mut self) {
         while !self.pending.is_empty() {
-            let batch: Frame = std::mem::take(&mut self.pending).into();
+            let batch = Frame::from(std::mem::take(&mut self.pending));
+            let segments = std::mem::take(&mut self.segments);
             let mut too_slow = Vec::new();
-            for id in &self.online {
-                if let Some(client) = self.clients.get(id)
-                    && client.outbox.push(batch.clone()).is_err()
-                {
+            for (position, id) in self.online.iter().enumerate() {
+                // Audiences only grow, so the first segment that includes
+                // this position starts this client's part.
+                let first = segments.partition_point(|s| s.audience <= position);
+                let (Some(segment), Some(client)) = (segments.get(first), self.clients.get(id))
+                else {
+                    continue;
+                };
+                if client.outbox.push(batch.slice(segment.start..)).is_err() {
                     too_slow.push(*id);
                 }
             }

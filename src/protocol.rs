@@ -9,8 +9,7 @@
 //! bytes: a broadcast to a thousand users is serialized and framed one time
 //! and the same bytes are queued for all of them.
 
-use std::sync::Arc;
-
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -18,10 +17,12 @@ use tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 
 use crate::config::MAX_USERNAME_CHARS;
 
-/// One encoded WebSocket frame, shared by every recipient's queue. Server
-/// frames are unmasked and this server negotiates no compression, so the
-/// bytes are the same for everyone.
-pub type Frame = Arc<[u8]>;
+/// Encoded WebSocket frames (one or several), shared by every recipient's
+/// queue. Server frames are unmasked and this server negotiates no
+/// compression, so the bytes are the same for everyone. `Bytes` is a
+/// reference-counted buffer: cloning it, or taking a slice of it, copies no
+/// data.
+pub type Frame = Bytes;
 
 /// What a client asked for, after parsing and validation.
 #[derive(Debug, Clone, PartialEq)]
