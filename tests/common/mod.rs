@@ -144,6 +144,14 @@ impl Client {
         message
     }
 
+    /// The next message must be the refusal of something unreadable.
+    pub fn expect_decoding_error(&mut self) -> Value {
+        let error = self.expect_error();
+        let text = error["error"].as_str().unwrap_or_default();
+        assert!(text.starts_with("error decoding"), "{error}");
+        error
+    }
+
     /// Reads until the server's close frame arrives; returns it.
     pub fn expect_close(&mut self) -> Option<CloseFrame> {
         loop {
