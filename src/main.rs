@@ -48,6 +48,9 @@ fn main() -> ExitCode {
     };
     let addr = handle.local_addr();
     info!("threadchat listening: open http://{addr}/ in a browser; WebSocket at ws://{addr}/");
+    if addr.ip().is_unspecified() {
+        info!("listening on every interface: use this machine's address from other machines");
+    }
 
     if let Some(signal) = signals.forever().next() {
         info!("signal {signal} received, shutting down");
