@@ -87,10 +87,15 @@ pub fn serve(
     // so it may write the HTTP response itself.
     match http::route(&head, &config.allowed_origins) {
         Route::Respond(response) => {
-            if !head.is_websocket_upgrade() {
-                debug!("conn {id}: served {}", head.path);
+            let status = String::from_utf8_lossy(&response[..response.len().min(40)])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if head.is_websocket_upgrade() {
+                warn!("conn {id}: WebSocket handshake refused: {status}");
             } else {
-                warn!("conn {id}: WebSocket handshake refused");
+                debug!("conn {id}: {} {}: {status}", head.method, head.path);
             }
             let _ = (&socket).write_all(&response);
             http::linger_close(&socket);
