@@ -82,7 +82,6 @@ pub fn serve(
             return;
         }
     };
-    debug!("conn {id}: {} {}", head.method, head.path);
     // Until the writer thread starts, this thread is the socket's only user,
     // so it may write the HTTP response itself.
     match http::route(&head, &config.allowed_origins) {
