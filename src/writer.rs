@@ -27,7 +27,7 @@ use crate::protocol::Frame;
 enum WriteError {
     /// The dispatcher dropped the client while the write was blocked.
     Abandoned,
-    /// The client accepted nothing for longer than the write timeout.
+    /// The batch was not written within the write timeout.
     TimedOut,
     Io(io::Error),
 }
@@ -74,7 +74,7 @@ pub fn run(id: u64, inbox: Inbox, write_timeout: Duration, max_batch: usize) {
             Ok(()) => {}
             Err(WriteError::Abandoned) => return,
             Err(WriteError::TimedOut) => {
-                info!("conn {id}: dropped: nothing written for {write_timeout:?}");
+                info!("conn {id}: dropped: a write stayed blocked past {write_timeout:?}");
                 return;
             }
             Err(WriteError::Io(e)) => {
