@@ -53,8 +53,8 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A client silent for this long (no message, no pong) is considered dead.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Time the writer may spend blocked on one batch before it gives the
-/// connection up as dead.
+/// Time a writer may stay blocked with no byte taken by the client before
+/// it gives the connection up as dead.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; past this, new ones get HTTP 503. Each
@@ -163,7 +163,7 @@ pub struct Config {
     #[arg(long, value_parser = parse_seconds, default_value = "60")]
     pub idle_timeout: Duration,
 
-    /// Seconds a write may stay blocked before the connection is dropped.
+    /// Seconds a write may stay blocked, the client taking nothing, before it is dropped.
     #[arg(long, value_parser = parse_seconds, default_value = "10")]
     pub write_timeout: Duration,
 

@@ -11,7 +11,7 @@
 //! Writes block with a short timeout (`WRITE_POLL_INTERVAL`) in a loop, so a
 //! writer stuck on a client that stopped reading still notices, within that
 //! interval, that the dispatcher has given up on the client, and gives up too
-//! once the whole batch has taken longer than the write timeout.
+//! once the client has taken no bytes for as long as the write timeout.
 
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
@@ -27,7 +27,7 @@ use crate::protocol::Frame;
 enum WriteError {
     /// The dispatcher dropped the client while the write was blocked.
     Abandoned,
-    /// The batch was not written within the write timeout.
+    /// The client took no bytes for as long as the write timeout.
     TimedOut,
     Io(io::Error),
 }
@@ -74,7 +74,7 @@ pub fn run(id: u64, inbox: Inbox, write_timeout: Duration, max_batch: usize) {
             Ok(()) => {}
             Err(WriteError::Abandoned) => return,
             Err(WriteError::TimedOut) => {
-                info!("conn {id}: dropped: a write stayed blocked past {write_timeout:?}");
+                info!("conn {id}: dropped: took no data for {write_timeout:?}");
                 return;
             }
             Err(WriteError::Io(e)) => {
@@ -95,13 +95,18 @@ fn write_batch(
     timeout: Duration,
     shared: &Shared,
 ) -> Result<(), WriteError> {
-    let deadline = Instant::now() + timeout;
+    // The timeout counts time without progress: a slow client that keeps
+    // taking bytes is not dropped, one that takes none is.
+    let mut deadline = Instant::now() + timeout;
     let mut slices: Vec<IoSlice> = frames.iter().map(|frame| IoSlice::new(frame)).collect();
     let mut remaining = &mut slices[..];
     while !remaining.is_empty() {
         match socket.write_vectored(remaining) {
             Ok(0) => return Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
-            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+            Ok(written) => {
+                IoSlice::advance_slices(&mut remaining, written);
+                deadline = Instant::now() + timeout;
+            }
             Err(e) if is_timeout(&e) => {
                 if shared.is_abandoned() {
                     return Err(WriteError::Abandoned);
