@@ -20,7 +20,7 @@
 //! spawning more.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -28,12 +28,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, error, info, warn};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, EVENT_QUEUE_CAPACITY, READER_STACK_BYTES, SHUTDOWN_GRACE};
 use crate::connection;
 use crate::dispatcher::{ConnId, Dispatcher, Event};
 use crate::http;
 use crate::os_limits;
+
+/// Connections the kernel may hold waiting for `accept` (capped by the
+/// system's `net.core.somaxconn`, 4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// Over-cap connections waiting for their 503; more than this are dropped
 /// without an answer.
@@ -70,7 +75,11 @@ impl Server {
     /// Binds `config.host` and the resolved port (port 0 picks a free one).
     pub fn bind(config: Config) -> io::Result<Server> {
         let port = config.resolved_port().map_err(io::Error::other)?;
-        let listener = TcpListener::bind((config.host.as_str(), port))?;
+        let addr = (config.host.as_str(), port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::other(format!("{} resolves to no address", config.host)))?;
+        let listener = listen(addr)?;
         Ok(Server { listener, config })
     }
 
@@ -157,6 +166,20 @@ impl ServerHandle {
         info!("server stopped");
         done
     }
+}
+
+/// A listening socket, made with `socket2` rather than `TcpListener::bind`
+/// for two settings std does not offer: a backlog long enough for a
+/// thousand clients connecting at once (std's 128 overflows, and each
+/// overflowed client waits a second to try again), and `SO_REUSEADDR`, so a
+/// restarted server can bind its port while old connections linger in
+/// TIME_WAIT.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// `0.0.0.0` and `::` are not addresses one can connect to.
