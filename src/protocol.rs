@@ -273,12 +273,14 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
 }
 
 fn json_frame(value: &impl Serialize) -> Frame {
-    text_frame(serde_json::to_vec(value).expect("protocol messages always serialize"))
+    text_frame(&serde_json::to_vec(value).expect("protocol messages always serialize"))
 }
 
 /// Wraps UTF-8 bytes in a final, unmasked text frame.
-pub fn text_frame(payload: Vec<u8>) -> Frame {
-    encode(WsFrame::message(payload, OpCode::Data(Data::Text), true))
+pub fn text_frame(payload: &[u8]) -> Frame {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    append_text_frame(&mut out, payload);
+    out.into()
 }
 
 /// Appends one final, unmasked text frame to `out`, which may already hold
