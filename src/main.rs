@@ -1,6 +1,7 @@
 //! The `threadchat` binary: parse flags, start logging, serve until SIGINT or
 //! SIGTERM, then shut down gracefully. Everything else is in the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,12 +17,13 @@ fn main() -> ExitCode {
         .set_thread_level(log::LevelFilter::Off)
         .set_target_level(log::LevelFilter::Off)
         .build();
-    let _ = TermLogger::init(
-        config.log_level,
-        log_config,
-        TerminalMode::Mixed,
-        ColorChoice::Auto,
-    );
+    // Colours only on a terminal, so that a log sent to a file stays plain.
+    let colour = if std::io::stdout().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let _ = TermLogger::init(config.log_level, log_config, TerminalMode::Mixed, colour);
 
     // Register for signals before serving, so none is missed.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
