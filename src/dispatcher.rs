@@ -162,22 +162,15 @@ impl Dispatcher {
                 self.broadcast(&json);
             }
             Request::Disconnect if logged_in => self.log_out(id),
-            Request::Chat { .. } | Request::Disconnect => {
-                let kind = match request {
-                    Request::Chat { .. } => "chat",
-                    _ => "disconnect",
-                };
-                warn!("conn {id}: {kind} refused: not logged in");
-                self.reply(
-                    id,
-                    Refusal::new(
-                        Some(kind),
-                        "not logged in",
-                        format!("send {{\"type\":\"login\",\"username\":…}} before {kind}"),
-                    ),
-                );
-            }
+            Request::Chat { .. } => self.refuse_not_logged_in(id, "chat"),
+            Request::Disconnect => self.refuse_not_logged_in(id, "disconnect"),
         }
+    }
+
+    fn refuse_not_logged_in(&mut self, id: ConnId, kind: &'static str) {
+        warn!("conn {id}: {kind} refused: not logged in");
+        let details = format!("send {{\"type\":\"login\",\"username\":…}} before {kind}");
+        self.reply(id, Refusal::new(Some(kind), "not logged in", details));
     }
 
     /// Logs a connection in, or renames it if it already is.
