@@ -68,6 +68,31 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// without limit. Past it, a handshake for a new room gets HTTP 503.
 pub const DEFAULT_MAX_ROOMS: usize = 1_000;
 
+/// Chats a newcomer to a room is shown (`--history`); `0` turns history off
+/// and the server keeps nothing. Fifty fill a screen or two.
+pub const DEFAULT_HISTORY: usize = 50;
+
+/// Most chats sent to a client that reconnects with `since`: enough for a
+/// minute's gap in a busy room, and a bound on the size of one message.
+pub const DEFAULT_HISTORY_MAX: usize = 1_000;
+
+/// Chats kept per room in the store (`--retain`); older ones are deleted in
+/// the background. Ten thousand is days of a class's chat, a few MB.
+pub const DEFAULT_RETAIN: usize = 10_000;
+
+/// The history file, in the working directory, so `make run` needs nothing.
+pub const DEFAULT_DB: &str = "threadchat.db";
+
+/// Chats each room keeps in memory (at least `--history`), so that a join,
+/// and a reconnect after a short gap, costs no query. A few hundred bytes
+/// each, per room.
+pub const RECENT_PER_ROOM: usize = 256;
+
+/// Chats handed to the archivist and not yet committed, past which new chats
+/// are refused ("history store is behind") rather than queued without end
+/// while the disk is stuck.
+pub const MAX_UNARCHIVED: usize = 64 * 1024;
+
 /// Longest a handshake waits for the dispatcher to admit it to its room.
 /// The dispatcher answers in microseconds; this only bounds a server so
 /// overloaded that the client is better told 503 than kept waiting.
@@ -190,6 +215,26 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_MAX_ROOMS)]
     pub max_rooms: usize,
 
+    /// Chats shown to a newcomer to a room; 0 turns history (and the store) off.
+    #[arg(long, default_value_t = DEFAULT_HISTORY)]
+    pub history: usize,
+
+    /// Most chats sent to a client that reconnects with "since".
+    #[arg(long, default_value_t = DEFAULT_HISTORY_MAX)]
+    pub history_max: usize,
+
+    /// Chats kept per room in the store; older ones are deleted.
+    #[arg(long, default_value_t = DEFAULT_RETAIN)]
+    pub retain: usize,
+
+    /// The SQLite history file (":memory:" keeps history for this process only).
+    #[arg(long, default_value = DEFAULT_DB)]
+    pub db: String,
+
+    /// Make every commit reach the disk before its chats are sent (survives power loss).
+    #[arg(long)]
+    pub fsync: bool,
+
     /// Tuning: most bytes of broadcasts gathered into one shared buffer (0: none).
     #[arg(long, default_value_t = DEFAULT_BROADCAST_BATCH_BYTES)]
     pub broadcast_batch_bytes: usize,
@@ -221,6 +266,11 @@ impl Default for Config {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_rooms: DEFAULT_MAX_ROOMS,
+            history: DEFAULT_HISTORY,
+            history_max: DEFAULT_HISTORY_MAX,
+            retain: DEFAULT_RETAIN,
+            db: DEFAULT_DB.to_string(),
+            fsync: false,
             broadcast_batch_bytes: DEFAULT_BROADCAST_BATCH_BYTES,
             write_batch: DEFAULT_WRITE_BATCH,
             allowed_origins: Vec::new(),
@@ -229,11 +279,12 @@ impl Default for Config {
 }
 
 impl Config {
-    /// A configuration for tests: an ephemeral port on loopback, otherwise
-    /// the defaults.
+    /// A configuration for tests: an ephemeral port on loopback, history in
+    /// memory (no file left behind), otherwise the defaults.
     pub fn ephemeral() -> Self {
         Config {
             port: Some(0),
+            db: ":memory:".to_string(),
             ..Config::default()
         }
     }

@@ -43,6 +43,7 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
 use crate::api;
+use crate::archivist::Job;
 use crate::config::{
     ADMISSION_TIMEOUT, Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES,
 };
@@ -59,12 +60,21 @@ use crate::writer;
 #[cfg(feature = "fault-injection")]
 pub const PANIC_TRIGGER: &str = "__threadchat_fault_injection_panic__";
 
+/// The ways to reach the threads that own the server's state: a
+/// connection talks to them only through these channels.
+pub struct Owners {
+    /// The dispatcher: the chat.
+    pub events: Sender<Event>,
+    /// The archivist: the history file (`None` with history off).
+    pub store: Option<Sender<Job>>,
+}
+
 /// Serves one accepted socket from its HTTP request to its close.
 pub fn serve(
     id: ConnId,
     socket: TcpStream,
     config: &Config,
-    events: Sender<Event>,
+    owners: Owners,
     shutting_down: impl Fn() -> bool,
 ) {
     let deadline = Instant::now() + config.handshake_timeout;
@@ -93,7 +103,7 @@ pub fn serve(
             respond(&socket, &response);
         }
         Route::Api(request) => {
-            let response = api::answer(request, &events, head.method == "GET");
+            let response = api::answer(request, &owners, config, head.method == "GET");
             log_response(id, &head, &response);
             respond(&socket, &response);
         }
@@ -105,7 +115,7 @@ pub fn serve(
                 response,
                 leftover,
                 config,
-                events,
+                owners.events,
             );
         }
     }
@@ -284,6 +294,7 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
     let mut ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config));
     let limits = TextLimits {
         max_chat_chars: config.max_chat_chars,
+        tokens: false,
     };
     let mut limiter = RateLimiter::new(config.rate_limit);
     let mut last_heard = Instant::now();

@@ -34,9 +34,11 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::config::{Config, MAX_EVENTS_PER_BATCH};
+use crate::archivist::{Archived, Job};
+use crate::config::{Config, MAX_EVENTS_PER_BATCH, MAX_UNARCHIVED, RECENT_PER_ROOM};
+use crate::history::{self, RecentHistory, Replay};
 use crate::outbox::Outbox;
-use crate::protocol::{self, Frame, Refusal, Request};
+use crate::protocol::{self, Frame, Login, Refusal, Request};
 use crate::room::Room;
 
 /// Identifies a connection for its whole life; assigned by the accept loop.
@@ -60,10 +62,21 @@ pub enum Event {
     Disconnected { id: ConnId },
     /// `GET /api/rooms`: every room with a logged-in user, by name.
     ListRooms { reply: Sender<Vec<RoomSummary>> },
+    /// The archivist's news: chats committed (to broadcast now), a room's
+    /// history loaded, a reconnecting client's missed chats.
+    Archived(Archived),
     /// The server is stopping: say goodbye (close 1001) to every client.
     Shutdown,
     /// Grace is over: shut every remaining socket down now.
     ForceClose,
+    /// Every connection has ended: return (and so let the archivist end).
+    Stop,
+}
+
+impl From<Archived> for Event {
+    fn from(news: Archived) -> Event {
+        Event::Archived(news)
+    }
 }
 
 /// A room as `/api/rooms` lists it.
@@ -80,6 +93,12 @@ struct Client {
     room: String,
     /// `Some` once logged in; only logged-in clients receive broadcasts.
     username: Option<String>,
+    /// Whether this socket has been sent its room's history (only the
+    /// first login on a socket is).
+    history_sent: bool,
+    /// A login waiting for its history (the room loading, or the archivist
+    /// looking up what the client missed).
+    joining: Option<Login>,
 }
 
 pub struct Dispatcher {
@@ -95,10 +114,19 @@ pub struct Dispatcher {
     batch_bytes: usize,
     /// Rooms that may exist at once (`--max-rooms`).
     max_rooms: usize,
+    /// The archivist's queue, when history is on: chats go there first and
+    /// are broadcast when it reports them committed.
+    store: Option<Sender<Job>>,
+    /// Chats handed to the archivist and not yet reported back.
+    unarchived: usize,
+    /// `--history` and `--history-max`.
+    history: usize,
+    history_max: usize,
 }
 
 impl Dispatcher {
-    pub fn new(config: &Config) -> Self {
+    /// A dispatcher; `store` is the archivist's queue when history is on.
+    pub fn new(config: &Config, store: Option<Sender<Job>>) -> Self {
         Dispatcher {
             clients: HashMap::new(),
             rooms: HashMap::new(),
@@ -106,12 +134,19 @@ impl Dispatcher {
             shutting_down: false,
             batch_bytes: config.broadcast_batch_bytes,
             max_rooms: config.max_rooms,
+            store,
+            unarchived: 0,
+            history: config.history,
+            history_max: config.history_max,
         }
     }
 
     /// Handles events until every sender is gone.
     pub fn run(mut self, events: Receiver<Event>) {
         while let Ok(event) = events.recv() {
+            if matches!(event, Event::Stop) {
+                break;
+            }
             self.handle(event);
             // Whatever else is already waiting joins the same batch.
             for event in events.try_iter().take(MAX_EVENTS_PER_BATCH) {
@@ -119,7 +154,7 @@ impl Dispatcher {
             }
             self.flush();
         }
-        debug!("dispatcher: all senders gone, stopping");
+        debug!("dispatcher: stopping");
     }
 
     fn handle(&mut self, event: Event) {
@@ -132,6 +167,7 @@ impl Dispatcher {
             } => self.connected(id, room, outbox, admitted),
             Event::Request { id, request } => self.request(id, request),
             Event::Disconnected { id } => self.disconnected(id),
+            Event::Archived(news) => self.archived(news),
             Event::ListRooms { reply } => {
                 let mut rooms: Vec<RoomSummary> = self
                     .rooms
@@ -158,6 +194,7 @@ impl Dispatcher {
                     client.outbox.shutdown_socket();
                 }
             }
+            Event::Stop => {} // `run` returns before handling it
         }
     }
 
@@ -181,10 +218,12 @@ impl Dispatcher {
             )));
             return;
         }
-        self.rooms
-            .entry(room.clone())
-            .or_insert_with(|| Room::new(room.clone()))
-            .connection_opened();
+        if !self.rooms.contains_key(&room) {
+            self.open_room(&room);
+        }
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.connection_opened();
+        }
         if self.shutting_down {
             outbox.close(close_frame(CloseCode::Away, "server shutting down"));
         }
@@ -194,9 +233,25 @@ impl Dispatcher {
                 outbox,
                 room,
                 username: None,
+                history_sent: false,
+                joining: None,
             },
         );
         let _ = admitted.send(Ok(()));
+    }
+
+    /// A room appears. With history on, its tail is loaded from the store;
+    /// logins wait for it (`history.rs`).
+    fn open_room(&mut self, name: &str) {
+        let mut room = Room::new(name.to_string());
+        if let Some(store) = &self.store {
+            room.recent = Some(RecentHistory::loading(RECENT_PER_ROOM.max(self.history)));
+            let _ = store.send(Job::Load {
+                room: name.to_string(),
+                recent: RECENT_PER_ROOM.max(self.history),
+            });
+        }
+        self.rooms.insert(name.to_string(), room);
     }
 
     fn disconnected(&mut self, id: ConnId) {
@@ -220,14 +275,20 @@ impl Dispatcher {
         };
         let logged_in = client.username.is_some();
         match request {
-            Request::Login { username } => self.log_in(id, username),
+            Request::Login(login) => self.log_in(id, login),
             Request::Chat { message } if logged_in => {
                 let username = client.username.as_deref().unwrap_or_default();
                 debug!("conn {id}: chat from {username}");
                 let json = protocol::chat_json(&message, username, &client.room);
                 let room = client.room.clone();
-                self.broadcast(&room, &json);
+                self.chat(id, room, json);
             }
+            // Readers turn token logins into `Login`s; one that got here
+            // anyway is not trusted.
+            Request::TokenLogin { .. } => self.reply(
+                id,
+                Refusal::new(Some("login"), "authentication failed", "sign-in is off"),
+            ),
             Request::Disconnect if logged_in => self.log_out(id),
             Request::Chat { .. } => self.refuse_not_logged_in(id, "chat"),
             Request::Disconnect => self.refuse_not_logged_in(id, "disconnect"),
@@ -240,15 +301,133 @@ impl Dispatcher {
         self.reply(id, Refusal::new(Some(kind), "not logged in", details));
     }
 
-    /// Logs a connection into its room, or renames it if it already is.
-    fn log_in(&mut self, id: ConnId, username: String) {
+    /// A chat from a logged-in client. With history on it goes to the
+    /// archivist first and is broadcast when committed (`archived`), so that
+    /// nobody sees a chat a crash could lose.
+    fn chat(&mut self, id: ConnId, room: String, json: Vec<u8>) {
+        let Some(store) = &self.store else {
+            self.broadcast(&room, &json);
+            return;
+        };
+        if self.unarchived >= MAX_UNARCHIVED {
+            warn!("conn {id}: chat refused: {} chats wait for the store", self.unarchived);
+            let details = "the history store is behind; try again in a moment";
+            self.reply(id, Refusal::new(Some("chat"), "chat is briefly unavailable", details));
+            return;
+        }
+        self.unarchived += 1;
+        let _ = store.send(Job::Append { room, tag: id, json });
+    }
+
+    /// What the archivist reports.
+    fn archived(&mut self, news: Archived) {
+        match news {
+            Archived::Committed(chats) => {
+                self.unarchived = self.unarchived.saturating_sub(chats.len());
+                for (room, _, chat) in chats {
+                    // A room that went (and maybe came back, loading) has
+                    // nobody to tell; its next load reads the chat back.
+                    if let Some(r) = self.rooms.get_mut(&room)
+                        && r.committed(chat)
+                    {
+                        self.appended(&room);
+                    }
+                }
+            }
+            Archived::Failed(chats) => {
+                self.unarchived = self.unarchived.saturating_sub(chats.len());
+                for (_, id, why) in chats {
+                    warn!("conn {id}: chat not stored: {why}");
+                    let details = format!("the chat could not be stored, so nobody got it: {why}");
+                    self.reply(id, Refusal::new(Some("chat"), "chat not stored", details));
+                }
+            }
+            Archived::Loaded {
+                room,
+                last_id,
+                recent,
+            } => {
+                let Some(history) = self.rooms.get_mut(&room).and_then(|r| r.recent.as_mut())
+                else {
+                    return;
+                };
+                for (id, login) in history.loaded(last_id, recent) {
+                    if let Some(client) = self.clients.get_mut(&id) {
+                        client.joining = None;
+                        self.log_in(id, login);
+                    }
+                }
+            }
+            Archived::SinceLoaded {
+                room,
+                tag,
+                chats,
+                complete,
+            } => {
+                let Some(login) = self.clients.get_mut(&tag).and_then(|c| c.joining.take()) else {
+                    return; // gone meanwhile
+                };
+                let json = history::history_message(&room, &chats, complete);
+                self.enter(tag, login, Some(json));
+            }
+        }
+    }
+
+    /// A login: into the room, or a rename if the client already is in. A
+    /// socket's first login gets the room's history first, which may mean
+    /// waiting for it (the login is then finished by `archived`).
+    fn log_in(&mut self, id: ConnId, login: Login) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.joining.is_some() {
+            let details = "wait for the answer to your first login";
+            self.reply(id, Refusal::new(Some("login"), "login in progress", details));
+            return;
+        }
+        if !self.name_free(id, &login.username) {
+            return;
+        }
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         let Some(room) = self.rooms.get_mut(&client.room) else {
             return;
         };
-        if !room.name_free(id, &username) {
+        let replay = match room.recent.as_mut() {
+            Some(recent) if !client.history_sent => {
+                recent.replay(&client.room, id, &login, self.history, self.history_max)
+            }
+            _ => {
+                self.enter(id, login, None);
+                return;
+            }
+        };
+        match replay {
+            Replay::Ready(json) => self.enter(id, login, Some(json)),
+            Replay::Waiting => client.joining = Some(login.clone()),
+            Replay::Ask { after } => {
+                let room = client.room.clone();
+                client.joining = Some(login);
+                if let Some(store) = &self.store {
+                    let _ = store.send(Job::Since {
+                        room,
+                        tag: id,
+                        after,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `username` is free in the client's room; refuses it if not.
+    fn name_free(&mut self, id: ConnId, username: &str) -> bool {
+        let free = self
+            .clients
+            .get(&id)
+            .and_then(|c| self.rooms.get(&c.room))
+            .is_some_and(|room| room.name_free(id, username));
+        if !free {
             warn!("conn {id}: login as {username:?} refused: name taken");
             self.reply(
                 id,
@@ -258,8 +437,31 @@ impl Dispatcher {
                     format!("{username:?} is already in the chat; choose another name"),
                 ),
             );
+        }
+        free
+    }
+
+    /// Finishes a login: the history (if any) to the client alone, then the
+    /// login to the room, so the client sees history, then its own login.
+    fn enter(&mut self, id: ConnId, login: Login, history: Option<Vec<u8>>) {
+        // A login that waited may find its name taken meanwhile.
+        if history.is_some() && !self.name_free(id, &login.username) {
             return;
         }
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let Some(json) = history {
+            client.history_sent = true;
+            if client.outbox.push(protocol::text_frame(&json)).is_err() {
+                drop_too_slow(id, &client.outbox);
+                return;
+            }
+        }
+        let Some(room) = self.rooms.get_mut(&client.room) else {
+            return;
+        };
+        let username = login.username;
         let old = client.username.replace(username.clone());
         match &old {
             Some(old) => info!("{old} is now {username} in {}", client.room),

@@ -167,6 +167,51 @@ pub enum Route {
 pub enum ApiRequest {
     /// `GET /api/rooms`: the dispatcher's rooms with logged-in users.
     Rooms,
+    /// `GET /api/rooms/<name>/messages?before=<id>&limit=<n>`: older chats,
+    /// from the archivist.
+    Messages {
+        room: String,
+        before: Option<u64>,
+        limit: usize,
+    },
+    /// `GET /api/info`: what the page needs to know about this server.
+    Info,
+}
+
+/// Most chats one `/api/rooms/<name>/messages` request returns, and how
+/// many when it does not say.
+pub const MAX_PAGE: usize = 200;
+pub const DEFAULT_PAGE: usize = 50;
+
+/// Parses `/api/rooms/<name>/messages` and its query, or says what is wrong.
+fn messages_request(path: &str, query: &str) -> Option<Result<ApiRequest, String>> {
+    let name = path.strip_prefix("/api/rooms/")?.strip_suffix("/messages")?;
+    let parse = || -> Result<ApiRequest, String> {
+        let room = room::valid_room_name(name)?;
+        let (mut before, mut limit) = (None, DEFAULT_PAGE);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| format!("{key} must be a whole number"))
+            };
+            match key {
+                "before" => before = Some(number()?),
+                "limit" => limit = number()? as usize,
+                _ => {}
+            }
+        }
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(format!("limit must be 1 to {MAX_PAGE}"));
+        }
+        Ok(ApiRequest::Messages {
+            room,
+            before,
+            limit,
+        })
+    };
+    Some(parse())
 }
 
 /// Decides what a request gets. `allowed_origins` empty means any origin.
@@ -190,12 +235,22 @@ pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
             true,
         ));
     }
-    let path = head.path.split(['?', '#']).next().unwrap_or_default();
+    let without_fragment = head.path.split('#').next().unwrap_or_default();
+    let (path, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
+    if let Some(request) = messages_request(path, query) {
+        return match request {
+            Ok(request) => Route::Api(request),
+            Err(why) => Route::Respond(status_response("400 Bad Request", &why)),
+        };
+    }
     let (content_type, body) = match path {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
         "/client.js" => ("text/javascript; charset=utf-8", CLIENT_JS),
         "/index.css" => ("text/css; charset=utf-8", INDEX_CSS),
         "/api/rooms" => return Route::Api(ApiRequest::Rooms),
+        "/api/info" => return Route::Api(ApiRequest::Info),
         // Each room's page is the chat page; it reads its room from its URL.
         _ if path.starts_with("/r/") => match room::room_from_path(path) {
             Ok(_) => ("text/html; charset=utf-8", INDEX_HTML),

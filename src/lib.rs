@@ -9,6 +9,8 @@
 //! - `outbox`: the bounded queue between everyone and a client's writer;
 //! - `dispatcher`: the one owner of the chat's state, which routes events;
 //! - `room`: one room's users, names and pending broadcasts;
+//! - `archivist`: the thread that owns the SQLite history file;
+//! - `history`: a room's recent chats in memory, and what a newcomer is sent;
 //! - `api`: JSON endpoints, answered by asking the thread that owns the data;
 //! - `protocol`: the JSON messages, parsed and encoded;
 //! - `http`: the page and the WebSocket handshake on the same port;
@@ -17,9 +19,11 @@
 //! - `os_limits`: what the operating system allows, read at start-up.
 
 pub mod api;
+pub mod archivist;
 pub mod config;
 pub mod connection;
 pub mod dispatcher;
+pub mod history;
 pub mod http;
 pub mod os_limits;
 pub mod outbox;

@@ -9,6 +9,7 @@ use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use threadchat::server::StartError;
 use threadchat::{Config, Server};
 
 fn main() -> ExitCode {
@@ -36,8 +37,12 @@ fn main() -> ExitCode {
     let host = config.host.clone();
     let server = match Server::bind(config) {
         Ok(server) => server,
-        Err(e) => {
+        Err(StartError::Listen(e)) => {
             error!("cannot listen on {host}: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            error!("{e}");
             return ExitCode::FAILURE;
         }
     };

@@ -30,6 +30,8 @@
 use std::collections::HashMap;
 
 use crate::dispatcher::{ConnId, drop_too_slow};
+use crate::archivist::StoredChat;
+use crate::history::RecentHistory;
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame};
 
@@ -107,6 +109,8 @@ pub struct Room {
     segments: Vec<Segment>,
     /// Whether the dispatcher has this room on its list to flush.
     marked: bool,
+    /// The room's recent chats, with history on (`history.rs`).
+    pub recent: Option<RecentHistory>,
 }
 
 /// Why a login was refused.
@@ -124,6 +128,7 @@ impl Room {
             pending: Vec::new(),
             segments: Vec::new(),
             marked: false,
+            recent: None,
         }
     }
 
@@ -225,6 +230,20 @@ impl Room {
     /// the last flush, so the dispatcher lists each room once.
     pub fn mark_for_flush(&mut self) -> bool {
         !std::mem::replace(&mut self.marked, true)
+    }
+
+    /// A chat the archivist has committed: broadcast it and keep it in the
+    /// recent history. A room whose history is still loading has no members
+    /// yet, and its load will read the chat back, so it skips it (false).
+    pub fn committed(&mut self, chat: StoredChat) -> bool {
+        if !self.recent.as_ref().is_some_and(RecentHistory::is_loaded) {
+            return false;
+        }
+        self.append(&chat.json);
+        if let Some(recent) = self.recent.as_mut() {
+            recent.push(chat);
+        }
+        true
     }
 
     /// Bytes waiting in the pending batch.

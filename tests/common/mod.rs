@@ -277,3 +277,89 @@ pub fn tutorial_view(message: &Value) -> Value {
     }
     message
 }
+
+/// The `threadchat` binary running as a child process, killed (by its PID)
+/// when dropped.
+pub struct BinaryServer {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl BinaryServer {
+    /// Starts the binary on 127.0.0.1:0 with `args` and waits for the
+    /// start-up line that names its address.
+    pub fn start(args: &[&str]) -> BinaryServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_threadchat"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the server binary");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the server printed its address")
+                .unwrap();
+            if let Some(rest) = line.split("ws://").nth(1) {
+                break rest.trim_end_matches('/').parse().unwrap();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        BinaryServer { child, addr }
+    }
+
+    /// Runs the binary with `args` to its end (killed if it is still
+    /// running after `WAIT`): whether it exited on its own, its exit status,
+    /// and what it printed (stdout and stderr).
+    pub fn run_to_end(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
+        use std::io::Read as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_threadchat"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the server binary");
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().unwrap()));
+        let err = drain(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+        (status, text)
+    }
+
+    /// SIGKILL, as a crash: no shutdown code runs.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill the server");
+        self.child.wait().expect("reap the server");
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
