@@ -8,12 +8,14 @@
 //! - `writer`: one client's write pump, the only writer of its socket;
 //! - `outbox`: the bounded queue between everyone and a client's writer;
 //! - `dispatcher`: the one owner of the user map, which broadcasts;
+//! - `archivist`: the one owner of the history database (SQLite);
 //! - `protocol`: the JSON messages, parsed and encoded;
 //! - `http`: the page and the WebSocket handshake on the same port;
 //! - `rate_limit`: the per-connection token bucket;
 //! - `config`: every limit and timeout, with its reason;
 //! - `os_limits`: what the operating system allows, read at start-up.
 
+pub mod archivist;
 pub mod config;
 pub mod connection;
 pub mod dispatcher;
