@@ -330,7 +330,7 @@ impl<E: From<Archived>> Archivist<E> {
             self.commits += 1;
             self.prune_at = Instant::now() + RETENTION_IDLE;
             self.send(Archived::Committed(outcome.committed));
-            if self.commits % RETENTION_EVERY_COMMITS == 0 && self.store.over_retention() {
+            if self.commits.is_multiple_of(RETENTION_EVERY_COMMITS) && self.store.over_retention() {
                 self.prune();
             }
         }

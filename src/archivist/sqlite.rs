@@ -12,6 +12,9 @@
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -86,6 +89,7 @@ pub struct Store {
 pub fn open(config: &ArchiveConfig) -> Result<Store, ArchiveError> {
     let path = config.path.as_str();
     let fail = |error: rusqlite::Error| sqlite_error(path, error);
+    check_writable(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -142,7 +146,7 @@ fn check_and_migrate(conn: &mut Connection, path: &str) -> Result<(), ArchiveErr
     let version: i64 = tx
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(fail)?;
-    if version > SCHEMA_VERSION || version < 0 {
+    if !(0..=SCHEMA_VERSION).contains(&version) {
         return Err(refuse(format!(
             "schema version {version} is not one this server knows (it knows 1 to {SCHEMA_VERSION}); \
              it was written by a newer threadchat, which this one will not change"
@@ -167,6 +171,55 @@ fn check_and_migrate(conn: &mut Connection, path: &str) -> Result<(), ArchiveErr
     )
     .map_err(fail)?;
     tx.commit().map_err(fail)
+}
+
+/// Finds a file or directory this process may not write before SQLite
+/// does: SQLite's own error for it ("disk I/O error", "attempt to write a
+/// readonly database") does not say which. The directory matters too: the
+/// write-ahead log is made beside the file.
+fn check_writable(path: &str) -> Result<(), ArchiveError> {
+    if path == ":memory:" {
+        return Ok(());
+    }
+    let file = Path::new(path);
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    for (what, target) in [("the file", file), ("its directory", dir)] {
+        let Ok(c_path) = CString::new(target.as_os_str().as_bytes()) else {
+            return Err(ArchiveError::new(
+                ArchiveErrorKind::Other,
+                path,
+                "the path contains a NUL byte".to_string(),
+            ));
+        };
+        // SAFETY: a valid C string; faccessat only reads it.
+        let status = unsafe {
+            libc::faccessat(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                libc::W_OK,
+                libc::AT_EACCESS,
+            )
+        };
+        if status != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::NotFound {
+                // A file not made yet; a missing directory is SQLite's to report.
+                continue;
+            }
+            return Err(ArchiveError::new(
+                ArchiveErrorKind::Unwritable,
+                path,
+                format!(
+                    "{what} ({}) cannot be written ({error}); the file and its directory must be writable",
+                    target.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Brings the schema from version `from` to `to`, one step at a time, inside
@@ -546,6 +599,30 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(SCHEMA_VERSION, 1);
+    }
+
+    #[test]
+    fn a_file_is_in_wal_mode_and_fsync_chooses_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        for (fsync, expected) in [(false, 1), (true, 2)] {
+            let path = dir.path().join(format!("fsync-{fsync}.db"));
+            let store = open(&ArchiveConfig {
+                fsync,
+                ..ArchiveConfig::new(path.to_str().unwrap())
+            })
+            .unwrap();
+            let pragma = |name: &str| -> String {
+                store
+                    .conn
+                    .pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+                    .map(|value| format!("{value:?}"))
+                    .unwrap()
+            };
+            assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+            assert_eq!(pragma("locking_mode"), "Text(\"exclusive\")");
+            // 1 is NORMAL, 2 is FULL.
+            assert_eq!(pragma("synchronous"), format!("Integer({expected})"));
+        }
     }
 
     #[test]
