@@ -150,6 +150,32 @@ pub const WRITE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Most bytes of an unrecognised message quoted in the log.
 pub const LOG_PAYLOAD_CHARS: usize = 200;
 
+/// Most chats one page of the HTTP history endpoint holds, so one request
+/// costs a bounded amount of reading and encoding.
+pub const HISTORY_PAGE_MAX: usize = 200;
+
+/// Most jobs the archivist takes into one transaction (group commit). A
+/// commit costs the same for 1 row as for 1000, so batching is what makes
+/// the database keep up; the bound keeps one transaction, and the wait of
+/// the chats in it, short.
+pub const ARCHIVE_JOBS_PER_TRANSACTION: usize = 1024;
+
+/// A pause in new chats this long counts as idle, and the archivist then
+/// deletes chats beyond the retention limit: nobody waits for it then.
+pub const RETENTION_IDLE: Duration = Duration::from_millis(500);
+
+/// Under unbroken load the archivist still deletes old chats after this many
+/// commits, so the file cannot grow without bound while the server is busy.
+pub const RETENTION_EVERY_COMMITS: u64 = 64;
+
+/// Most rows one retention pass deletes (one transaction): a few
+/// milliseconds of work, so chats arriving meanwhile wait little.
+pub const RETENTION_ROWS_PER_PASS: u64 = 1000;
+
+/// Size the write-ahead log is cut back to after a checkpoint, so that a
+/// burst of chats does not leave a large file behind for good.
+pub const WAL_SIZE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
+
 /// How the server is run. `threadchat --help` documents each flag; the
 /// defaults are the constants above.
 #[derive(Parser, Debug, Clone)]

@@ -141,23 +141,22 @@ impl Dispatcher {
         }
     }
 
-    /// Handles events until every sender is gone.
+    /// Handles events until told to stop.
     pub fn run(mut self, events: Receiver<Event>) {
-        while let Ok(event) = events.recv() {
-            if matches!(event, Event::Stop) {
-                break;
-            }
-            self.handle(event);
+        let mut stopping = false;
+        while !stopping && let Ok(event) = events.recv() {
+            stopping = self.handle(event);
             // Whatever else is already waiting joins the same batch.
             for event in events.try_iter().take(MAX_EVENTS_PER_BATCH) {
-                self.handle(event);
+                stopping |= self.handle(event);
             }
             self.flush();
         }
         debug!("dispatcher: stopping");
     }
 
-    fn handle(&mut self, event: Event) {
+    /// Handles one event; true once it is `Stop`.
+    fn handle(&mut self, event: Event) -> bool {
         match event {
             Event::Connected {
                 id,
@@ -194,8 +193,9 @@ impl Dispatcher {
                     client.outbox.shutdown_socket();
                 }
             }
-            Event::Stop => {} // `run` returns before handling it
+            Event::Stop => return true,
         }
+        false
     }
 
     /// A handshake asks to join `room`. A room exists while it has a
@@ -310,13 +310,23 @@ impl Dispatcher {
             return;
         };
         if self.unarchived >= MAX_UNARCHIVED {
-            warn!("conn {id}: chat refused: {} chats wait for the store", self.unarchived);
+            warn!(
+                "conn {id}: chat refused: {} chats wait for the store",
+                self.unarchived
+            );
             let details = "the history store is behind; try again in a moment";
-            self.reply(id, Refusal::new(Some("chat"), "chat is briefly unavailable", details));
+            self.reply(
+                id,
+                Refusal::new(Some("chat"), "chat is briefly unavailable", details),
+            );
             return;
         }
         self.unarchived += 1;
-        let _ = store.send(Job::Append { room, tag: id, json });
+        let _ = store.send(Job::Append {
+            room,
+            tag: id,
+            json,
+        });
     }
 
     /// What the archivist reports.
@@ -382,7 +392,10 @@ impl Dispatcher {
         };
         if client.joining.is_some() {
             let details = "wait for the answer to your first login";
-            self.reply(id, Refusal::new(Some("login"), "login in progress", details));
+            self.reply(
+                id,
+                Refusal::new(Some("login"), "login in progress", details),
+            );
             return;
         }
         if !self.name_free(id, &login.username) {

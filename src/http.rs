@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tungstenite::handshake::derive_accept_key;
 
-use crate::config::{MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
+use crate::config::{HISTORY_PAGE_MAX, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
 use crate::room;
 
 /// The browser client, compiled in.
@@ -178,14 +178,14 @@ pub enum ApiRequest {
     Info,
 }
 
-/// Most chats one `/api/rooms/<name>/messages` request returns, and how
-/// many when it does not say.
-pub const MAX_PAGE: usize = 200;
+/// How many chats `/api/rooms/<name>/messages` returns when not told.
 pub const DEFAULT_PAGE: usize = 50;
 
 /// Parses `/api/rooms/<name>/messages` and its query, or says what is wrong.
 fn messages_request(path: &str, query: &str) -> Option<Result<ApiRequest, String>> {
-    let name = path.strip_prefix("/api/rooms/")?.strip_suffix("/messages")?;
+    let name = path
+        .strip_prefix("/api/rooms/")?
+        .strip_suffix("/messages")?;
     let parse = || -> Result<ApiRequest, String> {
         let room = room::valid_room_name(name)?;
         let (mut before, mut limit) = (None, DEFAULT_PAGE);
@@ -202,8 +202,8 @@ fn messages_request(path: &str, query: &str) -> Option<Result<ApiRequest, String
                 _ => {}
             }
         }
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(format!("limit must be 1 to {MAX_PAGE}"));
+        if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
+            return Err(format!("limit must be 1 to {HISTORY_PAGE_MAX}"));
         }
         Ok(ApiRequest::Messages {
             room,

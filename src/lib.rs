@@ -9,7 +9,7 @@
 //! - `outbox`: the bounded queue between everyone and a client's writer;
 //! - `dispatcher`: the one owner of the chat's state, which routes events;
 //! - `room`: one room's users, names and pending broadcasts;
-//! - `archivist`: the thread that owns the SQLite history file;
+//! - `archivist`: the one owner of the history database (SQLite);
 //! - `history`: a room's recent chats in memory, and what a newcomer is sent;
 //! - `api`: JSON endpoints, answered by asking the thread that owns the data;
 //! - `protocol`: the JSON messages, parsed and encoded;

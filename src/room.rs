@@ -29,8 +29,8 @@
 
 use std::collections::HashMap;
 
-use crate::dispatcher::{ConnId, drop_too_slow};
 use crate::archivist::StoredChat;
+use crate::dispatcher::{ConnId, drop_too_slow};
 use crate::history::RecentHistory;
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame};

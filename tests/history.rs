@@ -247,7 +247,9 @@ fn ids_keep_increasing_across_a_restart() {
     let mut maria = Client::connect_to(server.addr, "/r/algebra");
     let history = login_with_history(&mut maria, json!({"type": "login", "username": "maria"}));
     assert_eq!(texts(&history), ["m0", "m1", "m2"]);
-    let next = chat_burst(&mut maria, "later", 1)[0]["id"].as_u64().unwrap();
+    let next = chat_burst(&mut maria, "later", 1)[0]["id"]
+        .as_u64()
+        .unwrap();
     assert_eq!(next, first + 1);
 }
 

@@ -44,14 +44,7 @@ fn whole_history(addr: std::net::SocketAddr) -> Vec<Value> {
 fn every_chat_any_client_received_survives_kill_9() {
     let dir = TempDir::new("crash");
     let db = dir.path("chat.db");
-    let args = [
-        "--db",
-        &db,
-        "--rate-limit",
-        "0",
-        "--history-max",
-        "100000",
-    ];
+    let args = ["--db", &db, "--rate-limit", "0", "--history-max", "100000"];
     let server = BinaryServer::start(&args);
     // Two senders and a listener in one room; the senders keep chatting
     // until the connection breaks.
@@ -65,7 +58,11 @@ fn every_chat_any_client_received_survives_kill_9() {
             std::thread::spawn(move || {
                 for i in 0..100_000 {
                     let message = json!({"type": "chat", "text": format!("{name} {i}")});
-                    if client.ws.send(tungstenite::Message::text(message.to_string())).is_err() {
+                    if client
+                        .ws
+                        .send(tungstenite::Message::text(message.to_string()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -122,7 +119,10 @@ fn every_chat_any_client_received_survives_kill_9() {
     writer.login("after");
     writer.chat("after the crash");
     let echo = writer.recv_until(|m| m["type"] == "chat");
-    assert!(echo["id"].as_u64().unwrap() > last, "{echo} after id {last}");
+    assert!(
+        echo["id"].as_u64().unwrap() > last,
+        "{echo} after id {last}"
+    );
 }
 
 #[test]
@@ -151,5 +151,8 @@ fn a_database_in_use_by_another_server_stops_the_second_with_a_clear_error() {
     let status = status.expect("the second server exits by itself");
     assert!(!status.success(), "{output}");
     assert!(output.contains(&db), "the error names the file: {output}");
-    assert!(output.contains("locked"), "the error names the cause: {output}");
+    assert!(
+        output.contains("locked"),
+        "the error names the cause: {output}"
+    );
 }
