@@ -110,6 +110,35 @@ pub const WRITE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Most bytes of an unrecognised message quoted in the log.
 pub const LOG_PAYLOAD_CHARS: usize = 200;
 
+/// Clock skew allowed when checking a token's `exp` and `nbf`: the service
+/// that issues tokens and this server keep separate clocks, which NTP keeps
+/// within a second or two; 30 s covers a badly synchronised machine without
+/// noticeably lengthening a token's life.
+pub const JWT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Lifetime of a token made by `threadchat token` when `--ttl` is not given:
+/// one sitting at the chat, after which the page asks for a fresh token.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Longest lifetime `threadchat token` will sign. The server keeps no list of
+/// revoked tokens, so a leaked token works until it expires; 30 days bounds
+/// that and still covers a bot that runs for a month.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Shortest HS256 secret accepted, in bytes. RFC 7518 (section 3.2) requires
+/// a key at least as long as the hash (256 bits); a shorter one can be found
+/// by brute force from any token seen. `openssl rand -base64 32` makes one.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Smallest RSA public key accepted for RS256, in bits: keys below 2048 bits
+/// are no longer considered safe (NIST SP 800-131A).
+pub const MIN_RSA_KEY_BITS: usize = 2048;
+
+/// Refused sign-ins (bad or expired tokens) one connection may make before
+/// it is closed with 1008: enough for a person who pasted the wrong token,
+/// too few for a script to try tokens at leisure.
+pub const MAX_LOGIN_FAILURES: u32 = 5;
+
 /// How the server is run. `threadchat --help` documents each flag; the
 /// defaults are the constants above.
 #[derive(Parser, Debug, Clone)]

@@ -12,8 +12,10 @@
 //! - `http`: the page and the WebSocket handshake on the same port;
 //! - `rate_limit`: the per-connection token bucket;
 //! - `config`: every limit and timeout, with its reason;
-//! - `os_limits`: what the operating system allows, read at start-up.
+//! - `os_limits`: what the operating system allows, read at start-up;
+//! - `auth`: sign-in tokens (JWT), checked and made.
 
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod dispatcher;
