@@ -260,9 +260,11 @@ impl AuthConfig {
             }
             return Ok(AuthConfig::new(key, Algorithm::RS256));
         }
-        Err("not an RSA or Ed25519 public key (only RS256 and EdDSA are supported; \
+        Err(
+            "not an RSA or Ed25519 public key (only RS256 and EdDSA are supported; \
              EC keys are not)"
-            .to_string())
+                .to_string(),
+        )
     }
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> AuthConfig {
@@ -405,7 +407,7 @@ impl AuthConfig {
             }
             ErrorKind::Base64(_) => malformed("a part is not base64url"),
             ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
-                malformed("the header or payload is not a JSON object")
+                malformed("the header or claims are not JSON of the expected shape")
             }
             // The signature could not even be checked (a key or signature
             // of the wrong shape): as far as the client goes, it is bad.
@@ -753,7 +755,14 @@ mod tests {
         let err = AuthConfig::hs256(b"s3cret").unwrap_err();
         assert!(err.contains("at least 32"), "{err}");
         assert!(AuthConfig::hs256(&[7u8; MIN_JWT_SECRET_BYTES]).is_ok());
-        let err = mint(b"short", "walter", Duration::from_secs(60), None, None, None);
+        let err = mint(
+            b"short",
+            "walter",
+            Duration::from_secs(60),
+            None,
+            None,
+            None,
+        );
         assert!(err.unwrap_err().contains("at least 32"));
     }
 
@@ -818,8 +827,16 @@ mod tests {
         assert!(secret_from(Some("a"), Some(path), None).is_err());
         assert!(secret_from(None, Some(path), Some("x")).is_err());
 
-        assert!(secret_from(Some(""), None, None).unwrap_err().contains("empty"));
-        assert!(secret_from(None, None, Some("")).unwrap_err().contains("empty"));
+        assert!(
+            secret_from(Some(""), None, None)
+                .unwrap_err()
+                .contains("empty")
+        );
+        assert!(
+            secret_from(None, None, Some(""))
+                .unwrap_err()
+                .contains("empty")
+        );
     }
 
     /// A file in the temporary directory, removed when dropped.
@@ -827,10 +844,8 @@ mod tests {
 
     impl TempFile {
         fn with(name: &str, content: &[u8]) -> TempFile {
-            let path = std::env::temp_dir().join(format!(
-                "threadchat-auth-{}-{name}",
-                std::process::id()
-            ));
+            let path =
+                std::env::temp_dir().join(format!("threadchat-auth-{}-{name}", std::process::id()));
             std::fs::write(&path, content).unwrap();
             TempFile(path)
         }
