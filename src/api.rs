@@ -20,21 +20,21 @@ use serde_json::value::RawValue;
 
 use crate::archivist::Job;
 use crate::config::{API_TIMEOUT, Config};
-use crate::connection::Owners;
+use crate::connection::Services;
 use crate::dispatcher::{Event, RoomSummary};
 use crate::http::{self, ApiRequest};
 
 /// Answers one API request; returns the complete HTTP response.
 pub fn answer(
     request: ApiRequest,
-    owners: &Owners,
+    services: &Services,
     config: &Config,
     include_body: bool,
 ) -> Vec<u8> {
     match request {
         ApiRequest::Rooms => {
             let (reply, answer) = crossbeam_channel::bounded(1);
-            if owners.events.send(Event::ListRooms { reply }).is_err() {
+            if services.events.send(Event::ListRooms { reply }).is_err() {
                 return unavailable("the chat is stopping");
             }
             #[derive(Serialize)]
@@ -51,9 +51,17 @@ pub fn answer(
             before,
             limit,
         } => {
-            let Some(store) = &owners.store else {
+            let Some(store) = &services.store else {
                 return http::status_response("404 Not Found", "history is off on this server");
             };
+            if config.mutual_follows {
+                // Each chat reached only mutual followers; a page of them
+                // for anyone who asks would undo that.
+                return http::status_response(
+                    "403 Forbidden",
+                    "history is private with --mutual-follows",
+                );
+            }
             let (reply, answer) = crossbeam_channel::bounded(1);
             let job = Job::Page {
                 room: room.clone(),
@@ -103,7 +111,11 @@ pub fn answer(
                 room_name_pattern: &'static str,
             }
             let info = Info {
-                auth: "none",
+                auth: if services.auth.is_some() {
+                    "jwt"
+                } else {
+                    "none"
+                },
                 history: config.history,
                 room_name_pattern: "^[a-z0-9_-]{1,32}$",
             };

@@ -26,7 +26,7 @@
 //! appended to one buffer, and the rooms that have something pending are
 //! flushed when the channel runs dry or a buffer is large.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
@@ -99,6 +99,8 @@ struct Client {
     /// A login waiting for its history (the room loading, or the archivist
     /// looking up what the client missed).
     joining: Option<Login>,
+    /// With sign-in, the (lower-cased) names the user's token follows.
+    follows: Option<HashSet<String>>,
 }
 
 pub struct Dispatcher {
@@ -122,6 +124,9 @@ pub struct Dispatcher {
     /// `--history` and `--history-max`.
     history: usize,
     history_max: usize,
+    /// `--mutual-follows`: chats reach mutual followers only (and history
+    /// is not replayed, as it would reach beyond them).
+    mutual_follows: bool,
 }
 
 impl Dispatcher {
@@ -138,6 +143,7 @@ impl Dispatcher {
             unarchived: 0,
             history: config.history,
             history_max: config.history_max,
+            mutual_follows: config.mutual_follows,
         }
     }
 
@@ -235,6 +241,7 @@ impl Dispatcher {
                 username: None,
                 history_sent: false,
                 joining: None,
+                follows: None,
             },
         );
         let _ = admitted.send(Ok(()));
@@ -306,7 +313,7 @@ impl Dispatcher {
     /// nobody sees a chat a crash could lose.
     fn chat(&mut self, id: ConnId, room: String, json: Vec<u8>) {
         let Some(store) = &self.store else {
-            self.broadcast(&room, &json);
+            self.deliver(&room, id, &json);
             return;
         };
         if self.unarchived >= MAX_UNARCHIVED {
@@ -329,18 +336,42 @@ impl Dispatcher {
         });
     }
 
+    /// Sends a chat from `sender` to its room: to everyone, or under
+    /// `--mutual-follows` to the sender and those who follow the sender and
+    /// whom the sender follows.
+    fn deliver(&mut self, room: &str, sender: ConnId, json: &[u8]) {
+        if !self.mutual_follows {
+            self.broadcast(room, json);
+            return;
+        }
+        let clients = &self.clients;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let speaker = clients.get(&sender);
+        let dropped = r.send_to_some(json, |member| {
+            let (Some(speaker), Some(listener)) = (speaker, clients.get(&member)) else {
+                return false; // the sender left before its chat was stored
+            };
+            member == sender || follows(speaker, listener) && follows(listener, speaker)
+        });
+        self.forget_dropped(dropped);
+        self.appended(room);
+    }
+
     /// What the archivist reports.
     fn archived(&mut self, news: Archived) {
         match news {
             Archived::Committed(chats) => {
                 self.unarchived = self.unarchived.saturating_sub(chats.len());
-                for (room, _, chat) in chats {
+                for (room, sender, chat) in chats {
                     // A room that went (and maybe came back, loading) has
                     // nobody to tell; its next load reads the chat back.
+                    let json = chat.json.clone();
                     if let Some(r) = self.rooms.get_mut(&room)
                         && r.committed(chat)
                     {
-                        self.appended(&room);
+                        self.deliver(&room, sender, &json);
                     }
                 }
             }
@@ -398,6 +429,13 @@ impl Dispatcher {
             );
             return;
         }
+        // A fresh token for the name already signed in extends the session
+        // (the reader keeps its end); the room hears nothing new.
+        if login.signed && client.username.as_deref() == Some(login.username.as_str()) {
+            client.follows = follow_set(login.follows);
+            debug!("conn {id}: session of {} extended", login.username);
+            return;
+        }
         if !self.name_free(id, &login.username) {
             return;
         }
@@ -408,7 +446,7 @@ impl Dispatcher {
             return;
         };
         let replay = match room.recent.as_mut() {
-            Some(recent) if !client.history_sent => {
+            Some(recent) if !client.history_sent && !self.mutual_follows => {
                 recent.replay(&client.room, id, &login, self.history, self.history_max)
             }
             _ => {
@@ -475,6 +513,7 @@ impl Dispatcher {
             return;
         };
         let username = login.username;
+        client.follows = follow_set(login.follows);
         let old = client.username.replace(username.clone());
         match &old {
             Some(old) => info!("{old} is now {username} in {}", client.room),
@@ -578,6 +617,22 @@ pub fn drop_too_slow(id: ConnId, outbox: &Outbox) {
         "outbound queue full: client is reading too slowly",
     ));
     warn!("conn {id} dropped: outbound queue full (client not reading)");
+}
+
+/// The names a token follows, as compared (lower case).
+fn follow_set(follows: Option<Vec<String>>) -> Option<HashSet<String>> {
+    follows.map(|names| names.iter().map(|n| protocol::username_key(n)).collect())
+}
+
+/// Whether `a`'s token lists `b` among those it follows. A user whose token
+/// has no `follows` claim follows everyone, so without the claims everyone
+/// hears everyone, as before.
+fn follows(a: &Client, b: &Client) -> bool {
+    match (&a.follows, &b.username) {
+        (None, _) => true,
+        (Some(list), Some(name)) => list.contains(&protocol::username_key(name)),
+        (Some(_), None) => false,
+    }
 }
 
 /// An encoded close frame.

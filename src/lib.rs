@@ -16,10 +16,13 @@
 //! - `http`: the page and the WebSocket handshake on the same port;
 //! - `rate_limit`: the per-connection token bucket;
 //! - `config`: every limit and timeout, with its reason;
-//! - `os_limits`: what the operating system allows, read at start-up.
+//! - `os_limits`: what the operating system allows, read at start-up;
+//! - `auth`: sign-in tokens (JWT), checked and made;
+//! - `session`: a connection's sign-in, kept by its reader.
 
 pub mod api;
 pub mod archivist;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod dispatcher;
@@ -31,6 +34,7 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod room;
 pub mod server;
+pub mod session;
 pub mod writer;
 
 pub use config::Config;

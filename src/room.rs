@@ -232,18 +232,41 @@ impl Room {
         !std::mem::replace(&mut self.marked, true)
     }
 
-    /// A chat the archivist has committed: broadcast it and keep it in the
-    /// recent history. A room whose history is still loading has no members
-    /// yet, and its load will read the chat back, so it skips it (false).
+    /// A chat the archivist has committed: keep it in the recent history;
+    /// true if the room should now hear it. A room whose history is still
+    /// loading has no members yet, and its load will read the chat back, so
+    /// it skips it (false).
     pub fn committed(&mut self, chat: StoredChat) -> bool {
         if !self.recent.as_ref().is_some_and(RecentHistory::is_loaded) {
             return false;
         }
-        self.append(&chat.json);
         if let Some(recent) = self.recent.as_mut() {
             recent.push(chat);
         }
         true
+    }
+
+    /// Sends a message to the members `allowed` picks, each on its own push
+    /// (the batch is for messages everyone gets; this flushes it first, so
+    /// order is kept). Used for chats under `--mutual-follows`. Returns the
+    /// members dropped as too slow.
+    pub fn send_to_some(&mut self, json: &[u8], allowed: impl Fn(ConnId) -> bool) -> Vec<ConnId> {
+        let mut dropped = self.flush();
+        let frame = protocol::text_frame(json);
+        let too_slow: Vec<ConnId> = self
+            .online
+            .iter()
+            .filter(|m| allowed(m.id) && m.outbox.push(frame.clone()).is_err())
+            .map(|m| m.id)
+            .collect();
+        for id in too_slow {
+            if let Some(position) = self.position(id) {
+                drop_too_slow(id, &self.online[position].outbox);
+            }
+            self.remove(id);
+            dropped.push(id);
+        }
+        dropped
     }
 
     /// Bytes waiting in the pending batch.

@@ -31,6 +31,7 @@ use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Job};
+use crate::auth::AuthConfig;
 use crate::config::{Config, EVENT_QUEUE_CAPACITY, READER_STACK_BYTES, SHUTDOWN_GRACE};
 use crate::connection;
 use crate::dispatcher::{ConnId, Dispatcher, Event};
@@ -55,6 +56,8 @@ pub struct Server {
     config: Config,
     /// The history file, opened and checked; `None` with `--history 0`.
     archive: Option<Archive>,
+    /// The sign-in check, built from the flags; `None` with sign-in off.
+    auth: Option<AuthConfig>,
 }
 
 /// Why the server could not start; each names its cause.
@@ -64,6 +67,8 @@ pub enum StartError {
     Listen(io::Error),
     /// The history database could not be opened (corrupt, locked, …).
     Store(ArchiveError),
+    /// The sign-in flags are wrong (an unreadable key, an empty secret, …).
+    Auth(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -71,6 +76,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Listen(e) => write!(f, "cannot listen: {e}"),
             StartError::Store(e) => write!(f, "cannot open the history store: {e}"),
+            StartError::Auth(e) => write!(f, "cannot set up sign-in: {e}"),
         }
     }
 }
@@ -96,6 +102,8 @@ struct ServerState {
     /// The archivist's queue, for HTTP requests of older messages; `None`
     /// with history off.
     store: Option<Sender<Job>>,
+    /// The sign-in check, shared by every reader; `None` with sign-in off.
+    auth: Option<Arc<AuthConfig>>,
 }
 
 impl Server {
@@ -104,6 +112,7 @@ impl Server {
     /// store comes first so that a bad database stops the server before it
     /// has listened.
     pub fn bind(config: Config) -> Result<Server, StartError> {
+        let auth = config.auth().map_err(StartError::Auth)?;
         let archive = if config.history > 0 {
             let store = ArchiveConfig {
                 path: config.db.clone(),
@@ -120,6 +129,7 @@ impl Server {
             listener,
             config,
             archive,
+            auth,
         })
     }
 
@@ -157,6 +167,7 @@ impl Server {
             live: ConnectionCount::default(),
             stopping: AtomicBool::new(false),
             store,
+            auth: self.auth.map(Arc::new),
         });
         let rejecter = spawn_rejecter()?;
         let accept_loop = {
@@ -302,11 +313,12 @@ fn accept_loop(
             .spawn(move || {
                 let _slot = slot; // released when this thread ends, however
                 let stopping = || thread_state.stopping.load(Ordering::SeqCst);
-                let owners = connection::Owners {
+                let services = connection::Services {
                     events: thread_events,
                     store: thread_state.store.clone(),
+                    auth: thread_state.auth.clone(),
                 };
-                connection::serve(id, socket, &thread_state.config, owners, stopping);
+                connection::serve(id, socket, &thread_state.config, services, stopping);
             });
         if let Err(e) = spawned {
             // The slot and socket went down with the closure: the client

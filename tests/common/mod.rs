@@ -288,33 +288,70 @@ pub fn tutorial_view(message: &Value) -> Value {
 pub struct BinaryServer {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// Everything it printed so far, for `start_logged`.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl BinaryServer {
     /// Starts the binary on 127.0.0.1:0 with `args` and waits for the
     /// start-up line that names its address.
     pub fn start(args: &[&str]) -> BinaryServer {
+        Self::start_logged(args)
+    }
+
+    /// Starts the binary and keeps everything it prints (stdout and
+    /// stderr), for `stop_and_read_log`.
+    pub fn start_logged(args: &[&str]) -> BinaryServer {
         use std::io::BufRead;
+        use std::sync::{Arc, Mutex};
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_threadchat"))
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start the server binary");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the server printed its address")
-                .unwrap();
-            if let Some(rest) = line.split("ws://").nth(1) {
-                break rest.trim_end_matches('/').parse().unwrap();
-            }
+        let log = Arc::new(Mutex::new(String::new()));
+        let keep = |pipe: Box<dyn std::io::Read + Send>, log: Arc<Mutex<String>>| {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
         };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        BinaryServer { child, addr }
+        let readers = vec![
+            keep(Box::new(child.stdout.take().unwrap()), log.clone()),
+            keep(Box::new(child.stderr.take().unwrap()), log.clone()),
+        ];
+        // The start-up line says where the server listens.
+        let found = eventually(WAIT, || log.lock().unwrap().contains("ws://"));
+        let text = log.lock().unwrap().clone();
+        assert!(found, "the server printed no address:\n{text}");
+        let addr = text
+            .split("ws://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .expect("an address after ws://");
+        BinaryServer {
+            child,
+            addr,
+            log,
+            readers,
+        }
+    }
+
+    /// Stops the server (SIGKILL) and returns all it printed.
+    pub fn stop_and_read_log(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.log.lock().unwrap().clone()
     }
 
     /// Runs the binary with `args` to its end (killed if it is still
