@@ -352,7 +352,7 @@ function onClose(event) {
     // The server ends a session whose token ran out: a fresh one is needed.
     els.connect.textContent = 'Reconnect';
     addSystemLine('Your sign-in expired.');
-    showError(els.token, els.tokenError, 'Token expired', 'paste a fresh token, then Reconnect');
+    showError(els.token, els.tokenError, 'Token expired', 'paste a fresh token and sign in again');
     els.token.focus();
     return;
   }
@@ -545,6 +545,7 @@ function onHistory(msg) {
     .filter((m) => m && m.type === 'chat');
   const since = past.sentSince;
   past.received = true;
+  let startedOver = false;
 
   if (since !== null) {
     // A reconnect. The answer is a sequel when it starts after our last id;
@@ -566,6 +567,7 @@ function onHistory(msg) {
     }
     resetHistory(past.url);
     addSystemLine('The server no longer has the messages above.');
+    startedOver = true;
   }
 
   // First visit: the room's recent past above what is said from now on.
@@ -578,8 +580,10 @@ function onHistory(msg) {
   block.append(divider);
   for (const m of fresh) block.append(chatItem(m));
   past.olderAnchor = divider;
-  // `complete` on a plain join: the room has nothing older than this.
-  const mayHaveOlder = msg.complete === false;
+  // `complete` on a plain join: the room has nothing older than this. In an
+  // answer that starts over it says "not a sequel" instead; older messages
+  // exist then unless this begins at the room's first id.
+  const mayHaveOlder = startedOver ? fresh[0].id > 1 : msg.complete === false;
   if (mayHaveOlder) {
     past.gapNote = systemLine('Some earlier messages are not shown.');
     past.gapNote.classList.add('gap-note');
@@ -780,7 +784,10 @@ function setStatus(state) {
 
   const connected = state === 'connected';
   setEnabled([els.server, els.connect], state === 'disconnected');
-  setEnabled([els.name, els.setName, els.token, els.signIn], connected);
+  setEnabled([els.name, els.setName], connected);
+  // A token can be given before connecting (Sign In then connects), and
+  // after a session expired, when a fresh one is the way back in.
+  setEnabled([els.token, els.signIn], state !== 'connecting');
   setEnabled([els.message, els.send], connected && me !== null);
 }
 
@@ -918,7 +925,13 @@ els.tokenForm.addEventListener('submit', (event) => {
   event.preventDefault();
   const value = els.token.value.trim();
   if (value !== '') remember(value);
-  signIn();
+  if (socket) {
+    signIn();
+  } else if (token) {
+    connect();   // signs in once open
+  } else {
+    signIn();    // says a token is needed
+  }
 });
 
 els.messageForm.addEventListener('submit', (event) => {

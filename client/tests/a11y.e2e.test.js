@@ -22,7 +22,7 @@ const PHONE = { width: 390, height: 844 };
 const AXE_SOURCE = fs.readFileSync(
   path.join(__dirname, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
-const SECRET = 'a11y-test-secret';
+const SECRET = 'a11y-test-secret-of-at-least-32-bytes';
 
 let server;
 let browser;

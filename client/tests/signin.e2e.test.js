@@ -11,7 +11,7 @@ const { startServer, stopServer, launchBrowser, openPage, makeToken } = require(
 const { waitUntil, usersList, focusedId, connectByKeyboard } = require('./page');
 
 const DESKTOP = { width: 1100, height: 760 };
-const SECRET = 'signin-test-secret';
+const SECRET = 'signin-test-secret-of-at-least-32-bytes';
 
 let server;
 let browser;
