@@ -11,6 +11,8 @@
 //! - `protocol`: the JSON messages, parsed and encoded;
 //! - `http`: the page and the WebSocket handshake on the same port;
 //! - `rate_limit`: the per-connection token bucket;
+//! - `metrics`: what the server counts, and the `/metrics` exposition;
+//! - `stats`: the `/api/stats` snapshot behind the live view (`/inside`);
 //! - `config`: every limit and timeout, with its reason;
 //! - `os_limits`: what the operating system allows, read at start-up.
 
@@ -18,11 +20,13 @@ pub mod config;
 pub mod connection;
 pub mod dispatcher;
 pub mod http;
+pub mod metrics;
 pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
 pub mod rate_limit;
 pub mod server;
+pub mod stats;
 pub mod writer;
 
 pub use config::Config;
