@@ -27,6 +27,7 @@
 //! user would stay in everyone's list. `ReaderGuard` sends the event from its
 //! `Drop`, so it is sent on a clean close, on an error and on a panic alike.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -42,9 +43,11 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
+use crate::admin;
 use crate::config::{Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES};
 use crate::dispatcher::{ConnId, Event};
 use crate::http::{self, HeadError, Route};
+use crate::metrics::{CloseReason, HandshakeStatus, MessageKind, Metrics};
 use crate::outbox::{self, Outbox};
 use crate::protocol::{self, Refusal, TextLimits};
 use crate::rate_limit::{RateLimiter, Verdict};
@@ -57,15 +60,21 @@ use crate::writer;
 pub const PANIC_TRIGGER: &str = "__threadchat_fault_injection_panic__";
 
 /// Serves one accepted socket from its HTTP request to its close.
+///
+/// [metrics integration] `metrics` and `connections` (the server's count of
+/// open connections) are for the admin endpoints and the counters.
 pub fn serve(
     id: ConnId,
     socket: TcpStream,
     config: &Config,
     events: Sender<Event>,
     shutting_down: impl Fn() -> bool,
+    metrics: &Arc<Metrics>,
+    connections: &dyn Fn() -> usize,
 ) {
+    let _alive = metrics.reader_alive();
     let deadline = Instant::now() + config.handshake_timeout;
-    let (head, leftover) = match http::read_request_head(&socket, deadline, shutting_down) {
+    let (head, leftover) = match http::read_request_head(&socket, deadline, &shutting_down) {
         Ok(request) => request,
         Err(HeadError::Malformed(why)) => {
             warn!("conn {id}: bad HTTP request: {why}");
@@ -82,6 +91,21 @@ pub fn serve(
             return;
         }
     };
+    // [metrics integration] The admin endpoints and the live view.
+    if !config.no_admin
+        && let Some(request) = http::admin_route(&head)
+    {
+        let context = admin::Context {
+            config,
+            metrics,
+            events: &events,
+            connections,
+        };
+        let response = admin::answer(request, &context, head.method == "GET");
+        let _ = (&socket).write_all(&response);
+        http::linger_close(&socket);
+        return;
+    }
     // Until the writer thread starts, this thread is the socket's only user,
     // so it may write the HTTP response itself.
     match http::route(&head, &config.allowed_origins) {
@@ -93,6 +117,7 @@ pub fn serve(
                 .to_string();
             if head.is_websocket_upgrade() {
                 warn!("conn {id}: WebSocket handshake refused: {status}");
+                metrics.handshake_refused(HandshakeStatus::from_response(&response));
             } else {
                 debug!("conn {id}: {} {}: {status}", head.method, head.path);
             }
@@ -104,7 +129,15 @@ pub fn serve(
                 debug!("conn {id}: handshake write failed: {e}");
                 return;
             }
-            chat(id, Arc::new(socket), leftover, config, events);
+            chat(
+                id,
+                Arc::new(socket),
+                leftover,
+                config,
+                events,
+                metrics,
+                &shutting_down,
+            );
         }
     }
 }
@@ -117,6 +150,8 @@ fn chat(
     leftover: Vec<u8>,
     config: &Config,
     events: Sender<Event>,
+    metrics: &Arc<Metrics>,
+    shutting_down: &dyn Fn() -> bool,
 ) {
     let _ = socket.set_nodelay(true);
     let (outbox, inbox) = outbox::outbox(
@@ -125,10 +160,11 @@ fn chat(
         config.outbound_bytes,
     );
     let (write_timeout, write_batch) = (config.write_timeout, config.write_batch);
+    let writer_metrics = metrics.clone();
     let writer = thread::Builder::new()
         .name(format!("writer-{id}"))
         .stack_size(WRITER_STACK_BYTES)
-        .spawn(move || writer::run(id, inbox, write_timeout, write_batch));
+        .spawn(move || writer::run(id, inbox, write_timeout, write_batch, writer_metrics));
     let writer = match writer {
         Ok(handle) => handle,
         Err(e) => {
@@ -154,8 +190,10 @@ fn chat(
             id,
             events: &events,
             outbox: &outbox,
+            metrics,
+            reason: Cell::new(CloseReason::Other),
         };
-        read_pump(&guard, socket, leftover, config);
+        read_pump(&guard, socket, leftover, config, shutting_down);
     }
     // The guard has told the dispatcher and the writer; wait for the writer
     // so the connection's threads are all gone when this one ends.
@@ -169,11 +207,20 @@ struct ReaderGuard<'a> {
     id: ConnId,
     events: &'a Sender<Event>,
     outbox: &'a Outbox,
+    /// [metrics integration] Why the connection ended, set by `read_pump`
+    /// as it returns; a panic leaves `Other`. Counted here, once.
+    metrics: &'a Metrics,
+    reason: Cell<CloseReason>,
 }
 
 impl Drop for ReaderGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.events.send(Event::Disconnected { id: self.id });
+        let reason = self.reason.get();
+        self.metrics.closed(reason);
+        let _ = self.events.send(Event::Disconnected {
+            id: self.id,
+            reason,
+        });
         self.outbox.finish();
     }
 }
@@ -220,7 +267,13 @@ enum Ending {
     Close(CloseCode, String),
 }
 
-fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, config: &Config) {
+fn read_pump(
+    guard: &ReaderGuard,
+    socket: Arc<TcpStream>,
+    leftover: Vec<u8>,
+    config: &Config,
+    shutting_down: &dyn Fn() -> bool,
+) {
     let id = guard.id;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -272,14 +325,17 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                     Verdict::Allow => {}
                     Verdict::Refuse => {
                         warn!("conn {id}: message dropped: rate limit");
+                        let kind = protocol::request_kind(&text);
+                        guard.metrics.received(MessageKind::of(kind)); // [metrics integration]
                         let refusal = Refusal::new(
-                            protocol::request_kind(&text),
+                            kind,
                             "rate limit exceeded",
                             format!(
                                 "at most {} messages per second; this one was dropped",
                                 config.rate_limit
                             ),
                         );
+                        guard.metrics.refused(&refusal.error);
                         if guard.outbox.push(refusal.to_frame()).is_err() {
                             break Ending::Closed;
                         }
@@ -287,6 +343,9 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                     }
                     Verdict::Expel => {
                         warn!("conn {id}: closed: kept exceeding the rate limit");
+                        guard
+                            .metrics
+                            .received(MessageKind::of(protocol::request_kind(&text)));
                         break Ending::Close(CloseCode::Policy, "rate limit exceeded".into());
                     }
                 }
@@ -301,6 +360,8 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                     "binary messages are not supported",
                     "send JSON in text messages",
                 );
+                guard.metrics.received(MessageKind::Other); // [metrics integration]
+                guard.metrics.refused(&refusal.error);
                 if guard.outbox.push(refusal.to_frame()).is_err() {
                     break Ending::Closed;
                 }
@@ -312,6 +373,17 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
         }
     };
 
+    // [metrics integration] Why it ended, for the guard to count.
+    guard.reason.set(match &ending {
+        Ending::Close(CloseCode::Away, _) => CloseReason::Idle,
+        Ending::Close(CloseCode::Policy, _) => CloseReason::RateLimit,
+        Ending::Close(CloseCode::Size, _) => CloseReason::Size,
+        Ending::Close(CloseCode::Protocol | CloseCode::Invalid, _) => CloseReason::ProtocolError,
+        Ending::Close(..) => CloseReason::Other,
+        Ending::Closed if guard.outbox.is_abandoned() => CloseReason::SlowConsumer,
+        Ending::Closed if shutting_down() => CloseReason::Shutdown,
+        Ending::Closed => CloseReason::ClientClose,
+    });
     if let Ending::Close(code, reason) = ending {
         // A close frame's payload is at most 125 bytes, 2 of them the code.
         let reason = protocol::truncate_bytes(&reason, 123);
@@ -338,8 +410,19 @@ fn handle_text(guard: &ReaderGuard, text: &str, limits: TextLimits) -> bool {
         panic!("conn {id}: fault injection: reader panic requested");
     }
     match protocol::parse_request(text, limits) {
-        Ok(request) => guard.events.send(Event::Request { id, request }).is_ok(),
+        Ok(request) => {
+            // [metrics integration]
+            let kind = match request {
+                crate::protocol::Request::Login { .. } => MessageKind::Login,
+                crate::protocol::Request::Chat { .. } => MessageKind::Chat,
+                crate::protocol::Request::Disconnect => MessageKind::Disconnect,
+            };
+            guard.metrics.received(kind);
+            guard.events.send(Event::Request { id, request }).is_ok()
+        }
         Err(refusal) => {
+            guard.metrics.received(MessageKind::of(refusal.request)); // [metrics integration]
+            guard.metrics.refused(&refusal.error);
             warn!(
                 "conn {id}: refused ({}: {}): {}",
                 refusal.error,

@@ -28,16 +28,21 @@
 //! `online`, which would break the rule, flushes first.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::config::MAX_EVENTS_PER_BATCH;
+use crate::config::{
+    HEARTBEAT_INTERVAL, INSIDE_FULLEST_OUTBOXES, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH,
+};
+use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame, Refusal, Request};
+use crate::stats::{DispatcherView, DropView, Fullest, Limits, OutboxView, RecentDrops, now_ms};
 
 /// Identifies a connection for its whole life; assigned by the accept loop.
 pub type ConnId = u64;
@@ -48,9 +53,12 @@ pub enum Event {
     Connected { id: ConnId, outbox: Outbox },
     /// The client sent a valid request.
     Request { id: ConnId, request: Request },
-    /// The connection is over, for whatever reason. Sent exactly once per
+    /// The connection is over, for `reason`. Sent exactly once per
     /// connection, by the reader, even when it panics.
-    Disconnected { id: ConnId },
+    Disconnected { id: ConnId, reason: CloseReason },
+    /// [metrics integration] `/api/stats` asks for the fullest outboxes and
+    /// the recent drops.
+    Stats { reply: Sender<DispatcherView> },
     /// The server is stopping: say goodbye (close 1001) to every client.
     Shutdown,
     /// Grace is over: shut every remaining socket down now.
@@ -62,6 +70,8 @@ pub enum Event {
 struct Segment {
     start: usize,
     audience: usize,
+    /// [metrics integration] Frames in `pending` before `start`.
+    frames_before: usize,
 }
 
 /// A connected client, as the dispatcher sees it.
@@ -85,11 +95,27 @@ pub struct Dispatcher {
     segments: Vec<Segment>,
     /// `pending` is flushed once it holds this many bytes.
     batch_bytes: usize,
+    /// [metrics integration] Frames in `pending`.
+    pending_frames: usize,
+    /// [metrics integration] What this server counts; when the pending
+    /// chats arrived; the last drops; whether `/api/stats` shows names.
+    metrics: Arc<Metrics>,
+    fanout: FanoutClock,
+    drops: RecentDrops,
+    show_names: bool,
 }
 
+/// [metrics integration] Rooms are the lead's; this branch has one.
+const ROOM: &str = "lobby";
+
 impl Dispatcher {
-    pub fn new(batch_bytes: usize) -> Self {
+    pub fn new(batch_bytes: usize, metrics: Arc<Metrics>, show_names: bool) -> Self {
         Dispatcher {
+            pending_frames: 0,
+            metrics,
+            fanout: FanoutClock::default(),
+            drops: RecentDrops::new(INSIDE_RECENT_DROPS),
+            show_names,
             clients: HashMap::new(),
             online: Vec::new(),
             names: HashMap::new(),
@@ -102,13 +128,27 @@ impl Dispatcher {
 
     /// Handles events until every sender is gone.
     pub fn run(mut self, events: Receiver<Event>) {
-        while let Ok(event) = events.recv() {
+        loop {
+            // [metrics integration] The wait is bounded so that an idle
+            // dispatcher still beats its heartbeat (`/healthz`).
+            let event = match events.recv_timeout(HEARTBEAT_INTERVAL) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.metrics.heartbeat();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.metrics.heartbeat();
             self.handle(event);
+            let mut handled = 1;
             // Whatever else is already waiting joins the same batch.
             for event in events.try_iter().take(MAX_EVENTS_PER_BATCH) {
                 self.handle(event);
+                handled += 1;
             }
             self.flush();
+            self.metrics.batch(handled);
         }
         debug!("dispatcher: all senders gone, stopping");
     }
@@ -128,9 +168,17 @@ impl Dispatcher {
                 );
             }
             Event::Request { id, request } => self.request(id, request),
-            Event::Disconnected { id } => {
+            Event::Disconnected { id, reason } => {
+                // [metrics integration] A slow consumer was recorded when
+                // it was dropped; other drops are the reader's news.
+                if reason.is_drop() && reason != CloseReason::SlowConsumer {
+                    self.record_drop(id, reason);
+                }
                 self.log_out(id);
                 self.clients.remove(&id);
+            }
+            Event::Stats { reply } => {
+                let _ = reply.send(self.stats_view());
             }
             Event::Shutdown => {
                 self.flush();
@@ -159,6 +207,8 @@ impl Dispatcher {
                 let username = client.username.as_deref().unwrap_or_default();
                 debug!("conn {id}: chat from {username}");
                 let json = protocol::chat_json(&message, username);
+                self.metrics.chat_broadcast(); // [metrics integration]
+                self.fanout.arrived();
                 self.broadcast(&json);
             }
             Request::Disconnect if logged_in => self.log_out(id),
@@ -203,6 +253,7 @@ impl Dispatcher {
             None => {
                 self.online.push(id);
                 info!("{username} joined ({} online)", self.online.len());
+                self.count_users(); // [metrics integration]
             }
         }
         self.names.insert(key, id);
@@ -230,6 +281,7 @@ impl Dispatcher {
         self.names.remove(&protocol::username_key(&username));
         self.online.retain(|&other| other != id);
         info!("{username} left ({} online)", self.online.len());
+        self.count_users(); // [metrics integration]
         let json = protocol::disconnect_json(&username, self.active_users());
         // Not `broadcast`, whose size check could call `flush` from within
         // `flush`: the loop there sends this.
@@ -256,9 +308,11 @@ impl Dispatcher {
             self.segments.push(Segment {
                 start: self.pending.len(),
                 audience,
+                frames_before: self.pending_frames,
             });
         }
         protocol::append_text_frame(&mut self.pending, json);
+        self.pending_frames += 1;
     }
 
     /// Queues the pending batch for every logged-in client: one shared
@@ -269,6 +323,8 @@ impl Dispatcher {
         while !self.pending.is_empty() {
             let batch = Frame::from(std::mem::take(&mut self.pending));
             let segments = std::mem::take(&mut self.segments);
+            let frames = std::mem::take(&mut self.pending_frames);
+            let mut delivered = 0;
             let mut too_slow = Vec::new();
             for (position, id) in self.online.iter().enumerate() {
                 // Audiences only grow, so the first segment that includes
@@ -280,8 +336,13 @@ impl Dispatcher {
                 };
                 if client.outbox.push(batch.slice(segment.start..)).is_err() {
                     too_slow.push(*id);
+                } else {
+                    delivered += frames - segment.frames_before;
                 }
             }
+            // [metrics integration]
+            self.metrics.delivered(delivered as u64);
+            self.fanout.queued_for_all(&self.metrics);
             for id in too_slow {
                 self.drop_slow_client(id);
             }
@@ -299,12 +360,14 @@ impl Dispatcher {
             "outbound queue full: client is reading too slowly",
         ));
         warn!("conn {id} dropped: outbound queue full (client not reading)");
+        self.record_drop(id, CloseReason::SlowConsumer); // [metrics integration]
         self.remove_from_chat(id);
     }
 
     /// Sends a refusal to one client. If even that does not fit, the client
     /// is not reading, and is dropped like any other slow client.
     fn reply(&mut self, id: ConnId, refusal: Refusal) {
+        self.metrics.refused(&refusal.error); // [metrics integration]
         // Everything broadcast before this refusal reaches the client first.
         self.flush();
         let Some(client) = self.clients.get(&id) else {
@@ -312,6 +375,58 @@ impl Dispatcher {
         };
         if client.outbox.push(refusal.to_frame()).is_err() {
             self.drop_slow_client(id);
+        }
+    }
+}
+
+/// [metrics integration] What only the dispatcher knows, for `/api/stats`
+/// and `/metrics`.
+impl Dispatcher {
+    fn count_users(&self) {
+        self.metrics.set_logged_in(self.online.len());
+        self.metrics.set_rooms(usize::from(!self.online.is_empty()));
+    }
+
+    fn record_drop(&mut self, id: ConnId, reason: CloseReason) {
+        let user = self.clients.get(&id).and_then(|c| c.username.clone());
+        self.drops.record(DropView {
+            conn: id,
+            user: user.filter(|_| self.show_names),
+            room: ROOM.to_string(),
+            reason,
+            at_ms: now_ms(),
+        });
+    }
+
+    /// The fullest outboxes and the recent drops. One pass over the
+    /// clients, two atomic loads each; names are cloned for the few kept.
+    fn stats_view(&self) -> DispatcherView {
+        let Some(limits) = self.clients.values().next().map(|c| c.outbox.limits()) else {
+            return DispatcherView {
+                outboxes: Vec::new(),
+                drops: self.drops.newest_first(),
+            };
+        };
+        let limits = Limits {
+            messages: limits.0,
+            bytes: limits.1,
+        };
+        let mut fullest = Fullest::new(INSIDE_FULLEST_OUTBOXES, limits);
+        for (&conn, client) in &self.clients {
+            let (messages, bytes) = client.outbox.queued();
+            if fullest.wants(messages, bytes) {
+                fullest.add(OutboxView {
+                    conn,
+                    user: client.username.clone().filter(|_| self.show_names),
+                    room: ROOM.to_string(),
+                    messages,
+                    bytes,
+                });
+            }
+        }
+        DispatcherView {
+            outboxes: fullest.into_views(),
+            drops: self.drops.newest_first(),
         }
     }
 }

@@ -13,9 +13,11 @@
 //! - `rate_limit`: the per-connection token bucket;
 //! - `metrics`: what the server counts, and the `/metrics` exposition;
 //! - `stats`: the `/api/stats` snapshot behind the live view (`/inside`);
+//! - `admin`: answers `/metrics`, `/healthz`, `/readyz`, `/api/stats`;
 //! - `config`: every limit and timeout, with its reason;
 //! - `os_limits`: what the operating system allows, read at start-up.
 
+pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod dispatcher;

@@ -34,6 +34,7 @@ use crate::config::{Config, EVENT_QUEUE_CAPACITY, READER_STACK_BYTES, SHUTDOWN_G
 use crate::connection;
 use crate::dispatcher::{ConnId, Dispatcher, Event};
 use crate::http;
+use crate::metrics::{HandshakeStatus, Metrics};
 use crate::os_limits;
 
 /// Connections the kernel may hold waiting for `accept` (capped by the
@@ -69,6 +70,8 @@ struct ServerState {
     config: Config,
     live: ConnectionCount,
     stopping: AtomicBool,
+    /// [metrics integration] This server's counters, shared by every thread.
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -100,15 +103,21 @@ impl Server {
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
         let batch_bytes = self.config.broadcast_batch_bytes;
-        let dispatcher = thread::Builder::new()
-            .name("dispatcher".into())
-            .spawn(move || Dispatcher::new(batch_bytes).run(receiver))?;
+        let metrics = Arc::new(Metrics::new());
+        let dispatcher = {
+            let metrics = metrics.clone();
+            let show_names = self.config.inside_names;
+            thread::Builder::new()
+                .name("dispatcher".into())
+                .spawn(move || Dispatcher::new(batch_bytes, metrics, show_names).run(receiver))?
+        };
         let state = Arc::new(ServerState {
             config: self.config,
             live: ConnectionCount::default(),
             stopping: AtomicBool::new(false),
+            metrics: metrics.clone(),
         });
-        let rejecter = spawn_rejecter()?;
+        let rejecter = spawn_rejecter(metrics)?;
         let accept_loop = {
             let state = state.clone();
             let events = events.clone();
@@ -137,12 +146,18 @@ impl ServerHandle {
         self.state.live.get()
     }
 
+    /// [metrics integration] This server's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
+    }
+
     /// Stops gracefully: no new connections, a close frame (1001, going away)
     /// to every client, then waits for the connection threads to end. Clients
     /// that have not gone after `SHUTDOWN_GRACE` have their sockets shut down.
     /// Returns whether every connection ended in time.
     pub fn shutdown(self) -> bool {
         self.state.stopping.store(true, Ordering::SeqCst);
+        self.state.metrics.health().set_stopping(); // [metrics integration]
         // `accept` blocks; a connection of our own wakes it up to see the flag.
         let _ = TcpStream::connect(wake_address(self.local_addr));
         let _ = self.accept_loop.join();
@@ -235,7 +250,16 @@ fn accept_loop(
             .spawn(move || {
                 let _slot = slot; // released when this thread ends, however
                 let stopping = || thread_state.stopping.load(Ordering::SeqCst);
-                connection::serve(id, socket, &thread_state.config, thread_events, stopping);
+                let connections = || thread_state.live.get();
+                connection::serve(
+                    id,
+                    socket,
+                    &thread_state.config,
+                    thread_events,
+                    stopping,
+                    &thread_state.metrics,
+                    &connections,
+                );
             });
         if let Err(e) = spawned {
             // The slot and socket went down with the closure: the client
@@ -248,7 +272,7 @@ fn accept_loop(
 
 /// One thread that answers over-cap connections with 503, so that refusing
 /// costs no thread per connection.
-fn spawn_rejecter() -> io::Result<Sender<TcpStream>> {
+fn spawn_rejecter(metrics: Arc<Metrics>) -> io::Result<Sender<TcpStream>> {
     let (sender, receiver) = crossbeam_channel::bounded::<TcpStream>(REJECT_QUEUE);
     thread::Builder::new()
         .name("rejecter".into())
@@ -260,6 +284,7 @@ fn spawn_rejecter() -> io::Result<Sender<TcpStream>> {
                 let _ = socket.set_write_timeout(Some(REJECT_READ_TIMEOUT));
                 let mut request = [0u8; 2048];
                 let _ = socket.read(&mut request);
+                metrics.handshake_refused(HandshakeStatus::Unavailable); // [metrics integration]
                 let _ = socket.write_all(&http::status_response(
                     "503 Service Unavailable",
                     "the server is full; try again later",
