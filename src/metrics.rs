@@ -674,7 +674,7 @@ impl Metrics {
         );
         r.register(
             "frames_delivered",
-            "Messages queued to client outboxes (one per recipient)",
+            "Broadcast messages queued to client outboxes, one per recipient",
             self.delivered.clone(),
         );
         r.register_with_unit(
