@@ -30,7 +30,8 @@ const INSIDE_JS: &str = include_str!("../client/inside.js");
 const INSIDE_CSS: &str = include_str!("../client/inside.css");
 
 /// The live view loads its own files and fetches `/api/stats`, nothing else.
-const INSIDE_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
+const INSIDE_SECURITY_POLICY: &str =
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
 
 /// The page may load only its own files and talk only WebSocket: even if a
 /// bug let a message be inserted as HTML, no injected script could run.
