@@ -17,7 +17,10 @@ build:
 # then style and lints, then the page in a real headless browser.
 test: test-rust lint test-browser
 
+# tests/metrics.rs parses /metrics with Python's prometheus_client, which
+# this installs into target/prometheus-venv when missing.
 test-rust:
+	bash tests/prometheus/setup.sh >/dev/null
 	$(CARGO) test --all-targets
 
 test-browser:

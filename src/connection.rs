@@ -27,6 +27,7 @@
 //! user would stay in everyone's list. `ReaderGuard` sends the event from its
 //! `Drop`, so it is sent on a clean close, on an error and on a panic alike.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
+use crate::admin;
 use crate::api;
 use crate::archivist::Job;
 use crate::auth::AuthConfig;
@@ -50,6 +52,7 @@ use crate::config::{
 };
 use crate::dispatcher::{ConnId, Event};
 use crate::http::{self, HeadError, Route};
+use crate::metrics::{CloseReason, HandshakeStatus, MessageKind, Metrics};
 use crate::outbox::{self, Outbox};
 use crate::protocol::{self, Refusal, Request, TextLimits};
 use crate::rate_limit::{RateLimiter, Verdict};
@@ -72,6 +75,10 @@ pub struct Services {
     pub store: Option<Sender<Job>>,
     /// The sign-in check (`None` with sign-in off); immutable, so shared.
     pub auth: Option<Arc<AuthConfig>>,
+    /// The server's counters (atomics: updating one never waits).
+    pub metrics: Arc<Metrics>,
+    /// The server's count of open connections, for `/metrics`.
+    pub connections: Box<dyn Fn() -> usize + Send>,
 }
 
 /// Serves one accepted socket from its HTTP request to its close.
@@ -82,8 +89,9 @@ pub fn serve(
     services: Services,
     shutting_down: impl Fn() -> bool,
 ) {
+    let _alive = services.metrics.reader_alive();
     let deadline = Instant::now() + config.handshake_timeout;
-    let (head, leftover) = match http::read_request_head(&socket, deadline, shutting_down) {
+    let (head, leftover) = match http::read_request_head(&socket, deadline, &shutting_down) {
         Ok(request) => request,
         Err(HeadError::Malformed(why)) => {
             warn!("conn {id}: bad HTTP request: {why}");
@@ -102,26 +110,39 @@ pub fn serve(
     };
     // Until the writer thread starts, this thread is the socket's only user,
     // so it may write the HTTP response itself.
+    if !config.no_admin
+        && let Some(request) = http::admin_route(&head)
+    {
+        let context = admin::Context {
+            config,
+            metrics: &services.metrics,
+            events: &services.events,
+            store: services.store.as_ref(),
+            connections: &*services.connections,
+        };
+        let response = admin::answer(request, &context, head.method == "GET");
+        log_response(id, &head, &response, &services.metrics);
+        respond(&socket, &response);
+        return;
+    }
     match http::route(&head, &config.allowed_origins) {
         Route::Respond(response) => {
-            log_response(id, &head, &response);
+            log_response(id, &head, &response, &services.metrics);
             respond(&socket, &response);
         }
         Route::Api(request) => {
             let response = api::answer(request, &services, config, head.method == "GET");
-            log_response(id, &head, &response);
+            log_response(id, &head, &response, &services.metrics);
             respond(&socket, &response);
         }
         Route::Upgrade { room, response } => {
-            chat(
-                id,
-                Arc::new(socket),
+            let upgrade = Upgrade {
                 room,
                 response,
                 leftover,
-                config,
-                &services,
-            );
+            };
+            let socket = Arc::new(socket);
+            chat(id, socket, upgrade, config, &services, &shutting_down);
         }
     }
 }
@@ -132,8 +153,9 @@ fn respond(socket: &TcpStream, response: &[u8]) {
     http::linger_close(socket);
 }
 
-/// One log line per answered request: refused handshakes at warn level.
-fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8]) {
+/// One log line per answered request: refused handshakes at warn level,
+/// and counted by status.
+fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8], metrics: &Metrics) {
     let status = String::from_utf8_lossy(&response[..response.len().min(40)])
         .lines()
         .next()
@@ -141,6 +163,7 @@ fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8]) {
         .to_string();
     if head.is_websocket_upgrade() {
         warn!("conn {id}: WebSocket handshake refused: {status}");
+        metrics.handshake_refused(HandshakeStatus::from_response(response));
     } else {
         debug!("conn {id}: {} {}: {status}", head.method, head.path);
     }
@@ -149,14 +172,22 @@ fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8]) {
 /// Runs a WebSocket connection: asks the dispatcher to admit it to `room`,
 /// completes the handshake, starts its writer, then reads until the
 /// connection ends.
+/// An upgrade `http::route` accepted, waiting for the dispatcher's word.
+struct Upgrade {
+    room: String,
+    /// The 101 response, sent once the room admits the connection.
+    response: Vec<u8>,
+    /// Bytes read past the request head: the start of the WebSocket stream.
+    leftover: Vec<u8>,
+}
+
 fn chat(
     id: ConnId,
     socket: Arc<TcpStream>,
-    room: String,
-    handshake: Vec<u8>,
-    leftover: Vec<u8>,
+    upgrade: Upgrade,
     config: &Config,
     services: &Services,
+    shutting_down: &dyn Fn() -> bool,
 ) {
     let events = &services.events;
     let _ = socket.set_nodelay(true);
@@ -166,6 +197,11 @@ fn chat(
         config.outbound_bytes,
     );
     let (admitted, admission) = crossbeam_channel::bounded(1);
+    let Upgrade {
+        room,
+        response,
+        leftover,
+    } = upgrade;
     let connected = Event::Connected {
         id,
         room,
@@ -181,6 +217,8 @@ fn chat(
         id,
         events,
         outbox: &outbox,
+        metrics: &services.metrics,
+        reason: Cell::new(CloseReason::Other),
     };
     let refusal = match admission.recv_timeout(ADMISSION_TIMEOUT) {
         Ok(Ok(())) => None,
@@ -189,21 +227,25 @@ fn chat(
     };
     if let Some(why) = refusal {
         warn!("conn {id}: WebSocket handshake refused: 503: {why}");
+        services
+            .metrics
+            .handshake_refused(HandshakeStatus::Unavailable);
         respond(
             &socket,
             &http::status_response("503 Service Unavailable", &why),
         );
         return;
     }
-    if let Err(e) = (&*socket).write_all(&handshake) {
+    if let Err(e) = (&*socket).write_all(&response) {
         debug!("conn {id}: handshake write failed: {e}");
         return;
     }
     let (write_timeout, write_batch) = (config.write_timeout, config.write_batch);
+    let writer_metrics = services.metrics.clone();
     let writer = thread::Builder::new()
         .name(format!("writer-{id}"))
         .stack_size(WRITER_STACK_BYTES)
-        .spawn(move || writer::run(id, inbox, write_timeout, write_batch));
+        .spawn(move || writer::run(id, inbox, write_timeout, write_batch, writer_metrics));
     let writer = match writer {
         Ok(handle) => handle,
         Err(e) => {
@@ -212,7 +254,11 @@ fn chat(
         }
     };
     debug!("conn {id}: WebSocket open");
-    read_pump(&guard, socket, leftover, config, services.auth.as_deref());
+    let auth = services.auth.as_deref();
+    read_pump(&guard, socket, leftover, config, auth, shutting_down);
+    if guard.outbox.is_abandoned() {
+        guard.reason.set(CloseReason::SlowConsumer);
+    }
     // The guard tells the dispatcher and the writer; then wait for the
     // writer so the connection's threads are all gone when this one ends.
     drop(guard);
@@ -226,11 +272,20 @@ struct ReaderGuard<'a> {
     id: ConnId,
     events: &'a Sender<Event>,
     outbox: &'a Outbox,
+    metrics: &'a Metrics,
+    /// Why the connection ended, set as the read pump returns; a panic
+    /// leaves `Other`. Counted here, once.
+    reason: Cell<CloseReason>,
 }
 
 impl Drop for ReaderGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.events.send(Event::Disconnected { id: self.id });
+        let reason = self.reason.get();
+        self.metrics.closed(reason);
+        let _ = self.events.send(Event::Disconnected {
+            id: self.id,
+            reason,
+        });
         self.outbox.finish();
     }
 }
@@ -283,6 +338,7 @@ fn read_pump(
     leftover: Vec<u8>,
     config: &Config,
     auth: Option<&AuthConfig>,
+    shutting_down: &dyn Fn() -> bool,
 ) {
     let id = guard.id;
     let ws_config = WebSocketConfig::default()
@@ -353,14 +409,17 @@ fn read_pump(
                     Verdict::Allow => {}
                     Verdict::Refuse => {
                         warn!("conn {id}: message dropped: rate limit");
+                        let kind = protocol::request_kind(&text);
+                        guard.metrics.received(MessageKind::of(kind));
                         let refusal = Refusal::new(
-                            protocol::request_kind(&text),
+                            kind,
                             "rate limit exceeded",
                             format!(
                                 "at most {} messages per second; this one was dropped",
                                 config.rate_limit
                             ),
                         );
+                        guard.metrics.refused(&refusal.error);
                         if guard.outbox.push(refusal.to_frame()).is_err() {
                             break Ending::Closed;
                         }
@@ -384,6 +443,8 @@ fn read_pump(
                     "binary messages are not supported",
                     "send JSON in text messages",
                 );
+                guard.metrics.received(MessageKind::Other);
+                guard.metrics.refused(&refusal.error);
                 if guard.outbox.push(refusal.to_frame()).is_err() {
                     break Ending::Closed;
                 }
@@ -395,6 +456,17 @@ fn read_pump(
         }
     };
 
+    guard.reason.set(match &ending {
+        Ending::Close(CloseCode::Away, _) => CloseReason::Idle,
+        Ending::Close(CloseCode::Policy, why) if why == "rate limit exceeded" => {
+            CloseReason::RateLimit
+        }
+        Ending::Close(CloseCode::Size, _) => CloseReason::Size,
+        Ending::Close(CloseCode::Protocol | CloseCode::Invalid, _) => CloseReason::ProtocolError,
+        Ending::Close(..) => CloseReason::Other,
+        Ending::Closed if shutting_down() => CloseReason::Shutdown,
+        Ending::Closed => CloseReason::ClientClose,
+    });
     if let Ending::Close(code, reason) = ending {
         // A close frame's payload is at most 125 bytes, 2 of them the code.
         let reason = protocol::truncate_bytes(&reason, 123);
@@ -433,6 +505,12 @@ fn handle_text(
         panic!("conn {id}: fault injection: reader panic requested");
     }
     let parsed = protocol::parse_request(text, limits);
+    guard.metrics.received(match &parsed {
+        Ok(Request::Login(_) | Request::TokenLogin { .. }) => MessageKind::Login,
+        Ok(Request::Chat { .. }) => MessageKind::Chat,
+        Ok(Request::Disconnect) => MessageKind::Disconnect,
+        Err(refusal) => MessageKind::of(refusal.request),
+    });
     let checked = match (parsed, sign_in) {
         (Ok(Request::TokenLogin { token, since }), Some(session)) => {
             session.check(id, &token, since).map(Request::Login)
@@ -459,6 +537,7 @@ fn handle_text(
             Err(_) => Next::Stop,
         },
         Err(Refused::TryAgain(refusal)) => {
+            guard.metrics.refused(&refusal.error);
             if refusal.error == AUTH_FAILED {
                 // Each failed sign-in costs a token of the rate limit too.
                 let _ = limiter.check(Instant::now());

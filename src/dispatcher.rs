@@ -28,18 +28,25 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::archivist::{Archived, Job};
-use crate::config::{Config, MAX_EVENTS_PER_BATCH, MAX_UNARCHIVED, RECENT_PER_ROOM};
+use crate::config::{
+    Config, HEARTBEAT_INTERVAL, INSIDE_FULLEST_OUTBOXES, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH,
+    MAX_UNARCHIVED, RECENT_PER_ROOM,
+};
 use crate::history::{self, RecentHistory, Replay};
+use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame, Login, Refusal, Request};
 use crate::room::Room;
+use crate::stats::{DispatcherView, DropView, Fullest, Limits, OutboxView, RecentDrops, now_ms};
 
 /// Identifies a connection for its whole life; assigned by the accept loop.
 pub type ConnId = u64;
@@ -57,9 +64,11 @@ pub enum Event {
     },
     /// The client sent a valid request.
     Request { id: ConnId, request: Request },
-    /// The connection is over, for whatever reason. Sent exactly once per
+    /// The connection is over, for `reason`. Sent exactly once per
     /// connection that sent `Connected`, by the reader, even when it panics.
-    Disconnected { id: ConnId },
+    Disconnected { id: ConnId, reason: CloseReason },
+    /// `/api/stats` asks for the fullest outboxes and the recent drops.
+    Stats { reply: Sender<DispatcherView> },
     /// `GET /api/rooms`: every room with a logged-in user, by name.
     ListRooms { reply: Sender<Vec<RoomSummary>> },
     /// The archivist's news: chats committed (to broadcast now), a room's
@@ -127,12 +136,25 @@ pub struct Dispatcher {
     /// `--mutual-follows`: chats reach mutual followers only (and history
     /// is not replayed, as it would reach beyond them).
     mutual_follows: bool,
+    /// The server's counters; when the chats being fanned out arrived; the
+    /// last drops, for `/inside`; whether `/api/stats` shows names.
+    metrics: Arc<Metrics>,
+    fanout: FanoutClock,
+    drops: RecentDrops,
+    show_names: bool,
+    /// Logged-in users in every room, for the gauge.
+    logged_in: usize,
 }
 
 impl Dispatcher {
     /// A dispatcher; `store` is the archivist's queue when history is on.
-    pub fn new(config: &Config, store: Option<Sender<Job>>) -> Self {
+    pub fn new(config: &Config, store: Option<Sender<Job>>, metrics: Arc<Metrics>) -> Self {
         Dispatcher {
+            metrics,
+            fanout: FanoutClock::default(),
+            drops: RecentDrops::new(INSIDE_RECENT_DROPS),
+            show_names: config.inside_names,
+            logged_in: 0,
             clients: HashMap::new(),
             rooms: HashMap::new(),
             dirty: Vec::new(),
@@ -147,16 +169,30 @@ impl Dispatcher {
         }
     }
 
-    /// Handles events until told to stop.
+    /// Handles events until told to stop. The wait for the next event is
+    /// bounded, so that an idle dispatcher still beats its heartbeat (what
+    /// `/healthz` checks: a dispatcher that stops beating is stuck).
     pub fn run(mut self, events: Receiver<Event>) {
         let mut stopping = false;
-        while !stopping && let Ok(event) = events.recv() {
+        while !stopping {
+            let event = match events.recv_timeout(HEARTBEAT_INTERVAL) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.metrics.heartbeat();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.metrics.heartbeat();
             stopping = self.handle(event);
+            let mut handled = 1;
             // Whatever else is already waiting joins the same batch.
             for event in events.try_iter().take(MAX_EVENTS_PER_BATCH) {
                 stopping |= self.handle(event);
+                handled += 1;
             }
             self.flush();
+            self.metrics.batch(handled);
         }
         debug!("dispatcher: stopping");
     }
@@ -171,7 +207,17 @@ impl Dispatcher {
                 admitted,
             } => self.connected(id, room, outbox, admitted),
             Event::Request { id, request } => self.request(id, request),
-            Event::Disconnected { id } => self.disconnected(id),
+            Event::Disconnected { id, reason } => {
+                // A slow consumer was recorded when it was dropped; other
+                // drops are the reader's news.
+                if reason.is_drop() && reason != CloseReason::SlowConsumer {
+                    self.record_drop(id, reason);
+                }
+                self.disconnected(id);
+            }
+            Event::Stats { reply } => {
+                let _ = reply.send(self.stats_view());
+            }
             Event::Archived(news) => self.archived(news),
             Event::ListRooms { reply } => {
                 let mut rooms: Vec<RoomSummary> = self
@@ -250,7 +296,7 @@ impl Dispatcher {
     /// A room appears. With history on, its tail is loaded from the store;
     /// logins wait for it (`history.rs`).
     fn open_room(&mut self, name: &str) {
-        let mut room = Room::new(name.to_string());
+        let mut room = Room::new(name.to_string(), self.metrics.clone());
         if let Some(store) = &self.store {
             room.recent = Some(RecentHistory::loading(RECENT_PER_ROOM.max(self.history)));
             let _ = store.send(Job::Load {
@@ -259,6 +305,7 @@ impl Dispatcher {
             });
         }
         self.rooms.insert(name.to_string(), room);
+        self.metrics.set_rooms(self.rooms.len());
     }
 
     fn disconnected(&mut self, id: ConnId) {
@@ -271,6 +318,7 @@ impl Dispatcher {
             if room.is_empty() {
                 // Nobody is left to receive what may be pending.
                 self.rooms.remove(&client.room);
+                self.metrics.set_rooms(self.rooms.len());
                 debug!("room {} is gone", client.room);
             }
         }
@@ -340,6 +388,8 @@ impl Dispatcher {
     /// `--mutual-follows` to the sender and those who follow the sender and
     /// whom the sender follows.
     fn deliver(&mut self, room: &str, sender: ConnId, json: &[u8]) {
+        self.metrics.chat_broadcast();
+        self.fanout.arrived();
         if !self.mutual_follows {
             self.broadcast(room, json);
             return;
@@ -515,6 +565,10 @@ impl Dispatcher {
         let username = login.username;
         client.follows = follow_set(login.follows);
         let old = client.username.replace(username.clone());
+        if old.is_none() {
+            self.logged_in += 1;
+            self.metrics.set_logged_in(self.logged_in);
+        }
         match &old {
             Some(old) => info!("{old} is now {username} in {}", client.room),
             None => info!(
@@ -537,6 +591,8 @@ impl Dispatcher {
         if client.username.take().is_none() {
             return;
         }
+        self.logged_in -= 1;
+        self.metrics.set_logged_in(self.logged_in);
         let room_name = client.room.clone();
         let Some(room) = self.rooms.get_mut(&room_name) else {
             return;
@@ -572,6 +628,7 @@ impl Dispatcher {
         for room in std::mem::take(&mut self.dirty) {
             self.flush_room(&room);
         }
+        self.fanout.queued_for_all(&self.metrics);
     }
 
     fn flush_room(&mut self, room: &str) {
@@ -584,15 +641,20 @@ impl Dispatcher {
     /// Clients a room dropped as too slow are no longer logged in.
     fn forget_dropped(&mut self, dropped: Vec<ConnId>) {
         for id in dropped {
-            if let Some(client) = self.clients.get_mut(&id) {
-                client.username = None;
+            self.record_drop(id, CloseReason::SlowConsumer);
+            if let Some(client) = self.clients.get_mut(&id)
+                && client.username.take().is_some()
+            {
+                self.logged_in -= 1;
             }
         }
+        self.metrics.set_logged_in(self.logged_in);
     }
 
     /// Sends a refusal to one client. If even that does not fit, the client
     /// is not reading, and is dropped like any other slow client.
     fn reply(&mut self, id: ConnId, refusal: Refusal) {
+        self.metrics.refused(&refusal.error);
         let Some(client) = self.clients.get(&id) else {
             return;
         };
@@ -604,7 +666,49 @@ impl Dispatcher {
         };
         if client.outbox.push(refusal.to_frame()).is_err() {
             drop_too_slow(id, &client.outbox);
+            self.record_drop(id, CloseReason::SlowConsumer);
             self.log_out(id);
+        }
+    }
+
+    /// Remembers a dropped connection for `/inside` (names only with
+    /// `--inside-names`).
+    fn record_drop(&mut self, id: ConnId, reason: CloseReason) {
+        let client = self.clients.get(&id);
+        self.drops.record(DropView {
+            conn: id,
+            user: client
+                .and_then(|c| c.username.clone())
+                .filter(|_| self.show_names),
+            room: client.map(|c| c.room.clone()).unwrap_or_default(),
+            reason,
+            at_ms: now_ms(),
+        });
+    }
+
+    /// The fullest outboxes and the recent drops, for `/api/stats`: one
+    /// pass over the clients, two atomic loads each, only when asked.
+    fn stats_view(&self) -> DispatcherView {
+        let mut fullest: Option<Fullest> = None;
+        for (&conn, client) in &self.clients {
+            let fullest = fullest.get_or_insert_with(|| {
+                let (messages, bytes) = client.outbox.limits();
+                Fullest::new(INSIDE_FULLEST_OUTBOXES, Limits { messages, bytes })
+            });
+            let (messages, bytes) = client.outbox.queued();
+            if fullest.wants(messages, bytes) {
+                fullest.add(OutboxView {
+                    conn,
+                    user: client.username.clone().filter(|_| self.show_names),
+                    room: client.room.clone(),
+                    messages,
+                    bytes,
+                });
+            }
+        }
+        DispatcherView {
+            outboxes: fullest.map(Fullest::into_views).unwrap_or_default(),
+            drops: self.drops.newest_first(),
         }
     }
 }

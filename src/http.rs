@@ -25,6 +25,15 @@ const INDEX_HTML: &str = include_str!("../client/index.html");
 const CLIENT_JS: &str = include_str!("../client/client.js");
 const INDEX_CSS: &str = include_str!("../client/index.css");
 
+/// [metrics integration] The live view of the server's insides (`/inside`).
+const INSIDE_HTML: &str = include_str!("../client/inside.html");
+const INSIDE_JS: &str = include_str!("../client/inside.js");
+const INSIDE_CSS: &str = include_str!("../client/inside.css");
+
+/// The live view loads its own files and fetches `/api/stats`, nothing else.
+const INSIDE_SECURITY_POLICY: &str =
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
+
 /// The page may load only its own files and talk only WebSocket: even if a
 /// bug let a message be inserted as HTML, no injected script could run.
 const CONTENT_SECURITY_POLICY: &str =
@@ -269,6 +278,67 @@ pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
         body.as_bytes(),
         head.method == "GET",
     ))
+}
+
+/// [metrics integration] The operator's endpoints, off with `--no-admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRequest {
+    /// `GET /metrics`: the Prometheus exposition.
+    Metrics,
+    /// `GET /healthz`: is the dispatcher answering?
+    Health,
+    /// `GET /readyz`: healthy, and the store writable?
+    Ready,
+    /// `GET /api/stats`: the live view's snapshot.
+    Stats,
+    /// `GET /inside`, `/inside.js`, `/inside.css`: the live view.
+    Page(InsidePage),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsidePage {
+    Html,
+    Script,
+    Style,
+}
+
+/// [metrics integration] Which admin endpoint a plain `GET` or `HEAD` asks
+/// for, if any.
+pub fn admin_route(head: &RequestHead) -> Option<AdminRequest> {
+    if head.is_websocket_upgrade() || (head.method != "GET" && head.method != "HEAD") {
+        return None;
+    }
+    let path = head.path.split(['?', '#']).next().unwrap_or_default();
+    Some(match path {
+        "/metrics" => AdminRequest::Metrics,
+        "/healthz" => AdminRequest::Health,
+        "/readyz" => AdminRequest::Ready,
+        "/api/stats" => AdminRequest::Stats,
+        "/inside" => AdminRequest::Page(InsidePage::Html),
+        "/inside.js" => AdminRequest::Page(InsidePage::Script),
+        "/inside.css" => AdminRequest::Page(InsidePage::Style),
+        _ => return None,
+    })
+}
+
+/// [metrics integration] One of the live view's files.
+pub fn inside_page(page: InsidePage, include_body: bool) -> Vec<u8> {
+    let (content_type, body) = match page {
+        InsidePage::Html => ("text/html; charset=utf-8", INSIDE_HTML),
+        InsidePage::Script => ("text/javascript; charset=utf-8", INSIDE_JS),
+        InsidePage::Style => ("text/css; charset=utf-8", INSIDE_CSS),
+    };
+    response(
+        "200 OK",
+        content_type,
+        &[
+            ("Cache-Control", "no-cache"),
+            ("Content-Security-Policy", INSIDE_SECURITY_POLICY),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+        body.as_bytes(),
+        include_body,
+    )
 }
 
 /// Checks a WebSocket upgrade (RFC 6455, section 4.2.1) and builds the 101,

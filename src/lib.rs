@@ -15,11 +15,15 @@
 //! - `protocol`: the JSON messages, parsed and encoded;
 //! - `http`: the page and the WebSocket handshake on the same port;
 //! - `rate_limit`: the per-connection token bucket;
+//! - `metrics`: what the server counts, and the `/metrics` exposition;
+//! - `stats`: the `/api/stats` snapshot behind the live view (`/inside`);
+//! - `admin`: answers `/metrics`, `/healthz`, `/readyz`, `/api/stats`;
 //! - `config`: every limit and timeout, with its reason;
 //! - `os_limits`: what the operating system allows, read at start-up;
 //! - `auth`: sign-in tokens (JWT), checked and made;
 //! - `session`: a connection's sign-in, kept by its reader.
 
+pub mod admin;
 pub mod api;
 pub mod archivist;
 pub mod auth;
@@ -28,6 +32,7 @@ pub mod connection;
 pub mod dispatcher;
 pub mod history;
 pub mod http;
+pub mod metrics;
 pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
@@ -35,6 +40,7 @@ pub mod rate_limit;
 pub mod room;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod writer;
 
 pub use config::Config;

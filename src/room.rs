@@ -28,10 +28,12 @@
 //! every client, which is exactly the cost rooms are meant to remove.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::archivist::StoredChat;
 use crate::dispatcher::{ConnId, drop_too_slow};
 use crate::history::RecentHistory;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame};
 
@@ -84,6 +86,8 @@ pub fn valid_room_name(name: &str) -> Result<String, String> {
 struct Segment {
     start: usize,
     audience: usize,
+    /// Frames in `pending` before `start`, to count deliveries.
+    frames_before: usize,
 }
 
 /// A logged-in connection, as its room sees it.
@@ -107,6 +111,10 @@ pub struct Room {
     pending: Vec<u8>,
     /// Who gets which part of `pending`: where each audience size begins.
     segments: Vec<Segment>,
+    /// Frames in `pending`.
+    pending_frames: usize,
+    /// The server's counters: frames delivered (queued to outboxes).
+    metrics: Arc<Metrics>,
     /// Whether the dispatcher has this room on its list to flush.
     marked: bool,
     /// The room's recent chats, with history on (`history.rs`).
@@ -119,9 +127,11 @@ pub enum LoginRefused {
 }
 
 impl Room {
-    pub fn new(name: String) -> Room {
+    pub fn new(name: String, metrics: Arc<Metrics>) -> Room {
         Room {
             name,
+            pending_frames: 0,
+            metrics,
             connections: 0,
             online: Vec::new(),
             names: HashMap::new(),
@@ -253,12 +263,15 @@ impl Room {
     pub fn send_to_some(&mut self, json: &[u8], allowed: impl Fn(ConnId) -> bool) -> Vec<ConnId> {
         let mut dropped = self.flush();
         let frame = protocol::text_frame(json);
-        let too_slow: Vec<ConnId> = self
-            .online
-            .iter()
-            .filter(|m| allowed(m.id) && m.outbox.push(frame.clone()).is_err())
-            .map(|m| m.id)
-            .collect();
+        let mut delivered = 0;
+        let mut too_slow = Vec::new();
+        for member in self.online.iter().filter(|m| allowed(m.id)) {
+            match member.outbox.push(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(_) => too_slow.push(member.id),
+            }
+        }
+        self.metrics.delivered(delivered);
         for id in too_slow {
             if let Some(position) = self.position(id) {
                 drop_too_slow(id, &self.online[position].outbox);
@@ -280,9 +293,11 @@ impl Room {
             self.segments.push(Segment {
                 start: self.pending.len(),
                 audience,
+                frames_before: self.pending_frames,
             });
         }
         protocol::append_text_frame(&mut self.pending, json);
+        self.pending_frames += 1;
     }
 
     /// Queues the pending batch for every member: one shared buffer, one
@@ -297,6 +312,8 @@ impl Room {
         while !self.pending.is_empty() {
             let batch = Frame::from(std::mem::take(&mut self.pending));
             let segments = std::mem::take(&mut self.segments);
+            let frames = std::mem::take(&mut self.pending_frames);
+            let mut delivered = 0;
             let mut too_slow = Vec::new();
             for (position, member) in self.online.iter().enumerate() {
                 // Audiences only grow, so the first segment that includes
@@ -307,8 +324,11 @@ impl Room {
                 };
                 if member.outbox.push(batch.slice(segment.start..)).is_err() {
                     too_slow.push(member.id);
+                } else {
+                    delivered += frames - segment.frames_before;
                 }
             }
+            self.metrics.delivered(delivered as u64);
             for id in too_slow {
                 if let Some(position) = self.position(id) {
                     drop_too_slow(id, &self.online[position].outbox);

@@ -36,6 +36,7 @@ use crate::config::{Config, EVENT_QUEUE_CAPACITY, READER_STACK_BYTES, SHUTDOWN_G
 use crate::connection;
 use crate::dispatcher::{ConnId, Dispatcher, Event};
 use crate::http;
+use crate::metrics::{HandshakeStatus, Metrics};
 use crate::os_limits;
 
 /// Connections the kernel may hold waiting for `accept` (capped by the
@@ -104,6 +105,8 @@ struct ServerState {
     store: Option<Sender<Job>>,
     /// The sign-in check, shared by every reader; `None` with sign-in off.
     auth: Option<Arc<AuthConfig>>,
+    /// This server's counters, shared by every thread (atomics only).
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -149,16 +152,18 @@ impl Server {
             self.config.max_connections = ceiling;
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
+        let metrics = Arc::new(Metrics::new());
         // The archivist's queue is unbounded so that the dispatcher never
         // waits on it (it bounds what it hands over itself: MAX_UNARCHIVED).
         let (store, archivist) = match self.archive {
             Some(archive) => {
                 let (jobs, queue) = crossbeam_channel::unbounded();
-                (Some(jobs), Some(archive.spawn(queue, events.clone())?))
+                let archivist = archive.spawn(queue, events.clone(), Some(metrics.clone()))?;
+                (Some(jobs), Some(archivist))
             }
             None => (None, None),
         };
-        let dispatcher = Dispatcher::new(&self.config, store.clone());
+        let dispatcher = Dispatcher::new(&self.config, store.clone(), metrics.clone());
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
             .spawn(move || dispatcher.run(receiver))?;
@@ -168,8 +173,9 @@ impl Server {
             stopping: AtomicBool::new(false),
             store,
             auth: self.auth.map(Arc::new),
+            metrics: metrics.clone(),
         });
-        let rejecter = spawn_rejecter()?;
+        let rejecter = spawn_rejecter(metrics)?;
         let accept_loop = {
             let state = state.clone();
             let events = events.clone();
@@ -199,12 +205,19 @@ impl ServerHandle {
         self.state.live.get()
     }
 
+    /// This server's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
+    }
+
     /// Stops gracefully: no new connections, a close frame (1001, going away)
     /// to every client, then waits for the connection threads to end. Clients
     /// that have not gone after `SHUTDOWN_GRACE` have their sockets shut down.
     /// Returns whether every connection ended in time.
     pub fn shutdown(self) -> bool {
         self.state.stopping.store(true, Ordering::SeqCst);
+        self.state.metrics.health().set_stopping(); // `/healthz` says 503 from now
+
         // `accept` blocks; a connection of our own wakes it up to see the flag.
         let _ = TcpStream::connect(wake_address(self.local_addr));
         let _ = self.accept_loop.join();
@@ -313,10 +326,13 @@ fn accept_loop(
             .spawn(move || {
                 let _slot = slot; // released when this thread ends, however
                 let stopping = || thread_state.stopping.load(Ordering::SeqCst);
+                let counter = thread_state.clone();
                 let services = connection::Services {
                     events: thread_events,
                     store: thread_state.store.clone(),
                     auth: thread_state.auth.clone(),
+                    metrics: thread_state.metrics.clone(),
+                    connections: Box::new(move || counter.live.get()),
                 };
                 connection::serve(id, socket, &thread_state.config, services, stopping);
             });
@@ -331,7 +347,7 @@ fn accept_loop(
 
 /// One thread that answers over-cap connections with 503, so that refusing
 /// costs no thread per connection.
-fn spawn_rejecter() -> io::Result<Sender<TcpStream>> {
+fn spawn_rejecter(metrics: Arc<Metrics>) -> io::Result<Sender<TcpStream>> {
     let (sender, receiver) = crossbeam_channel::bounded::<TcpStream>(REJECT_QUEUE);
     thread::Builder::new()
         .name("rejecter".into())
@@ -343,6 +359,7 @@ fn spawn_rejecter() -> io::Result<Sender<TcpStream>> {
                 let _ = socket.set_write_timeout(Some(REJECT_READ_TIMEOUT));
                 let mut request = [0u8; 2048];
                 let _ = socket.read(&mut request);
+                metrics.handshake_refused(HandshakeStatus::Unavailable);
                 let _ = socket.write_all(&http::status_response(
                     "503 Service Unavailable",
                     "the server is full; try again later",

@@ -39,7 +39,7 @@ impl Running {
         let archive = archivist::open(config).expect("open the history file");
         let (jobs, jobs_rx) = crossbeam_channel::unbounded();
         let (events_tx, events) = crossbeam_channel::unbounded();
-        let handle = archive.spawn(jobs_rx, events_tx).expect("spawn");
+        let handle = archive.spawn(jobs_rx, events_tx, None).expect("spawn");
         Running {
             jobs: Some(jobs),
             events,
@@ -715,7 +715,7 @@ fn write_until_killed(path: &Path) {
     let archive = archivist::open(&config(path)).expect("open");
     let (jobs, jobs_rx) = crossbeam_channel::unbounded();
     let (events_tx, events) = crossbeam_channel::unbounded::<Archived>();
-    let _handle = archive.spawn(jobs_rx, events_tx).unwrap();
+    let _handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
     let stop = Instant::now() + Duration::from_secs(30);
     let mut out = std::io::stdout().lock();
     let mut n = 0u64;

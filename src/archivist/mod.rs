@@ -37,6 +37,7 @@
 mod sqlite;
 
 use std::fmt;
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
@@ -48,6 +49,7 @@ use crate::config::{
     ARCHIVE_JOBS_PER_TRANSACTION, DEFAULT_HISTORY_MAX, DEFAULT_RETAIN, RETENTION_EVERY_COMMITS,
     RETENTION_IDLE, RETENTION_ROWS_PER_PASS,
 };
+use crate::metrics::Metrics;
 use sqlite::{Append, Store};
 
 pub use sqlite::SCHEMA_VERSION;
@@ -207,12 +209,15 @@ impl Archive {
     /// then commits what is left, reports it, and returns (closing the file).
     /// The dispatcher must not block on sending jobs (an unbounded channel):
     /// this thread may block sending `events` to it.
+    /// `metrics`, if given, counts each commit's duration and size.
     pub fn spawn<E: From<Archived> + Send + 'static>(
         self,
         jobs: Receiver<Job>,
         events: Sender<E>,
+        metrics: Option<Arc<Metrics>>,
     ) -> std::io::Result<JoinHandle<()>> {
         let archivist = Archivist {
+            metrics,
             store: self.store,
             events,
             pending: Vec::new(),
@@ -229,6 +234,8 @@ impl Archive {
 /// The archivist thread's state.
 struct Archivist<E> {
     store: Store,
+    /// The server's counters (commit duration, chats per commit).
+    metrics: Option<Arc<Metrics>>,
     events: Sender<E>,
     /// Appends taken and not yet committed.
     pending: Vec<Append>,
@@ -325,8 +332,12 @@ impl<E: From<Archived>> Archivist<E> {
         if self.pending.is_empty() {
             return;
         }
+        let started = Instant::now();
         let outcome = self.store.append(std::mem::take(&mut self.pending));
         if !outcome.committed.is_empty() {
+            if let Some(metrics) = &self.metrics {
+                metrics.commit(started.elapsed(), outcome.committed.len());
+            }
             self.commits += 1;
             self.prune_at = Instant::now() + RETENTION_IDLE;
             self.send(Archived::Committed(outcome.committed));
@@ -383,7 +394,7 @@ mod tests {
         for tag in 0..(ARCHIVE_JOBS_PER_TRANSACTION as u64 + 10) {
             jobs.send(chat("a", tag)).unwrap();
         }
-        let handle = archive.spawn(jobs_rx, events_tx).unwrap();
+        let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
         let mut sizes = Vec::new();
         while sizes.iter().sum::<usize>() < ARCHIVE_JOBS_PER_TRANSACTION + 10 {
             match events.recv_timeout(WAIT).expect("a commit") {
@@ -408,7 +419,7 @@ mod tests {
         })
         .unwrap();
         jobs.send(chat("a", 2)).unwrap();
-        let handle = archive.spawn(jobs_rx, events_tx).unwrap();
+        let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
         drop(jobs);
         handle.join().unwrap();
         let got: Vec<Archived> = events.try_iter().collect();
