@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use clap::Parser;
+
+use crate::auth::{self, AuthConfig, Secret};
 
 /// Port used when neither `--port` nor `PORT`/`WS_PORT` says otherwise; the
 /// tutorial's client connects to `ws://localhost:8081`.
@@ -62,6 +66,46 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// allows 20,000 descriptors per process and 32,768 threads in all.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// Rooms that may exist at once. A room costs a little memory and nothing
+/// while quiet, but each is a name someone chose: without a bound, a script
+/// opening connections to `/r/a1`, `/r/a2`, … could grow the server's state
+/// without limit. Past it, a handshake for a new room gets HTTP 503.
+pub const DEFAULT_MAX_ROOMS: usize = 1_000;
+
+/// Chats a newcomer to a room is shown (`--history`); `0` turns history off
+/// and the server keeps nothing. Fifty fill a screen or two.
+pub const DEFAULT_HISTORY: usize = 50;
+
+/// Most chats sent to a client that reconnects with `since`: enough for a
+/// minute's gap in a busy room, and a bound on the size of one message.
+pub const DEFAULT_HISTORY_MAX: usize = 1_000;
+
+/// Chats kept per room in the store (`--retain`); older ones are deleted in
+/// the background. Ten thousand is days of a class's chat, a few MB.
+pub const DEFAULT_RETAIN: usize = 10_000;
+
+/// The history file, in the working directory, so `make run` needs nothing.
+pub const DEFAULT_DB: &str = "threadchat.db";
+
+/// Chats each room keeps in memory (at least `--history`), so that a join,
+/// and a reconnect after a short gap, costs no query. A few hundred bytes
+/// each, per room.
+pub const RECENT_PER_ROOM: usize = 256;
+
+/// Chats handed to the archivist and not yet committed, past which new chats
+/// are refused ("history store is behind") rather than queued without end
+/// while the disk is stuck.
+pub const MAX_UNARCHIVED: usize = 64 * 1024;
+
+/// Longest a handshake waits for the dispatcher to admit it to its room.
+/// The dispatcher answers in microseconds; this only bounds a server so
+/// overloaded that the client is better told 503 than kept waiting.
+pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest an HTTP request waits for the thread that owns its answer (the
+/// dispatcher for `/api/rooms`).
+pub const API_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Time graceful shutdown gives clients to receive their close frame before
 /// their sockets are shut down regardless.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -110,15 +154,6 @@ pub const WRITE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Most bytes of an unrecognised message quoted in the log.
 pub const LOG_PAYLOAD_CHARS: usize = 200;
 
-/// Chats kept per room in the history database; older ones are deleted in
-/// the background. Ten thousand chats of a few hundred bytes is a few MB per
-/// room: far more than anyone scrolls back through, small enough for 1000 rooms.
-pub const DEFAULT_HISTORY_RETAIN: usize = 10_000;
-
-/// Most chats a reconnecting client is sent (the protocol's "since"); the
-/// newest are sent and the history is marked incomplete beyond this.
-pub const HISTORY_SINCE_MAX: usize = 1000;
-
 /// Most chats one page of the HTTP history endpoint holds, so one request
 /// costs a bounded amount of reading and encoding.
 pub const HISTORY_PAGE_MAX: usize = 200;
@@ -144,6 +179,35 @@ pub const RETENTION_ROWS_PER_PASS: u64 = 1000;
 /// Size the write-ahead log is cut back to after a checkpoint, so that a
 /// burst of chats does not leave a large file behind for good.
 pub const WAL_SIZE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
+
+/// Clock skew allowed when checking a token's `exp` and `nbf`: the service
+/// that issues tokens and this server keep separate clocks, which NTP keeps
+/// within a second or two; 30 s covers a badly synchronised machine without
+/// noticeably lengthening a token's life.
+pub const JWT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Lifetime of a token made by `threadchat token` when `--ttl` is not given:
+/// one sitting at the chat, after which the page asks for a fresh token.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Longest lifetime `threadchat token` will sign. The server keeps no list of
+/// revoked tokens, so a leaked token works until it expires; 30 days bounds
+/// that and still covers a bot that runs for a month.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Shortest HS256 secret accepted, in bytes. RFC 7518 (section 3.2) requires
+/// a key at least as long as the hash (256 bits); a shorter one can be found
+/// by brute force from any token seen. `openssl rand -base64 32` makes one.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Smallest RSA public key accepted for RS256, in bits: keys below 2048 bits
+/// are no longer considered safe (NIST SP 800-131A).
+pub const MIN_RSA_KEY_BITS: usize = 2048;
+
+/// Refused sign-ins (bad or expired tokens) one connection may make before
+/// it is closed with 1008: enough for a person who pasted the wrong token,
+/// too few for a script to try tokens at leisure.
+pub const MAX_LOGIN_FAILURES: u32 = 5;
 
 /// How the server is run. `threadchat --help` documents each flag; the
 /// defaults are the constants above.
@@ -206,6 +270,30 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
+    /// Most rooms at once; a handshake that would open one more gets HTTP 503.
+    #[arg(long, default_value_t = DEFAULT_MAX_ROOMS)]
+    pub max_rooms: usize,
+
+    /// Chats shown to a newcomer to a room; 0 turns history (and the store) off.
+    #[arg(long, default_value_t = DEFAULT_HISTORY)]
+    pub history: usize,
+
+    /// Most chats sent to a client that reconnects with "since".
+    #[arg(long, default_value_t = DEFAULT_HISTORY_MAX)]
+    pub history_max: usize,
+
+    /// Chats kept per room in the store; older ones are deleted.
+    #[arg(long, default_value_t = DEFAULT_RETAIN)]
+    pub retain: usize,
+
+    /// The SQLite history file (":memory:" keeps history for this process only).
+    #[arg(long, default_value = DEFAULT_DB)]
+    pub db: String,
+
+    /// Make every commit reach the disk before its chats are sent (survives power loss).
+    #[arg(long)]
+    pub fsync: bool,
+
     /// Tuning: most bytes of broadcasts gathered into one shared buffer (0: none).
     #[arg(long, default_value_t = DEFAULT_BROADCAST_BATCH_BYTES)]
     pub broadcast_batch_bytes: usize,
@@ -218,6 +306,59 @@ pub struct Config {
     /// by default every origin is, so the page also works from file://.
     #[arg(long = "allowed-origin")]
     pub allowed_origins: Vec<String>,
+
+    /// Sign-in: the HS256 secret tokens are signed with (or --jwt-secret-file,
+    /// or $THREADCHAT_JWT_SECRET). Logins must then carry a token.
+    #[arg(long, global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Sign-in: a file holding the HS256 secret.
+    #[arg(long, global = true)]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Sign-in: a PEM public key (RSA for RS256, Ed25519 for EdDSA) instead of a secret.
+    #[arg(long)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Sign-in: the issuer (`iss`) tokens must name.
+    #[arg(long, global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// Sign-in: the audience (`aud`) tokens must name.
+    #[arg(long, global = true)]
+    pub jwt_audience: Option<String>,
+
+    /// Sign-in: seconds of clock skew allowed when checking exp and nbf.
+    #[arg(long, value_parser = parse_seconds, default_value = "30")]
+    pub jwt_leeway: Duration,
+
+    /// Sign-in: a chat reaches only users who follow the sender and whom the sender follows.
+    #[arg(long)]
+    pub mutual_follows: bool,
+
+    /// Show user names on /inside (by default, connection ids only).
+    #[arg(long)]
+    pub inside_names: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `threadchat` does besides serving.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Print a sign-in token for a user, signed with the configured secret.
+    Token {
+        /// The user's name (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid: 90s, 15m, 2h, 1d…
+        #[arg(long, value_parser = crate::auth::parse_ttl, default_value = "1h")]
+        ttl: Duration,
+        /// Users this one follows, comma-separated (the `follows` claim).
+        #[arg(long, value_delimiter = ',')]
+        follows: Option<Vec<String>>,
+    },
 }
 
 impl Default for Config {
@@ -236,21 +377,80 @@ impl Default for Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_rooms: DEFAULT_MAX_ROOMS,
+            history: DEFAULT_HISTORY,
+            history_max: DEFAULT_HISTORY_MAX,
+            retain: DEFAULT_RETAIN,
+            db: DEFAULT_DB.to_string(),
+            fsync: false,
             broadcast_batch_bytes: DEFAULT_BROADCAST_BATCH_BYTES,
             write_batch: DEFAULT_WRITE_BATCH,
             allowed_origins: Vec::new(),
+            jwt_secret: None,
+            jwt_secret_file: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: JWT_LEEWAY,
+            mutual_follows: false,
+            inside_names: false,
+            command: None,
         }
     }
 }
 
 impl Config {
-    /// A configuration for tests: an ephemeral port on loopback, otherwise
-    /// the defaults.
+    /// A configuration for tests: an ephemeral port on loopback, history in
+    /// memory (no file left behind), otherwise the defaults.
     pub fn ephemeral() -> Self {
         Config {
             port: Some(0),
+            db: ":memory:".to_string(),
             ..Config::default()
         }
+    }
+
+    /// The HS256 secret, from exactly one of the flag, the file, or the
+    /// environment (the flag wins over the environment).
+    pub fn jwt_secret(&self) -> Result<Option<Secret>, String> {
+        if let Some(secret) = &self.jwt_secret {
+            if self.jwt_secret_file.is_some() {
+                return Err("give the JWT secret once: --jwt-secret or --jwt-secret-file".into());
+            }
+            return Ok(Some(secret.clone()));
+        }
+        let env = std::env::var(auth::JWT_SECRET_ENV).ok();
+        auth::secret_from(None, self.jwt_secret_file.as_deref(), env.as_deref())
+    }
+
+    /// How logins are checked: `None` when sign-in is off (no secret, no
+    /// key), else the verifier built from the flags. A bad key or secret is
+    /// an error naming it.
+    pub fn auth(&self) -> Result<Option<AuthConfig>, String> {
+        let secret = self.jwt_secret()?;
+        let auth = match (secret, &self.jwt_public_key) {
+            (Some(_), Some(_)) => {
+                return Err("give either a JWT secret or --jwt-public-key, not both".into());
+            }
+            (Some(secret), None) => {
+                if let Some(warning) = auth::weak_secret_warning(secret.as_bytes()) {
+                    log::warn!("{warning}");
+                }
+                AuthConfig::hs256(secret.as_bytes())?
+            }
+            (None, Some(path)) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))?;
+                AuthConfig::from_public_key_pem(&pem)
+                    .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(
+            auth.with_issuer(self.jwt_issuer.clone())
+                .with_audience(self.jwt_audience.clone())
+                .with_leeway(self.jwt_leeway),
+        ))
     }
 
     /// The port to bind: the flag, else `PORT`, else `WS_PORT`, else 8081.

@@ -42,12 +42,18 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
-use crate::config::{Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES};
+use crate::api;
+use crate::archivist::Job;
+use crate::auth::AuthConfig;
+use crate::config::{
+    ADMISSION_TIMEOUT, Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES,
+};
 use crate::dispatcher::{ConnId, Event};
 use crate::http::{self, HeadError, Route};
 use crate::outbox::{self, Outbox};
-use crate::protocol::{self, Refusal, TextLimits};
+use crate::protocol::{self, Refusal, Request, TextLimits};
 use crate::rate_limit::{RateLimiter, Verdict};
+use crate::session::{Refused, SignIn};
 use crate::writer;
 
 /// A chat text that makes the reader panic, in builds with the
@@ -56,12 +62,24 @@ use crate::writer;
 #[cfg(feature = "fault-injection")]
 pub const PANIC_TRIGGER: &str = "__threadchat_fault_injection_panic__";
 
+/// What a connection is given by the server: the channels to the threads
+/// that own the server's state (a connection talks to them only through
+/// these), and the key that checks sign-in tokens.
+pub struct Services {
+    /// The dispatcher: the chat.
+    pub events: Sender<Event>,
+    /// The archivist: the history file (`None` with history off).
+    pub store: Option<Sender<Job>>,
+    /// The sign-in check (`None` with sign-in off); immutable, so shared.
+    pub auth: Option<Arc<AuthConfig>>,
+}
+
 /// Serves one accepted socket from its HTTP request to its close.
 pub fn serve(
     id: ConnId,
     socket: TcpStream,
     config: &Config,
-    events: Sender<Event>,
+    services: Services,
     shutting_down: impl Fn() -> bool,
 ) {
     let deadline = Instant::now() + config.handshake_timeout;
@@ -86,44 +104,101 @@ pub fn serve(
     // so it may write the HTTP response itself.
     match http::route(&head, &config.allowed_origins) {
         Route::Respond(response) => {
-            let status = String::from_utf8_lossy(&response[..response.len().min(40)])
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            if head.is_websocket_upgrade() {
-                warn!("conn {id}: WebSocket handshake refused: {status}");
-            } else {
-                debug!("conn {id}: {} {}: {status}", head.method, head.path);
-            }
-            let _ = (&socket).write_all(&response);
-            http::linger_close(&socket);
+            log_response(id, &head, &response);
+            respond(&socket, &response);
         }
-        Route::Upgrade(response) => {
-            if let Err(e) = (&socket).write_all(&response) {
-                debug!("conn {id}: handshake write failed: {e}");
-                return;
-            }
-            chat(id, Arc::new(socket), leftover, config, events);
+        Route::Api(request) => {
+            let response = api::answer(request, &services, config, head.method == "GET");
+            log_response(id, &head, &response);
+            respond(&socket, &response);
+        }
+        Route::Upgrade { room, response } => {
+            chat(
+                id,
+                Arc::new(socket),
+                room,
+                response,
+                leftover,
+                config,
+                &services,
+            );
         }
     }
 }
 
-/// Runs a WebSocket connection: starts its writer, registers it with the
-/// dispatcher, then reads until the connection ends.
+/// Writes a complete response and closes the connection.
+fn respond(socket: &TcpStream, response: &[u8]) {
+    let _ = (&*socket).write_all(response);
+    http::linger_close(socket);
+}
+
+/// One log line per answered request: refused handshakes at warn level.
+fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8]) {
+    let status = String::from_utf8_lossy(&response[..response.len().min(40)])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if head.is_websocket_upgrade() {
+        warn!("conn {id}: WebSocket handshake refused: {status}");
+    } else {
+        debug!("conn {id}: {} {}: {status}", head.method, head.path);
+    }
+}
+
+/// Runs a WebSocket connection: asks the dispatcher to admit it to `room`,
+/// completes the handshake, starts its writer, then reads until the
+/// connection ends.
 fn chat(
     id: ConnId,
     socket: Arc<TcpStream>,
+    room: String,
+    handshake: Vec<u8>,
     leftover: Vec<u8>,
     config: &Config,
-    events: Sender<Event>,
+    services: &Services,
 ) {
+    let events = &services.events;
     let _ = socket.set_nodelay(true);
     let (outbox, inbox) = outbox::outbox(
         socket.clone(),
         config.outbound_messages,
         config.outbound_bytes,
     );
+    let (admitted, admission) = crossbeam_channel::bounded(1);
+    let connected = Event::Connected {
+        id,
+        room,
+        outbox: outbox.clone(),
+        admitted,
+    };
+    if events.send(connected).is_err() {
+        return;
+    }
+    // From here on the dispatcher may know this connection, so every way out
+    // must tell it: the guard does, on drop.
+    let guard = ReaderGuard {
+        id,
+        events,
+        outbox: &outbox,
+    };
+    let refusal = match admission.recv_timeout(ADMISSION_TIMEOUT) {
+        Ok(Ok(())) => None,
+        Ok(Err(why)) => Some(why),
+        Err(_) => Some("the server is too busy; try again later".to_string()),
+    };
+    if let Some(why) = refusal {
+        warn!("conn {id}: WebSocket handshake refused: 503: {why}");
+        respond(
+            &socket,
+            &http::status_response("503 Service Unavailable", &why),
+        );
+        return;
+    }
+    if let Err(e) = (&*socket).write_all(&handshake) {
+        debug!("conn {id}: handshake write failed: {e}");
+        return;
+    }
     let (write_timeout, write_batch) = (config.write_timeout, config.write_batch);
     let writer = thread::Builder::new()
         .name(format!("writer-{id}"))
@@ -136,29 +211,11 @@ fn chat(
             return;
         }
     };
-    if events
-        .send(Event::Connected {
-            id,
-            outbox: outbox.clone(),
-        })
-        .is_err()
-    {
-        outbox.finish();
-        let _ = writer.join();
-        return;
-    }
     debug!("conn {id}: WebSocket open");
-
-    {
-        let guard = ReaderGuard {
-            id,
-            events: &events,
-            outbox: &outbox,
-        };
-        read_pump(&guard, socket, leftover, config);
-    }
-    // The guard has told the dispatcher and the writer; wait for the writer
-    // so the connection's threads are all gone when this one ends.
+    read_pump(&guard, socket, leftover, config, services.auth.as_deref());
+    // The guard tells the dispatcher and the writer; then wait for the
+    // writer so the connection's threads are all gone when this one ends.
+    drop(guard);
     let _ = writer.join();
     debug!("conn {id}: closed");
 }
@@ -220,7 +277,13 @@ enum Ending {
     Close(CloseCode, String),
 }
 
-fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, config: &Config) {
+fn read_pump(
+    guard: &ReaderGuard,
+    socket: Arc<TcpStream>,
+    leftover: Vec<u8>,
+    config: &Config,
+    auth: Option<&AuthConfig>,
+) {
     let id = guard.id;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -237,17 +300,32 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
         return;
     }
     let stream = ReaderStream {
-        socket,
+        socket: socket.clone(),
         outbox: guard.outbox.clone(),
     };
     let mut ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config));
     let limits = TextLimits {
         max_chat_chars: config.max_chat_chars,
+        tokens: auth.is_some(),
     };
     let mut limiter = RateLimiter::new(config.rate_limit);
     let mut last_heard = Instant::now();
+    let mut sign_in = auth.map(|auth| SignIn::new(auth, config.jwt_leeway));
+    let mut read_timeout = config.ping_interval;
 
     let ending = loop {
+        // A signed-in session ends with its token: wake up for that too.
+        if let Some(session) = &sign_in {
+            let now = Instant::now();
+            if session.expired(now) {
+                info!("conn {id}: closed: token expired");
+                break Ending::Close(CloseCode::Policy, "token expired".into());
+            }
+            let wanted = session.read_timeout(config.ping_interval, now);
+            if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
+                read_timeout = wanted;
+            }
+        }
         let message = match ws.read() {
             Ok(message) => message,
             Err(WsError::Io(e)) if writer::is_timeout(&e) => {
@@ -255,6 +333,9 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                 if silence >= config.idle_timeout {
                     info!("conn {id}: dropped: silent for {silence:?}");
                     break Ending::Close(CloseCode::Away, "idle timeout".into());
+                }
+                if silence < config.ping_interval {
+                    continue; // woken early, for the session's end
                 }
                 // Quiet, maybe dead: a live client answers a ping.
                 let ping = protocol::encode(WsFrame::ping(Vec::new()));
@@ -290,8 +371,10 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                         break Ending::Close(CloseCode::Policy, "rate limit exceeded".into());
                     }
                 }
-                if !handle_text(guard, &text, limits) {
-                    break Ending::Closed;
+                match handle_text(guard, &text, limits, sign_in.as_mut(), &mut limiter) {
+                    Next::Go => {}
+                    Next::Stop => break Ending::Closed,
+                    Next::Close(code, reason) => break Ending::Close(code, reason),
                 }
             }
             Message::Binary(_) => {
@@ -325,29 +408,80 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
     }
 }
 
-/// Parses one text message and passes it on. Returns false if the client has
-/// to go (its queue is full, or the dispatcher is gone).
-fn handle_text(guard: &ReaderGuard, text: &str, limits: TextLimits) -> bool {
+/// What the read pump does after a message.
+enum Next {
+    Go,
+    /// The client has to go (its queue is full, or the dispatcher is gone).
+    Stop,
+    /// Close the connection with this code and reason.
+    Close(CloseCode, String),
+}
+
+/// Parses one text message and passes it on; a token login is checked here
+/// first (`session.rs`), so the dispatcher gets only verified names.
+fn handle_text(
+    guard: &ReaderGuard,
+    text: &str,
+    limits: TextLimits,
+    sign_in: Option<&mut SignIn>,
+    limiter: &mut RateLimiter,
+) -> Next {
     let id = guard.id;
-    debug!(
-        "conn {id}: received {}",
-        protocol::truncate(text, LOG_PAYLOAD_CHARS)
-    );
+    debug!("conn {id}: received {}", loggable(text));
     #[cfg(feature = "fault-injection")]
     if text.contains(PANIC_TRIGGER) {
         panic!("conn {id}: fault injection: reader panic requested");
     }
-    match protocol::parse_request(text, limits) {
-        Ok(request) => guard.events.send(Event::Request { id, request }).is_ok(),
-        Err(refusal) => {
+    let parsed = protocol::parse_request(text, limits);
+    let checked = match (parsed, sign_in) {
+        (Ok(Request::TokenLogin { token, since }), Some(session)) => {
+            session.check(id, &token, since).map(Request::Login)
+        }
+        // A login the parser refused for want of a token counts as a
+        // failed sign-in too.
+        (Err(refusal), Some(session)) if refusal.error == AUTH_FAILED => {
+            session.refuse(id, &refusal.details).map(Request::Login)
+        }
+        (Err(refusal), _) => {
             warn!(
                 "conn {id}: refused ({}: {}): {}",
                 refusal.error,
                 refusal.details,
-                protocol::truncate(text, LOG_PAYLOAD_CHARS)
+                loggable(text)
             );
-            guard.outbox.push(refusal.to_frame()).is_ok()
+            Err(Refused::TryAgain(refusal))
         }
+        (Ok(request), _) => Ok(request),
+    };
+    match checked {
+        Ok(request) => match guard.events.send(Event::Request { id, request }) {
+            Ok(()) => Next::Go,
+            Err(_) => Next::Stop,
+        },
+        Err(Refused::TryAgain(refusal)) => {
+            if refusal.error == AUTH_FAILED {
+                // Each failed sign-in costs a token of the rate limit too.
+                let _ = limiter.check(Instant::now());
+            }
+            match guard.outbox.push(refusal.to_frame()) {
+                Ok(()) => Next::Go,
+                Err(_) => Next::Stop,
+            }
+        }
+        Err(Refused::Close) => Next::Close(CloseCode::Policy, "too many failed sign-ins".into()),
+    }
+}
+
+/// The error text of a refused sign-in.
+const AUTH_FAILED: &str = "authentication failed";
+
+/// A client's message as it may appear in the log: cut short, and never a
+/// token (a message that mentions one is not quoted at all).
+fn loggable(text: &str) -> &str {
+    if text.contains("token") {
+        "(a message with a token; not shown)"
+    } else {
+        protocol::truncate(text, LOG_PAYLOAD_CHARS)
     }
 }
 

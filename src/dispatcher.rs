@@ -1,136 +1,190 @@
-//! The dispatcher: one thread that owns who is online, and decides who hears
-//! what.
+//! The dispatcher: one thread that owns who is online, in which room, and
+//! decides who hears what.
 //!
 //! Every reader sends its events here over one channel, and this thread is
-//! the only one that ever reads or changes the user map. That is why the map
-//! needs no `Mutex`: ownership, not locking, keeps it consistent, and events
-//! are handled one at a time in the order they arrived, which is also the
-//! order every client receives the broadcasts in.
+//! the only one that ever reads or changes the chat's state: the clients and
+//! the rooms (`room.rs`). That is why nothing here needs a `Mutex`:
+//! ownership, not locking, keeps it consistent, and events are handled one
+//! at a time in the order they arrived, which is also the order every member
+//! of a room receives the room's broadcasts in.
+//!
+//! The dispatcher routes; the rooms do the work. Each event names a
+//! connection, each connection belongs to one room (chosen by its WebSocket
+//! path at the handshake), and the event goes to that room. Other threads
+//! that need to know something only the dispatcher knows (may this
+//! connection open a new room? which rooms have users?) *ask* it, with an
+//! event that carries a one-shot reply channel, and wait for the answer on
+//! their own thread.
 //!
 //! The dispatcher never blocks on a client. Broadcasting is pushing one
 //! shared, already-encoded frame into each recipient's `Outbox`; a client
 //! whose queue is full is too slow, and is disconnected on the spot (close
 //! 1008) instead of holding everyone else back.
 //!
-//! Broadcasts are batched: while more events are already waiting, the frames
-//! of consecutive broadcasts are appended to one buffer (`pending`), and the
-//! buffer is queued for every recipient once, when the channel runs dry or
-//! the buffer is large. Under load, one push per recipient then carries many
-//! messages; when idle, a message goes out as soon as it is handled, since
-//! the channel is empty.
-//!
-//! A batch may span logins. `online` is in join order and a login only adds
-//! at its end, so between two flushes the audience only grows: the users
-//! present at the start of the batch get all of it, and a user who joined
-//! midway gets the part from its own login on, a suffix of the same buffer
-//! (`Segment`). In a login storm this is what keeps the cost of each login
-//! from being a push to everyone. Anything that removes a user from
-//! `online`, which would break the rule, flushes first.
+//! Broadcasts are batched per room (see `room.rs`): while more events are
+//! already waiting, the frames of consecutive broadcasts in a room are
+//! appended to one buffer, and the rooms that have something pending are
+//! flushed when the channel runs dry or a buffer is large.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::config::MAX_EVENTS_PER_BATCH;
+use crate::archivist::{Archived, Job};
+use crate::config::{Config, MAX_EVENTS_PER_BATCH, MAX_UNARCHIVED, RECENT_PER_ROOM};
+use crate::history::{self, RecentHistory, Replay};
 use crate::outbox::Outbox;
-use crate::protocol::{self, Frame, Refusal, Request};
+use crate::protocol::{self, Frame, Login, Refusal, Request};
+use crate::room::Room;
 
 /// Identifies a connection for its whole life; assigned by the accept loop.
 pub type ConnId = u64;
 
 /// What readers (and the server) tell the dispatcher.
 pub enum Event {
-    /// A WebSocket handshake completed; here is the way to reach the client.
-    Connected { id: ConnId, outbox: Outbox },
+    /// A WebSocket handshake is under way for `room`; here is the way to
+    /// reach the client. The dispatcher answers on `admitted`: `Ok` to go on
+    /// with the upgrade, or the reason to refuse it (too many rooms).
+    Connected {
+        id: ConnId,
+        room: String,
+        outbox: Outbox,
+        admitted: Sender<Result<(), String>>,
+    },
     /// The client sent a valid request.
     Request { id: ConnId, request: Request },
     /// The connection is over, for whatever reason. Sent exactly once per
-    /// connection, by the reader, even when it panics.
+    /// connection that sent `Connected`, by the reader, even when it panics.
     Disconnected { id: ConnId },
+    /// `GET /api/rooms`: every room with a logged-in user, by name.
+    ListRooms { reply: Sender<Vec<RoomSummary>> },
+    /// The archivist's news: chats committed (to broadcast now), a room's
+    /// history loaded, a reconnecting client's missed chats.
+    Archived(Archived),
     /// The server is stopping: say goodbye (close 1001) to every client.
     Shutdown,
     /// Grace is over: shut every remaining socket down now.
     ForceClose,
+    /// Every connection has ended: return (and so let the archivist end).
+    Stop,
 }
 
-/// The frames in `pending` from `start` on were broadcast while `audience`
-/// users (the first `audience` of `online`) were logged in, or more.
-struct Segment {
-    start: usize,
-    audience: usize,
+impl From<Archived> for Event {
+    fn from(news: Archived) -> Event {
+        Event::Archived(news)
+    }
+}
+
+/// A room as `/api/rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomSummary {
+    pub name: String,
+    pub users: usize,
 }
 
 /// A connected client, as the dispatcher sees it.
 struct Client {
     outbox: Outbox,
+    /// The room its WebSocket path named; fixed for the connection's life.
+    room: String,
     /// `Some` once logged in; only logged-in clients receive broadcasts.
     username: Option<String>,
+    /// Whether this socket has been sent its room's history (only the
+    /// first login on a socket is).
+    history_sent: bool,
+    /// A login waiting for its history (the room loading, or the archivist
+    /// looking up what the client missed).
+    joining: Option<Login>,
+    /// With sign-in, the (lower-cased) names the user's token follows.
+    follows: Option<HashSet<String>>,
 }
 
 pub struct Dispatcher {
     clients: HashMap<ConnId, Client>,
-    /// Logged-in connections in join order: `active_users` lists them so.
-    online: Vec<ConnId>,
-    /// Lower-cased name → its connection, for case-insensitive uniqueness.
-    names: HashMap<String, ConnId>,
+    /// Every room with at least one connection, by name.
+    rooms: HashMap<String, Room>,
+    /// Rooms with broadcasts pending, each listed once: flushed at the end
+    /// of each batch of events, so a flush visits only rooms with traffic.
+    dirty: Vec<String>,
     /// Set by `Shutdown`: latecomers are sent away at once.
     shutting_down: bool,
-    /// Encoded frames for the logged-in clients, not yet queued.
-    pending: Vec<u8>,
-    /// Who gets which part of `pending`: where each audience size begins.
-    segments: Vec<Segment>,
-    /// `pending` is flushed once it holds this many bytes.
+    /// A room's pending batch is flushed once it holds this many bytes.
     batch_bytes: usize,
+    /// Rooms that may exist at once (`--max-rooms`).
+    max_rooms: usize,
+    /// The archivist's queue, when history is on: chats go there first and
+    /// are broadcast when it reports them committed.
+    store: Option<Sender<Job>>,
+    /// Chats handed to the archivist and not yet reported back.
+    unarchived: usize,
+    /// `--history` and `--history-max`.
+    history: usize,
+    history_max: usize,
+    /// `--mutual-follows`: chats reach mutual followers only (and history
+    /// is not replayed, as it would reach beyond them).
+    mutual_follows: bool,
 }
 
 impl Dispatcher {
-    pub fn new(batch_bytes: usize) -> Self {
+    /// A dispatcher; `store` is the archivist's queue when history is on.
+    pub fn new(config: &Config, store: Option<Sender<Job>>) -> Self {
         Dispatcher {
             clients: HashMap::new(),
-            online: Vec::new(),
-            names: HashMap::new(),
+            rooms: HashMap::new(),
+            dirty: Vec::new(),
             shutting_down: false,
-            pending: Vec::new(),
-            segments: Vec::new(),
-            batch_bytes,
+            batch_bytes: config.broadcast_batch_bytes,
+            max_rooms: config.max_rooms,
+            store,
+            unarchived: 0,
+            history: config.history,
+            history_max: config.history_max,
+            mutual_follows: config.mutual_follows,
         }
     }
 
-    /// Handles events until every sender is gone.
+    /// Handles events until told to stop.
     pub fn run(mut self, events: Receiver<Event>) {
-        while let Ok(event) = events.recv() {
-            self.handle(event);
+        let mut stopping = false;
+        while !stopping && let Ok(event) = events.recv() {
+            stopping = self.handle(event);
             // Whatever else is already waiting joins the same batch.
             for event in events.try_iter().take(MAX_EVENTS_PER_BATCH) {
-                self.handle(event);
+                stopping |= self.handle(event);
             }
             self.flush();
         }
-        debug!("dispatcher: all senders gone, stopping");
+        debug!("dispatcher: stopping");
     }
 
-    fn handle(&mut self, event: Event) {
+    /// Handles one event; true once it is `Stop`.
+    fn handle(&mut self, event: Event) -> bool {
         match event {
-            Event::Connected { id, outbox } => {
-                if self.shutting_down {
-                    outbox.close(close_frame(CloseCode::Away, "server shutting down"));
-                }
-                self.clients.insert(
-                    id,
-                    Client {
-                        outbox,
-                        username: None,
-                    },
-                );
-            }
+            Event::Connected {
+                id,
+                room,
+                outbox,
+                admitted,
+            } => self.connected(id, room, outbox, admitted),
             Event::Request { id, request } => self.request(id, request),
-            Event::Disconnected { id } => {
-                self.log_out(id);
-                self.clients.remove(&id);
+            Event::Disconnected { id } => self.disconnected(id),
+            Event::Archived(news) => self.archived(news),
+            Event::ListRooms { reply } => {
+                let mut rooms: Vec<RoomSummary> = self
+                    .rooms
+                    .values()
+                    .filter(|room| room.users() > 0)
+                    .map(|room| RoomSummary {
+                        name: room.name().to_string(),
+                        users: room.users(),
+                    })
+                    .collect();
+                rooms.sort_by(|a, b| a.name.cmp(&b.name));
+                let _ = reply.send(rooms);
             }
             Event::Shutdown => {
                 self.flush();
@@ -145,6 +199,80 @@ impl Dispatcher {
                     client.outbox.shutdown_socket();
                 }
             }
+            Event::Stop => return true,
+        }
+        false
+    }
+
+    /// A handshake asks to join `room`. A room exists while it has a
+    /// connection, so this may create it, within the `--max-rooms` bound.
+    fn connected(
+        &mut self,
+        id: ConnId,
+        room: String,
+        outbox: Outbox,
+        admitted: Sender<Result<(), String>>,
+    ) {
+        if !self.rooms.contains_key(&room) && self.rooms.len() >= self.max_rooms {
+            warn!(
+                "conn {id}: room {room:?} refused: {} rooms open",
+                self.max_rooms
+            );
+            let _ = admitted.send(Err(format!(
+                "the server holds at most {} rooms at once; try an existing room or later",
+                self.max_rooms
+            )));
+            return;
+        }
+        if !self.rooms.contains_key(&room) {
+            self.open_room(&room);
+        }
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.connection_opened();
+        }
+        if self.shutting_down {
+            outbox.close(close_frame(CloseCode::Away, "server shutting down"));
+        }
+        self.clients.insert(
+            id,
+            Client {
+                outbox,
+                room,
+                username: None,
+                history_sent: false,
+                joining: None,
+                follows: None,
+            },
+        );
+        let _ = admitted.send(Ok(()));
+    }
+
+    /// A room appears. With history on, its tail is loaded from the store;
+    /// logins wait for it (`history.rs`).
+    fn open_room(&mut self, name: &str) {
+        let mut room = Room::new(name.to_string());
+        if let Some(store) = &self.store {
+            room.recent = Some(RecentHistory::loading(RECENT_PER_ROOM.max(self.history)));
+            let _ = store.send(Job::Load {
+                room: name.to_string(),
+                recent: RECENT_PER_ROOM.max(self.history),
+            });
+        }
+        self.rooms.insert(name.to_string(), room);
+    }
+
+    fn disconnected(&mut self, id: ConnId) {
+        self.log_out(id);
+        let Some(client) = self.clients.remove(&id) else {
+            return; // never admitted
+        };
+        if let Some(room) = self.rooms.get_mut(&client.room) {
+            room.connection_closed();
+            if room.is_empty() {
+                // Nobody is left to receive what may be pending.
+                self.rooms.remove(&client.room);
+                debug!("room {} is gone", client.room);
+            }
         }
     }
 
@@ -154,13 +282,20 @@ impl Dispatcher {
         };
         let logged_in = client.username.is_some();
         match request {
-            Request::Login { username } => self.log_in(id, username),
+            Request::Login(login) => self.log_in(id, login),
             Request::Chat { message } if logged_in => {
                 let username = client.username.as_deref().unwrap_or_default();
                 debug!("conn {id}: chat from {username}");
-                let json = protocol::chat_json(&message, username);
-                self.broadcast(&json);
+                let json = protocol::chat_json(&message, username, &client.room);
+                let room = client.room.clone();
+                self.chat(id, room, json);
             }
+            // Readers turn token logins into `Login`s; one that got here
+            // anyway is not trusted.
+            Request::TokenLogin { .. } => self.reply(
+                id,
+                Refusal::new(Some("login"), "authentication failed", "sign-in is off"),
+            ),
             Request::Disconnect if logged_in => self.log_out(id),
             Request::Chat { .. } => self.refuse_not_logged_in(id, "chat"),
             Request::Disconnect => self.refuse_not_logged_in(id, "disconnect"),
@@ -173,12 +308,177 @@ impl Dispatcher {
         self.reply(id, Refusal::new(Some(kind), "not logged in", details));
     }
 
-    /// Logs a connection in, or renames it if it already is.
-    fn log_in(&mut self, id: ConnId, username: String) {
-        let key = protocol::username_key(&username);
-        if let Some(&holder) = self.names.get(&key)
-            && holder != id
-        {
+    /// A chat from a logged-in client. With history on it goes to the
+    /// archivist first and is broadcast when committed (`archived`), so that
+    /// nobody sees a chat a crash could lose.
+    fn chat(&mut self, id: ConnId, room: String, json: Vec<u8>) {
+        let Some(store) = &self.store else {
+            self.deliver(&room, id, &json);
+            return;
+        };
+        if self.unarchived >= MAX_UNARCHIVED {
+            warn!(
+                "conn {id}: chat refused: {} chats wait for the store",
+                self.unarchived
+            );
+            let details = "the history store is behind; try again in a moment";
+            self.reply(
+                id,
+                Refusal::new(Some("chat"), "chat is briefly unavailable", details),
+            );
+            return;
+        }
+        self.unarchived += 1;
+        let _ = store.send(Job::Append {
+            room,
+            tag: id,
+            json,
+        });
+    }
+
+    /// Sends a chat from `sender` to its room: to everyone, or under
+    /// `--mutual-follows` to the sender and those who follow the sender and
+    /// whom the sender follows.
+    fn deliver(&mut self, room: &str, sender: ConnId, json: &[u8]) {
+        if !self.mutual_follows {
+            self.broadcast(room, json);
+            return;
+        }
+        let clients = &self.clients;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let speaker = clients.get(&sender);
+        let dropped = r.send_to_some(json, |member| {
+            let (Some(speaker), Some(listener)) = (speaker, clients.get(&member)) else {
+                return false; // the sender left before its chat was stored
+            };
+            member == sender || follows(speaker, listener) && follows(listener, speaker)
+        });
+        self.forget_dropped(dropped);
+        self.appended(room);
+    }
+
+    /// What the archivist reports.
+    fn archived(&mut self, news: Archived) {
+        match news {
+            Archived::Committed(chats) => {
+                self.unarchived = self.unarchived.saturating_sub(chats.len());
+                for (room, sender, chat) in chats {
+                    // A room that went (and maybe came back, loading) has
+                    // nobody to tell; its next load reads the chat back.
+                    let json = chat.json.clone();
+                    if let Some(r) = self.rooms.get_mut(&room)
+                        && r.committed(chat)
+                    {
+                        self.deliver(&room, sender, &json);
+                    }
+                }
+            }
+            Archived::Failed(chats) => {
+                self.unarchived = self.unarchived.saturating_sub(chats.len());
+                for (_, id, why) in chats {
+                    warn!("conn {id}: chat not stored: {why}");
+                    let details = format!("the chat could not be stored, so nobody got it: {why}");
+                    self.reply(id, Refusal::new(Some("chat"), "chat not stored", details));
+                }
+            }
+            Archived::Loaded {
+                room,
+                last_id,
+                recent,
+            } => {
+                let Some(history) = self.rooms.get_mut(&room).and_then(|r| r.recent.as_mut())
+                else {
+                    return;
+                };
+                for (id, login) in history.loaded(last_id, recent) {
+                    if let Some(client) = self.clients.get_mut(&id) {
+                        client.joining = None;
+                        self.log_in(id, login);
+                    }
+                }
+            }
+            Archived::SinceLoaded {
+                room,
+                tag,
+                chats,
+                complete,
+            } => {
+                let Some(login) = self.clients.get_mut(&tag).and_then(|c| c.joining.take()) else {
+                    return; // gone meanwhile
+                };
+                let json = history::history_message(&room, &chats, complete);
+                self.enter(tag, login, Some(json));
+            }
+        }
+    }
+
+    /// A login: into the room, or a rename if the client already is in. A
+    /// socket's first login gets the room's history first, which may mean
+    /// waiting for it (the login is then finished by `archived`).
+    fn log_in(&mut self, id: ConnId, login: Login) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.joining.is_some() {
+            let details = "wait for the answer to your first login";
+            self.reply(
+                id,
+                Refusal::new(Some("login"), "login in progress", details),
+            );
+            return;
+        }
+        // A fresh token for the name already signed in extends the session
+        // (the reader keeps its end); the room hears nothing new.
+        if login.signed && client.username.as_deref() == Some(login.username.as_str()) {
+            client.follows = follow_set(login.follows);
+            debug!("conn {id}: session of {} extended", login.username);
+            return;
+        }
+        if !self.name_free(id, &login.username) {
+            return;
+        }
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&client.room) else {
+            return;
+        };
+        let replay = match room.recent.as_mut() {
+            Some(recent) if !client.history_sent && !self.mutual_follows => {
+                recent.replay(&client.room, id, &login, self.history, self.history_max)
+            }
+            _ => {
+                self.enter(id, login, None);
+                return;
+            }
+        };
+        match replay {
+            Replay::Ready(json) => self.enter(id, login, Some(json)),
+            Replay::Waiting => client.joining = Some(login.clone()),
+            Replay::Ask { after } => {
+                let room = client.room.clone();
+                client.joining = Some(login);
+                if let Some(store) = &self.store {
+                    let _ = store.send(Job::Since {
+                        room,
+                        tag: id,
+                        after,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `username` is free in the client's room; refuses it if not.
+    fn name_free(&mut self, id: ConnId, username: &str) -> bool {
+        let free = self
+            .clients
+            .get(&id)
+            .and_then(|c| self.rooms.get(&c.room))
+            .is_some_and(|room| room.name_free(id, username));
+        if !free {
             warn!("conn {id}: login as {username:?} refused: name taken");
             self.reply(
                 id,
@@ -188,131 +488,150 @@ impl Dispatcher {
                     format!("{username:?} is already in the chat; choose another name"),
                 ),
             );
+        }
+        free
+    }
+
+    /// Finishes a login: the history (if any) to the client alone, then the
+    /// login to the room, so the client sees history, then its own login.
+    fn enter(&mut self, id: ConnId, login: Login, history: Option<Vec<u8>>) {
+        // A login that waited may find its name taken meanwhile.
+        if history.is_some() && !self.name_free(id, &login.username) {
             return;
         }
-        // No flush needed: a new user joins at the end of `online`, and a
-        // rename keeps its place (see the module comment).
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        match client.username.replace(username.clone()) {
-            Some(old) => {
-                self.names.remove(&protocol::username_key(&old));
-                info!("{old} is now {username}");
-            }
-            None => {
-                self.online.push(id);
-                info!("{username} joined ({} online)", self.online.len());
+        if let Some(json) = history {
+            client.history_sent = true;
+            if client.outbox.push(protocol::text_frame(&json)).is_err() {
+                drop_too_slow(id, &client.outbox);
+                return;
             }
         }
-        self.names.insert(key, id);
-        let json = protocol::login_json(&username, self.active_users());
-        self.broadcast(&json);
+        let Some(room) = self.rooms.get_mut(&client.room) else {
+            return;
+        };
+        let username = login.username;
+        client.follows = follow_set(login.follows);
+        let old = client.username.replace(username.clone());
+        match &old {
+            Some(old) => info!("{old} is now {username} in {}", client.room),
+            None => info!(
+                "{username} joined {} ({} online)",
+                client.room,
+                room.users() + 1
+            ),
+        }
+        room.log_in(id, &client.outbox, &username, old.as_deref());
+        let room = client.room.clone();
+        self.appended(&room);
     }
 
-    /// Takes a connection out of the chat, if it was in, and tells the rest.
+    /// Takes a connection out of its room, if it was in, and tells the rest.
     /// Safe to call twice: a user leaves exactly once.
     fn log_out(&mut self, id: ConnId) {
-        if self.clients.get(&id).is_none_or(|c| c.username.is_none()) {
-            return;
-        }
-        self.flush(); // positions in `online` are about to shift
-        self.remove_from_chat(id);
-    }
-
-    /// Takes a logged-in client out of `online` and queues the news for the
-    /// others. Callers have flushed `pending` already (`flush` itself calls
-    /// this between batches).
-    fn remove_from_chat(&mut self, id: ConnId) {
-        let Some(username) = self.clients.get_mut(&id).and_then(|c| c.username.take()) else {
+        let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        self.names.remove(&protocol::username_key(&username));
-        self.online.retain(|&other| other != id);
-        info!("{username} left ({} online)", self.online.len());
-        let json = protocol::disconnect_json(&username, self.active_users());
-        // Not `broadcast`, whose size check could call `flush` from within
-        // `flush`: the loop there sends this.
-        self.append(&json);
+        if client.username.take().is_none() {
+            return;
+        }
+        let room_name = client.room.clone();
+        let Some(room) = self.rooms.get_mut(&room_name) else {
+            return;
+        };
+        let dropped = room.log_out(id);
+        self.forget_dropped(dropped);
+        self.appended(&room_name);
     }
 
-    fn active_users(&self) -> impl Iterator<Item = &str> {
-        self.online
-            .iter()
-            .filter_map(|id| self.clients.get(id)?.username.as_deref())
-    }
-
-    /// Adds a message for every logged-in client to the pending batch.
-    fn broadcast(&mut self, json: &[u8]) {
-        self.append(json);
-        if self.pending.len() >= self.batch_bytes {
-            self.flush();
+    /// Adds a message for every logged-in member of `room`.
+    fn broadcast(&mut self, room: &str, json: &[u8]) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.broadcast(json);
+            self.appended(room);
         }
     }
 
-    fn append(&mut self, json: &[u8]) {
-        let audience = self.online.len();
-        if self.segments.last().is_none_or(|s| s.audience != audience) {
-            self.segments.push(Segment {
-                start: self.pending.len(),
-                audience,
-            });
+    /// Something was appended to `room`'s batch: flush it now if it is
+    /// large, else remember to flush it at the end of this batch of events.
+    fn appended(&mut self, room: &str) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if r.pending_bytes() >= self.batch_bytes {
+            self.flush_room(room);
+        } else if r.mark_for_flush() {
+            self.dirty.push(room.to_string());
         }
-        protocol::append_text_frame(&mut self.pending, json);
     }
 
-    /// Queues the pending batch for every logged-in client: one shared
-    /// buffer, one push each, of the whole buffer or of the part broadcast
-    /// since the client joined. Clients whose queue is full are dropped, and
-    /// their departure is the next batch, for those who remain.
+    /// Queues every room's pending batch for its members.
     fn flush(&mut self) {
-        while !self.pending.is_empty() {
-            let batch = Frame::from(std::mem::take(&mut self.pending));
-            let segments = std::mem::take(&mut self.segments);
-            let mut too_slow = Vec::new();
-            for (position, id) in self.online.iter().enumerate() {
-                // Audiences only grow, so the first segment that includes
-                // this position starts this client's part.
-                let first = segments.partition_point(|s| s.audience <= position);
-                let (Some(segment), Some(client)) = (segments.get(first), self.clients.get(id))
-                else {
-                    continue;
-                };
-                if client.outbox.push(batch.slice(segment.start..)).is_err() {
-                    too_slow.push(*id);
-                }
-            }
-            for id in too_slow {
-                self.drop_slow_client(id);
-            }
+        for room in std::mem::take(&mut self.dirty) {
+            self.flush_room(&room);
         }
     }
 
-    /// A client whose queue is full is not reading: close it (1008) without
-    /// waiting for it, and tell the others it left.
-    fn drop_slow_client(&mut self, id: ConnId) {
-        let Some(client) = self.clients.get(&id) else {
-            return;
-        };
-        client.outbox.abandon(close_frame(
-            CloseCode::Policy,
-            "outbound queue full: client is reading too slowly",
-        ));
-        warn!("conn {id} dropped: outbound queue full (client not reading)");
-        self.remove_from_chat(id);
+    fn flush_room(&mut self, room: &str) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            let dropped = r.flush();
+            self.forget_dropped(dropped);
+        }
+    }
+
+    /// Clients a room dropped as too slow are no longer logged in.
+    fn forget_dropped(&mut self, dropped: Vec<ConnId>) {
+        for id in dropped {
+            if let Some(client) = self.clients.get_mut(&id) {
+                client.username = None;
+            }
+        }
     }
 
     /// Sends a refusal to one client. If even that does not fit, the client
     /// is not reading, and is dropped like any other slow client.
     fn reply(&mut self, id: ConnId, refusal: Refusal) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
         // Everything broadcast before this refusal reaches the client first.
-        self.flush();
+        let room = client.room.clone();
+        self.flush_room(&room);
         let Some(client) = self.clients.get(&id) else {
             return;
         };
         if client.outbox.push(refusal.to_frame()).is_err() {
-            self.drop_slow_client(id);
+            drop_too_slow(id, &client.outbox);
+            self.log_out(id);
         }
+    }
+}
+
+/// A client whose queue is full is not reading: close it (1008) without
+/// waiting for it. The caller takes it out of its room.
+pub fn drop_too_slow(id: ConnId, outbox: &Outbox) {
+    outbox.abandon(close_frame(
+        CloseCode::Policy,
+        "outbound queue full: client is reading too slowly",
+    ));
+    warn!("conn {id} dropped: outbound queue full (client not reading)");
+}
+
+/// The names a token follows, as compared (lower case).
+fn follow_set(follows: Option<Vec<String>>) -> Option<HashSet<String>> {
+    follows.map(|names| names.iter().map(|n| protocol::username_key(n)).collect())
+}
+
+/// Whether `a`'s token lists `b` among those it follows. A user whose token
+/// has no `follows` claim follows everyone, so without the claims everyone
+/// hears everyone, as before.
+fn follows(a: &Client, b: &Client) -> bool {
+    match (&a.follows, &b.username) {
+        (None, _) => true,
+        (Some(list), Some(name)) => list.contains(&protocol::username_key(name)),
+        (Some(_), None) => false,
     }
 }
 

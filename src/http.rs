@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use tungstenite::handshake::derive_accept_key;
 
-use crate::config::{MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
+use crate::config::{HISTORY_PAGE_MAX, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
+use crate::room;
 
 /// The browser client, compiled in.
 const INDEX_HTML: &str = include_str!("../client/index.html");
@@ -152,17 +153,76 @@ pub fn read_request_head(
 /// What to do with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
-    /// A valid WebSocket handshake: send these bytes (the 101) and talk chat.
-    Upgrade(Vec<u8>),
+    /// A valid WebSocket handshake for `room`: once the dispatcher admits
+    /// it, send `response` (the 101) and talk chat.
+    Upgrade { room: String, response: Vec<u8> },
     /// Answer with this complete response and close.
     Respond(Vec<u8>),
+    /// A question for the thread that owns the answer (`api.rs`).
+    Api(ApiRequest),
+}
+
+/// The JSON endpoints, answered by asking the thread that owns the data.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApiRequest {
+    /// `GET /api/rooms`: the dispatcher's rooms with logged-in users.
+    Rooms,
+    /// `GET /api/rooms/<name>/messages?before=<id>&limit=<n>`: older chats,
+    /// from the archivist.
+    Messages {
+        room: String,
+        before: Option<u64>,
+        limit: usize,
+    },
+    /// `GET /api/info`: what the page needs to know about this server.
+    Info,
+}
+
+/// How many chats `/api/rooms/<name>/messages` returns when not told.
+pub const DEFAULT_PAGE: usize = 50;
+
+/// Parses `/api/rooms/<name>/messages` and its query, or says what is wrong.
+fn messages_request(path: &str, query: &str) -> Option<Result<ApiRequest, String>> {
+    let name = path
+        .strip_prefix("/api/rooms/")?
+        .strip_suffix("/messages")?;
+    let parse = || -> Result<ApiRequest, String> {
+        let room = room::valid_room_name(name)?;
+        let (mut before, mut limit) = (None, DEFAULT_PAGE);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| format!("{key} must be a whole number"))
+            };
+            match key {
+                "before" => before = Some(number()?),
+                "limit" => limit = number()? as usize,
+                _ => {}
+            }
+        }
+        if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
+            return Err(format!("limit must be 1 to {HISTORY_PAGE_MAX}"));
+        }
+        Ok(ApiRequest::Messages {
+            room,
+            before,
+            limit,
+        })
+    };
+    Some(parse())
 }
 
 /// Decides what a request gets. `allowed_origins` empty means any origin.
 pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
     if head.is_websocket_upgrade() {
+        let room = match room::room_from_path(&head.path) {
+            Ok(room) => room,
+            Err(why) => return Route::Respond(status_response("404 Not Found", &why)),
+        };
         return match accept_upgrade(head, allowed_origins) {
-            Ok(response) => Route::Upgrade(response),
+            Ok(response) => Route::Upgrade { room, response },
             Err(response) => Route::Respond(response),
         };
     }
@@ -175,11 +235,27 @@ pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
             true,
         ));
     }
-    let path = head.path.split(['?', '#']).next().unwrap_or_default();
+    let without_fragment = head.path.split('#').next().unwrap_or_default();
+    let (path, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
+    if let Some(request) = messages_request(path, query) {
+        return match request {
+            Ok(request) => Route::Api(request),
+            Err(why) => Route::Respond(status_response("400 Bad Request", &why)),
+        };
+    }
     let (content_type, body) = match path {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
         "/client.js" => ("text/javascript; charset=utf-8", CLIENT_JS),
         "/index.css" => ("text/css; charset=utf-8", INDEX_CSS),
+        "/api/rooms" => return Route::Api(ApiRequest::Rooms),
+        "/api/info" => return Route::Api(ApiRequest::Info),
+        // Each room's page is the chat page; it reads its room from its URL.
+        _ if path.starts_with("/r/") => match room::room_from_path(path) {
+            Ok(_) => ("text/html; charset=utf-8", INDEX_HTML),
+            Err(why) => return Route::Respond(status_response("404 Not Found", &why)),
+        },
         _ => return Route::Respond(status_response("404 Not Found", "not found")),
     };
     Route::Respond(response(
@@ -291,9 +367,20 @@ pub fn status_response(status: &str, message: &str) -> Vec<u8> {
     )
 }
 
+/// A JSON answer that no cache may keep: it is live state.
+pub fn json_response(body: &[u8], include_body: bool) -> Vec<u8> {
+    response(
+        "200 OK",
+        "application/json",
+        &[("Cache-Control", "no-store")],
+        body,
+        include_body,
+    )
+}
+
 /// A complete `HTTP/1.1` response; every connection that gets one is closed
 /// after it, so each says so.
-fn response(
+pub fn response(
     status: &str,
     content_type: &str,
     extra_headers: &[(&str, &str)],

@@ -28,12 +28,43 @@ pub type Frame = Bytes;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     /// Log in as (or rename to) this username, already trimmed and checked.
-    Login { username: String },
+    Login(Login),
+    /// A login that carries a token instead of a name, when the server signs
+    /// users in (`auth.rs`). The reader verifies it and hands the dispatcher
+    /// a `Login` with the token's name; the dispatcher never sees a token.
+    TokenLogin { token: String, since: Option<u64> },
     /// Log out; the connection stays open.
     Disconnect,
     /// Say something. `message` is the client's whole chat object, relayed as
     /// it came except for `username`, which the dispatcher stamps.
     Chat { message: Map<String, Value> },
+}
+
+/// A login, as the dispatcher gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Login {
+    /// Already trimmed and checked; with sign-in on, the token's `sub`.
+    pub username: String,
+    /// The last chat id the client has (`"since"`), to get only what it
+    /// missed: see `history.rs`.
+    pub since: Option<u64>,
+    /// With sign-in on, whom the token says this user follows.
+    pub follows: Option<Vec<String>>,
+    /// Whether the name comes from a verified token (then a login with the
+    /// same name only extends the session, without a new broadcast).
+    pub signed: bool,
+}
+
+impl Login {
+    /// A plain login by name, as the tutorial's client sends it.
+    pub fn named(username: impl Into<String>) -> Login {
+        Login {
+            username: username.into(),
+            since: None,
+            follows: None,
+            signed: false,
+        }
+    }
 }
 
 /// A refusal sent back to the one client that caused it.
@@ -75,10 +106,39 @@ impl Refusal {
     }
 }
 
+/// `{"type":"history","room":…,"messages":[…],"complete":…}`, as JSON
+/// text: the stored chats are already JSON, so they are copied in as they
+/// are, byte for byte as they were broadcast.
+pub fn history_json<'a>(
+    room: &str,
+    chats: impl Iterator<Item = &'a [u8]>,
+    complete: bool,
+) -> Vec<u8> {
+    let mut json = Vec::with_capacity(256);
+    json.extend_from_slice(b"{\"type\":\"history\",\"room\":");
+    write_json_string(&mut json, room);
+    json.extend_from_slice(b",\"messages\":[");
+    for (i, chat) in chats.enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(chat);
+    }
+    json.extend_from_slice(b"],\"complete\":");
+    json.extend_from_slice(if complete { b"true" } else { b"false" });
+    json.push(b'}');
+    json
+}
+
+/// Chat fields that only the server sets.
+const SERVER_STAMPED: [&str; 4] = ["username", "room", "id", "ts"];
+
 /// Limits that parsing enforces; the rest are enforced by tungstenite.
 #[derive(Debug, Clone, Copy)]
 pub struct TextLimits {
     pub max_chat_chars: usize,
+    /// Whether a login must carry a token (sign-in on) rather than a name.
+    pub tokens: bool,
 }
 
 /// Parses one text message from a client.
@@ -115,6 +175,32 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
     };
     match kind {
         "login" => {
+            let since = match object.get("since") {
+                None | Some(Value::Null) => None,
+                Some(since) => match since.as_u64() {
+                    Some(id) => Some(id),
+                    None => {
+                        return Err(Refusal::new(
+                            Some("login"),
+                            "invalid since",
+                            "\"since\" is the id of the last chat you have: a non-negative integer",
+                        ));
+                    }
+                },
+            };
+            if limits.tokens {
+                return match object.get("token") {
+                    Some(Value::String(token)) => Ok(Request::TokenLogin {
+                        token: token.clone(),
+                        since,
+                    }),
+                    _ => Err(Refusal::new(
+                        Some("login"),
+                        "authentication failed",
+                        "this server signs users in: login needs a string \"token\"",
+                    )),
+                };
+            }
             let name = match object.get("username") {
                 Some(Value::String(name)) => name,
                 _ => {
@@ -125,8 +211,9 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                     ));
                 }
             };
-            let username = validate_username(name)?;
-            Ok(Request::Login { username })
+            let mut login = Login::named(validate_username(name)?);
+            login.since = since;
+            Ok(Request::Login(login))
         }
         "disconnect" => Ok(Request::Disconnect),
         "chat" => {
@@ -158,9 +245,12 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                     ),
                 ));
             }
-            // The sender's claimed name is dropped here; the dispatcher
-            // writes the logged-in name back, so nobody speaks for another.
-            object.remove("username");
+            // The fields the server stamps are dropped here; the dispatcher
+            // writes the logged-in name and the room back (and the store the
+            // id and time), so nobody speaks for another or forges an id.
+            for stamped in SERVER_STAMPED {
+                object.remove(stamped);
+            }
             Ok(Request::Chat { message: object })
         }
         other => Err(Refusal::new(
@@ -215,14 +305,24 @@ pub fn username_key(name: &str) -> String {
     name.to_lowercase()
 }
 
-/// `{"type":"login","user_joined":…,"active_users":[…]}`, as JSON text.
-pub fn login_json<'a>(joined: &str, active_users: impl Iterator<Item = &'a str>) -> Vec<u8> {
-    presence_json("login", "user_joined", joined, active_users)
+/// `{"type":"login","user_joined":…,"active_users":[…],"room":…}`, as JSON
+/// text.
+pub fn login_json<'a>(
+    joined: &str,
+    active_users: impl Iterator<Item = &'a str>,
+    room: &str,
+) -> Vec<u8> {
+    presence_json("login", "user_joined", joined, active_users, room)
 }
 
-/// `{"type":"disconnect","user_left":…,"active_users":[…]}`, as JSON text.
-pub fn disconnect_json<'a>(left: &str, active_users: impl Iterator<Item = &'a str>) -> Vec<u8> {
-    presence_json("disconnect", "user_left", left, active_users)
+/// `{"type":"disconnect","user_left":…,"active_users":[…],"room":…}`, as
+/// JSON text.
+pub fn disconnect_json<'a>(
+    left: &str,
+    active_users: impl Iterator<Item = &'a str>,
+    room: &str,
+) -> Vec<u8> {
+    presence_json("disconnect", "user_left", left, active_users, room)
 }
 
 /// Both presence messages have one shape; it is written by hand into one
@@ -233,6 +333,7 @@ fn presence_json<'a>(
     who_key: &str,
     who: &str,
     active_users: impl Iterator<Item = &'a str>,
+    room: &str,
 ) -> Vec<u8> {
     let mut json = Vec::with_capacity(64);
     json.extend_from_slice(b"{\"type\":\"");
@@ -248,15 +349,17 @@ fn presence_json<'a>(
         }
         write_json_string(&mut json, user);
     }
-    json.extend_from_slice(b"]}");
+    json.extend_from_slice(b"],\"room\":");
+    write_json_string(&mut json, room);
+    json.push(b'}');
     json
 }
 
 /// The chat object as relayed, as JSON text: the client's fields, with
-/// `username` stamped.
-pub fn chat_json(message: &Map<String, Value>, username: &str) -> Vec<u8> {
-    // Serialize the client's object and add the stamped name, without
-    // cloning the map; `parse_request` removed any `username` it carried.
+/// `username` and `room` stamped.
+pub fn chat_json(message: &Map<String, Value>, username: &str, room: &str) -> Vec<u8> {
+    // Serialize the client's object and add the stamped fields, without
+    // cloning the map; `parse_request` removed any of them it carried.
     let mut json = serde_json::to_vec(message).expect("a JSON map always serializes");
     json.pop(); // the closing '}'
     if json.len() > 1 {
@@ -264,6 +367,8 @@ pub fn chat_json(message: &Map<String, Value>, username: &str) -> Vec<u8> {
     }
     json.extend_from_slice(b"\"username\":");
     write_json_string(&mut json, username);
+    json.extend_from_slice(b",\"room\":");
+    write_json_string(&mut json, room);
     json.push(b'}');
     json
 }

@@ -30,6 +30,8 @@ use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Job};
+use crate::auth::AuthConfig;
 use crate::config::{Config, EVENT_QUEUE_CAPACITY, READER_STACK_BYTES, SHUTDOWN_GRACE};
 use crate::connection;
 use crate::dispatcher::{ConnId, Dispatcher, Event};
@@ -48,11 +50,38 @@ const REJECT_QUEUE: usize = 64;
 /// answering anyway.
 const REJECT_READ_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A bound listener, not yet serving.
+/// A bound listener and an open history store, not yet serving.
 pub struct Server {
     listener: TcpListener,
     config: Config,
+    /// The history file, opened and checked; `None` with `--history 0`.
+    archive: Option<Archive>,
+    /// The sign-in check, built from the flags; `None` with sign-in off.
+    auth: Option<AuthConfig>,
 }
+
+/// Why the server could not start; each names its cause.
+#[derive(Debug)]
+pub enum StartError {
+    /// The address could not be resolved or bound.
+    Listen(io::Error),
+    /// The history database could not be opened (corrupt, locked, …).
+    Store(ArchiveError),
+    /// The sign-in flags are wrong (an unreadable key, an empty secret, …).
+    Auth(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Listen(e) => write!(f, "cannot listen: {e}"),
+            StartError::Store(e) => write!(f, "cannot open the history store: {e}"),
+            StartError::Auth(e) => write!(f, "cannot set up sign-in: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// A running server. Dropping it does not stop it; `shutdown` does.
 pub struct ServerHandle {
@@ -61,6 +90,7 @@ pub struct ServerHandle {
     events: Sender<Event>,
     accept_loop: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    archivist: Option<JoinHandle<()>>,
 }
 
 /// What the accept loop and the connection threads share. Nothing here is
@@ -69,18 +99,38 @@ struct ServerState {
     config: Config,
     live: ConnectionCount,
     stopping: AtomicBool,
+    /// The archivist's queue, for HTTP requests of older messages; `None`
+    /// with history off.
+    store: Option<Sender<Job>>,
+    /// The sign-in check, shared by every reader; `None` with sign-in off.
+    auth: Option<Arc<AuthConfig>>,
 }
 
 impl Server {
-    /// Binds `config.host` and the resolved port (port 0 picks a free one).
-    pub fn bind(config: Config) -> io::Result<Server> {
-        let port = config.resolved_port().map_err(io::Error::other)?;
-        let addr = (config.host.as_str(), port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::other(format!("{} resolves to no address", config.host)))?;
-        let listener = listen(addr)?;
-        Ok(Server { listener, config })
+    /// Opens the history store (unless `--history 0`), then binds
+    /// `config.host` and the resolved port (port 0 picks a free one). The
+    /// store comes first so that a bad database stops the server before it
+    /// has listened.
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        let auth = config.auth().map_err(StartError::Auth)?;
+        let archive = if config.history > 0 {
+            let store = ArchiveConfig {
+                path: config.db.clone(),
+                fsync: config.fsync,
+                retain: config.retain,
+                history_max: config.history_max,
+            };
+            Some(archivist::open(&store).map_err(StartError::Store)?)
+        } else {
+            None
+        };
+        let listener = resolve_and_listen(&config).map_err(StartError::Listen)?;
+        Ok(Server {
+            listener,
+            config,
+            archive,
+            auth,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -99,14 +149,25 @@ impl Server {
             self.config.max_connections = ceiling;
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
-        let batch_bytes = self.config.broadcast_batch_bytes;
+        // The archivist's queue is unbounded so that the dispatcher never
+        // waits on it (it bounds what it hands over itself: MAX_UNARCHIVED).
+        let (store, archivist) = match self.archive {
+            Some(archive) => {
+                let (jobs, queue) = crossbeam_channel::unbounded();
+                (Some(jobs), Some(archive.spawn(queue, events.clone())?))
+            }
+            None => (None, None),
+        };
+        let dispatcher = Dispatcher::new(&self.config, store.clone());
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
-            .spawn(move || Dispatcher::new(batch_bytes).run(receiver))?;
+            .spawn(move || dispatcher.run(receiver))?;
         let state = Arc::new(ServerState {
             config: self.config,
             live: ConnectionCount::default(),
             stopping: AtomicBool::new(false),
+            store,
+            auth: self.auth.map(Arc::new),
         });
         let rejecter = spawn_rejecter()?;
         let accept_loop = {
@@ -123,6 +184,7 @@ impl Server {
             events,
             accept_loop,
             dispatcher,
+            archivist,
         })
     }
 }
@@ -157,15 +219,31 @@ impl ServerHandle {
             let _ = self.events.send(Event::ForceClose);
             done = self.state.live.wait_for_zero(Duration::from_millis(400));
         }
-        // With the accept loop and every reader gone, this is the last
-        // sender: dropping it ends the dispatcher.
+        // Every reader is gone: the dispatcher may stop. It drops its
+        // handle on the archivist's queue as it returns, and with ours (in
+        // `state`) gone too the archivist commits what it has and ends.
+        let _ = self.events.send(Event::Stop);
         drop(self.events);
+        drop(self.state);
         if done {
             let _ = self.dispatcher.join();
+            if let Some(archivist) = self.archivist {
+                let _ = archivist.join();
+            }
         }
         info!("server stopped");
         done
     }
+}
+
+/// Resolves the configured host and port and listens there.
+fn resolve_and_listen(config: &Config) -> io::Result<TcpListener> {
+    let port = config.resolved_port().map_err(io::Error::other)?;
+    let addr = (config.host.as_str(), port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other(format!("{} resolves to no address", config.host)))?;
+    listen(addr)
 }
 
 /// A listening socket, made with `socket2` rather than `TcpListener::bind`
@@ -235,7 +313,12 @@ fn accept_loop(
             .spawn(move || {
                 let _slot = slot; // released when this thread ends, however
                 let stopping = || thread_state.stopping.load(Ordering::SeqCst);
-                connection::serve(id, socket, &thread_state.config, thread_events, stopping);
+                let services = connection::Services {
+                    events: thread_events,
+                    store: thread_state.store.clone(),
+                    auth: thread_state.auth.clone(),
+                };
+                connection::serve(id, socket, &thread_state.config, services, stopping);
             });
         if let Err(e) = spawned {
             // The slot and socket went down with the closure: the client

@@ -29,6 +29,12 @@ fn readme_defaults_table_matches_the_config() {
         ("--idle-timeout", seconds(c.idle_timeout)),
         ("--write-timeout", seconds(c.write_timeout)),
         ("--max-connections", format!("`{}`", c.max_connections)),
+        ("--max-rooms", format!("`{}`", c.max_rooms)),
+        ("--history", format!("`{}`", c.history)),
+        ("--history-max", format!("`{}`", c.history_max)),
+        ("--retain", format!("`{}`", c.retain)),
+        ("--db", format!("`{}`", c.db)),
+        ("--fsync", if c.fsync { "on" } else { "off" }.to_string()),
         (
             "--broadcast-batch-bytes",
             format!("`{}`", c.broadcast_batch_bytes),

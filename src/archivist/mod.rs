@@ -45,8 +45,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{error, warn};
 
 use crate::config::{
-    ARCHIVE_JOBS_PER_TRANSACTION, DEFAULT_HISTORY_RETAIN, HISTORY_SINCE_MAX,
-    RETENTION_EVERY_COMMITS, RETENTION_IDLE, RETENTION_ROWS_PER_PASS,
+    ARCHIVE_JOBS_PER_TRANSACTION, DEFAULT_HISTORY_MAX, DEFAULT_RETAIN, RETENTION_EVERY_COMMITS,
+    RETENTION_IDLE, RETENTION_ROWS_PER_PASS,
 };
 use sqlite::{Append, Store};
 
@@ -73,8 +73,8 @@ impl ArchiveConfig {
         ArchiveConfig {
             path: path.into(),
             fsync: false,
-            retain: DEFAULT_HISTORY_RETAIN,
-            history_max: HISTORY_SINCE_MAX,
+            retain: DEFAULT_RETAIN,
+            history_max: DEFAULT_HISTORY_MAX,
         }
     }
 }
