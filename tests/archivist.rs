@@ -457,16 +457,18 @@ fn a_path_in_a_missing_directory_is_refused_as_unwritable() {
 
 /// Opens `path` as a user without rights over root's files: in a child
 /// process running as `nobody` when the tests run as root (whom permissions
-/// do not stop), else here. Returns the error's kind and text.
-fn open_unprivileged(path: &Path) -> (String, String) {
+/// do not stop), else here. The child runs `exe`, a copy of this test binary
+/// where `nobody` may run it. Returns the error's kind and text.
+fn open_unprivileged(path: &Path, exe: &Path) -> (String, String) {
     if unsafe { libc::geteuid() } != 0 {
         return match archivist::open(&config(path)) {
             Ok(_) => ("opened".to_string(), String::new()),
             Err(error) => (format!("{:?}", error.kind), error.to_string()),
         };
     }
-    let output = Command::new(std::env::current_exe().unwrap())
+    let output = Command::new(exe)
         .args(["--ignored", "--exact", "child_process", "--nocapture"])
+        .current_dir(exe.parent().unwrap())
         .env(CHILD_ROLE, "open")
         .env(CHILD_PATH, path)
         .uid(65534)
@@ -494,6 +496,10 @@ fn files_and_directories_that_cannot_be_written_are_refused() {
         Running::start(&config(path)).append_committed("a", 1);
     }
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The build directory may be closed to other users; a copy here is not.
+    let exe = dir.path().join("test-binary");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
     std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o444)).unwrap();
     // A writable file in a directory that is not: its write-ahead log
@@ -508,7 +514,7 @@ fn files_and_directories_that_cannot_be_written_are_refused() {
         existing.clone(),
         writable.clone(),
     ] {
-        let (kind, message) = open_unprivileged(&path);
+        let (kind, message) = open_unprivileged(&path, &exe);
         assert_eq!(kind, "Unwritable", "{}: {message}", path.display());
         assert!(message.contains(path.to_str().unwrap()), "{message}");
         assert!(message.contains("must be writable"), "{message}");

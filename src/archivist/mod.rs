@@ -146,8 +146,8 @@ pub enum Job {
         tag: u64,
         json: Vec<u8>,
     },
-    /// The room's newest `recent` chats and its last id (0 if none): for a
-    /// room that appears.
+    /// The room's newest `recent` chats (at most `history_max`) and its last
+    /// id (0 if none): for a room that appears.
     Load { room: String, recent: usize },
     /// The chats after the id `after` (at most `history_max`, the newest),
     /// for a client that reconnects.

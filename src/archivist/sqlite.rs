@@ -265,11 +265,43 @@ fn sql_int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Checks that `json` is a JSON object's text (UTF-8, `{` ... `}`) and
-/// returns it without the final brace, and the separator to put before the
-/// added fields (none when the object is empty).
-fn split_object(json: &[u8]) -> Result<(&str, &'static str), &'static str> {
-    let text = std::str::from_utf8(json).map_err(|_| "the chat is not UTF-8 text")?;
+/// An append found to be a JSON object, cut before its final brace.
+struct Checked {
+    room: String,
+    tag: u64,
+    /// The chat's text without the final `}`.
+    body: String,
+    /// What goes between the body and the added fields.
+    separator: &'static str,
+}
+
+/// Checks that an append's text is a JSON object's (UTF-8, `{` ... `}`).
+/// A chat that is not is refused on its own, before it takes an id.
+fn check(append: Append) -> Result<Checked, (String, u64, String)> {
+    let Append { room, tag, json } = append;
+    let split = String::from_utf8(json)
+        .map_err(|_| "the chat is not UTF-8 text")
+        .and_then(|text| {
+            let (len, separator) = split_object(&text)?;
+            let mut body = text;
+            body.truncate(len);
+            Ok((body, separator))
+        });
+    match split {
+        Ok((body, separator)) => Ok(Checked {
+            room,
+            tag,
+            body,
+            separator,
+        }),
+        Err(reason) => Err((room, tag, reason.to_string())),
+    }
+}
+
+/// The length of `text` without its final brace (and the blanks after it),
+/// and the separator to put before the added fields (none when the object
+/// is empty); an error if `text` is not `{` ... `}`.
+fn split_object(text: &str) -> Result<(usize, &'static str), &'static str> {
     let body = text
         .trim_end()
         .strip_suffix('}')
@@ -280,7 +312,7 @@ fn split_object(json: &[u8]) -> Result<(&str, &'static str), &'static str> {
     } else {
         ","
     };
-    Ok((body, separator))
+    Ok((body.len(), separator))
 }
 
 /// The chat's text with its id and time added before the final brace.
@@ -323,11 +355,9 @@ impl Store {
         let mut outcome = Outcome::default();
         let mut valid = Vec::with_capacity(appends.len());
         for append in appends {
-            match split_object(&append.json) {
-                Ok(_) => valid.push(append),
-                Err(reason) => outcome
-                    .failed
-                    .push((append.room, append.tag, reason.to_string())),
+            match check(append) {
+                Ok(checked) => valid.push(checked),
+                Err(refused) => outcome.failed.push(refused),
             }
         }
         if valid.is_empty() {
@@ -353,7 +383,7 @@ impl Store {
         outcome
     }
 
-    fn write(&mut self, appends: &[Append]) -> rusqlite::Result<Vec<StoredChat>> {
+    fn write(&mut self, appends: &[Checked]) -> rusqlite::Result<Vec<StoredChat>> {
         let now = now_ms();
         let tx = self
             .conn
@@ -370,9 +400,7 @@ impl Store {
                 };
                 room.last_id += 1;
                 room.last_ts = room.last_ts.max(now);
-                let (body, separator) =
-                    split_object(&append.json).expect("appends are checked before the transaction");
-                let text = stamp(body, separator, room.last_id, room.last_ts);
+                let text = stamp(&append.body, append.separator, room.last_id, room.last_ts);
                 insert.execute(params![
                     append.room,
                     sql_int(room.last_id),
@@ -567,27 +595,37 @@ mod tests {
 
     #[test]
     fn stamp_adds_id_and_ts_before_the_final_brace() {
-        let (body, sep) = split_object(br#"{"type":"chat","text":"}"} "#).unwrap();
+        let text = r#"{"type":"chat","text":"}"} "#;
+        let (len, sep) = split_object(text).unwrap();
         assert_eq!(
-            stamp(body, sep, 7, 1000),
+            stamp(&text[..len], sep, 7, 1000),
             r#"{"type":"chat","text":"}","id":7,"ts":1000}"#
         );
-        let (body, sep) = split_object(b"{ }").unwrap();
-        assert_eq!(stamp(body, sep, 1, 2), r#"{ "id":1,"ts":2}"#);
+        let (len, sep) = split_object("{ }").unwrap();
+        assert_eq!(stamp(&"{ }"[..len], sep, 1, 2), r#"{ "id":1,"ts":2}"#);
     }
 
     #[test]
-    fn split_object_refuses_what_is_not_an_object() {
-        assert_eq!(split_object(b"[1]"), Err("the chat is not a JSON object"));
+    fn what_is_not_a_json_object_is_refused() {
+        let refused = |json: &[u8]| {
+            check(Append {
+                room: "a".into(),
+                tag: 3,
+                json: json.to_vec(),
+            })
+            .err()
+            .map(|(_, tag, reason)| (tag, reason))
+        };
+        let not_object = Some((3, "the chat is not a JSON object".to_string()));
+        assert_eq!(refused(b"[1]"), not_object);
+        assert_eq!(refused(b"{\"a\":1"), not_object);
+        assert_eq!(refused(b""), not_object);
+        assert_eq!(refused(b"}"), not_object);
         assert_eq!(
-            split_object(b"{\"a\":1"),
-            Err("the chat is not a JSON object")
+            refused(b"{\"a\":\"\xff\"}"),
+            Some((3, "the chat is not UTF-8 text".to_string()))
         );
-        assert_eq!(split_object(b""), Err("the chat is not a JSON object"));
-        assert_eq!(
-            split_object(b"{\"a\":\"\xff\"}"),
-            Err("the chat is not UTF-8 text")
-        );
+        assert_eq!(refused(b" {} \n"), None);
     }
 
     #[test]
