@@ -2,7 +2,8 @@
 // carrying #token= signs its reader in under the token's `sub`, and the token
 // leaves the address bar at once and never travels in a request URL; a token
 // can be pasted into the field instead; a refused token is explained next to
-// that field; the token follows the tab to another room.
+// that field; the token follows the tab to another room; a fresh token
+// extends a session, and an expired one is explained with the way back in.
 'use strict';
 
 const { describe, it, before, after } = require('node:test');
@@ -12,6 +13,9 @@ const { waitUntil, usersList, focusedId, connectByKeyboard } = require('./page')
 
 const DESKTOP = { width: 1100, height: 760 };
 const SECRET = 'signin-test-secret-of-at-least-32-bytes';
+// A token that runs out during a test, yet not before the page has signed in
+// with it (exp is in whole seconds, so it lasts between 3 and 4 s).
+const SHORT_TTL = '4s';
 
 let server;
 let browser;
@@ -32,7 +36,8 @@ async function open(url) {
 
 describe('sign-in with tokens in a browser', { timeout: 90_000 }, () => {
   before(async () => {
-    server = await startServer(['--jwt-secret', SECRET]);
+    // No clock-skew allowance, so a token of a few seconds expires on time.
+    server = await startServer(['--jwt-secret', SECRET, '--jwt-leeway', '0']);
     origin = `http://127.0.0.1:${server.port}`;
     browser = await launchBrowser();
     walterToken = makeToken(['--jwt-secret', SECRET, '--user', 'walter', '--ttl', '1h']);
@@ -110,6 +115,55 @@ describe('sign-in with tokens in a browser', { timeout: 90_000 }, () => {
     await page.click('#connect');
     await page.locator('#name-display', { hasText: 'Signed in as walter' }).waitFor();
     await waitUntil(page, usersList, ['walter (you)'], "walter's users in physics");
+  });
+
+  it('a fresh token extends the session, with no second join', async () => {
+    const short = makeToken(['--jwt-secret', SECRET, '--user', 'laura', '--ttl', SHORT_TTL]);
+    const laura = await open(`${origin}/r/algebra#token=${short}`);
+    const { page } = laura;
+    await page.locator('#token-form').waitFor({ state: 'visible' });
+    await page.click('#connect');
+    await page.locator('#name-display', { hasText: 'Signed in as laura' }).waitFor();
+    assert.equal(await page.textContent('#sign-in'), 'Renew');
+    const maria = opened[1].page;
+    await waitUntil(maria, usersList, ['maria (you)', 'laura'], "maria's users");
+
+    const fresh = makeToken(['--jwt-secret', SECRET, '--user', 'laura', '--ttl', '1h']);
+    await page.fill('#token', fresh);
+    await page.press('#token', 'Enter');
+    // Past the first token's end: the session goes on.
+    const expiry = JSON.parse(Buffer.from(short.split('.')[1], 'base64url')).exp * 1000;
+    await page.waitForTimeout(Math.max(0, expiry - Date.now()) + 1_500);
+    assert.equal(await page.textContent('#ws-status'), 'Connected');
+    assert.equal(await page.textContent('#token-error'), '');
+    const joins = await maria.evaluate(() => [...document.querySelectorAll('#chat .system')]
+      .map((p) => p.textContent).filter((t) => t === 'laura joined'));
+    assert.deepEqual(joins, ['laura joined'], 'renewing is not joining again');
+    await page.close();
+  });
+
+  it('says when the session expired, next to the token field, and takes a fresh one', async () => {
+    const short = makeToken(['--jwt-secret', SECRET, '--user', 'tom', '--ttl', SHORT_TTL]);
+    const tom = await open(`${origin}/r/algebra#token=${short}`);
+    const { page } = tom;
+    await page.locator('#token-form').waitFor({ state: 'visible' });
+    await page.click('#connect');
+    await page.locator('#name-display', { hasText: 'Signed in as tom' }).waitFor();
+
+    await page.locator('#ws-status', { hasText: 'Disconnected' }).waitFor();
+    const error = page.locator('#token-form #token-error');
+    assert.match(await error.textContent(), /^Token expired/);
+    assert.equal(await page.getAttribute('#token', 'aria-invalid'), 'true');
+    assert.equal(await focusedId(page), 'token', 'focus is on the way back in');
+    assert.equal(await page.isDisabled('#token'), false);
+
+    const fresh = makeToken(['--jwt-secret', SECRET, '--user', 'tom', '--ttl', '1h']);
+    await page.fill('#token', fresh);
+    await page.keyboard.press('Enter');
+    await page.locator('#name-display', { hasText: 'Signed in as tom' }).waitFor();
+    assert.equal(await page.textContent('#ws-status'), 'Connected');
+    assert.equal(await page.textContent('#token-error'), '');
+    await waitUntil(page, usersList, ['maria', 'tom (you)'], "tom's users");
   });
 
   it('never put a token in a request URL', () => {
