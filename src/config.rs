@@ -386,6 +386,11 @@ pub struct Config {
     #[arg(long)]
     pub no_admin: bool,
 
+    /// Serve /metrics, /healthz, /readyz, /api/stats and /inside on this
+    /// address (host:port) instead of the chat port.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -441,6 +446,7 @@ impl Default for Config {
             mutual_follows: false,
             inside_names: false,
             no_admin: false,
+            admin_listen: None,
             command: None,
         }
     }
@@ -516,6 +522,10 @@ impl Config {
         Ok(DEFAULT_PORT)
     }
 }
+
+/// Operator connections served at once on `--admin-listen`: a scraper and
+/// a few people watching `/inside`; more are closed at once.
+pub const MAX_ADMIN_CONNECTIONS: usize = 32;
 
 /// Durations on the command line are seconds, fractions allowed (`0.5`).
 fn parse_seconds(text: &str) -> Result<Duration, String> {

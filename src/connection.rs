@@ -110,19 +110,12 @@ pub fn serve(
     };
     // Until the writer thread starts, this thread is the socket's only user,
     // so it may write the HTTP response itself.
+    // The operator's endpoints, unless they are off or on their own address.
     if !config.no_admin
+        && config.admin_listen.is_none()
         && let Some(request) = http::admin_route(&head)
     {
-        let context = admin::Context {
-            config,
-            metrics: &services.metrics,
-            events: &services.events,
-            store: services.store.as_ref(),
-            connections: &*services.connections,
-        };
-        let response = admin::answer(request, &context, head.method == "GET");
-        log_response(id, &head, &response, &services.metrics);
-        respond(&socket, &response);
+        answer_admin(id, &socket, &head, request, config, &services);
         return;
     }
     match http::route(&head, &config.allowed_origins) {
@@ -145,6 +138,50 @@ pub fn serve(
             chat(id, socket, upgrade, config, &services, &shutting_down);
         }
     }
+}
+
+/// Serves one request on `--admin-listen`: the operator's endpoints only.
+pub fn serve_admin(
+    socket: TcpStream,
+    config: &Config,
+    services: &Services,
+    shutting_down: impl Fn() -> bool,
+) {
+    let deadline = Instant::now() + config.handshake_timeout;
+    let Ok((head, _)) = http::read_request_head(&socket, deadline, &shutting_down) else {
+        return;
+    };
+    match http::admin_route(&head) {
+        Some(request) => answer_admin(0, &socket, &head, request, config, services),
+        None => respond(
+            &socket,
+            &http::status_response(
+                "404 Not Found",
+                "this address serves only /metrics, /healthz, /readyz, /api/stats and /inside",
+            ),
+        ),
+    }
+}
+
+/// Answers `/metrics`, `/healthz`, `/readyz`, `/api/stats` or `/inside`.
+fn answer_admin(
+    id: ConnId,
+    socket: &TcpStream,
+    head: &http::RequestHead,
+    request: http::AdminRequest,
+    config: &Config,
+    services: &Services,
+) {
+    let context = admin::Context {
+        config,
+        metrics: &services.metrics,
+        events: &services.events,
+        store: services.store.as_ref(),
+        connections: &*services.connections,
+    };
+    let response = admin::answer(request, &context, head.method == "GET");
+    log_response(id, head, &response, &services.metrics);
+    respond(socket, &response);
 }
 
 /// Writes a complete response and closes the connection.

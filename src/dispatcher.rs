@@ -48,6 +48,12 @@ use crate::protocol::{self, Frame, Login, Refusal, Request};
 use crate::room::Room;
 use crate::stats::{DispatcherView, DropView, Fullest, Limits, OutboxView, RecentDrops, now_ms};
 
+/// A chat text that makes the dispatcher panic, in builds with the
+/// `fault-injection` feature: tests use it to show that the process then
+/// exits rather than living on without a chat.
+#[cfg(feature = "fault-injection")]
+pub const DISPATCHER_PANIC_TRIGGER: &str = "__threadchat_fault_injection_dispatcher__";
+
 /// Identifies a connection for its whole life; assigned by the accept loop.
 pub type ConnId = u64;
 
@@ -331,6 +337,13 @@ impl Dispatcher {
         let logged_in = client.username.is_some();
         match request {
             Request::Login(login) => self.log_in(id, login),
+            #[cfg(feature = "fault-injection")]
+            Request::Chat { message }
+                if message.get("text").and_then(|t| t.as_str())
+                    == Some(DISPATCHER_PANIC_TRIGGER) =>
+            {
+                panic!("fault injection: dispatcher panic requested");
+            }
             Request::Chat { message } if logged_in => {
                 let username = client.username.as_deref().unwrap_or_default();
                 debug!("conn {id}: chat from {username}");

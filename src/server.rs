@@ -32,7 +32,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Job};
 use crate::auth::AuthConfig;
-use crate::config::{Config, EVENT_QUEUE_CAPACITY, READER_STACK_BYTES, SHUTDOWN_GRACE};
+use crate::config::{
+    Config, EVENT_QUEUE_CAPACITY, MAX_ADMIN_CONNECTIONS, READER_STACK_BYTES, SHUTDOWN_GRACE,
+};
 use crate::connection;
 use crate::dispatcher::{ConnId, Dispatcher, Event};
 use crate::http;
@@ -59,6 +61,8 @@ pub struct Server {
     archive: Option<Archive>,
     /// The sign-in check, built from the flags; `None` with sign-in off.
     auth: Option<AuthConfig>,
+    /// `--admin-listen`: the operator's endpoints on their own address.
+    admin_listener: Option<TcpListener>,
 }
 
 /// Why the server could not start; each names its cause.
@@ -92,6 +96,8 @@ pub struct ServerHandle {
     accept_loop: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
     archivist: Option<JoinHandle<()>>,
+    /// `--admin-listen`'s accept loop and its address.
+    admin: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 /// What the accept loop and the connection threads share. Nothing here is
@@ -107,6 +113,8 @@ struct ServerState {
     auth: Option<Arc<AuthConfig>>,
     /// This server's counters, shared by every thread (atomics only).
     metrics: Arc<Metrics>,
+    /// Set at the end of shutdown: the `--admin-listen` loop stops.
+    admin_closing: AtomicBool,
 }
 
 impl Server {
@@ -128,11 +136,21 @@ impl Server {
             None
         };
         let listener = resolve_and_listen(&config).map_err(StartError::Listen)?;
+        let admin_listener = match &config.admin_listen {
+            Some(addr) => Some(listen_on(addr).map_err(|e| {
+                StartError::Listen(io::Error::new(
+                    e.kind(),
+                    format!("--admin-listen {addr}: {e}"),
+                ))
+            })?),
+            None => None,
+        };
         Ok(Server {
             listener,
             config,
             archive,
             auth,
+            admin_listener,
         })
     }
 
@@ -166,7 +184,7 @@ impl Server {
         let dispatcher = Dispatcher::new(&self.config, store.clone(), metrics.clone());
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
-            .spawn(move || dispatcher.run(receiver))?;
+            .spawn(move || supervise_dispatcher(dispatcher, receiver))?;
         let state = Arc::new(ServerState {
             config: self.config,
             live: ConnectionCount::default(),
@@ -174,6 +192,7 @@ impl Server {
             store,
             auth: self.auth.map(Arc::new),
             metrics: metrics.clone(),
+            admin_closing: AtomicBool::new(false),
         });
         let rejecter = spawn_rejecter(metrics)?;
         let accept_loop = {
@@ -184,7 +203,21 @@ impl Server {
                 .name("accept".into())
                 .spawn(move || accept_loop(listener, state, events, rejecter))?
         };
+        let admin = match self.admin_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                let state = state.clone();
+                let events = events.clone();
+                let handle = thread::Builder::new()
+                    .name("admin-accept".into())
+                    .spawn(move || admin_accept_loop(listener, state, events))?;
+                info!("operator endpoints on http://{addr}/metrics and http://{addr}/inside");
+                Some((addr, handle))
+            }
+            None => None,
+        };
         Ok(ServerHandle {
+            admin,
             local_addr,
             state,
             events,
@@ -203,6 +236,11 @@ impl ServerHandle {
     /// Connections open right now (handshaking, chatting or closing).
     pub fn connections(&self) -> usize {
         self.state.live.get()
+    }
+
+    /// Where `--admin-listen` serves, if it does.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
     }
 
     /// This server's counters.
@@ -232,6 +270,13 @@ impl ServerHandle {
             let _ = self.events.send(Event::ForceClose);
             done = self.state.live.wait_for_zero(Duration::from_millis(400));
         }
+        // The operator's address answered through the grace period (its
+        // `/healthz` saying 503, so a load balancer looks elsewhere).
+        if let Some((addr, admin)) = self.admin {
+            self.state.admin_closing.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect(wake_address(addr));
+            let _ = admin.join();
+        }
         // Every reader is gone: the dispatcher may stop. It drops its
         // handle on the archivist's queue as it returns, and with ours (in
         // `state`) gone too the archivist commits what it has and ends.
@@ -249,14 +294,84 @@ impl ServerHandle {
     }
 }
 
+/// Exit status when the dispatcher has died (EX_SOFTWARE).
+const DISPATCHER_DIED: i32 = 70;
+
+/// Runs the dispatcher, and if it ever panics, ends the process.
+///
+/// The dispatcher is the one thread the chat cannot live without: readers
+/// and writers would go on, but nobody would be routed anything. A process
+/// that stays up with a dead chat is the worst kind of failure, since a
+/// supervisor (systemd, a container runtime) sees it running and leaves it
+/// be. So its death is the process's: the cause is logged and the process
+/// exits non-zero at once, for the supervisor to restart it. (Every chat
+/// anyone saw is in the history file by then.)
+fn supervise_dispatcher(dispatcher: Dispatcher, events: crossbeam_channel::Receiver<Event>) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatcher.run(events);
+    }));
+    if let Err(panic) = outcome {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        error!("the dispatcher died ({why}); exiting so that a supervisor restarts the server");
+        std::process::exit(DISPATCHER_DIED);
+    }
+}
+
 /// Resolves the configured host and port and listens there.
 fn resolve_and_listen(config: &Config) -> io::Result<TcpListener> {
     let port = config.resolved_port().map_err(io::Error::other)?;
-    let addr = (config.host.as_str(), port)
+    listen_on((config.host.as_str(), port))
+}
+
+/// Resolves an address and listens there.
+fn listen_on(addr: impl ToSocketAddrs + std::fmt::Debug) -> io::Result<TcpListener> {
+    let resolved = addr
         .to_socket_addrs()?
         .next()
-        .ok_or_else(|| io::Error::other(format!("{} resolves to no address", config.host)))?;
-    listen(addr)
+        .ok_or_else(|| io::Error::other(format!("{addr:?} resolves to no address")))?;
+    listen(resolved)
+}
+
+/// The accept loop of `--admin-listen`: a thread per operator request,
+/// at most `MAX_ADMIN_CONNECTIONS` at once, serving only the operator's
+/// endpoints. Chat connections never come here.
+fn admin_accept_loop(listener: TcpListener, state: Arc<ServerState>, events: Sender<Event>) {
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if state.admin_closing.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(socket) = stream else { continue };
+        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_ADMIN_CONNECTIONS {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            continue; // dropped: an operator's scraper retries
+        }
+        let (state, events, busy) = (state.clone(), events.clone(), busy.clone());
+        let spawned = thread::Builder::new()
+            .name("admin".into())
+            .stack_size(READER_STACK_BYTES)
+            .spawn(move || {
+                let counter = state.clone();
+                let services = connection::Services {
+                    events,
+                    store: state.store.clone(),
+                    auth: None,
+                    metrics: state.metrics.clone(),
+                    connections: Box::new(move || counter.live.get()),
+                };
+                let closing = || state.admin_closing.load(Ordering::SeqCst);
+                connection::serve_admin(socket, &state.config, &services, closing);
+                busy.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            error!("cannot start a thread for an operator request: {e}");
+        }
+    }
+    debug!("admin accept loop stopped");
 }
 
 /// A listening socket, made with `socket2` rather than `TcpListener::bind`

@@ -478,3 +478,68 @@ fn a_snapshot_of_10000_clients_is_cheap() {
     drop(events);
     dispatcher.join().unwrap();
 }
+
+#[test]
+fn admin_listen_moves_the_operator_endpoints_to_their_own_address() {
+    let server = TestServer::with(Config {
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..Config::ephemeral()
+    });
+    let admin = server.handle().admin_addr().expect("an admin address");
+    assert_ne!(admin, server.addr);
+    let on = |addr, path: &str| {
+        raw_http(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        )
+    };
+    for path in ["/metrics", "/healthz", "/readyz", "/api/stats", "/inside"] {
+        assert!(
+            on(admin, path).starts_with("HTTP/1.1 200"),
+            "{path} on the admin address"
+        );
+        assert!(
+            on(server.addr, path).starts_with("HTTP/1.1 404"),
+            "{path} on the chat port"
+        );
+    }
+    // The admin address serves no chat and no page.
+    assert!(on(admin, "/").starts_with("HTTP/1.1 404"));
+    assert!(on(server.addr, "/").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn readyz_checks_that_the_history_store_can_write() {
+    let server = TestServer::start(); // history on, in memory
+    let response = raw_http(server.addr, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(body(&response).trim() == "ok", "{response}");
+}
+
+#[test]
+fn healthz_says_503_while_the_server_shuts_down() {
+    let server = TestServer::with(Config {
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..Config::ephemeral()
+    });
+    let admin = server.handle().admin_addr().unwrap();
+    let healthz = || raw_http(admin, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(healthz().starts_with("HTTP/1.1 200"));
+    // A client that never reads its close frame keeps shutdown in its
+    // grace period for a while.
+    let stubborn = std::net::TcpStream::connect(server.addr).unwrap();
+    let (_ws, _) =
+        tungstenite::client::client(format!("ws://{}/", server.addr), stubborn).expect("handshake");
+    let stopping = std::thread::spawn(move || server.shutdown());
+    let mut seen = String::new();
+    let flipped = eventually(WAIT, || {
+        seen = healthz();
+        seen.starts_with("HTTP/1.1 503")
+    });
+    assert!(flipped, "/healthz during shutdown: {seen}");
+    assert!(
+        seen.contains("shutting down") || seen.contains("stopping"),
+        "{seen}"
+    );
+    stopping.join().unwrap();
+}
