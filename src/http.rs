@@ -256,8 +256,10 @@ pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
     }
     let (content_type, body) = match path {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
-        "/client.js" => ("text/javascript; charset=utf-8", CLIENT_JS),
-        "/index.css" => ("text/css; charset=utf-8", INDEX_CSS),
+        // The page names its files relatively, so that it also works opened
+        // from disk; under `/r/<room>` they are asked for as `/r/client.js`.
+        "/client.js" | "/r/client.js" => ("text/javascript; charset=utf-8", CLIENT_JS),
+        "/index.css" | "/r/index.css" => ("text/css; charset=utf-8", INDEX_CSS),
         "/api/rooms" => return Route::Api(ApiRequest::Rooms),
         "/api/info" => return Route::Api(ApiRequest::Info),
         // Each room's page is the chat page; it reads its room from its URL.

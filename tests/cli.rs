@@ -34,6 +34,16 @@ fn help_documents_every_flag() {
         "--retain",
         "--db",
         "--fsync",
+        "--jwt-secret",
+        "--jwt-secret-file",
+        "--jwt-public-key",
+        "--jwt-issuer",
+        "--jwt-audience",
+        "--jwt-leeway",
+        "--mutual-follows",
+        "--inside-names",
+        "--no-admin",
+        "--admin-listen",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
