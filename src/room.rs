@@ -272,6 +272,13 @@ impl Room {
             }
         }
         self.metrics.delivered(delivered);
+        self.drop_members(too_slow, &mut dropped);
+        dropped
+    }
+
+    /// Closes members whose queue was full and takes them out of the room
+    /// (their departures are appended for the rest); adds them to `dropped`.
+    fn drop_members(&mut self, too_slow: Vec<ConnId>, dropped: &mut Vec<ConnId>) {
         for id in too_slow {
             if let Some(position) = self.position(id) {
                 drop_too_slow(id, &self.online[position].outbox);
@@ -279,7 +286,6 @@ impl Room {
             self.remove(id);
             dropped.push(id);
         }
-        dropped
     }
 
     /// Bytes waiting in the pending batch.
@@ -329,13 +335,7 @@ impl Room {
                 }
             }
             self.metrics.delivered(delivered as u64);
-            for id in too_slow {
-                if let Some(position) = self.position(id) {
-                    drop_too_slow(id, &self.online[position].outbox);
-                }
-                self.remove(id);
-                dropped.push(id);
-            }
+            self.drop_members(too_slow, &mut dropped);
         }
         dropped
     }

@@ -195,8 +195,9 @@ fn five_failed_sign_ins_in_a_row_close_the_connection_with_1008() {
     assert_eq!(close.code, CloseCode::Policy);
 }
 
-#[test]
-fn an_expired_session_is_closed_with_1008_and_the_room_hears_the_departure() {
+/// A server without leeway, maria signed in for long, and walter with a
+/// token that expires in two seconds; maria has seen walter join.
+fn maria_and_walter_for_two_seconds() -> (TestServer, Client, Client) {
     let server = TestServer::with(Config {
         jwt_leeway: Duration::ZERO,
         ..signed_config()
@@ -206,6 +207,12 @@ fn an_expired_session_is_closed_with_1008_and_the_room_hears_the_departure() {
     let mut walter = server.connect();
     sign_in(&mut walter, &valid_for("walter", 2));
     maria.recv_until(|m| m["user_joined"] == "walter");
+    (server, maria, walter)
+}
+
+#[test]
+fn an_expired_session_is_closed_with_1008_and_the_room_hears_the_departure() {
+    let (_server, mut maria, mut walter) = maria_and_walter_for_two_seconds();
     let close = walter.expect_close().expect("a close frame");
     assert_eq!(close.code, CloseCode::Policy);
     assert_eq!(close.reason.as_str(), "token expired");
@@ -216,17 +223,10 @@ fn an_expired_session_is_closed_with_1008_and_the_room_hears_the_departure() {
 
 #[test]
 fn a_fresh_token_for_the_same_name_extends_the_session_without_a_login_broadcast() {
-    let server = TestServer::with(Config {
-        jwt_leeway: Duration::ZERO,
-        ..signed_config()
-    });
-    let mut maria = server.connect();
-    sign_in(&mut maria, &valid_for("maria", 600));
-    let mut walter = server.connect();
-    sign_in(&mut walter, &valid_for("walter", 2));
-    maria.recv_until(|m| m["user_joined"] == "walter");
+    let (_server, mut maria, mut walter) = maria_and_walter_for_two_seconds();
     walter.send_json(json!({"type": "login", "token": valid_for("walter", 600)}));
-    // Past the first token's end, walter still chats; maria's next message
+    // Time itself is what is waited for here: past the first token's end,
+    // walter still chats; maria's next message
     // is that chat: no second login was broadcast, no departure either.
     std::thread::sleep(Duration::from_secs(3));
     walter.chat("still here");

@@ -12,16 +12,12 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const path = require('node:path');
 const { startServer, stopServer, launchBrowser, openPage, makeToken } = require('./harness');
 const { waitUntil, join, say, chatTexts, usersList } = require('./page');
+const { audit } = require('./axe');
 
 const DESKTOP = { width: 1100, height: 760 };
 const PHONE = { width: 390, height: 844 };
-const AXE_SOURCE = fs.readFileSync(
-  path.join(__dirname, '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
-const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 const SECRET = 'a11y-test-secret-of-at-least-32-bytes';
 
 let server;
@@ -34,26 +30,6 @@ async function open(url, viewport = DESKTOP) {
   const opened = await openPage(browser, url, viewport, { bypassCSP: true });
   pages.push(opened);
   return opened;
-}
-
-// Runs axe on the page as it is now; fails listing every violation.
-async function audit(page, state) {
-  if (!(await page.evaluate(() => typeof window.axe === 'object'))) {
-    await page.addScriptTag({ content: AXE_SOURCE });
-  }
-  const result = await page.evaluate((tags) => window.axe.run(document, {
-    runOnly: { type: 'tag', values: tags },
-    resultTypes: ['violations'],
-  }), WCAG_TAGS);
-  const report = result.violations.map((v) => [
-    `${v.id} (${v.impact}): ${v.help}`,
-    ...v.nodes.map((n) => `    at ${n.target.join(' ')}: ${n.failureSummary.replace(/\n/g, ' / ')}`),
-  ].join('\n'));
-  assert.equal(report.length, 0,
-    `axe found ${report.length} WCAG violation(s) ${state}:\n${report.join('\n')}`);
-  // The audit really looked: many rules found elements to check and passed.
-  assert.ok(result.passes.length > 10,
-    `axe passed only ${result.passes.length} rules ${state}: did it run?`);
 }
 
 describe('accessibility (axe-core, WCAG 2.1 A and AA)', { timeout: 120_000 }, () => {
