@@ -520,16 +520,26 @@ fn readyz_checks_that_the_history_store_can_write() {
 fn healthz_says_503_while_the_server_shuts_down() {
     let server = TestServer::with(Config {
         admin_listen: Some("127.0.0.1:0".into()),
+        rate_limit: 0,
+        outbound_bytes: 1 << 30,
+        outbound_messages: 1 << 20,
         ..Config::ephemeral()
     });
     let admin = server.handle().admin_addr().unwrap();
     let healthz = || raw_http(admin, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(healthz().starts_with("HTTP/1.1 200"));
-    // A client that never reads its close frame keeps shutdown in its
-    // grace period for a while.
-    let stubborn = std::net::TcpStream::connect(server.addr).unwrap();
-    let (_ws, _) =
-        tungstenite::client::client(format!("ws://{}/", server.addr), stubborn).expect("handshake");
+    // A client that stopped reading, its socket buffers full, keeps the
+    // shutdown in its grace period (its writer is blocked; see
+    // tests/shutdown.rs), and so the admin address open meanwhile.
+    let mut sleeper = common::Client::connect(server.addr);
+    sleeper.login("sleeper");
+    let mut talker = common::Client::connect(server.addr);
+    talker.login("talker");
+    let text = "s".repeat(1900);
+    for _ in 0..6000 {
+        talker.chat(&text);
+        talker.recv_until(|m| m["type"] == "chat");
+    }
     let stopping = std::thread::spawn(move || server.shutdown());
     let mut seen = String::new();
     let flipped = eventually(WAIT, || {
