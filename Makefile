@@ -10,15 +10,17 @@ ARGS ?=
 run:
 	$(CARGO) run --release --bin threadchat -- $(ARGS)
 
+# Both packages of the workspace: the server and the stress tool (stress/).
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 
-# Rust tests first (unit, property and integration tests over real sockets),
-# then style and lints, then the page in a real headless browser.
+# Rust tests first (unit, property and integration tests over real sockets,
+# and the stress tool's unit tests), then style and lints, then the page in a
+# real headless browser.
 test: test-rust lint test-browser
 
 test-rust:
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 test-browser:
 	$(CARGO) build --bin threadchat
@@ -26,17 +28,18 @@ test-browser:
 	cd client && THREADCHAT_BIN=$(CURDIR)/target/debug/threadchat npm test
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean
 	rm -rf client/node_modules client/tests/output
 
-# Release build, server pinned to one core and load to the other; writes
+# Release build of both packages, server pinned to one core and the stress
+# tool (stress/, target/release/chat-stress) to the other; writes
 # docs/bench.md and its plot. Takes several minutes.
 bench:
 	bash bench/run.sh

@@ -15,7 +15,8 @@ STRESS=target/release/chat-stress
 SERVER_CORE=0
 LOAD_CORE=1
 
-cargo build --release --bins
+# Both packages: the server and the stress tool (stress/).
+cargo build --release --workspace
 
 if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
     python3 -m venv "$VENV"

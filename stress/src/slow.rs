@@ -10,6 +10,7 @@
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::fanout;
 use crate::room::{self, RoomPlan, RoomResult};
 use crate::{Common, Report};
 
@@ -103,9 +104,9 @@ pub fn run(args: &SlowArgs) -> Result<Report, String> {
         ),
     )];
     rows.push(("— baseline (nobody slow)".into(), String::new()));
-    rows.extend(room::room_rows(&result.baseline));
+    rows.extend(fanout::room_rows(&result.baseline));
     rows.push(("— with slow users".into(), String::new()));
-    rows.extend(room::room_rows(&result.with_slow));
+    rows.extend(fanout::room_rows(&result.with_slow));
     rows.push(("p99 with / without".into(), format!("{p99_ratio:.2}×")));
     rows.push((
         "slow users dropped".into(),

@@ -17,9 +17,11 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tungstenite::{Message, WebSocket};
 
+use crate::client;
+use crate::errors::ErrorTally;
 use crate::measure::{CpuMeter, CpuUse, ProcessSample, now_us};
 use crate::net::{self, Sources, Target};
-use crate::room::{self, ErrorTally};
+use crate::progress::progress;
 use crate::scan::{self, Notice, Stamp};
 use crate::{Common, Report};
 
@@ -104,7 +106,7 @@ pub fn run(args: &ChurnArgs) -> Result<Report, String> {
     };
     let meter = CpuMeter::start(pid);
     let start = Instant::now();
-    let bar = room::progress(!args.common.json, duration.as_millis() as u64, "churn ms");
+    let bar = progress(!args.common.json, duration.as_millis() as u64, "churn ms");
     let mut workers = Vec::new();
     for worker in 0..args.workers {
         let mine = shared.clone();
@@ -204,10 +206,10 @@ fn visit_once(
 ) -> Result<Visit, String> {
     let mut ws = net::open(&shared.target, &shared.sources, 8 * 1024)?;
     let deadline = now_us() + ECHO_TIMEOUT.as_micros() as u64;
-    ws.send(Message::text(room::login_json(name)))
+    ws.send(Message::text(client::login_json(name)))
         .map_err(|e| format!("login: {e}"))?;
     loop {
-        let message = room::next_text(&mut ws, deadline)?
+        let message = client::next_text(&mut ws, deadline)?
             .ok_or_else(|| "own login never came back".to_string())?;
         match scan::notice(message.to_text().unwrap_or_default()) {
             Notice::Joined(who) if who == name => break,
@@ -228,7 +230,7 @@ fn visit_once(
     }
     let mut echoes = 0;
     while echoes < chats {
-        let message = room::next_text(&mut ws, deadline)?
+        let message = client::next_text(&mut ws, deadline)?
             .ok_or_else(|| format!("{} of {chats} own chats never came back", chats - echoes))?;
         // Other workers share sender numbers across visits; only this
         // visit's user can have this name, so match on it.
@@ -269,7 +271,7 @@ fn close_cleanly(ws: &mut WebSocket<TcpStream>, deadline_us: u64) -> Result<(), 
         match ws.read() {
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
-            Err(tungstenite::Error::Io(e)) if room::is_timeout(&e) => {
+            Err(tungstenite::Error::Io(e)) if client::is_timeout(&e) => {
                 if now_us() > deadline_us {
                     return Err("close handshake not answered".into());
                 }
@@ -309,8 +311,8 @@ fn probe_until_empty(shared: &Shared) -> Option<usize> {
         attempt += 1;
         if let Ok(mut ws) = net::open(&shared.target, &shared.sources, 64 * 1024) {
             let deadline = now_us() + ECHO_TIMEOUT.as_micros() as u64;
-            if ws.send(Message::text(room::login_json(&name))).is_ok() {
-                while let Ok(Some(message)) = room::next_text(&mut ws, deadline) {
+            if ws.send(Message::text(client::login_json(&name))).is_ok() {
+                while let Ok(Some(message)) = client::next_text(&mut ws, deadline) {
                     let text = message.to_text().unwrap_or_default();
                     if scan::notice(text) == Notice::Joined(&name) {
                         others = scan::active_user_count(text).map(|n| n.saturating_sub(1));
@@ -318,7 +320,7 @@ fn probe_until_empty(shared: &Shared) -> Option<usize> {
                     }
                 }
             }
-            room::close(&mut ws, now_us() + 1_000_000);
+            client::close(&mut ws, now_us() + 1_000_000);
         }
         if others == Some(0) {
             break;

@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::client;
+use crate::errors::ErrorTally;
 use crate::measure::{CpuMeter, CpuUse, ProcessSample, now_us};
 use crate::net::{self, Sources, Target};
-use crate::room::{self, ErrorTally};
+use crate::progress::progress;
 use crate::{Common, Report};
 
 /// tungstenite read buffer of a held connection: it reads presence
@@ -125,18 +127,18 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
                 Ok(ws) => ws,
                 Err(e) => return drop(settled_tx.send(Err(e))),
             };
-            if let Err(e) = room::log_in(&mut ws, &name, logged_in, deadline) {
+            if let Err(e) = client::log_in(&mut ws, &name, logged_in, deadline) {
                 return drop(settled_tx.send(Err(e)));
             }
             let _ = settled_tx.send(Ok(()));
             // Keep reading (and so answering pings) until told to stop.
             while !stop.load(Ordering::Relaxed) {
-                match room::next_text(&mut ws, now_us()) {
+                match client::next_text(&mut ws, now_us()) {
                     Ok(_) => {}
                     Err(_) => return,
                 }
             }
-            room::close(&mut ws, now_us() + 2_000_000);
+            client::close(&mut ws, now_us() + 2_000_000);
         });
         match spawned {
             Ok(handle) => users.push(handle),
@@ -147,7 +149,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
         }
     }
     drop(settled_tx);
-    let bar = room::progress(!args.common.json, users.len() as u64, "login");
+    let bar = progress(!args.common.json, users.len() as u64, "login");
     let mut settled_ok = 0;
     // Counted, not iterated to the end: each user keeps its sender while
     // it holds on.
@@ -190,7 +192,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
         }
     }
     drop(opened_tx);
-    let bar = room::progress(!args.common.json, idle as u64, "establish");
+    let bar = progress(!args.common.json, idle as u64, "establish");
     let mut held: Vec<TcpStream> = Vec::with_capacity(idle);
     for outcome in opened.iter() {
         bar.inc(1);

@@ -4,14 +4,15 @@
 //!
 //! Each subcommand is one experiment in its own module:
 //!
-//! - `fanout` (`room.rs` does the work): N users log in, K of them chat;
-//!   throughput, latency, loss, duplicates, reordering, and the login storm.
+//! - `fanout` (`fanout.rs`; the room engine in `room/` does the work): N
+//!   users log in, K of them chat; throughput, latency, loss, duplicates,
+//!   reordering, and the login storm.
 //! - `hold` (`hold.rs`): many connections held open at once; the server's
 //!   memory and threads per connection.
 //! - `churn` (`churn.rs`): users coming and going, cleanly and abruptly; the
 //!   server must end empty.
 //! - `slow` (`slow.rs`): some users stop reading; the others must not notice.
-//! - `report` (`report.rs`, `plot.rs`): turns the JSON lines of a benchmark
+//! - `report` (`report/`): turns the JSON lines of a benchmark
 //!   run into `docs/bench.md` and its plot.
 //!
 //! Every run is bounded in time: each phase has a deadline and a watchdog
@@ -19,12 +20,16 @@
 //! talks to loopback only; `net::Target` refuses any other address.
 
 mod churn;
+mod client;
+mod errors;
+mod fanout;
 mod hold;
 mod measure;
 mod net;
-mod plot;
+mod progress;
 mod report;
 mod room;
+mod sampler;
 mod scan;
 mod slow;
 
@@ -52,7 +57,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// N users log in, K of them send M chat messages each; every delivery is checked.
-    Fanout(room::FanoutArgs),
+    Fanout(fanout::FanoutArgs),
     /// Open N connections, log in L of them, hold them; server memory and threads.
     Hold(hold::HoldArgs),
     /// Users connect, log in, chat and leave (cleanly and abruptly) for a while.
@@ -132,7 +137,7 @@ impl Report {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Fanout(args) => run(&args.common.clone(), || room::fanout(&args)),
+        Command::Fanout(args) => run(&args.common.clone(), || fanout::run(&args)),
         Command::Hold(args) => run(&args.common.clone(), || hold::run(&args)),
         Command::Churn(args) => run(&args.common.clone(), || churn::run(&args)),
         Command::Slow(args) => run(&args.common.clone(), || slow::run(&args)),
