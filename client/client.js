@@ -1,25 +1,39 @@
 // threadchat browser client.
 //
 // The page's flow, in the order a user meets it:
-//   1. Connect: open one WebSocket to the server URL in #server.
-//   2. Set Name: send {"type":"login"}; the server answers every logged-in
-//      socket with the new list of users. Setting a name again renames.
-//   3. Chat: send {"type":"chat"}; the server relays it to everyone, us
-//      included, so a message appears only once the server has accepted it.
+//   1. Connect: open one WebSocket to the server URL in #server. The page
+//      served at /r/<room> fills in that room's URL, the page at / the lobby.
+//   2. Set Name (or Sign In, when the server wants a token): send
+//      {"type":"login"}; the server answers this socket alone with the room's
+//      recent history, then every logged-in socket of the room with the new
+//      list of users. Setting a name again renames.
+//   3. Chat: send {"type":"chat"}; the server relays it to everyone in the
+//      room, us included, so a message appears only once the server has
+//      accepted it.
 // Everything the server sends goes through handleServerMessage, which
-// dispatches on the message's "type".
+// dispatches on the message's "type". The HTTP side (/api/info, /api/rooms,
+// older messages) is read with fetch from the same server.
 //
-// Safety rule for the whole file: text from the network is only ever put on
-// the page with textContent, never as HTML, so a name or message such as
-// "<img src=x onerror=...>" shows up literally and runs nothing.
+// Safety rules for the whole file:
+//   - text from the network is only ever put on the page with textContent,
+//     never as HTML, so a name or message such as "<img src=x onerror=...>"
+//     shows up literally and runs nothing;
+//   - a sign-in token never goes into a URL the page requests: it is read
+//     from the address bar's #fragment (which browsers do not send), removed
+//     from it at once, and only ever sent inside the WebSocket.
 
 'use strict';
 
 const $ = (id) => document.getElementById(id);
 
 const els = {
+  roomTitle: $('room-title'),
   status: $('ws-status'),
   nameDisplay: $('name-display'),
+  copyLink: $('copy-link'),
+  copyStatus: $('copy-status'),
+  copyFallback: $('copy-fallback'),
+  copyUrl: $('copy-url'),
   connectForm: $('connect-form'),
   server: $('server'),
   connect: $('connect'),
@@ -28,13 +42,35 @@ const els = {
   name: $('name'),
   setName: $('set-name'),
   nameError: $('name-error'),
+  tokenForm: $('token-form'),
+  token: $('token'),
+  signIn: $('sign-in'),
+  tokenError: $('token-error'),
+  loadOlder: $('load-older'),
   chat: $('chat'),
+  chatSummary: $('chat-summary'),
   messageForm: $('message-form'),
   message: $('message'),
   send: $('send'),
   messageError: $('message-error'),
   users: $('users-list'),
+  rooms: $('rooms-list'),
+  roomsNote: $('rooms-note'),
+  roomForm: $('room-form'),
+  roomInput: $('room-input'),
+  roomError: $('room-error'),
 };
+
+// How often the room list is fetched again while connected.
+const ROOMS_REFRESH_MS = 5_000;
+// How long "Link copied" stays before the button is quiet again.
+const COPY_CONFIRMATION_MS = 4_000;
+// Older messages fetched per "Load older" press (the server allows 1..200).
+const OLDER_PAGE = 50;
+// Until /api/info says otherwise: the protocol's room name rule.
+const DEFAULT_ROOM_PATTERN = '^[a-z0-9_-]{1,32}$';
+// Where the token waits while the tab moves between rooms (this tab only).
+const TOKEN_KEY = 'threadchat-token';
 
 // The page's whole state. The server is the authority on names: `me` is set
 // only when the server confirms a login, never when we merely ask for one.
@@ -44,21 +80,227 @@ let requested = null;   // the name we asked for and are waiting to hear back
 let rejoinAs = null;    // our name before the connection dropped, to log in again
 let activeUsers = [];   // the last list the server sent, in join order
 
+// What the server is (from GET /api/info); the defaults are a server that
+// predates it: no sign-in, no history, the protocol's room names.
+let info = { auth: 'none', history: 0, roomPattern: new RegExp(DEFAULT_ROOM_PATTERN) };
+let infoReady = Promise.resolve(info);
+
+// Sign-in: the token and the name it carries (for display only; the server
+// checks the token, the page just reads its payload).
+let token = null;
+let tokenSub = null;
+
+// History. Every chat from a history-keeping server has an id, increasing per
+// room; the page keeps the ids it shows, so nothing is ever shown twice.
+const past = {
+  url: null,          // the chat (server and room) the ids below belong to
+  seen: new Set(),
+  lastId: null,       // newest id shown: a reconnect asks for what came after
+  oldestId: null,     // oldest id shown: "Load older" asks for what came before
+  olderAnchor: null,  // the divider older messages are inserted after
+  gapNote: null,      // "some earlier messages are not shown", while true
+  received: false,    // this socket has had its history
+  loadingOlder: false,
+};
+
+let roomsTimer = null;
+let roomsInFlight = false;
+let copyTimer = null;
+
+// ---------------------------------------------------------------------------
+// Where we are: the room and server this page is for
+
+// The room a path names, by the server's rule: / is the lobby, /r/<name> is
+// <name> in lower case; null for any other path.
+function roomFromPath(pathname) {
+  if (pathname === '/' || pathname === '/index.html') return 'lobby';
+  const match = /^\/r\/([^/]+)$/.exec(pathname);
+  if (!match) return null;
+  let name;
+  try {
+    name = decodeURIComponent(match[1]).toLowerCase();
+  } catch {
+    return null;
+  }
+  return new RegExp(DEFAULT_ROOM_PATTERN).test(name) ? name : null;
+}
+
+// The room of the page itself (null when opened from disk).
+function pageRoom() {
+  if (location.protocol !== 'http:' && location.protocol !== 'https:') return null;
+  return roomFromPath(location.pathname) || 'lobby';
+}
+
+function defaultServerUrl() {
+  // Served by threadchat itself: the chat lives on the same host and port,
+  // at the same path as the page. Opened from disk (file:), there is no
+  // host, so guess a local server.
+  const room = pageRoom();
+  if (room === null) return 'ws://localhost:8081';
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const path = location.pathname === '/' || location.pathname === '/index.html' ? '/' : `/r/${room}`;
+  return `${scheme}//${location.host}${path}`;
+}
+
+// The server's HTTP origin, from the WebSocket URL in the Server field
+// (ws://host:port/r/x -> http://host:port), or null if it is not one.
+function serverOrigin() {
+  try {
+    const url = new URL(els.server.value.trim());
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') return null;
+    return `${url.protocol === 'wss:' ? 'https:' : 'http:'}//${url.host}`;
+  } catch {
+    return null;
+  }
+}
+
+// The page reads the server's HTTP API only when the chat server is the one
+// that served it: the Content-Security-Policy allows nothing else, and from
+// disk a request would only fail.
+function apiOrigin() {
+  const origin = serverOrigin();
+  return origin !== null && origin === location.origin ? origin : null;
+}
+
+// The room the Server field points at (falls back to the page's room).
+function serverRoom() {
+  try {
+    return roomFromPath(new URL(els.server.value.trim()).pathname) || pageRoom() || 'lobby';
+  } catch {
+    return pageRoom() || 'lobby';
+  }
+}
+
+function roomUrl(room) {
+  const origin = apiOrigin() || serverOrigin() || location.origin;
+  return `${origin}/r/${encodeURIComponent(room)}`;
+}
+
+function showRoom(room) {
+  els.roomTitle.textContent = room;
+  document.title = `${room} · threadchat`;
+  markCurrentRoom();
+}
+
+function currentRoom() {
+  return els.roomTitle.textContent;
+}
+
+// Asks the server what it is. Failing is fine: the defaults describe a
+// server without sign-in or history.
+async function loadInfo() {
+  const origin = apiOrigin();
+  if (origin === null) return info;
+  try {
+    const response = await fetch(`${origin}/api/info`, { cache: 'no-store' });
+    if (!response.ok) return info;
+    const body = await response.json();
+    let roomPattern = info.roomPattern;
+    try {
+      if (typeof body.room_name_pattern === 'string') roomPattern = new RegExp(body.room_name_pattern);
+    } catch {
+      // keep the protocol's rule
+    }
+    info = {
+      auth: body.auth === 'jwt' ? 'jwt' : 'none',
+      history: Number.isInteger(body.history) ? body.history : 0,
+      roomPattern,
+    };
+  } catch {
+    // unreachable or not JSON: keep the defaults
+  }
+  applyAuthMode();
+  return info;
+}
+
+// ---------------------------------------------------------------------------
+// Sign-in tokens
+
+// Takes a token from the address bar's #token=..., then removes it from
+// there (and from the tab's history) so it is not bookmarked, shared or
+// shown over someone's shoulder. A token from an earlier room of this tab
+// is kept in sessionStorage.
+function takeToken() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const fromUrl = fragment.get('token');
+  if (fromUrl) {
+    fragment.delete('token');
+    const rest = fragment.toString();
+    replaceAddress(location.pathname + location.search + (rest ? `#${rest}` : ''));
+    remember(fromUrl.trim());
+    return;
+  }
+  try {
+    const stored = sessionStorage.getItem(TOKEN_KEY);
+    if (stored) setToken(stored);
+  } catch {
+    // storage disabled: the field still works
+  }
+}
+
+function replaceAddress(url) {
+  window.history.replaceState(window.history.state, '', url);
+}
+
+function remember(value) {
+  setToken(value);
+  try {
+    sessionStorage.setItem(TOKEN_KEY, value);
+  } catch {
+    // storage disabled: the token lasts as long as the page
+  }
+}
+
+function setToken(value) {
+  token = value;
+  tokenSub = tokenSubject(value);
+  els.token.value = value;
+  if (me === null) showIdentity();
+}
+
+// The `sub` claim of a JWT, read without checking anything: only to show
+// whom the token is for before the server has said so. null if unreadable.
+function tokenSubject(jwt) {
+  const parts = jwt.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    const padded = base64 + '='.repeat((4 - (base64.length % 4)) % 4);
+    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+    const payload = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : null;
+  } catch {
+    return null;
+  }
+}
+
+// Shows the name step or the token step, as the server wants.
+function applyAuthMode() {
+  const jwt = info.auth === 'jwt';
+  els.nameForm.hidden = jwt;
+  els.tokenForm.hidden = !jwt;
+  if (jwt && document.activeElement === els.name) els.token.focus();
+  showIdentity();
+}
+
+function showIdentity() {
+  if (me !== null) {
+    els.nameDisplay.textContent = `Signed in as ${me}`;
+  } else if (info.auth === 'jwt' && tokenSub !== null) {
+    els.nameDisplay.textContent = `Will sign in as ${tokenSub}`;
+  } else {
+    els.nameDisplay.textContent = 'Not signed in';
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Connection
 
-function defaultServerUrl() {
-  // Served by threadchat itself: the chat lives on the same host and port.
-  // Opened from disk (file:), there is no host, so guess a local server.
-  if (location.protocol === 'https:') return `wss://${location.host}/`;
-  if (location.protocol === 'http:') return `ws://${location.host}/`;
-  return 'ws://localhost:8081';
-}
-
 function connect() {
   showError(els.server, els.serverError, '');
+  const url = els.server.value.trim();
   try {
-    socket = new WebSocket(els.server.value.trim());
+    socket = new WebSocket(url);
   } catch {
     // The constructor throws at once for a URL it cannot use; an unreachable
     // server is reported later, by the close event.
@@ -66,15 +308,27 @@ function connect() {
     els.server.focus();
     return;
   }
+  // A different server or room: the ids seen so far mean nothing there.
+  if (past.url !== url) resetHistory(url);
+  past.received = false;
+  showRoom(serverRoom());
   setStatus('connecting');
   socket.addEventListener('open', onOpen);
   socket.addEventListener('message', (event) => handleServerMessage(parseFrame(event.data)));
   socket.addEventListener('close', onClose);
 }
 
-function onOpen() {
+async function onOpen() {
   setStatus('connected');
-  if (rejoinAs) {
+  startRoomsRefresh();
+  await infoReady;
+  if (info.auth === 'jwt') {
+    if (token) {
+      signIn();
+    } else {
+      els.token.focus();
+    }
+  } else if (rejoinAs) {
     // A reconnect: log in again under the name we had.
     login(rejoinAs);
   } else {
@@ -82,14 +336,24 @@ function onOpen() {
   }
 }
 
-function onClose() {
+function onClose(event) {
   const wasOpen = els.status.dataset.state === 'connected';
   socket = null;
   rejoinAs = me || rejoinAs;
   me = null;
   requested = null;
+  stopRoomsRefresh();
   setStatus('disconnected');
   renderUsers([]);
+  showIdentity();
+  if (event.code === 1008 && /expired/i.test(event.reason)) {
+    // The server ends a session whose token ran out: a fresh one is needed.
+    els.connect.textContent = 'Reconnect';
+    addSystemLine('Your sign-in expired.');
+    showError(els.token, els.tokenError, 'Token expired', 'paste a fresh token, then Reconnect');
+    els.token.focus();
+    return;
+  }
   if (wasOpen) {
     // Offer the way back in: the Connect button becomes Reconnect.
     els.connect.textContent = 'Reconnect';
@@ -108,9 +372,31 @@ function send(message) {
   }
 }
 
+// A login carries `since` until this socket has had its history, so that a
+// reconnect gets only what it missed.
+function withSince(message) {
+  if (!past.received && past.lastId !== null) message.since = past.lastId;
+  return message;
+}
+
 function login(name) {
   requested = name.trim();
-  send({ type: 'login', username: name });
+  send(withSince({ type: 'login', username: name }));
+}
+
+function signIn() {
+  if (!token) {
+    showError(els.token, els.tokenError, 'No token', 'paste the token you were given');
+    els.token.focus();
+    return;
+  }
+  showError(els.token, els.tokenError, '');
+  if (me === null) {
+    requested = tokenSub || '';
+  }
+  // Logged in already, the same login renews the session; the server sends
+  // no new presence for it.
+  send(withSince({ type: 'login', token }));
 }
 
 // Closing the tab says goodbye, as in the tutorial. The server would notice
@@ -141,7 +427,10 @@ function handleServerMessage(msg) {
       onDisconnect(msg);
       break;
     case 'chat':
-      addChatMessage(msg.username, msg.text);
+      onChat(msg);
+      break;
+    case 'history':
+      onHistory(msg);
       break;
     case 'error':
       onError(msg);
@@ -152,6 +441,7 @@ function handleServerMessage(msg) {
 }
 
 function onLogin(msg) {
+  if (typeof msg.room === 'string' && msg.room !== '') showRoom(msg.room);
   const previous = activeUsers;
   // A socket that is not logged in receives no broadcasts, so the first login
   // it hears about is its own. Once logged in, a login is ours when it carries
@@ -172,6 +462,7 @@ function onLogin(msg) {
     addSystemLine(`${msg.user_joined} joined`);
   }
   renderUsers(msg.active_users);
+  if (isMine) refreshRooms();
 }
 
 function onDisconnect(msg) {
@@ -179,15 +470,26 @@ function onDisconnect(msg) {
   renderUsers(msg.active_users);
 }
 
+function onChat(msg) {
+  if (!noteId(msg.id)) return;   // shown already (a reconnect's overlap)
+  appendToChat(chatItem(msg));
+}
+
 function onError(msg) {
   // Show the refusal next to the input whose request it refuses. Errors with
   // no request (e.g. a frame the server could not parse) go to the message
-  // box once logged in, else to the name box.
+  // box once logged in, else to the name (or token) box.
   if (msg.request === 'login' || (msg.request !== 'chat' && me === null)) {
     requested = null;
-    showError(els.name, els.nameError, msg.error, msg.details);
-    els.name.focus();
-    els.name.select();
+    if (info.auth === 'jwt' || msg.error === 'authentication failed') {
+      showError(els.token, els.tokenError, msg.error, msg.details);
+      els.token.focus();
+      els.token.select();
+    } else {
+      showError(els.name, els.nameError, msg.error, msg.details);
+      els.name.focus();
+      els.name.select();
+    }
   } else {
     showError(els.message, els.messageError, msg.error, msg.details);
     els.message.focus();
@@ -199,11 +501,255 @@ function becomeUser(name) {
   requested = null;
   rejoinAs = null;
   els.name.value = name;
-  els.nameDisplay.textContent = `Signed in as ${name}`;
+  showIdentity();
   els.setName.textContent = 'Change Name';
+  els.signIn.textContent = 'Renew';
   showError(els.name, els.nameError, '');
+  showError(els.token, els.tokenError, '');
   setEnabled([els.message, els.send], true);
   els.message.focus();
+}
+
+// ---------------------------------------------------------------------------
+// History: earlier messages, the gap after a reconnect, older pages
+
+function resetHistory(url) {
+  past.url = url;
+  past.seen = new Set();
+  past.lastId = null;
+  past.oldestId = null;
+  past.olderAnchor = null;
+  if (past.gapNote) past.gapNote.remove();
+  past.gapNote = null;
+  els.loadOlder.hidden = true;
+}
+
+// Notes a chat's id; false if it was shown already. Chats without an id (a
+// server with history off) are always new.
+function noteId(id) {
+  if (!Number.isSafeInteger(id)) return true;
+  if (past.seen.has(id)) return false;
+  past.seen.add(id);
+  if (past.lastId === null || id > past.lastId) past.lastId = id;
+  if (past.oldestId === null || id < past.oldestId) past.oldestId = id;
+  return true;
+}
+
+function onHistory(msg) {
+  const messages = Array.isArray(msg.messages) ? msg.messages : [];
+  const reconnect = past.lastId !== null;
+  past.received = true;
+  const fresh = messages.filter((m) => m && m.type === 'chat' && noteId(m.id));
+
+  if (reconnect) {
+    // What was said while we were away, after the "Connection lost." line.
+    if (msg.complete === false) {
+      addSystemLine('Some messages sent while you were away are not shown.');
+    }
+    const block = quietBlock();
+    for (const m of fresh) block.append(chatItem(m));
+    if (fresh.length) appendToChat(block);
+    summarize(fresh.length, 'missed while you were away');
+    return;
+  }
+
+  // First visit: the room's recent past above what is said from now on.
+  if (fresh.length === 0) return;
+  const block = quietBlock();
+  const divider = document.createElement('p');
+  divider.className = 'divider';
+  divider.textContent = 'Earlier messages';
+  block.append(divider);
+  for (const m of fresh) block.append(chatItem(m));
+  past.olderAnchor = divider;
+  const mayHaveOlder = msg.complete === false || (info.history > 0 && fresh.length >= info.history);
+  if (mayHaveOlder) {
+    past.gapNote = systemLine('Some earlier messages are not shown.');
+    past.gapNote.classList.add('gap-note');
+    block.prepend(past.gapNote);
+  }
+  els.loadOlder.hidden = !mayHaveOlder || apiOrigin() === null;
+  appendToChat(block);
+  summarize(fresh.length, 'earlier');
+}
+
+// A group of messages that arrived together: screen readers hear one summary
+// (see summarize) rather than each message read out in turn.
+function quietBlock() {
+  const block = document.createElement('div');
+  block.className = 'batch';
+  block.setAttribute('aria-live', 'off');
+  return block;
+}
+
+function summarize(count, what) {
+  if (count === 0) return;
+  els.chatSummary.textContent = `${count} ${what} ${count === 1 ? 'message' : 'messages'}`;
+}
+
+async function loadOlder() {
+  const origin = apiOrigin();
+  if (origin === null || past.oldestId === null || past.loadingOlder) return;
+  past.loadingOlder = true;
+  els.loadOlder.setAttribute('aria-disabled', 'true');
+  const room = currentRoom();
+  const url = `${origin}/api/rooms/${encodeURIComponent(room)}/messages` +
+    `?before=${past.oldestId}&limit=${OLDER_PAGE}`;
+  try {
+    const response = await fetch(url, { cache: 'no-store' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    const messages = Array.isArray(body.messages) ? body.messages : [];
+    const fresh = messages.filter((m) => m && m.type === 'chat' && noteId(m.id));
+    prependOlder(fresh);
+    if (messages.length < OLDER_PAGE) {
+      // The start of the room: nothing is missing any more.
+      els.loadOlder.hidden = true;
+      if (past.gapNote) past.gapNote.remove();
+      past.gapNote = null;
+      const start = systemLine('This is the start of the room.');
+      past.olderAnchor.before(start);
+      els.chat.focus();
+    }
+    summarize(fresh.length, 'older');
+  } catch {
+    els.chatSummary.textContent = 'Older messages could not be loaded.';
+  } finally {
+    past.loadingOlder = false;
+    els.loadOlder.removeAttribute('aria-disabled');
+  }
+}
+
+// Puts older chats right below the divider, keeping what the reader was
+// looking at in the same place on screen.
+function prependOlder(messages) {
+  if (messages.length === 0 || past.olderAnchor === null) return;
+  const block = quietBlock();
+  for (const m of messages) block.append(chatItem(m));
+  const fromBottom = els.chat.scrollHeight - els.chat.scrollTop;
+  past.olderAnchor.after(block);
+  els.chat.scrollTop = els.chat.scrollHeight - fromBottom;
+}
+
+// ---------------------------------------------------------------------------
+// Rooms: the list, going to one, sharing the link
+
+function startRoomsRefresh() {
+  stopRoomsRefresh();
+  refreshRooms();
+  roomsTimer = setInterval(() => {
+    if (document.visibilityState === 'visible') refreshRooms();
+  }, ROOMS_REFRESH_MS);
+}
+
+function stopRoomsRefresh() {
+  if (roomsTimer !== null) clearInterval(roomsTimer);
+  roomsTimer = null;
+}
+
+async function refreshRooms() {
+  const origin = apiOrigin();
+  if (origin === null) {
+    els.roomsNote.textContent = 'The room list shows when this page comes from the chat server.';
+    return;
+  }
+  if (roomsInFlight) return;
+  roomsInFlight = true;
+  try {
+    const response = await fetch(`${origin}/api/rooms`, { cache: 'no-store' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    renderRooms(Array.isArray(body.rooms) ? body.rooms : []);
+  } catch {
+    els.roomsNote.textContent = 'The room list is unavailable right now.';
+  } finally {
+    roomsInFlight = false;
+  }
+}
+
+// Updates the list in place, so a keyboard user's focus on a link survives
+// the refresh.
+function renderRooms(rooms) {
+  const valid = rooms.filter((r) => r && typeof r.name === 'string');
+  const existing = new Map();
+  for (const li of els.rooms.children) existing.set(li.dataset.name, li);
+  const names = valid.map((r) => r.name);
+  for (const [name, li] of existing) {
+    if (!names.includes(name)) li.remove();
+  }
+  valid.forEach((room, index) => {
+    const li = existing.get(room.name) || roomItem(room.name);
+    const users = Number.isInteger(room.users) ? room.users : 0;
+    li.querySelector('.room-users').textContent = `${users} ${users === 1 ? 'user' : 'users'}`;
+    if (els.rooms.children[index] !== li) {
+      els.rooms.insertBefore(li, els.rooms.children[index] || null);
+    }
+  });
+  markCurrentRoom();
+  els.roomsNote.textContent = valid.length === 0 ? 'No one is chatting yet.' : '';
+}
+
+function roomItem(name) {
+  const li = document.createElement('li');
+  li.dataset.name = name;
+  const link = document.createElement('a');
+  link.className = 'room-link';
+  link.href = roomUrl(name);
+  link.textContent = name;
+  const users = document.createElement('span');
+  users.className = 'room-users';
+  li.append(link, ' ', users);
+  return li;
+}
+
+function markCurrentRoom() {
+  const room = els.roomTitle.textContent;
+  for (const li of els.rooms.children) {
+    const link = li.querySelector('a');
+    if (li.dataset.name === room) {
+      link.setAttribute('aria-current', 'page');
+    } else {
+      link.removeAttribute('aria-current');
+    }
+  }
+}
+
+function goToRoom(raw) {
+  const name = raw.trim().toLowerCase();
+  if (name === '') {
+    showError(els.roomInput, els.roomError, 'Type a room name');
+    els.roomInput.focus();
+    return;
+  }
+  if (!info.roomPattern.test(name)) {
+    showError(els.roomInput, els.roomError, 'Not a room name',
+      'use 1 to 32 of a–z, 0–9, - and _');
+    els.roomInput.focus();
+    els.roomInput.select();
+    return;
+  }
+  showError(els.roomInput, els.roomError, '');
+  location.assign(roomUrl(name));
+}
+
+async function copyLink() {
+  const link = roomUrl(currentRoom());
+  clearTimeout(copyTimer);
+  try {
+    if (!navigator.clipboard || !navigator.clipboard.writeText) throw new Error('no clipboard');
+    await navigator.clipboard.writeText(link);
+    els.copyFallback.hidden = true;
+    els.copyStatus.textContent = 'Link copied';
+    copyTimer = setTimeout(() => { els.copyStatus.textContent = ''; }, COPY_CONFIRMATION_MS);
+  } catch {
+    // No clipboard (an insecure origin, a refused permission): show the
+    // link selected, ready for the reader's own copy.
+    els.copyUrl.value = link;
+    els.copyFallback.hidden = false;
+    els.copyStatus.textContent = 'Copy the link below';
+    els.copyUrl.focus();
+    els.copyUrl.select();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -217,7 +763,7 @@ function setStatus(state) {
 
   const connected = state === 'connected';
   setEnabled([els.server, els.connect], state === 'disconnected');
-  setEnabled([els.name, els.setName], connected);
+  setEnabled([els.name, els.setName, els.token, els.signIn], connected);
   setEnabled([els.message, els.send], connected && me !== null);
 }
 
@@ -284,38 +830,50 @@ function markSelf(li, isSelf) {
   }
 }
 
-// Own messages get class `right`, everyone else's `left`, as in the tutorial.
-function addChatMessage(username, text) {
+// One chat message. Own messages get class `right`, everyone else's `left`,
+// as in the tutorial. The time is the server's (`ts`) when it sent one.
+function chatItem(msg) {
   const item = document.createElement('div');
-  item.className = `message ${username === me ? 'right' : 'left'}`;
+  item.className = `message ${msg.username === me ? 'right' : 'left'}`;
+  if (Number.isSafeInteger(msg.id)) item.dataset.id = String(msg.id);
 
   const meta = document.createElement('div');
   meta.className = 'meta';
   const sender = document.createElement('span');
   sender.className = 'sender';
-  sender.textContent = username;
-  meta.append(sender, ' ', timestamp());
+  sender.textContent = String(msg.username);
+  meta.append(sender, ' ', timestamp(msg.ts));
 
   const body = document.createElement('p');
   body.className = 'text';
-  body.textContent = text;
+  body.textContent = String(msg.text);
 
   item.append(meta, body);
-  appendToChat(item);
+  return item;
 }
 
-function addSystemLine(text) {
+function systemLine(text) {
   const line = document.createElement('p');
   line.className = 'system';
   line.textContent = text;
-  appendToChat(line);
+  return line;
 }
 
-function timestamp() {
-  const now = new Date();
+function addSystemLine(text) {
+  appendToChat(systemLine(text));
+}
+
+// A <time> in the reader's own time zone: the hour for today, the date too
+// for anything older.
+function timestamp(ts) {
+  const when = Number.isFinite(ts) ? new Date(ts) : new Date();
   const time = document.createElement('time');
-  time.dateTime = now.toISOString();
-  time.textContent = now.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  time.dateTime = when.toISOString();
+  const today = when.toDateString() === new Date().toDateString();
+  time.textContent = today
+    ? when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : when.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  time.title = when.toLocaleString();
   return time;
 }
 
@@ -339,6 +897,13 @@ els.nameForm.addEventListener('submit', (event) => {
   login(els.name.value);
 });
 
+els.tokenForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const value = els.token.value.trim();
+  if (value !== '') remember(value);
+  signIn();
+});
+
 els.messageForm.addEventListener('submit', (event) => {
   event.preventDefault();
   const text = els.message.value;
@@ -349,6 +914,18 @@ els.messageForm.addEventListener('submit', (event) => {
   els.message.focus();
 });
 
+els.roomForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  goToRoom(els.roomInput.value);
+});
+
+els.loadOlder.addEventListener('click', loadOlder);
+els.copyLink.addEventListener('click', copyLink);
+
 els.server.value = defaultServerUrl();
+showRoom(serverRoom());
+takeToken();
+infoReady = loadInfo();
+refreshRooms();
 setStatus('disconnected');
 els.server.focus();

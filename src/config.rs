@@ -62,6 +62,21 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// allows 20,000 descriptors per process and 32,768 threads in all.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// Rooms that may exist at once. A room costs a little memory and nothing
+/// while quiet, but each is a name someone chose: without a bound, a script
+/// opening connections to `/r/a1`, `/r/a2`, … could grow the server's state
+/// without limit. Past it, a handshake for a new room gets HTTP 503.
+pub const DEFAULT_MAX_ROOMS: usize = 1_000;
+
+/// Longest a handshake waits for the dispatcher to admit it to its room.
+/// The dispatcher answers in microseconds; this only bounds a server so
+/// overloaded that the client is better told 503 than kept waiting.
+pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest an HTTP request waits for the thread that owns its answer (the
+/// dispatcher for `/api/rooms`).
+pub const API_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Time graceful shutdown gives clients to receive their close frame before
 /// their sockets are shut down regardless.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -171,6 +186,10 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
+    /// Most rooms at once; a handshake that would open one more gets HTTP 503.
+    #[arg(long, default_value_t = DEFAULT_MAX_ROOMS)]
+    pub max_rooms: usize,
+
     /// Tuning: most bytes of broadcasts gathered into one shared buffer (0: none).
     #[arg(long, default_value_t = DEFAULT_BROADCAST_BATCH_BYTES)]
     pub broadcast_batch_bytes: usize,
@@ -201,6 +220,7 @@ impl Default for Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_rooms: DEFAULT_MAX_ROOMS,
             broadcast_batch_bytes: DEFAULT_BROADCAST_BATCH_BYTES,
             write_batch: DEFAULT_WRITE_BATCH,
             allowed_origins: Vec::new(),

@@ -42,7 +42,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
-use crate::config::{Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES};
+use crate::api;
+use crate::config::{
+    ADMISSION_TIMEOUT, Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES,
+};
 use crate::dispatcher::{ConnId, Event};
 use crate::http::{self, HeadError, Route};
 use crate::outbox::{self, Outbox};
@@ -86,34 +89,56 @@ pub fn serve(
     // so it may write the HTTP response itself.
     match http::route(&head, &config.allowed_origins) {
         Route::Respond(response) => {
-            let status = String::from_utf8_lossy(&response[..response.len().min(40)])
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            if head.is_websocket_upgrade() {
-                warn!("conn {id}: WebSocket handshake refused: {status}");
-            } else {
-                debug!("conn {id}: {} {}: {status}", head.method, head.path);
-            }
-            let _ = (&socket).write_all(&response);
-            http::linger_close(&socket);
+            log_response(id, &head, &response);
+            respond(&socket, &response);
         }
-        Route::Upgrade(response) => {
-            if let Err(e) = (&socket).write_all(&response) {
-                debug!("conn {id}: handshake write failed: {e}");
-                return;
-            }
-            chat(id, Arc::new(socket), leftover, config, events);
+        Route::Api(request) => {
+            let response = api::answer(request, &events, head.method == "GET");
+            log_response(id, &head, &response);
+            respond(&socket, &response);
+        }
+        Route::Upgrade { room, response } => {
+            chat(
+                id,
+                Arc::new(socket),
+                room,
+                response,
+                leftover,
+                config,
+                events,
+            );
         }
     }
 }
 
-/// Runs a WebSocket connection: starts its writer, registers it with the
-/// dispatcher, then reads until the connection ends.
+/// Writes a complete response and closes the connection.
+fn respond(socket: &TcpStream, response: &[u8]) {
+    let _ = (&*socket).write_all(response);
+    http::linger_close(socket);
+}
+
+/// One log line per answered request: refused handshakes at warn level.
+fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8]) {
+    let status = String::from_utf8_lossy(&response[..response.len().min(40)])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if head.is_websocket_upgrade() {
+        warn!("conn {id}: WebSocket handshake refused: {status}");
+    } else {
+        debug!("conn {id}: {} {}: {status}", head.method, head.path);
+    }
+}
+
+/// Runs a WebSocket connection: asks the dispatcher to admit it to `room`,
+/// completes the handshake, starts its writer, then reads until the
+/// connection ends.
 fn chat(
     id: ConnId,
     socket: Arc<TcpStream>,
+    room: String,
+    handshake: Vec<u8>,
     leftover: Vec<u8>,
     config: &Config,
     events: Sender<Event>,
@@ -124,6 +149,40 @@ fn chat(
         config.outbound_messages,
         config.outbound_bytes,
     );
+    let (admitted, admission) = crossbeam_channel::bounded(1);
+    let connected = Event::Connected {
+        id,
+        room,
+        outbox: outbox.clone(),
+        admitted,
+    };
+    if events.send(connected).is_err() {
+        return;
+    }
+    // From here on the dispatcher may know this connection, so every way out
+    // must tell it: the guard does, on drop.
+    let guard = ReaderGuard {
+        id,
+        events: &events,
+        outbox: &outbox,
+    };
+    let refusal = match admission.recv_timeout(ADMISSION_TIMEOUT) {
+        Ok(Ok(())) => None,
+        Ok(Err(why)) => Some(why),
+        Err(_) => Some("the server is too busy; try again later".to_string()),
+    };
+    if let Some(why) = refusal {
+        warn!("conn {id}: WebSocket handshake refused: 503: {why}");
+        respond(
+            &socket,
+            &http::status_response("503 Service Unavailable", &why),
+        );
+        return;
+    }
+    if let Err(e) = (&*socket).write_all(&handshake) {
+        debug!("conn {id}: handshake write failed: {e}");
+        return;
+    }
     let (write_timeout, write_batch) = (config.write_timeout, config.write_batch);
     let writer = thread::Builder::new()
         .name(format!("writer-{id}"))
@@ -136,29 +195,11 @@ fn chat(
             return;
         }
     };
-    if events
-        .send(Event::Connected {
-            id,
-            outbox: outbox.clone(),
-        })
-        .is_err()
-    {
-        outbox.finish();
-        let _ = writer.join();
-        return;
-    }
     debug!("conn {id}: WebSocket open");
-
-    {
-        let guard = ReaderGuard {
-            id,
-            events: &events,
-            outbox: &outbox,
-        };
-        read_pump(&guard, socket, leftover, config);
-    }
-    // The guard has told the dispatcher and the writer; wait for the writer
-    // so the connection's threads are all gone when this one ends.
+    read_pump(&guard, socket, leftover, config);
+    // The guard tells the dispatcher and the writer; then wait for the
+    // writer so the connection's threads are all gone when this one ends.
+    drop(guard);
     let _ = writer.join();
     debug!("conn {id}: closed");
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tungstenite::handshake::derive_accept_key;
 
 use crate::config::{MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
+use crate::room;
 
 /// The browser client, compiled in.
 const INDEX_HTML: &str = include_str!("../client/index.html");
@@ -152,17 +153,31 @@ pub fn read_request_head(
 /// What to do with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
-    /// A valid WebSocket handshake: send these bytes (the 101) and talk chat.
-    Upgrade(Vec<u8>),
+    /// A valid WebSocket handshake for `room`: once the dispatcher admits
+    /// it, send `response` (the 101) and talk chat.
+    Upgrade { room: String, response: Vec<u8> },
     /// Answer with this complete response and close.
     Respond(Vec<u8>),
+    /// A question for the thread that owns the answer (`api.rs`).
+    Api(ApiRequest),
+}
+
+/// The JSON endpoints, answered by asking the thread that owns the data.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApiRequest {
+    /// `GET /api/rooms`: the dispatcher's rooms with logged-in users.
+    Rooms,
 }
 
 /// Decides what a request gets. `allowed_origins` empty means any origin.
 pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
     if head.is_websocket_upgrade() {
+        let room = match room::room_from_path(&head.path) {
+            Ok(room) => room,
+            Err(why) => return Route::Respond(status_response("404 Not Found", &why)),
+        };
         return match accept_upgrade(head, allowed_origins) {
-            Ok(response) => Route::Upgrade(response),
+            Ok(response) => Route::Upgrade { room, response },
             Err(response) => Route::Respond(response),
         };
     }
@@ -180,6 +195,12 @@ pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
         "/client.js" => ("text/javascript; charset=utf-8", CLIENT_JS),
         "/index.css" => ("text/css; charset=utf-8", INDEX_CSS),
+        "/api/rooms" => return Route::Api(ApiRequest::Rooms),
+        // Each room's page is the chat page; it reads its room from its URL.
+        _ if path.starts_with("/r/") => match room::room_from_path(path) {
+            Ok(_) => ("text/html; charset=utf-8", INDEX_HTML),
+            Err(why) => return Route::Respond(status_response("404 Not Found", &why)),
+        },
         _ => return Route::Respond(status_response("404 Not Found", "not found")),
     };
     Route::Respond(response(
@@ -291,9 +312,20 @@ pub fn status_response(status: &str, message: &str) -> Vec<u8> {
     )
 }
 
+/// A JSON answer that no cache may keep: it is live state.
+pub fn json_response(body: &[u8], include_body: bool) -> Vec<u8> {
+    response(
+        "200 OK",
+        "application/json",
+        &[("Cache-Control", "no-store")],
+        body,
+        include_body,
+    )
+}
+
 /// A complete `HTTP/1.1` response; every connection that gets one is closed
 /// after it, so each says so.
-fn response(
+pub fn response(
     status: &str,
     content_type: &str,
     extra_headers: &[(&str, &str)],

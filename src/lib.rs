@@ -7,13 +7,16 @@
 //! - `connection`: one client's handshake and read pump;
 //! - `writer`: one client's write pump, the only writer of its socket;
 //! - `outbox`: the bounded queue between everyone and a client's writer;
-//! - `dispatcher`: the one owner of the user map, which broadcasts;
+//! - `dispatcher`: the one owner of the chat's state, which routes events;
+//! - `room`: one room's users, names and pending broadcasts;
+//! - `api`: JSON endpoints, answered by asking the thread that owns the data;
 //! - `protocol`: the JSON messages, parsed and encoded;
 //! - `http`: the page and the WebSocket handshake on the same port;
 //! - `rate_limit`: the per-connection token bucket;
 //! - `config`: every limit and timeout, with its reason;
 //! - `os_limits`: what the operating system allows, read at start-up.
 
+pub mod api;
 pub mod config;
 pub mod connection;
 pub mod dispatcher;
@@ -22,6 +25,7 @@ pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
 pub mod rate_limit;
+pub mod room;
 pub mod server;
 pub mod writer;
 

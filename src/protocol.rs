@@ -75,6 +75,9 @@ impl Refusal {
     }
 }
 
+/// Chat fields that only the server sets.
+const SERVER_STAMPED: [&str; 4] = ["username", "room", "id", "ts"];
+
 /// Limits that parsing enforces; the rest are enforced by tungstenite.
 #[derive(Debug, Clone, Copy)]
 pub struct TextLimits {
@@ -158,9 +161,12 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                     ),
                 ));
             }
-            // The sender's claimed name is dropped here; the dispatcher
-            // writes the logged-in name back, so nobody speaks for another.
-            object.remove("username");
+            // The fields the server stamps are dropped here; the dispatcher
+            // writes the logged-in name and the room back (and the store the
+            // id and time), so nobody speaks for another or forges an id.
+            for stamped in SERVER_STAMPED {
+                object.remove(stamped);
+            }
             Ok(Request::Chat { message: object })
         }
         other => Err(Refusal::new(
@@ -215,14 +221,24 @@ pub fn username_key(name: &str) -> String {
     name.to_lowercase()
 }
 
-/// `{"type":"login","user_joined":…,"active_users":[…]}`, as JSON text.
-pub fn login_json<'a>(joined: &str, active_users: impl Iterator<Item = &'a str>) -> Vec<u8> {
-    presence_json("login", "user_joined", joined, active_users)
+/// `{"type":"login","user_joined":…,"active_users":[…],"room":…}`, as JSON
+/// text.
+pub fn login_json<'a>(
+    joined: &str,
+    active_users: impl Iterator<Item = &'a str>,
+    room: &str,
+) -> Vec<u8> {
+    presence_json("login", "user_joined", joined, active_users, room)
 }
 
-/// `{"type":"disconnect","user_left":…,"active_users":[…]}`, as JSON text.
-pub fn disconnect_json<'a>(left: &str, active_users: impl Iterator<Item = &'a str>) -> Vec<u8> {
-    presence_json("disconnect", "user_left", left, active_users)
+/// `{"type":"disconnect","user_left":…,"active_users":[…],"room":…}`, as
+/// JSON text.
+pub fn disconnect_json<'a>(
+    left: &str,
+    active_users: impl Iterator<Item = &'a str>,
+    room: &str,
+) -> Vec<u8> {
+    presence_json("disconnect", "user_left", left, active_users, room)
 }
 
 /// Both presence messages have one shape; it is written by hand into one
@@ -233,6 +249,7 @@ fn presence_json<'a>(
     who_key: &str,
     who: &str,
     active_users: impl Iterator<Item = &'a str>,
+    room: &str,
 ) -> Vec<u8> {
     let mut json = Vec::with_capacity(64);
     json.extend_from_slice(b"{\"type\":\"");
@@ -248,15 +265,17 @@ fn presence_json<'a>(
         }
         write_json_string(&mut json, user);
     }
-    json.extend_from_slice(b"]}");
+    json.extend_from_slice(b"],\"room\":");
+    write_json_string(&mut json, room);
+    json.push(b'}');
     json
 }
 
 /// The chat object as relayed, as JSON text: the client's fields, with
-/// `username` stamped.
-pub fn chat_json(message: &Map<String, Value>, username: &str) -> Vec<u8> {
-    // Serialize the client's object and add the stamped name, without
-    // cloning the map; `parse_request` removed any `username` it carried.
+/// `username` and `room` stamped.
+pub fn chat_json(message: &Map<String, Value>, username: &str, room: &str) -> Vec<u8> {
+    // Serialize the client's object and add the stamped fields, without
+    // cloning the map; `parse_request` removed any of them it carried.
     let mut json = serde_json::to_vec(message).expect("a JSON map always serializes");
     json.pop(); // the closing '}'
     if json.len() > 1 {
@@ -264,6 +283,8 @@ pub fn chat_json(message: &Map<String, Value>, username: &str) -> Vec<u8> {
     }
     json.extend_from_slice(b"\"username\":");
     write_json_string(&mut json, username);
+    json.extend_from_slice(b",\"room\":");
+    write_json_string(&mut json, room);
     json.push(b'}');
     json
 }

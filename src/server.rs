@@ -99,10 +99,10 @@ impl Server {
             self.config.max_connections = ceiling;
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
-        let batch_bytes = self.config.broadcast_batch_bytes;
+        let dispatcher = Dispatcher::new(&self.config);
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
-            .spawn(move || Dispatcher::new(batch_bytes).run(receiver))?;
+            .spawn(move || dispatcher.run(receiver))?;
         let state = Arc::new(ServerState {
             config: self.config,
             live: ConnectionCount::default(),

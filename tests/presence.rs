@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, eventually, online_besides_probe, users};
+use common::{TestServer, eventually, online_besides_probe, tutorial_view, users};
 use serde_json::json;
 
 /// Waits until only `n` connections are open, so that every event of the
@@ -33,7 +33,7 @@ fn an_abrupt_close_is_broadcast_as_exactly_one_disconnect() {
     walter.vanish();
     let left = maria.recv_json();
     assert_eq!(
-        left,
+        tutorial_view(&left),
         json!({"type": "disconnect", "user_left": "walter", "active_users": ["maria"]})
     );
     settle(&server, 1);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestServer, users};
+use common::{TestServer, tutorial_view, users};
 use serde_json::json;
 
 #[test]
@@ -17,7 +17,7 @@ fn login_is_broadcast_to_everyone_including_the_new_user_in_join_order() {
     let mut laura = server.connect();
     let to_laura = laura.login("laura");
     assert_eq!(
-        to_laura,
+        tutorial_view(&to_laura),
         json!({"type": "login", "user_joined": "laura", "active_users": ["walter", "maria", "laura"]})
     );
     assert_eq!(walter.recv_json(), to_laura);
@@ -33,7 +33,7 @@ fn disconnect_is_broadcast_to_the_remaining_users() {
     walter.send_json(json!({"type": "disconnect", "username": "walter"}));
     let left = maria.recv_json();
     assert_eq!(
-        left,
+        tutorial_view(&left),
         json!({"type": "disconnect", "user_left": "walter", "active_users": ["maria"]})
     );
     // walter is no longer logged in, so he hears nothing more: the next thing
@@ -49,8 +49,8 @@ fn chat_is_relayed_to_every_logged_in_user_including_the_sender() {
     walter.recv_json();
     walter.send_json(json!({"type": "chat", "text": "is this working?", "username": "walter"}));
     let expected = json!({"type": "chat", "text": "is this working?", "username": "walter"});
-    assert_eq!(walter.recv_json(), expected);
-    assert_eq!(maria.recv_json(), expected);
+    assert_eq!(tutorial_view(&walter.recv_json()), expected);
+    assert_eq!(tutorial_view(&maria.recv_json()), expected);
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn chat_keeps_extra_fields_of_the_chat_object() {
     let mut walter = server.login("walter");
     walter.send_json(json!({"type": "chat", "text": "hi", "username": "walter", "seq": 7}));
     assert_eq!(
-        walter.recv_json(),
+        tutorial_view(&walter.recv_json()),
         json!({"type": "chat", "text": "hi", "username": "walter", "seq": 7})
     );
 }

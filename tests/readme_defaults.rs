@@ -29,6 +29,7 @@ fn readme_defaults_table_matches_the_config() {
         ("--idle-timeout", seconds(c.idle_timeout)),
         ("--write-timeout", seconds(c.write_timeout)),
         ("--max-connections", format!("`{}`", c.max_connections)),
+        ("--max-rooms", format!("`{}`", c.max_rooms)),
         (
             "--broadcast-batch-bytes",
             format!("`{}`", c.broadcast_batch_bytes),

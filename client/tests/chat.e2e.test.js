@@ -8,6 +8,10 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { startServer, stopServer, launchBrowser, openPage } = require('./harness');
+const {
+  usersList, chatMessages, lastMessage, systemLines, waitUntil, focusedId,
+  connectByKeyboard, connectByMouse,
+} = require('./page');
 
 const DESKTOP = { width: 1100, height: 760 };
 const PHONE = { width: 390, height: 844 };
@@ -20,59 +24,6 @@ let browser;
 let url;
 let walter;   // { page, record }: uses the keyboard only
 let maria;    // { page, record }: uses the mouse
-
-// --- Reading the page ------------------------------------------------------
-// Each reader runs inside the page and returns plain data.
-
-// The users list as text, e.g. ["walter (you)", "maria"].
-const usersList = () => [...document.querySelectorAll('#users-list li')].map((li) =>
-  li.querySelector('.user-name').textContent + (li.querySelector('.you') ? ' (you)' : ''));
-
-// Chat messages as "class|sender|text", e.g. "right|walter|hello".
-const chatMessages = () => [...document.querySelectorAll('#chat .message')].map((m) => [
-  m.classList.contains('right') ? 'right' : m.classList.contains('left') ? 'left' : '?',
-  m.querySelector('.sender').textContent,
-  m.querySelector('.text').textContent,
-].join('|'));
-
-const lastMessage = () => {
-  const all = document.querySelectorAll('#chat .message');
-  return all.length ? all[all.length - 1].querySelector('.text').textContent : null;
-};
-
-const systemLines = () => [...document.querySelectorAll('#chat .system')].map((p) => p.textContent);
-
-// Waits until the reader returns `expected`; on timeout, fails showing what
-// the page had instead. The check runs inside the page (Playwright re-runs it
-// on every animation frame), so it is built here as a function: the page's
-// Content-Security-Policy forbids evaluating strings there.
-async function waitUntil(page, reader, expected, what) {
-  const matches = new Function('expected',
-    `return JSON.stringify((${reader})()) === JSON.stringify(expected);`);
-  try {
-    await page.waitForFunction(matches, expected, { timeout: 10_000 });
-  } catch (err) {
-    if (!/Timeout/.test(err.message)) throw err;
-    assert.deepEqual(await page.evaluate(reader), expected, `${what} never became as expected`);
-  }
-}
-
-async function focusedId(page) {
-  return page.evaluate(() => document.activeElement && document.activeElement.id);
-}
-
-// --- Actions ---------------------------------------------------------------
-
-async function connectByKeyboard(page) {
-  assert.equal(await focusedId(page), 'server', 'the page starts in the server URL box');
-  await page.keyboard.press('Enter');
-  await page.locator('#ws-status', { hasText: 'Connected' }).waitFor();
-}
-
-async function connectByMouse(page) {
-  await page.click('#connect');
-  await page.locator('#ws-status', { hasText: 'Connected' }).waitFor();
-}
 
 // --- The story -------------------------------------------------------------
 

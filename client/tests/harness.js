@@ -2,8 +2,9 @@
 // records everything a page does that a test may want to assert on.
 'use strict';
 
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
 
@@ -24,20 +25,39 @@ const SERVER_START_TIMEOUT_MS = 15_000;
 const SERVER_BIN = process.env.THREADCHAT_BIN ||
   path.resolve(__dirname, '..', '..', 'target', 'debug', 'threadchat');
 
-// Starts the server and resolves once it has said which port it listens on.
-function startServer() {
+function requireBinary() {
   if (!fs.existsSync(SERVER_BIN)) {
     throw new Error(`threadchat binary not found at ${SERVER_BIN}: run \`cargo build\` first ` +
       'or set THREADCHAT_BIN');
   }
-  const child = spawn(SERVER_BIN, ['--host', '127.0.0.1', '--port', '0'], {
+}
+
+// The flags the binary knows, from its --help (read once).
+let helpText = null;
+function serverHas(flag) {
+  requireBinary();
+  if (helpText === null) helpText = execFileSync(SERVER_BIN, ['--help'], { encoding: 'utf8' });
+  return helpText.includes(flag);
+}
+
+// Starts the server and resolves once it has said which port it listens on.
+// Its history database, if it keeps one, goes into a temporary directory
+// that stopServer deletes, never into the working directory. `args` are
+// extra flags, e.g. ['--jwt-secret', 'S'].
+function startServer(args = []) {
+  requireBinary();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'threadchat-e2e-'));
+  const dbArgs = serverHas('--db') ? ['--db', path.join(dir, 'threadchat.db')] : [];
+  const child = spawn(SERVER_BIN, ['--host', '127.0.0.1', '--port', '0', ...dbArgs, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: dir,
   });
   let output = '';
 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill();
+      fs.rmSync(dir, { recursive: true, force: true });
       reject(new Error(`server did not report its port within ${SERVER_START_TIMEOUT_MS} ms; ` +
         `output so far:\n${output}`));
     }, SERVER_START_TIMEOUT_MS);
@@ -47,7 +67,7 @@ function startServer() {
       const match = LISTENING.exec(output);
       if (match) {
         clearTimeout(timer);
-        resolve({ child, port: Number(match[1]), output: () => output });
+        resolve({ child, dir, port: Number(match[1]), output: () => output });
       }
     };
     // Keep draining both pipes for the whole run, or a chatty server would
@@ -57,18 +77,23 @@ function startServer() {
     child.on('error', (err) => { clearTimeout(timer); reject(err); });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      fs.rmSync(dir, { recursive: true, force: true });
       reject(new Error(`server exited early (code ${code}, signal ${signal}); output:\n${output}`));
     });
   });
 }
 
-// Stops the server we started, by its own handle (never by name).
+// Stops the server we started, by its own handle (never by name), and
+// deletes its temporary directory.
 function stopServer(server) {
-  if (!server || server.child.exitCode !== null || server.child.signalCode !== null) {
+  if (!server) return Promise.resolve();
+  const cleanUp = () => fs.rmSync(server.dir, { recursive: true, force: true });
+  if (server.child.exitCode !== null || server.child.signalCode !== null) {
+    cleanUp();
     return Promise.resolve();
   }
   return new Promise((resolve) => {
-    server.child.once('exit', resolve);
+    server.child.once('exit', () => { cleanUp(); resolve(); });
     server.child.kill('SIGTERM');
     // A server that ignores SIGTERM is killed outright rather than hanging the run.
     setTimeout(() => server.child.kill('SIGKILL'), 3_000).unref();
@@ -90,11 +115,18 @@ async function launchBrowser() {
   });
 }
 
+// A sign-in token from the server's own `token` subcommand.
+function makeToken(args) {
+  requireBinary();
+  return execFileSync(SERVER_BIN, ['token', ...args], { encoding: 'utf8' }).trim();
+}
+
 // Opens a page in its own browser context (its own cookies and storage, like
 // a separate person's browser) and records its console errors, uncaught
-// exceptions and dialogs (alert/confirm/prompt).
-async function openPage(browser, url, viewport) {
-  const context = await browser.newContext({ viewport });
+// exceptions and dialogs (alert/confirm/prompt). `contextOptions` go to
+// browser.newContext (e.g. bypassCSP for the accessibility audit).
+async function openPage(browser, url, viewport, contextOptions = {}) {
+  const context = await browser.newContext({ viewport, ...contextOptions });
   const page = await context.newPage();
   page.setDefaultTimeout(10_000);
 
@@ -112,4 +144,4 @@ async function openPage(browser, url, viewport) {
   return { page, record };
 }
 
-module.exports = { startServer, stopServer, launchBrowser, openPage };
+module.exports = { startServer, stopServer, launchBrowser, openPage, makeToken, serverHas };

@@ -54,6 +54,31 @@ impl TestServer {
         Client::connect(self.addr)
     }
 
+    /// A fresh client in room `room`, logged in as `name`.
+    pub fn login_in(&self, room: &str, name: &str) -> Client {
+        let mut client = Client::connect_to(self.addr, &format!("/r/{room}"));
+        client.login(name);
+        client
+    }
+
+    /// `GET path` on the server: the status code and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let response = raw_http(
+            self.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+        );
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     /// Logs a fresh client in and returns it, its own login already read.
     pub fn login(&self, name: &str) -> Client {
         let mut client = self.connect();
@@ -77,10 +102,15 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
+        Self::connect_to(addr, "/")
+    }
+
+    /// Connects to a path: `/r/<room>` is a room.
+    pub fn connect_to(addr: SocketAddr, path: &str) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let (ws, _response) =
-            tungstenite::client::client(format!("ws://{addr}/"), stream).expect("handshake");
+            tungstenite::client::client(format!("ws://{addr}{path}"), stream).expect("handshake");
         Client { ws }
     }
 
@@ -232,4 +262,18 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A server message as a tutorial client sees it: without the fields that
+/// threadchat adds (`room`, and a chat's `id` and `ts`). Tutorial clients
+/// ignore extra fields, so the rules about the tutorial's own fields are
+/// checked on this view; the added fields have tests of their own.
+pub fn tutorial_view(message: &Value) -> Value {
+    let mut message = message.clone();
+    if let Some(object) = message.as_object_mut() {
+        for added in ["room", "id", "ts"] {
+            object.remove(added);
+        }
+    }
+    message
 }
