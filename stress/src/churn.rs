@@ -80,7 +80,8 @@ pub struct ChurnResult {
 }
 
 struct Shared {
-    target: Target,
+    /// The nodes; each visit goes to the next.
+    targets: Vec<Target>,
     sources: Sources,
     tag: String,
     args: ChurnArgs,
@@ -89,10 +90,10 @@ struct Shared {
 }
 
 pub fn run(args: &ChurnArgs) -> Result<Report, String> {
-    let pid = args.common.server_pid;
+    let pids = args.common.server_pid.clone();
     let duration = Duration::from_secs_f64(args.duration.clamp(0.1, args.common.timeout));
     let shared = Arc::new(Shared {
-        target: Target::parse(&args.common.url)?,
+        targets: args.common.targets()?,
         sources: Sources::for_connections(args.workers * 4, args.common.source_addrs),
         tag: net::run_tag(),
         args: args.clone(),
@@ -101,10 +102,10 @@ pub fn run(args: &ChurnArgs) -> Result<Report, String> {
     });
     let mut result = ChurnResult {
         workers: args.workers,
-        before: pid.and_then(ProcessSample::of),
+        before: ProcessSample::of_all(&pids),
         ..ChurnResult::default()
     };
-    let meter = CpuMeter::start(pid);
+    let meter = CpuMeter::start(&pids);
     let start = Instant::now();
     let bar = progress(!args.common.json, duration.as_millis() as u64, "churn ms");
     let mut workers = Vec::new();
@@ -131,11 +132,16 @@ pub fn run(args: &ChurnArgs) -> Result<Report, String> {
     result.duration_s = start.elapsed().as_secs_f64();
 
     let probe_start = Instant::now();
-    result.left_behind = probe_until_empty(&shared);
+    // Every node must end empty; their counts add up.
+    result.left_behind = shared
+        .targets
+        .iter()
+        .map(|target| probe_until_empty(&shared, target))
+        .sum();
     result.empty_after_s = probe_start.elapsed().as_secs_f64();
     if let Some(before) = result.before {
         while probe_start.elapsed() < EMPTY_WAIT {
-            match pid.and_then(ProcessSample::of) {
+            match ProcessSample::of_all(&pids) {
                 Some(now) if now.threads > before.threads => {
                     std::thread::sleep(Duration::from_millis(100))
                 }
@@ -143,7 +149,7 @@ pub fn run(args: &ChurnArgs) -> Result<Report, String> {
             }
         }
     }
-    result.after = pid.and_then(ProcessSample::of);
+    result.after = ProcessSample::of_all(&pids);
     result.cpu = meter.read();
     let (tally, errors) = std::mem::take(&mut *shared.tally.lock().expect("not poisoned"));
     result.visits_per_s = tally.visits as f64 / result.duration_s.max(1e-9);
@@ -163,7 +169,8 @@ fn work(shared: &Shared, worker: usize) {
     let mut visit = 0u64;
     while Instant::now() < shared.until {
         let name = format!("{}c{worker}v{visit}", shared.tag);
-        let outcome = visit_once(shared, &name, worker as u32, &mut rng);
+        let target = &shared.targets[(worker + visit as usize) % shared.targets.len()];
+        let outcome = visit_once(shared, target, &name, worker as u32, &mut rng);
         let mut guard = shared.tally.lock().expect("not poisoned");
         let (tally, errors) = &mut *guard;
         tally.visits += 1;
@@ -200,11 +207,12 @@ struct Visit {
 
 fn visit_once(
     shared: &Shared,
+    target: &Target,
     name: &str,
     worker: u32,
     rng: &mut net::Rng,
 ) -> Result<Visit, String> {
-    let mut ws = net::open(&shared.target, &shared.sources, 8 * 1024)?;
+    let mut ws = net::open(target, &shared.sources, 8 * 1024)?;
     let deadline = now_us() + ECHO_TIMEOUT.as_micros() as u64;
     ws.send(Message::text(client::login_json(name)))
         .map_err(|e| format!("login: {e}"))?;
@@ -221,6 +229,7 @@ fn visit_once(
     let chats = rng.below(shared.args.max_messages + 1);
     for seq in 0..chats {
         let stamp = Stamp {
+            room: 0,
             sender: worker,
             seq,
             sent_us: now_us(),
@@ -300,16 +309,16 @@ fn reset(socket: &TcpStream) {
     // The socket is closed (with the reset) when the caller drops it.
 }
 
-/// Logs a probe user in until it finds itself alone; returns how many
-/// others it saw online the last time it looked.
-fn probe_until_empty(shared: &Shared) -> Option<usize> {
+/// Logs a probe user in to `target` until it finds itself alone; returns
+/// how many others it saw online the last time it looked.
+fn probe_until_empty(shared: &Shared, target: &Target) -> Option<usize> {
     let give_up = Instant::now() + EMPTY_WAIT;
     let mut others = None;
     let mut attempt = 0;
     while Instant::now() < give_up {
         let name = format!("{}probe{attempt}", shared.tag);
         attempt += 1;
-        if let Ok(mut ws) = net::open(&shared.target, &shared.sources, 64 * 1024) {
+        if let Ok(mut ws) = net::open(target, &shared.sources, 64 * 1024) {
             let deadline = now_us() + ECHO_TIMEOUT.as_micros() as u64;
             if ws.send(Message::text(client::login_json(&name))).is_ok() {
                 while let Ok(Some(message)) = client::next_text(&mut ws, deadline) {

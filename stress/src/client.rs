@@ -12,7 +12,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::measure::now_us;
 use crate::net;
-use crate::scan::{self, Notice};
+use crate::presence::Presence;
 
 /// Reads until a text message arrives. `Ok(None)` when the phase deadline
 /// passed first; `Err` when the connection ended.
@@ -51,38 +51,23 @@ pub fn login_json(name: &str) -> String {
     format!(r#"{{"type":"login","username":"{name}"}}"#)
 }
 
-/// Logs in and reads presence messages until `expected` users are online.
-/// Returns the frames and bytes that took.
+/// Logs in and reads presence messages until the user's room is complete
+/// (see `Presence`); the frames, bytes and crossings are left in `presence`.
 pub fn log_in(
     ws: &mut WebSocket<TcpStream>,
-    name: &str,
-    expected: usize,
+    presence: &mut Presence,
     deadline_us: u64,
-) -> Result<(u64, u64), String> {
-    ws.send(Message::text(login_json(name)))
+) -> Result<(), String> {
+    ws.send(Message::text(login_json(presence.name())))
         .map_err(|e| format!("login: {e}"))?;
-    let mut online: Option<usize> = None;
-    let (mut frames, mut bytes) = (0, 0);
-    while online != Some(expected) {
+    loop {
         let Some(message) = next_text(ws, deadline_us)? else {
-            return Err(format!(
-                "login: room incomplete at the deadline ({online:?} of {expected} online)"
-            ));
+            return Err(presence.incomplete());
         };
-        let text = message.to_text().unwrap_or_default();
-        frames += 1;
-        bytes += text.len() as u64;
-        match (scan::notice(text), online) {
-            (Notice::Joined(who), None) if who == name => {
-                online = scan::active_user_count(text);
-            }
-            (Notice::Joined(_), Some(n)) => online = Some(n + 1),
-            (Notice::Left(_), Some(n)) => online = Some(n.saturating_sub(1)),
-            (Notice::Error(e), _) => return Err(format!("login refused: {e}")),
-            _ => {}
+        if presence.see(message.to_text().unwrap_or_default())? {
+            return Ok(());
         }
     }
-    Ok((frames, bytes))
 }
 
 /// Says goodbye properly: a close frame, then reading until the server's

@@ -5,7 +5,6 @@
 
 use clap::Args;
 
-use crate::net::Target;
 use crate::room::{self, RoomPlan, RoomResult};
 use crate::{Common, Report};
 
@@ -40,20 +39,25 @@ pub struct FanoutArgs {
 }
 
 impl RoomPlan {
+    /// One room, everyone on a thread of their own.
     pub fn from_fanout(args: &FanoutArgs) -> Result<RoomPlan, String> {
         if args.senders > args.users {
             return Err("--senders cannot exceed --users".into());
         }
         Ok(RoomPlan {
-            target: Target::parse(&args.common.url)?,
+            targets: args.common.targets()?,
+            rooms: 1,
+            room_prefix: None,
             users: args.users,
             silent: 0,
             senders: args.senders,
+            threaded: args.users,
+            pool_threads: 0,
             messages: args.messages,
             rate: args.rate,
             window: args.window.max(1),
             text_bytes: args.text_bytes.max(1),
-            server_pid: args.common.server_pid,
+            server_pids: args.common.server_pid.clone(),
             timeout: args.common.timeout(),
             source_addrs: args.common.source_addrs,
             progress: !args.common.json,
@@ -63,7 +67,7 @@ impl RoomPlan {
 
 pub fn run(args: &FanoutArgs) -> Result<Report, String> {
     let plan = RoomPlan::from_fanout(args)?;
-    let result = room::run_room(&plan)?;
+    let result = room::run_rooms(&plan)?;
     let mut rows = room_rows(&result);
     rows.insert(
         0,
@@ -96,11 +100,12 @@ pub fn room_rows(r: &RoomResult) -> Vec<(String, String)> {
         (
             "connect".into(),
             format!(
-                "{} of {} in {:.2} s ({} source address(es))",
+                "{} of {} in {:.2} s ({} source address(es), {} node(s))",
                 r.connected,
-                r.users + r.silent,
+                (r.users + r.silent) * r.rooms,
                 r.connect_s,
-                r.source_addrs
+                r.source_addrs,
+                r.nodes
             ),
         ),
         (
@@ -122,20 +127,37 @@ pub fn room_rows(r: &RoomResult) -> Vec<(String, String)> {
             ),
         ),
         ("latency".into(), r.latency.describe()),
-        (
-            "lost / dup / reordered".into(),
-            format!("{} / {} / {}", r.lost, r.duplicated, r.out_of_order),
-        ),
-        ("chat cpu".into(), r.chat_cpu.describe()),
     ];
+    if let Some(pooled) = &r.latency_pooled {
+        rows.push((
+            "latency, pooled readers".into(),
+            format!("{} (their pool's turn included)", pooled.describe()),
+        ));
+    }
+    rows.push((
+        "lost / dup / reordered".into(),
+        format!("{} / {} / {}", r.lost, r.duplicated, r.out_of_order),
+    ));
+    if r.rooms > 1 {
+        rows.push((
+            "crossed rooms".into(),
+            format!(
+                "{} chats, {} mislabelled, {} presence messages",
+                r.crossed, r.mislabelled, r.presence_crossed
+            ),
+        ));
+    }
+    rows.push(("chat cpu".into(), r.chat_cpu.describe()));
     if let Some(rss) = &r.server_rss {
         rows.push((
-            "server RSS in chat".into(),
+            "server in chat".into(),
             format!(
-                "start {:.1} MiB, max {:.1} MiB, end {:.1} MiB",
+                "RSS start {:.1} MiB, max {:.1} MiB, end {:.1} MiB; at most {} threads (tool: {})",
                 rss.start_kib as f64 / 1024.0,
                 rss.max_kib as f64 / 1024.0,
-                rss.end_kib as f64 / 1024.0
+                rss.end_kib as f64 / 1024.0,
+                rss.max_threads,
+                rss.tool_max_threads
             ),
         ));
     }

@@ -7,6 +7,8 @@
 //! - `fanout` (`fanout.rs`; the room engine in `room/` does the work): N
 //!   users log in, K of them chat; throughput, latency, loss, duplicates,
 //!   reordering, and the login storm.
+//! - `rooms` (`rooms.rs`, the same engine): R rooms of U users at once;
+//!   per-room throughput and latency, and no delivery may cross rooms.
 //! - `hold` (`hold.rs`): many connections held open at once; the server's
 //!   memory and threads per connection.
 //! - `churn` (`churn.rs`): users coming and going, cleanly and abruptly; the
@@ -26,9 +28,11 @@ mod fanout;
 mod hold;
 mod measure;
 mod net;
+mod presence;
 mod progress;
 mod report;
 mod room;
+mod rooms;
 mod sampler;
 mod scan;
 mod slow;
@@ -58,6 +62,8 @@ struct Cli {
 enum Command {
     /// N users log in, K of them send M chat messages each; every delivery is checked.
     Fanout(fanout::FanoutArgs),
+    /// R rooms of U users, S senders each; per-room delivery and latency, no crossing.
+    Rooms(rooms::RoomsArgs),
     /// Open N connections, log in L of them, hold them; server memory and threads.
     Hold(hold::HoldArgs),
     /// Users connect, log in, chat and leave (cleanly and abruptly) for a while.
@@ -71,13 +77,15 @@ enum Command {
 /// Options every experiment shares.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
-    /// Server to load; only loopback addresses (127.0.0.0/8, localhost) are accepted.
-    #[arg(long, default_value = "ws://127.0.0.1:8081/")]
-    pub url: String,
+    /// Server to load; only loopback addresses (127.0.0.0/8, localhost) are
+    /// accepted. Repeat it to spread the users over several nodes, round-robin.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8081/")]
+    pub url: Vec<String>,
 
-    /// The server's process id: adds its CPU time, memory and thread count to the report.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The server's process id: adds its CPU time, memory and thread count to
+    /// the report. Repeat it for several nodes: their numbers are added up.
+    #[arg(long = "server-pid")]
+    pub server_pid: Vec<u32>,
 
     /// Seconds the whole run may take; phases have their own deadlines within it.
     #[arg(long, default_value = "120")]
@@ -98,6 +106,11 @@ pub struct Common {
 }
 
 impl Common {
+    /// The servers to load, each checked to be on loopback.
+    pub fn targets(&self) -> Result<Vec<net::Target>, String> {
+        self.url.iter().map(|url| net::Target::parse(url)).collect()
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout.max(1.0))
     }
@@ -138,6 +151,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Fanout(args) => run(&args.common.clone(), || fanout::run(&args)),
+        Command::Rooms(args) => run(&args.common.clone(), || rooms::run(&args)),
         Command::Hold(args) => run(&args.common.clone(), || hold::run(&args)),
         Command::Churn(args) => run(&args.common.clone(), || churn::run(&args)),
         Command::Slow(args) => run(&args.common.clone(), || slow::run(&args)),
@@ -155,7 +169,7 @@ fn main() -> ExitCode {
 /// Runs one experiment under the watchdog, with the file limit raised, and
 /// prints its report.
 fn run(common: &Common, experiment: impl FnOnce() -> Result<Report, String>) -> Result<(), String> {
-    net::Target::parse(&common.url)?;
+    common.targets()?;
     net::raise_fd_limit();
     let limit = common.timeout() + WATCHDOG_GRACE;
     std::thread::Builder::new()

@@ -6,7 +6,8 @@
 //! state; nothing is typed in by hand.
 //!
 //! This file reads the lines and lays out the document; `tables.rs` writes
-//! one section per experiment, `targets.rs` checks the issues' targets,
+//! one section per experiment (`rooms.rs` the one on many rooms),
+//! `targets.rs` checks the issues' targets,
 //! `tuning.rs` compares the server with its tunings switched off, and
 //! `plot.rs` draws the figure.
 
@@ -16,6 +17,7 @@ use clap::Args;
 use serde_json::Value;
 
 mod plot;
+mod rooms;
 mod tables;
 mod targets;
 mod tuning;
@@ -186,6 +188,7 @@ fn document(reports: &[Report], servers: &[String], args: &ReportArgs, svg: &str
 
     tables::fanout(&mut md, reports, servers, subject, baseline, svg);
     tables::login_storm(&mut md, reports, servers);
+    rooms::rooms(&mut md, reports, servers);
     tables::hold(&mut md, reports, servers);
     tables::slow(&mut md, reports, servers);
     tables::churn(&mut md, reports, servers);
@@ -196,7 +199,8 @@ fn document(reports: &[Report], servers: &[String], args: &ReportArgs, svg: &str
          server pinned to core 0 and runs `chat-stress` pinned to core 1 (see \
          `bench/run.sh` for the exact commands), then writes this page. Any experiment runs \
          alone too, e.g. `chat-stress fanout --url ws://127.0.0.1:8081/ --users 100 \
-         --senders 10 --server-pid PID`; `chat-stress help` lists them all.\n",
+         --senders 10 --server-pid PID` or `chat-stress rooms --rooms 100 --users 100 \
+         --server-pid PID`; `chat-stress help` lists them all.\n",
     );
     md
 }

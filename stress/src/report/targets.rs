@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::rooms::crossings;
 use super::{find_fanout, ms, num, results};
 use crate::Report;
 
@@ -92,6 +93,32 @@ pub(super) fn targets(reports: &[Report], subject: &str, baseline: &str) -> Stri
                 format!("{idle:.1} KiB")
             },
             Some(idle > 0.0 && idle <= 32.0),
+        );
+    }
+    if let Some(r) = results(reports, "rooms", subject)
+        .find(|r| num(r, "rooms") * num(r, "users") >= 10_000.0 && num(r, "rate") == 0.0)
+    {
+        let users = num(r, "rooms") * num(r, "users");
+        row(
+            "10,000 users in 100 rooms of 100: all logged in, nothing lost, duplicated or reordered",
+            format!(
+                "{} of {users} logged in; {} / {} / {} of {}",
+                num(r, "settled"),
+                num(r, "lost"),
+                num(r, "duplicated"),
+                num(r, "out_of_order"),
+                num(r, "expected")
+            ),
+            Some(
+                num(r, "settled") >= users
+                    && num(r, "delivered") > 0.0
+                    && num(r, "lost") + num(r, "duplicated") + num(r, "out_of_order") == 0.0,
+            ),
+        );
+        row(
+            "… and no delivery or presence message crossed a room",
+            format!("{} crossed", crossings(r)),
+            Some(crossings(r) == 0.0),
         );
     }
     if let Some(r) = results(reports, "slow", subject).next() {

@@ -14,13 +14,16 @@ use std::time::Duration;
 
 use tungstenite::WebSocket;
 
-use super::Room;
+use super::Run;
 use crate::measure::now_us;
 use crate::net;
 use crate::scan::{self, Stamp};
 
+/// Starts the writing thread of sender `sender` of `room`, on a clone of
+/// its user's socket.
 pub(super) fn spawn_sender(
-    room: &Arc<Room>,
+    run: &Arc<Run>,
+    room: usize,
     sender: u32,
     ws: &WebSocket<TcpStream>,
 ) -> Result<JoinHandle<Result<(), String>>, String> {
@@ -28,32 +31,35 @@ pub(super) fn spawn_sender(
         .get_ref()
         .try_clone()
         .map_err(|e| format!("clone socket: {e}"))?;
-    let room = room.clone();
-    net::spawn(format!("sender-{sender}"), move || {
-        send_chats(&room, sender, &socket)
+    let run = run.clone();
+    net::spawn(format!("sender-{room}-{sender}"), move || {
+        send_chats(&run, room, sender, &socket)
     })
     .map_err(|e| format!("cannot start a sender thread: {e}"))
 }
 
 /// The sender's thread: writes `messages` stamped chat frames, paced by the
 /// rate if there is one and always by the window.
-fn send_chats(room: &Room, sender: u32, socket: &TcpStream) -> Result<(), String> {
-    let plan = &room.plan;
-    let start_us = room.chat_start_us.load(Ordering::Relaxed);
-    let deadline_us = room.deadline();
-    let _ = room.sender_threads[sender as usize].set(std::thread::current());
+fn send_chats(run: &Run, room: usize, sender: u32, socket: &TcpStream) -> Result<(), String> {
+    let plan = &run.plan;
+    let state = run.room(room);
+    let start_us = run.chat_start_us.load(Ordering::Relaxed);
+    let deadline_us = run.deadline();
+    let _ = state.sender_threads[sender as usize].set(std::thread::current());
     // The slowest reader's progress, re-read only when the window looks shut.
     let mut slowest: u64 = 0;
     let text = "x".repeat(plan.text_bytes);
-    let mut rng = net::Rng::new(u64::from(sender) + 1);
+    let mut rng = net::Rng::new(((room as u64) << 32) | (u64::from(sender) + 1));
     let mut frame = Vec::with_capacity(plan.text_bytes + 128);
-    // Senders at a rate are spread evenly over one interval, not in step.
+    // Senders at a rate are spread evenly over one interval, not in step:
+    // all the run's senders, in every room.
     let interval_us = if plan.rate > 0.0 {
         1e6 / plan.rate
     } else {
         0.0
     };
-    let offset_us = interval_us * f64::from(sender) / plan.senders.max(1) as f64;
+    let all_senders = (plan.rooms * plan.senders).max(1) as f64;
+    let offset_us = interval_us * (room * plan.senders + sender as usize) as f64 / all_senders;
     for seq in 0..plan.messages as u64 {
         if interval_us > 0.0 {
             let due = start_us + (offset_us + interval_us * seq as f64) as u64;
@@ -63,7 +69,7 @@ fn send_chats(room: &Room, sender: u32, socket: &TcpStream) -> Result<(), String
             }
         }
         while seq >= slowest.saturating_add(plan.window as u64) {
-            slowest = room.slowest_reader(sender as usize);
+            slowest = state.slowest_reader(sender as usize);
             if seq < slowest.saturating_add(plan.window as u64) {
                 break;
             }
@@ -73,6 +79,7 @@ fn send_chats(room: &Room, sender: u32, socket: &TcpStream) -> Result<(), String
             std::thread::park_timeout(Duration::from_millis(5));
         }
         let stamp = Stamp {
+            room: room as u32,
             sender,
             seq,
             sent_us: now_us(),

@@ -1,51 +1,68 @@
-//! The life of one simulated user: one OS thread, one blocking socket, as in
-//! the course's clients. It connects, waits at the login gate, logs in,
-//! waits at the chat gate, reads (and, for a sender, starts its writing
-//! thread), reports its receipt, waits at the close gate and says goodbye.
+//! The life of one simulated user on a thread of its own: one OS thread,
+//! one blocking socket, as in the course's clients. It connects, waits at
+//! the login gate, logs in, waits at the chat gate, reads (and, for a
+//! sender, starts its writing thread), reports its receipt, waits at the
+//! close gate and says goodbye.
 //!
 //! A "silent" user (the `slow` experiment) logs in and then never reads
 //! again until the close gate, then reads what piled up to learn its fate.
 
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Sender;
 use tungstenite::{Message, WebSocket};
 
 use super::receipt::Receipt;
 use super::sender::spawn_sender;
-use super::{Event, Gates, PROGRESS_BATCH, Room, SilentFate, WINDOW_PUBLISH_EVERY};
+use super::{Event, Gates, Run, SilentFate};
 use crate::client::{close, is_timeout, log_in, login_json, next_text};
-use crate::measure::now_us;
+use crate::measure::{Histogram, now_us};
 use crate::net;
-use crate::scan::{self, Notice};
+use crate::scan;
 
 /// Opens a user's connection and reports the outcome to the main thread.
-fn connect(room: &Room, silent: bool, events: &Sender<Event>) -> Option<WebSocket<TcpStream>> {
-    let opened = net::open(&room.plan.target, &room.sources, net::CHAT_READ_BUFFER);
+fn connect(
+    run: &Run,
+    room: usize,
+    index: usize,
+    silent: bool,
+    events: &Sender<Event>,
+) -> Option<WebSocket<TcpStream>> {
+    let opened = run.open(room, index, net::CHAT_READ_BUFFER);
     let outcome = opened.as_ref().map(|_| ()).map_err(Clone::clone);
-    let _ = events.send(Event::Connected { silent, outcome });
+    let _ = events.send(Event::Connected {
+        room,
+        silent,
+        outcome,
+    });
     opened.ok()
 }
 
 /// The life of one reading user (a sender too if `index < senders`).
-pub(super) fn user(room: &Arc<Room>, index: usize, gates: &Gates, events: &Sender<Event>) {
-    let plan = &room.plan;
-    let name = room.name(index);
-    let Some(mut ws) = connect(room, false, events) else {
+pub(super) fn user(
+    run: &Arc<Run>,
+    room: usize,
+    index: usize,
+    gates: &Gates,
+    events: &Sender<Event>,
+) {
+    let plan = &run.plan;
+    let Some(mut ws) = connect(run, room, index, false, events) else {
         return;
     };
 
     Gates::wait(&gates.login);
-    let expected = room.expected_online.load(Ordering::Relaxed);
-    match log_in(&mut ws, &name, expected, room.deadline()) {
-        Ok((frames, bytes)) => {
+    let mut presence = run.presence(room, index);
+    match log_in(&mut ws, &mut presence, run.deadline()) {
+        Ok(()) => {
             let _ = events.send(Event::Settled {
+                room,
                 user: index,
                 at_us: now_us(),
-                frames,
-                bytes,
+                frames: presence.frames,
+                bytes: presence.bytes,
+                crossed: presence.crossed,
             });
         }
         Err(e) => {
@@ -55,22 +72,23 @@ pub(super) fn user(room: &Arc<Room>, index: usize, gates: &Gates, events: &Sende
     }
 
     Gates::wait(&gates.chat);
+    let mut receipt = Receipt::new(room, index, plan.senders, plan.messages);
+    let mut latency = Box::default();
     let sender = if index < plan.senders {
-        match spawn_sender(room, index as u32, &ws) {
+        match spawn_sender(run, room, index as u32, &ws) {
             Ok(handle) => Some(handle),
             Err(e) => {
-                let mut receipt = Receipt::new(plan.senders, plan.messages);
                 receipt.error(e);
-                room.retire(index);
-                let _ = events.send(Event::Chatted(Box::new(receipt)));
+                run.room(room).retire(index);
+                let _ = events.send(Event::Chatted(Box::new(receipt), Some(latency)));
                 return;
             }
         }
     } else {
         None
     };
-    let mut receipt = receive(room, index, &mut ws);
-    room.retire(index);
+    receive(run, &mut ws, &mut receipt, &mut latency);
+    run.room(room).retire(index);
     if let Some(handle) = sender {
         match handle.join() {
             Ok(Ok(())) => {}
@@ -78,65 +96,45 @@ pub(super) fn user(room: &Arc<Room>, index: usize, gates: &Gates, events: &Sende
             Err(_) => receipt.error("sender thread panicked".into()),
         }
     }
-    let _ = events.send(Event::Chatted(Box::new(receipt)));
+    let _ = events.send(Event::Chatted(Box::new(receipt), Some(latency)));
 
     Gates::wait(&gates.close);
-    close(&mut ws, room.deadline());
+    close(&mut ws, run.deadline());
 }
 
 /// Reads the chat phase's deliveries and accounts for each.
-fn receive(room: &Room, index: usize, ws: &mut WebSocket<TcpStream>) -> Receipt {
-    let plan = &room.plan;
-    let mut receipt = Receipt::new(plan.senders, plan.messages);
-    let expected = (plan.senders * plan.messages) as u64;
-    let mut per_sender = vec![0u64; plan.senders];
-    let mut unreported = 0;
-    while receipt.distinct < expected {
-        let message = match next_text(ws, room.deadline()) {
-            Ok(Some(message)) => message,
+fn receive(
+    run: &Run,
+    ws: &mut WebSocket<TcpStream>,
+    receipt: &mut Receipt,
+    latency: &mut Histogram,
+) {
+    while !receipt.complete() {
+        match next_text(ws, run.deadline()) {
+            Ok(Some(message)) => {
+                let now = now_us();
+                receipt.take(run, &message.into_data(), now, latency);
+            }
             Ok(None) => break,
             Err(e) => {
                 receipt.error(e);
                 break;
             }
-        };
-        let text = message.into_data();
-        let now = now_us();
-        if let Some(stamp) = scan::stamp(&text) {
-            if receipt.record(stamp, now) {
-                let sender = stamp.sender as usize;
-                per_sender[sender] += 1;
-                if per_sender[sender].is_multiple_of(WINDOW_PUBLISH_EVERY) {
-                    room.publish(index, sender, per_sender[sender]);
-                }
-            }
-            unreported += 1;
-            if unreported == PROGRESS_BATCH {
-                room.delivered.fetch_add(unreported, Ordering::Relaxed);
-                unreported = 0;
-            }
-            continue;
-        }
-        let text = std::str::from_utf8(&text).unwrap_or_default();
-        match scan::notice(text) {
-            Notice::Left(who) if index == 0 => {
-                room.departures
-                    .lock()
-                    .expect("not poisoned")
-                    .push((who.to_string(), now));
-            }
-            Notice::Error(e) => receipt.error(format!("server error: {e}")),
-            _ => {}
         }
     }
-    room.delivered.fetch_add(unreported, Ordering::Relaxed);
-    receipt
+    receipt.report_progress(run);
 }
 
 /// A user who logs in and then never reads: the `slow` experiment's subject.
-pub(super) fn silent_user(room: &Room, index: usize, gates: &Gates, events: &Sender<Event>) {
-    let name = room.silent_name(index);
-    let Some(mut ws) = connect(room, true, events) else {
+pub(super) fn silent_user(
+    run: &Run,
+    room: usize,
+    index: usize,
+    gates: &Gates,
+    events: &Sender<Event>,
+) {
+    let name = run.user_name(room, index);
+    let Some(mut ws) = connect(run, room, index, true, events) else {
         return;
     };
     Gates::wait(&gates.login);
@@ -166,7 +164,7 @@ pub(super) fn silent_user(room: &Room, index: usize, gates: &Gates, events: &Sen
             Ok(Message::Close(None)) => break "close (no code)".into(),
             Ok(_) => {}
             Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                if now_us() > room.deadline() {
+                if now_us() > run.deadline() {
                     break "still open".into();
                 }
             }
