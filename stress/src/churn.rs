@@ -156,6 +156,7 @@ pub fn run(args: &ChurnArgs) -> Result<Report, String> {
     result.tally = tally;
     result.errors = errors.into_lines();
     Ok(Report {
+        machine: None,
         test: "churn".into(),
         server: args.common.server_name.clone(),
         rows: rows(&result),

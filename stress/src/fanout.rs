@@ -87,6 +87,7 @@ pub fn run(args: &FanoutArgs) -> Result<Report, String> {
         ),
     );
     Ok(Report {
+        machine: None,
         test: "fanout".into(),
         server: args.common.server_name.clone(),
         result: serde_json::to_value(&result).expect("serializes"),

@@ -266,6 +266,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     }
     result.errors = errors.into_lines();
     Ok(Report {
+        machine: None,
         test: "hold".into(),
         server: args.common.server_name.clone(),
         rows: rows(&result),

@@ -119,7 +119,7 @@ impl Common {
 /// What one experiment found: printed as a table, or as JSON with `--json`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Report {
-    /// `fanout`, `hold`, `churn` or `slow`.
+    /// `fanout`, `rooms`, `hold`, `churn` or `slow`.
     pub test: String,
     /// `--server-name`.
     pub server: String,
@@ -127,6 +127,10 @@ pub struct Report {
     pub result: serde_json::Value,
     /// The same numbers as the rows of the summary table.
     pub rows: Vec<(String, String)>,
+    /// The machine it ran on (cores, CPU, kernel), so that a report mixing
+    /// runs can say which numbers came from where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 impl Report {
@@ -181,7 +185,8 @@ fn run(common: &Common, experiment: impl FnOnce() -> Result<Report, String>) -> 
             std::process::exit(3);
         })
         .map_err(|e| format!("cannot start the watchdog: {e}"))?;
-    let report = experiment()?;
+    let mut report = experiment()?;
+    report.machine = Some(measure::machine());
     report.print(common.json);
     Ok(())
 }

@@ -141,6 +141,7 @@ pub fn run(args: &RoomsArgs) -> Result<Report, String> {
     }
     rows.extend(per_room_rows(&result));
     Ok(Report {
+        machine: None,
         test: "rooms".into(),
         server: args.common.server_name.clone(),
         result: serde_json::to_value(&result).expect("serializes"),

@@ -123,6 +123,7 @@ pub fn run(args: &SlowArgs) -> Result<Report, String> {
         ),
     ));
     Ok(Report {
+        machine: None,
         test: "slow".into(),
         server: args.common.server_name.clone(),
         result: serde_json::to_value(&result).expect("serializes"),
