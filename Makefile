@@ -19,7 +19,10 @@ build:
 # real headless browser.
 test: test-rust lint test-browser
 
+# tests/metrics.rs parses /metrics with Python's prometheus_client, which
+# this installs into target/prometheus-venv when missing.
 test-rust:
+	bash tests/prometheus/setup.sh >/dev/null
 	$(CARGO) test --workspace --all-targets
 
 test-browser:

@@ -100,6 +100,7 @@ const past = {
   olderAnchor: null,  // the divider older messages are inserted after
   gapNote: null,      // "some earlier messages are not shown", while true
   received: false,    // this socket has had its history
+  sentSince: null,    // the `since` this socket's login carried, if any
   loadingOlder: false,
 };
 
@@ -311,6 +312,7 @@ function connect() {
   // A different server or room: the ids seen so far mean nothing there.
   if (past.url !== url) resetHistory(url);
   past.received = false;
+  past.sentSince = null;
   showRoom(serverRoom());
   setStatus('connecting');
   socket.addEventListener('open', onOpen);
@@ -350,7 +352,7 @@ function onClose(event) {
     // The server ends a session whose token ran out: a fresh one is needed.
     els.connect.textContent = 'Reconnect';
     addSystemLine('Your sign-in expired.');
-    showError(els.token, els.tokenError, 'Token expired', 'paste a fresh token, then Reconnect');
+    showError(els.token, els.tokenError, 'Token expired', 'paste a fresh token and sign in again');
     els.token.focus();
     return;
   }
@@ -375,7 +377,10 @@ function send(message) {
 // A login carries `since` until this socket has had its history, so that a
 // reconnect gets only what it missed.
 function withSince(message) {
-  if (!past.received && past.lastId !== null) message.since = past.lastId;
+  if (!past.received && past.lastId !== null) {
+    message.since = past.lastId;
+    past.sentSince = past.lastId;
+  }
   return message;
 }
 
@@ -536,24 +541,37 @@ function noteId(id) {
 }
 
 function onHistory(msg) {
-  const messages = Array.isArray(msg.messages) ? msg.messages : [];
-  const reconnect = past.lastId !== null;
+  const messages = (Array.isArray(msg.messages) ? msg.messages : [])
+    .filter((m) => m && m.type === 'chat');
+  const since = past.sentSince;
   past.received = true;
-  const fresh = messages.filter((m) => m && m.type === 'chat' && noteId(m.id));
+  let startedOver = false;
 
-  if (reconnect) {
-    // What was said while we were away, after the "Connection lost." line.
-    if (msg.complete === false) {
-      addSystemLine('Some messages sent while you were away are not shown.');
+  if (since !== null) {
+    // A reconnect. The answer is a sequel when it starts after our last id;
+    // otherwise the server does not know that id (its store was reset, say)
+    // and sent its recent history instead: the ids seen so far mean nothing
+    // now, and the page starts over from what the server has.
+    const sequel = messages.length > 0 ? messages[0].id > since : msg.complete !== false;
+    if (sequel) {
+      // What was said while we were away, after the "Connection lost." line.
+      if (msg.complete === false) {
+        addSystemLine('Some messages sent while you were away are not shown.');
+      }
+      const fresh = messages.filter((m) => noteId(m.id));
+      const block = quietBlock();
+      for (const m of fresh) block.append(chatItem(m));
+      if (fresh.length) appendToChat(block);
+      summarize(fresh.length, 'missed while you were away');
+      return;
     }
-    const block = quietBlock();
-    for (const m of fresh) block.append(chatItem(m));
-    if (fresh.length) appendToChat(block);
-    summarize(fresh.length, 'missed while you were away');
-    return;
+    resetHistory(past.url);
+    addSystemLine('The server no longer has the messages above.');
+    startedOver = true;
   }
 
   // First visit: the room's recent past above what is said from now on.
+  const fresh = messages.filter((m) => noteId(m.id));
   if (fresh.length === 0) return;
   const block = quietBlock();
   const divider = document.createElement('p');
@@ -562,7 +580,10 @@ function onHistory(msg) {
   block.append(divider);
   for (const m of fresh) block.append(chatItem(m));
   past.olderAnchor = divider;
-  const mayHaveOlder = msg.complete === false || (info.history > 0 && fresh.length >= info.history);
+  // `complete` on a plain join: the room has nothing older than this. In an
+  // answer that starts over it says "not a sequel" instead; older messages
+  // exist then unless this begins at the room's first id.
+  const mayHaveOlder = startedOver ? fresh[0].id > 1 : msg.complete === false;
   if (mayHaveOlder) {
     past.gapNote = systemLine('Some earlier messages are not shown.');
     past.gapNote.classList.add('gap-note');
@@ -763,7 +784,10 @@ function setStatus(state) {
 
   const connected = state === 'connected';
   setEnabled([els.server, els.connect], state === 'disconnected');
-  setEnabled([els.name, els.setName, els.token, els.signIn], connected);
+  setEnabled([els.name, els.setName], connected);
+  // A token can be given before connecting (Sign In then connects), and
+  // after a session expired, when a fresh one is the way back in.
+  setEnabled([els.token, els.signIn], state !== 'connecting');
   setEnabled([els.message, els.send], connected && me !== null);
 }
 
@@ -901,7 +925,13 @@ els.tokenForm.addEventListener('submit', (event) => {
   event.preventDefault();
   const value = els.token.value.trim();
   if (value !== '') remember(value);
-  signIn();
+  if (socket) {
+    signIn();
+  } else if (token) {
+    connect();   // signs in once open
+  } else {
+    signIn();    // says a token is needed
+  }
 });
 
 els.messageForm.addEventListener('submit', (event) => {

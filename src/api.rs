@@ -1,50 +1,138 @@
 //! The JSON endpoints: answered by asking the thread that owns the data.
 //!
 //! `GET /api/rooms` wants to know which rooms have users, and only the
-//! dispatcher knows. The connection's own thread (which read the request)
-//! sends the dispatcher an event carrying a one-shot reply channel, waits
-//! for the answer with a timeout, and writes the response itself. The
-//! dispatcher spends a few microseconds answering and never waits on the
-//! HTTP client; the waiting happens on the thread that would wait anyway.
+//! dispatcher knows; `GET /api/rooms/<name>/messages` wants older chats, and
+//! only the archivist may read the history file. The connection's own thread
+//! (which read the request) sends the owner a request carrying a one-shot
+//! reply channel, waits for the answer with a timeout, and writes the
+//! response itself. The owner spends a moment answering and never waits on
+//! the HTTP client; the waiting happens on the thread that would wait anyway.
 //!
-//! The alternative rejected: a copy of the room list behind a `Mutex` (or
-//! an `RwLock`) that the dispatcher keeps up to date for readers. It would
-//! cost the dispatcher a lock on every login and leave, to serve a request
-//! that is rare; asking is cheaper, and it keeps one owner per piece of state.
+//! The alternative rejected: a copy of the room list behind a `Mutex` (or an
+//! `RwLock`) that the dispatcher keeps up to date for readers. It would cost
+//! the dispatcher a lock on every login and leave, to serve a request that
+//! is rare; asking is cheaper, and it keeps one owner per piece of state.
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::Receiver;
 use log::warn;
+use serde::Serialize;
+use serde_json::value::RawValue;
 
-use crate::config::API_TIMEOUT;
+use crate::archivist::Job;
+use crate::config::{API_TIMEOUT, Config};
+use crate::connection::Services;
 use crate::dispatcher::{Event, RoomSummary};
 use crate::http::{self, ApiRequest};
 
 /// Answers one API request; returns the complete HTTP response.
-pub fn answer(request: ApiRequest, events: &Sender<Event>, include_body: bool) -> Vec<u8> {
+pub fn answer(
+    request: ApiRequest,
+    services: &Services,
+    config: &Config,
+    include_body: bool,
+) -> Vec<u8> {
     match request {
         ApiRequest::Rooms => {
             let (reply, answer) = crossbeam_channel::bounded(1);
-            if events.send(Event::ListRooms { reply }).is_err() {
+            if services.events.send(Event::ListRooms { reply }).is_err() {
                 return unavailable("the chat is stopping");
             }
-            match answer.recv_timeout(API_TIMEOUT) {
-                Ok(rooms) => {
-                    #[derive(serde::Serialize)]
-                    struct Rooms {
-                        rooms: Vec<RoomSummary>,
-                    }
-                    json(&Rooms { rooms }, include_body)
-                }
-                Err(_) => {
-                    warn!("/api/rooms: the dispatcher did not answer within {API_TIMEOUT:?}");
-                    unavailable("the chat did not answer in time")
-                }
+            #[derive(Serialize)]
+            struct Rooms {
+                rooms: Vec<RoomSummary>,
             }
+            match wait("/api/rooms", answer) {
+                Ok(rooms) => json(&Rooms { rooms }, include_body),
+                Err(response) => response,
+            }
+        }
+        ApiRequest::Messages {
+            room,
+            before,
+            limit,
+        } => {
+            let Some(store) = &services.store else {
+                return http::status_response("404 Not Found", "history is off on this server");
+            };
+            if config.mutual_follows {
+                // Each chat reached only mutual followers; a page of them
+                // for anyone who asks would undo that.
+                return http::status_response(
+                    "403 Forbidden",
+                    "history is private with --mutual-follows",
+                );
+            }
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            let job = Job::Page {
+                room: room.clone(),
+                before,
+                limit,
+                reply,
+            };
+            if store.send(job).is_err() {
+                return unavailable("the history store is stopping");
+            }
+            let chats = match wait("/api/rooms/…/messages", answer) {
+                Ok(Ok(chats)) => chats,
+                Ok(Err(why)) => {
+                    warn!("older messages of {room}: {why}");
+                    return unavailable("the history store failed; see the server's log");
+                }
+                Err(response) => return response,
+            };
+            // Each stored chat is already JSON: embedded as it is.
+            #[derive(Serialize)]
+            struct Page<'a> {
+                room: &'a str,
+                messages: Vec<&'a RawValue>,
+            }
+            let texts: Vec<Option<&RawValue>> = chats
+                .iter()
+                .map(|c| {
+                    std::str::from_utf8(&c.json)
+                        .ok()
+                        .and_then(|t| serde_json::from_str(t).ok())
+                })
+                .collect();
+            let messages = texts.into_iter().flatten().collect();
+            json(
+                &Page {
+                    room: &room,
+                    messages,
+                },
+                include_body,
+            )
+        }
+        ApiRequest::Info => {
+            #[derive(Serialize)]
+            struct Info {
+                auth: &'static str,
+                history: usize,
+                room_name_pattern: &'static str,
+            }
+            let info = Info {
+                auth: if services.auth.is_some() {
+                    "jwt"
+                } else {
+                    "none"
+                },
+                history: config.history,
+                room_name_pattern: "^[a-z0-9_-]{1,32}$",
+            };
+            json(&info, include_body)
         }
     }
 }
 
-fn json(value: &impl serde::Serialize, include_body: bool) -> Vec<u8> {
+/// Waits for an owner's answer, or makes the 503 that says it did not come.
+fn wait<T>(what: &str, answer: Receiver<T>) -> Result<T, Vec<u8>> {
+    answer.recv_timeout(API_TIMEOUT).map_err(|_| {
+        warn!("{what}: no answer within {API_TIMEOUT:?}");
+        unavailable("the server did not answer in time")
+    })
+}
+
+fn json(value: &impl Serialize, include_body: bool) -> Vec<u8> {
     let body = serde_json::to_vec(value).expect("API answers always serialize");
     http::json_response(&body, include_body)
 }

@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use clap::Parser;
+
+use crate::auth::{self, AuthConfig, Secret};
 
 /// Port used when neither `--port` nor `PORT`/`WS_PORT` says otherwise; the
 /// tutorial's client connects to `ws://localhost:8081`.
@@ -68,6 +72,31 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// without limit. Past it, a handshake for a new room gets HTTP 503.
 pub const DEFAULT_MAX_ROOMS: usize = 1_000;
 
+/// Chats a newcomer to a room is shown (`--history`); `0` turns history off
+/// and the server keeps nothing. Fifty fill a screen or two.
+pub const DEFAULT_HISTORY: usize = 50;
+
+/// Most chats sent to a client that reconnects with `since`: enough for a
+/// minute's gap in a busy room, and a bound on the size of one message.
+pub const DEFAULT_HISTORY_MAX: usize = 1_000;
+
+/// Chats kept per room in the store (`--retain`); older ones are deleted in
+/// the background. Ten thousand is days of a class's chat, a few MB.
+pub const DEFAULT_RETAIN: usize = 10_000;
+
+/// The history file, in the working directory, so `make run` needs nothing.
+pub const DEFAULT_DB: &str = "threadchat.db";
+
+/// Chats each room keeps in memory (at least `--history`), so that a join,
+/// and a reconnect after a short gap, costs no query. A few hundred bytes
+/// each, per room.
+pub const RECENT_PER_ROOM: usize = 256;
+
+/// Chats handed to the archivist and not yet committed, past which new chats
+/// are refused ("history store is behind") rather than queued without end
+/// while the disk is stuck.
+pub const MAX_UNARCHIVED: usize = 64 * 1024;
+
 /// Longest a handshake waits for the dispatcher to admit it to its room.
 /// The dispatcher answers in microseconds; this only bounds a server so
 /// overloaded that the client is better told 503 than kept waiting.
@@ -124,6 +153,103 @@ pub const WRITE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most bytes of an unrecognised message quoted in the log.
 pub const LOG_PAYLOAD_CHARS: usize = 200;
+
+/// Most chats one page of the HTTP history endpoint holds, so one request
+/// costs a bounded amount of reading and encoding.
+pub const HISTORY_PAGE_MAX: usize = 200;
+
+/// Most jobs the archivist takes into one transaction (group commit). A
+/// commit costs the same for 1 row as for 1000, so batching is what makes
+/// the database keep up; the bound keeps one transaction, and the wait of
+/// the chats in it, short.
+pub const ARCHIVE_JOBS_PER_TRANSACTION: usize = 1024;
+
+/// A pause in new chats this long counts as idle, and the archivist then
+/// deletes chats beyond the retention limit: nobody waits for it then.
+pub const RETENTION_IDLE: Duration = Duration::from_millis(500);
+
+/// Under unbroken load the archivist still deletes old chats after this many
+/// commits, so the file cannot grow without bound while the server is busy.
+pub const RETENTION_EVERY_COMMITS: u64 = 64;
+
+/// Most rows one retention pass deletes (one transaction): a few
+/// milliseconds of work, so chats arriving meanwhile wait little.
+pub const RETENTION_ROWS_PER_PASS: u64 = 1000;
+
+/// Size the write-ahead log is cut back to after a checkpoint, so that a
+/// burst of chats does not leave a large file behind for good.
+pub const WAL_SIZE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
+
+/// Clock skew allowed when checking a token's `exp` and `nbf`: the service
+/// that issues tokens and this server keep separate clocks, which NTP keeps
+/// within a second or two; 30 s covers a badly synchronised machine without
+/// noticeably lengthening a token's life.
+pub const JWT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Lifetime of a token made by `threadchat token` when `--ttl` is not given:
+/// one sitting at the chat, after which the page asks for a fresh token.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Longest lifetime `threadchat token` will sign. The server keeps no list of
+/// revoked tokens, so a leaked token works until it expires; 30 days bounds
+/// that and still covers a bot that runs for a month.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Shortest HS256 secret accepted, in bytes. RFC 7518 (section 3.2) requires
+/// a key at least as long as the hash (256 bits); a shorter one can be found
+/// by brute force from any token seen. `openssl rand -base64 32` makes one.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Smallest RSA public key accepted for RS256, in bits: keys below 2048 bits
+/// are no longer considered safe (NIST SP 800-131A).
+pub const MIN_RSA_KEY_BITS: usize = 2048;
+
+/// Refused sign-ins (bad or expired tokens) one connection may make before
+/// it is closed with 1008: enough for a person who pasted the wrong token,
+/// too few for a script to try tokens at leisure.
+pub const MAX_LOGIN_FAILURES: u32 = 5;
+// --- Observability (issue 11): /metrics, /healthz, /readyz, /api/stats, /inside ---
+
+/// Longest the dispatcher waits for an event before it beats its heartbeat
+/// anyway, so that an idle dispatcher still shows it is alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A heartbeat older than this makes `/healthz` answer 503: four missed idle
+/// beats, far longer than any batch the dispatcher handles takes.
+pub const HEALTH_STALE_AFTER: Duration = Duration::from_secs(2);
+
+/// Outboxes listed by `/api/stats`, the fullest first: enough to see who is
+/// falling behind, few enough to read at a glance.
+pub const INSIDE_FULLEST_OUTBOXES: usize = 10;
+
+/// Recent drops kept by the dispatcher for `/api/stats`.
+pub const INSIDE_RECENT_DROPS: usize = 10;
+
+/// Longest `/api/stats` waits for the dispatcher's part of the snapshot; a
+/// dispatcher that takes longer is itself the news (503).
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Histogram buckets of events per dispatcher batch: powers of two up to
+/// `MAX_EVENTS_PER_BATCH` (a batch is one event plus at most that many).
+pub const BATCH_EVENTS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// Histogram buckets, in seconds, of a chat's time from its arrival at the
+/// dispatcher to its frame queued for every recipient: microseconds when
+/// idle, a few milliseconds for a full batch to thousands of users.
+pub const FANOUT_SECONDS_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.1,
+];
+
+/// Histogram buckets, in seconds, of one history commit (an SQLite
+/// transaction with its fsync: about a millisecond on an SSD, more on disk).
+pub const COMMIT_SECONDS_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Histogram buckets of chats written per history commit.
+pub const COMMIT_MESSAGES_BUCKETS: &[f64] =
+    &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 
 /// How the server is run. `threadchat --help` documents each flag; the
 /// defaults are the constants above.
@@ -190,6 +316,26 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_MAX_ROOMS)]
     pub max_rooms: usize,
 
+    /// Chats shown to a newcomer to a room; 0 turns history (and the store) off.
+    #[arg(long, default_value_t = DEFAULT_HISTORY)]
+    pub history: usize,
+
+    /// Most chats sent to a client that reconnects with "since".
+    #[arg(long, default_value_t = DEFAULT_HISTORY_MAX)]
+    pub history_max: usize,
+
+    /// Chats kept per room in the store; older ones are deleted.
+    #[arg(long, default_value_t = DEFAULT_RETAIN)]
+    pub retain: usize,
+
+    /// The SQLite history file (":memory:" keeps history for this process only).
+    #[arg(long, default_value = DEFAULT_DB)]
+    pub db: String,
+
+    /// Make every commit reach the disk before its chats are sent (survives power loss).
+    #[arg(long)]
+    pub fsync: bool,
+
     /// Tuning: most bytes of broadcasts gathered into one shared buffer (0: none).
     #[arg(long, default_value_t = DEFAULT_BROADCAST_BATCH_BYTES)]
     pub broadcast_batch_bytes: usize,
@@ -202,6 +348,68 @@ pub struct Config {
     /// by default every origin is, so the page also works from file://.
     #[arg(long = "allowed-origin")]
     pub allowed_origins: Vec<String>,
+
+    /// Sign-in: the HS256 secret tokens are signed with (or --jwt-secret-file,
+    /// or $THREADCHAT_JWT_SECRET). Logins must then carry a token.
+    #[arg(long, global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Sign-in: a file holding the HS256 secret.
+    #[arg(long, global = true)]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Sign-in: a PEM public key (RSA for RS256, Ed25519 for EdDSA) instead of a secret.
+    #[arg(long)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Sign-in: the issuer (`iss`) tokens must name.
+    #[arg(long, global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// Sign-in: the audience (`aud`) tokens must name.
+    #[arg(long, global = true)]
+    pub jwt_audience: Option<String>,
+
+    /// Sign-in: seconds of clock skew allowed when checking exp and nbf.
+    #[arg(long, value_parser = parse_seconds, default_value = "30")]
+    pub jwt_leeway: Duration,
+
+    /// Sign-in: a chat reaches only users who follow the sender and whom the sender follows.
+    #[arg(long)]
+    pub mutual_follows: bool,
+
+    /// Show user names on /inside and in /api/stats (by default connection ids only).
+    #[arg(long)]
+    pub inside_names: bool,
+
+    /// Serve no /metrics, /healthz, /readyz, /api/stats or /inside.
+    #[arg(long)]
+    pub no_admin: bool,
+
+    /// Serve /metrics, /healthz, /readyz, /api/stats and /inside on this
+    /// address (host:port) instead of the chat port.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `threadchat` does besides serving.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Print a sign-in token for a user, signed with the configured secret.
+    Token {
+        /// The user's name (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid: 90s, 15m, 2h, 1d…
+        #[arg(long, value_parser = crate::auth::parse_ttl, default_value = "1h")]
+        ttl: Duration,
+        /// Users this one follows, comma-separated (the `follows` claim).
+        #[arg(long, value_delimiter = ',')]
+        follows: Option<Vec<String>>,
+    },
 }
 
 impl Default for Config {
@@ -221,21 +429,81 @@ impl Default for Config {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_rooms: DEFAULT_MAX_ROOMS,
+            history: DEFAULT_HISTORY,
+            history_max: DEFAULT_HISTORY_MAX,
+            retain: DEFAULT_RETAIN,
+            db: DEFAULT_DB.to_string(),
+            fsync: false,
             broadcast_batch_bytes: DEFAULT_BROADCAST_BATCH_BYTES,
             write_batch: DEFAULT_WRITE_BATCH,
             allowed_origins: Vec::new(),
+            jwt_secret: None,
+            jwt_secret_file: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: JWT_LEEWAY,
+            mutual_follows: false,
+            inside_names: false,
+            no_admin: false,
+            admin_listen: None,
+            command: None,
         }
     }
 }
 
 impl Config {
-    /// A configuration for tests: an ephemeral port on loopback, otherwise
-    /// the defaults.
+    /// A configuration for tests: an ephemeral port on loopback, history in
+    /// memory (no file left behind), otherwise the defaults.
     pub fn ephemeral() -> Self {
         Config {
             port: Some(0),
+            db: ":memory:".to_string(),
             ..Config::default()
         }
+    }
+
+    /// The HS256 secret, from exactly one of the flag, the file, or the
+    /// environment (the flag wins over the environment).
+    pub fn jwt_secret(&self) -> Result<Option<Secret>, String> {
+        if let Some(secret) = &self.jwt_secret {
+            if self.jwt_secret_file.is_some() {
+                return Err("give the JWT secret once: --jwt-secret or --jwt-secret-file".into());
+            }
+            return Ok(Some(secret.clone()));
+        }
+        let env = std::env::var(auth::JWT_SECRET_ENV).ok();
+        auth::secret_from(None, self.jwt_secret_file.as_deref(), env.as_deref())
+    }
+
+    /// How logins are checked: `None` when sign-in is off (no secret, no
+    /// key), else the verifier built from the flags. A bad key or secret is
+    /// an error naming it.
+    pub fn auth(&self) -> Result<Option<AuthConfig>, String> {
+        let secret = self.jwt_secret()?;
+        let auth = match (secret, &self.jwt_public_key) {
+            (Some(_), Some(_)) => {
+                return Err("give either a JWT secret or --jwt-public-key, not both".into());
+            }
+            (Some(secret), None) => {
+                if let Some(warning) = auth::weak_secret_warning(secret.as_bytes()) {
+                    log::warn!("{warning}");
+                }
+                AuthConfig::hs256(secret.as_bytes())?
+            }
+            (None, Some(path)) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))?;
+                AuthConfig::from_public_key_pem(&pem)
+                    .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(
+            auth.with_issuer(self.jwt_issuer.clone())
+                .with_audience(self.jwt_audience.clone())
+                .with_leeway(self.jwt_leeway),
+        ))
     }
 
     /// The port to bind: the flag, else `PORT`, else `WS_PORT`, else 8081.
@@ -254,6 +522,10 @@ impl Config {
         Ok(DEFAULT_PORT)
     }
 }
+
+/// Operator connections served at once on `--admin-listen`: a scraper and
+/// a few people watching `/inside`; more are closed at once.
+pub const MAX_ADMIN_CONNECTIONS: usize = 32;
 
 /// Durations on the command line are seconds, fractions allowed (`0.5`).
 fn parse_seconds(text: &str) -> Result<Duration, String> {

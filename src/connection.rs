@@ -27,6 +27,7 @@
 //! user would stay in everyone's list. `ReaderGuard` sends the event from its
 //! `Drop`, so it is sent on a clean close, on an error and on a panic alike.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -42,15 +43,20 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
+use crate::admin;
 use crate::api;
+use crate::archivist::Job;
+use crate::auth::AuthConfig;
 use crate::config::{
     ADMISSION_TIMEOUT, Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES,
 };
 use crate::dispatcher::{ConnId, Event};
 use crate::http::{self, HeadError, Route};
+use crate::metrics::{CloseReason, HandshakeStatus, MessageKind, Metrics};
 use crate::outbox::{self, Outbox};
-use crate::protocol::{self, Refusal, TextLimits};
+use crate::protocol::{self, Refusal, Request, TextLimits};
 use crate::rate_limit::{RateLimiter, Verdict};
+use crate::session::{Refused, SignIn};
 use crate::writer;
 
 /// A chat text that makes the reader panic, in builds with the
@@ -59,16 +65,33 @@ use crate::writer;
 #[cfg(feature = "fault-injection")]
 pub const PANIC_TRIGGER: &str = "__threadchat_fault_injection_panic__";
 
+/// What a connection is given by the server: the channels to the threads
+/// that own the server's state (a connection talks to them only through
+/// these), and the key that checks sign-in tokens.
+pub struct Services {
+    /// The dispatcher: the chat.
+    pub events: Sender<Event>,
+    /// The archivist: the history file (`None` with history off).
+    pub store: Option<Sender<Job>>,
+    /// The sign-in check (`None` with sign-in off); immutable, so shared.
+    pub auth: Option<Arc<AuthConfig>>,
+    /// The server's counters (atomics: updating one never waits).
+    pub metrics: Arc<Metrics>,
+    /// The server's count of open connections, for `/metrics`.
+    pub connections: Box<dyn Fn() -> usize + Send>,
+}
+
 /// Serves one accepted socket from its HTTP request to its close.
 pub fn serve(
     id: ConnId,
     socket: TcpStream,
     config: &Config,
-    events: Sender<Event>,
+    services: Services,
     shutting_down: impl Fn() -> bool,
 ) {
+    let _alive = services.metrics.reader_alive();
     let deadline = Instant::now() + config.handshake_timeout;
-    let (head, leftover) = match http::read_request_head(&socket, deadline, shutting_down) {
+    let (head, leftover) = match http::read_request_head(&socket, deadline, &shutting_down) {
         Ok(request) => request,
         Err(HeadError::Malformed(why)) => {
             warn!("conn {id}: bad HTTP request: {why}");
@@ -87,28 +110,78 @@ pub fn serve(
     };
     // Until the writer thread starts, this thread is the socket's only user,
     // so it may write the HTTP response itself.
+    // The operator's endpoints, unless they are off or on their own address.
+    if !config.no_admin
+        && config.admin_listen.is_none()
+        && let Some(request) = http::admin_route(&head)
+    {
+        answer_admin(id, &socket, &head, request, config, &services);
+        return;
+    }
     match http::route(&head, &config.allowed_origins) {
         Route::Respond(response) => {
-            log_response(id, &head, &response);
+            log_response(id, &head, &response, &services.metrics);
             respond(&socket, &response);
         }
         Route::Api(request) => {
-            let response = api::answer(request, &events, head.method == "GET");
-            log_response(id, &head, &response);
+            let response = api::answer(request, &services, config, head.method == "GET");
+            log_response(id, &head, &response, &services.metrics);
             respond(&socket, &response);
         }
         Route::Upgrade { room, response } => {
-            chat(
-                id,
-                Arc::new(socket),
+            let upgrade = Upgrade {
                 room,
                 response,
                 leftover,
-                config,
-                events,
-            );
+            };
+            let socket = Arc::new(socket);
+            chat(id, socket, upgrade, config, &services, &shutting_down);
         }
     }
+}
+
+/// Serves one request on `--admin-listen`: the operator's endpoints only.
+pub fn serve_admin(
+    socket: TcpStream,
+    config: &Config,
+    services: &Services,
+    shutting_down: impl Fn() -> bool,
+) {
+    let deadline = Instant::now() + config.handshake_timeout;
+    let Ok((head, _)) = http::read_request_head(&socket, deadline, &shutting_down) else {
+        return;
+    };
+    match http::admin_route(&head) {
+        Some(request) => answer_admin(0, &socket, &head, request, config, services),
+        None => respond(
+            &socket,
+            &http::status_response(
+                "404 Not Found",
+                "this address serves only /metrics, /healthz, /readyz, /api/stats and /inside",
+            ),
+        ),
+    }
+}
+
+/// Answers `/metrics`, `/healthz`, `/readyz`, `/api/stats` or `/inside`.
+fn answer_admin(
+    id: ConnId,
+    socket: &TcpStream,
+    head: &http::RequestHead,
+    request: http::AdminRequest,
+    config: &Config,
+    services: &Services,
+) {
+    let context = admin::Context {
+        config,
+        metrics: &services.metrics,
+        events: &services.events,
+        store: services.store.as_ref(),
+        connections: &*services.connections,
+    };
+    let response = admin::answer(request, &context, head.method == "GET");
+    log_response(id, head, &response, &services.metrics);
+    respond(socket, &response);
 }
 
 /// Writes a complete response and closes the connection.
@@ -117,8 +190,9 @@ fn respond(socket: &TcpStream, response: &[u8]) {
     http::linger_close(socket);
 }
 
-/// One log line per answered request: refused handshakes at warn level.
-fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8]) {
+/// One log line per answered request: refused handshakes at warn level,
+/// and counted by status.
+fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8], metrics: &Metrics) {
     let status = String::from_utf8_lossy(&response[..response.len().min(40)])
         .lines()
         .next()
@@ -126,6 +200,7 @@ fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8]) {
         .to_string();
     if head.is_websocket_upgrade() {
         warn!("conn {id}: WebSocket handshake refused: {status}");
+        metrics.handshake_refused(HandshakeStatus::from_response(response));
     } else {
         debug!("conn {id}: {} {}: {status}", head.method, head.path);
     }
@@ -134,15 +209,24 @@ fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8]) {
 /// Runs a WebSocket connection: asks the dispatcher to admit it to `room`,
 /// completes the handshake, starts its writer, then reads until the
 /// connection ends.
+/// An upgrade `http::route` accepted, waiting for the dispatcher's word.
+struct Upgrade {
+    room: String,
+    /// The 101 response, sent once the room admits the connection.
+    response: Vec<u8>,
+    /// Bytes read past the request head: the start of the WebSocket stream.
+    leftover: Vec<u8>,
+}
+
 fn chat(
     id: ConnId,
     socket: Arc<TcpStream>,
-    room: String,
-    handshake: Vec<u8>,
-    leftover: Vec<u8>,
+    upgrade: Upgrade,
     config: &Config,
-    events: Sender<Event>,
+    services: &Services,
+    shutting_down: &dyn Fn() -> bool,
 ) {
+    let events = &services.events;
     let _ = socket.set_nodelay(true);
     let (outbox, inbox) = outbox::outbox(
         socket.clone(),
@@ -150,6 +234,11 @@ fn chat(
         config.outbound_bytes,
     );
     let (admitted, admission) = crossbeam_channel::bounded(1);
+    let Upgrade {
+        room,
+        response,
+        leftover,
+    } = upgrade;
     let connected = Event::Connected {
         id,
         room,
@@ -163,8 +252,10 @@ fn chat(
     // must tell it: the guard does, on drop.
     let guard = ReaderGuard {
         id,
-        events: &events,
+        events,
         outbox: &outbox,
+        metrics: &services.metrics,
+        reason: Cell::new(CloseReason::Other),
     };
     let refusal = match admission.recv_timeout(ADMISSION_TIMEOUT) {
         Ok(Ok(())) => None,
@@ -173,21 +264,25 @@ fn chat(
     };
     if let Some(why) = refusal {
         warn!("conn {id}: WebSocket handshake refused: 503: {why}");
+        services
+            .metrics
+            .handshake_refused(HandshakeStatus::Unavailable);
         respond(
             &socket,
             &http::status_response("503 Service Unavailable", &why),
         );
         return;
     }
-    if let Err(e) = (&*socket).write_all(&handshake) {
+    if let Err(e) = (&*socket).write_all(&response) {
         debug!("conn {id}: handshake write failed: {e}");
         return;
     }
     let (write_timeout, write_batch) = (config.write_timeout, config.write_batch);
+    let writer_metrics = services.metrics.clone();
     let writer = thread::Builder::new()
         .name(format!("writer-{id}"))
         .stack_size(WRITER_STACK_BYTES)
-        .spawn(move || writer::run(id, inbox, write_timeout, write_batch));
+        .spawn(move || writer::run(id, inbox, write_timeout, write_batch, writer_metrics));
     let writer = match writer {
         Ok(handle) => handle,
         Err(e) => {
@@ -196,7 +291,11 @@ fn chat(
         }
     };
     debug!("conn {id}: WebSocket open");
-    read_pump(&guard, socket, leftover, config);
+    let auth = services.auth.as_deref();
+    read_pump(&guard, socket, leftover, config, auth, shutting_down);
+    if guard.outbox.is_abandoned() {
+        guard.reason.set(CloseReason::SlowConsumer);
+    }
     // The guard tells the dispatcher and the writer; then wait for the
     // writer so the connection's threads are all gone when this one ends.
     drop(guard);
@@ -210,11 +309,20 @@ struct ReaderGuard<'a> {
     id: ConnId,
     events: &'a Sender<Event>,
     outbox: &'a Outbox,
+    metrics: &'a Metrics,
+    /// Why the connection ended, set as the read pump returns; a panic
+    /// leaves `Other`. Counted here, once.
+    reason: Cell<CloseReason>,
 }
 
 impl Drop for ReaderGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.events.send(Event::Disconnected { id: self.id });
+        let reason = self.reason.get();
+        self.metrics.closed(reason);
+        let _ = self.events.send(Event::Disconnected {
+            id: self.id,
+            reason,
+        });
         self.outbox.finish();
     }
 }
@@ -261,7 +369,14 @@ enum Ending {
     Close(CloseCode, String),
 }
 
-fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, config: &Config) {
+fn read_pump(
+    guard: &ReaderGuard,
+    socket: Arc<TcpStream>,
+    leftover: Vec<u8>,
+    config: &Config,
+    auth: Option<&AuthConfig>,
+    shutting_down: &dyn Fn() -> bool,
+) {
     let id = guard.id;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -278,17 +393,32 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
         return;
     }
     let stream = ReaderStream {
-        socket,
+        socket: socket.clone(),
         outbox: guard.outbox.clone(),
     };
     let mut ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config));
     let limits = TextLimits {
         max_chat_chars: config.max_chat_chars,
+        tokens: auth.is_some(),
     };
     let mut limiter = RateLimiter::new(config.rate_limit);
     let mut last_heard = Instant::now();
+    let mut sign_in = auth.map(|auth| SignIn::new(auth, config.jwt_leeway));
+    let mut read_timeout = config.ping_interval;
 
     let ending = loop {
+        // A signed-in session ends with its token: wake up for that too.
+        if let Some(session) = &sign_in {
+            let now = Instant::now();
+            if session.expired(now) {
+                info!("conn {id}: closed: token expired");
+                break Ending::Close(CloseCode::Policy, "token expired".into());
+            }
+            let wanted = session.read_timeout(config.ping_interval, now);
+            if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
+                read_timeout = wanted;
+            }
+        }
         let message = match ws.read() {
             Ok(message) => message,
             Err(WsError::Io(e)) if writer::is_timeout(&e) => {
@@ -296,6 +426,9 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                 if silence >= config.idle_timeout {
                     info!("conn {id}: dropped: silent for {silence:?}");
                     break Ending::Close(CloseCode::Away, "idle timeout".into());
+                }
+                if silence < config.ping_interval {
+                    continue; // woken early, for the session's end
                 }
                 // Quiet, maybe dead: a live client answers a ping.
                 let ping = protocol::encode(WsFrame::ping(Vec::new()));
@@ -313,14 +446,17 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                     Verdict::Allow => {}
                     Verdict::Refuse => {
                         warn!("conn {id}: message dropped: rate limit");
+                        let kind = protocol::request_kind(&text);
+                        guard.metrics.received(MessageKind::of(kind));
                         let refusal = Refusal::new(
-                            protocol::request_kind(&text),
+                            kind,
                             "rate limit exceeded",
                             format!(
                                 "at most {} messages per second; this one was dropped",
                                 config.rate_limit
                             ),
                         );
+                        guard.metrics.refused(&refusal.error);
                         if guard.outbox.push(refusal.to_frame()).is_err() {
                             break Ending::Closed;
                         }
@@ -331,8 +467,10 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                         break Ending::Close(CloseCode::Policy, "rate limit exceeded".into());
                     }
                 }
-                if !handle_text(guard, &text, limits) {
-                    break Ending::Closed;
+                match handle_text(guard, &text, limits, sign_in.as_mut(), &mut limiter) {
+                    Next::Go => {}
+                    Next::Stop => break Ending::Closed,
+                    Next::Close(code, reason) => break Ending::Close(code, reason),
                 }
             }
             Message::Binary(_) => {
@@ -342,6 +480,8 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
                     "binary messages are not supported",
                     "send JSON in text messages",
                 );
+                guard.metrics.received(MessageKind::Other);
+                guard.metrics.refused(&refusal.error);
                 if guard.outbox.push(refusal.to_frame()).is_err() {
                     break Ending::Closed;
                 }
@@ -353,6 +493,17 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
         }
     };
 
+    guard.reason.set(match &ending {
+        Ending::Close(CloseCode::Away, _) => CloseReason::Idle,
+        Ending::Close(CloseCode::Policy, why) if why == "rate limit exceeded" => {
+            CloseReason::RateLimit
+        }
+        Ending::Close(CloseCode::Size, _) => CloseReason::Size,
+        Ending::Close(CloseCode::Protocol | CloseCode::Invalid, _) => CloseReason::ProtocolError,
+        Ending::Close(..) => CloseReason::Other,
+        Ending::Closed if shutting_down() => CloseReason::Shutdown,
+        Ending::Closed => CloseReason::ClientClose,
+    });
     if let Ending::Close(code, reason) = ending {
         // A close frame's payload is at most 125 bytes, 2 of them the code.
         let reason = protocol::truncate_bytes(&reason, 123);
@@ -366,29 +517,87 @@ fn read_pump(guard: &ReaderGuard, socket: Arc<TcpStream>, leftover: Vec<u8>, con
     }
 }
 
-/// Parses one text message and passes it on. Returns false if the client has
-/// to go (its queue is full, or the dispatcher is gone).
-fn handle_text(guard: &ReaderGuard, text: &str, limits: TextLimits) -> bool {
+/// What the read pump does after a message.
+enum Next {
+    Go,
+    /// The client has to go (its queue is full, or the dispatcher is gone).
+    Stop,
+    /// Close the connection with this code and reason.
+    Close(CloseCode, String),
+}
+
+/// Parses one text message and passes it on; a token login is checked here
+/// first (`session.rs`), so the dispatcher gets only verified names.
+fn handle_text(
+    guard: &ReaderGuard,
+    text: &str,
+    limits: TextLimits,
+    sign_in: Option<&mut SignIn>,
+    limiter: &mut RateLimiter,
+) -> Next {
     let id = guard.id;
-    debug!(
-        "conn {id}: received {}",
-        protocol::truncate(text, LOG_PAYLOAD_CHARS)
-    );
+    debug!("conn {id}: received {}", loggable(text));
     #[cfg(feature = "fault-injection")]
     if text.contains(PANIC_TRIGGER) {
         panic!("conn {id}: fault injection: reader panic requested");
     }
-    match protocol::parse_request(text, limits) {
-        Ok(request) => guard.events.send(Event::Request { id, request }).is_ok(),
-        Err(refusal) => {
+    let parsed = protocol::parse_request(text, limits);
+    guard.metrics.received(match &parsed {
+        Ok(Request::Login(_) | Request::TokenLogin { .. }) => MessageKind::Login,
+        Ok(Request::Chat { .. }) => MessageKind::Chat,
+        Ok(Request::Disconnect) => MessageKind::Disconnect,
+        Err(refusal) => MessageKind::of(refusal.request),
+    });
+    let checked = match (parsed, sign_in) {
+        (Ok(Request::TokenLogin { token, since }), Some(session)) => {
+            session.check(id, &token, since).map(Request::Login)
+        }
+        // A login the parser refused for want of a token counts as a
+        // failed sign-in too.
+        (Err(refusal), Some(session)) if refusal.error == AUTH_FAILED => {
+            session.refuse(id, &refusal.details).map(Request::Login)
+        }
+        (Err(refusal), _) => {
             warn!(
                 "conn {id}: refused ({}: {}): {}",
                 refusal.error,
                 refusal.details,
-                protocol::truncate(text, LOG_PAYLOAD_CHARS)
+                loggable(text)
             );
-            guard.outbox.push(refusal.to_frame()).is_ok()
+            Err(Refused::TryAgain(refusal))
         }
+        (Ok(request), _) => Ok(request),
+    };
+    match checked {
+        Ok(request) => match guard.events.send(Event::Request { id, request }) {
+            Ok(()) => Next::Go,
+            Err(_) => Next::Stop,
+        },
+        Err(Refused::TryAgain(refusal)) => {
+            guard.metrics.refused(&refusal.error);
+            if refusal.error == AUTH_FAILED {
+                // Each failed sign-in costs a token of the rate limit too.
+                let _ = limiter.check(Instant::now());
+            }
+            match guard.outbox.push(refusal.to_frame()) {
+                Ok(()) => Next::Go,
+                Err(_) => Next::Stop,
+            }
+        }
+        Err(Refused::Close) => Next::Close(CloseCode::Policy, "too many failed sign-ins".into()),
+    }
+}
+
+/// The error text of a refused sign-in.
+const AUTH_FAILED: &str = "authentication failed";
+
+/// A client's message as it may appear in the log: cut short, and never a
+/// token (a message that mentions one is not quoted at all).
+fn loggable(text: &str) -> &str {
+    if text.contains("token") {
+        "(a message with a token; not shown)"
+    } else {
+        protocol::truncate(text, LOG_PAYLOAD_CHARS)
     }
 }
 

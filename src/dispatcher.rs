@@ -26,18 +26,33 @@
 //! appended to one buffer, and the rooms that have something pending are
 //! flushed when the channel runs dry or a buffer is large.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::config::{Config, MAX_EVENTS_PER_BATCH};
+use crate::archivist::{Archived, Job};
+use crate::config::{
+    Config, HEARTBEAT_INTERVAL, INSIDE_FULLEST_OUTBOXES, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH,
+    MAX_UNARCHIVED, RECENT_PER_ROOM,
+};
+use crate::history::{self, RecentHistory, Replay};
+use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
-use crate::protocol::{self, Frame, Refusal, Request};
+use crate::protocol::{self, Frame, Login, Refusal, Request};
 use crate::room::Room;
+use crate::stats::{DispatcherView, DropView, Fullest, Limits, OutboxView, RecentDrops, now_ms};
+
+/// A chat text that makes the dispatcher panic, in builds with the
+/// `fault-injection` feature: tests use it to show that the process then
+/// exits rather than living on without a chat.
+#[cfg(feature = "fault-injection")]
+pub const DISPATCHER_PANIC_TRIGGER: &str = "__threadchat_fault_injection_dispatcher__";
 
 /// Identifies a connection for its whole life; assigned by the accept loop.
 pub type ConnId = u64;
@@ -55,15 +70,28 @@ pub enum Event {
     },
     /// The client sent a valid request.
     Request { id: ConnId, request: Request },
-    /// The connection is over, for whatever reason. Sent exactly once per
+    /// The connection is over, for `reason`. Sent exactly once per
     /// connection that sent `Connected`, by the reader, even when it panics.
-    Disconnected { id: ConnId },
+    Disconnected { id: ConnId, reason: CloseReason },
+    /// `/api/stats` asks for the fullest outboxes and the recent drops.
+    Stats { reply: Sender<DispatcherView> },
     /// `GET /api/rooms`: every room with a logged-in user, by name.
     ListRooms { reply: Sender<Vec<RoomSummary>> },
+    /// The archivist's news: chats committed (to broadcast now), a room's
+    /// history loaded, a reconnecting client's missed chats.
+    Archived(Archived),
     /// The server is stopping: say goodbye (close 1001) to every client.
     Shutdown,
     /// Grace is over: shut every remaining socket down now.
     ForceClose,
+    /// Every connection has ended: return (and so let the archivist end).
+    Stop,
+}
+
+impl From<Archived> for Event {
+    fn from(news: Archived) -> Event {
+        Event::Archived(news)
+    }
 }
 
 /// A room as `/api/rooms` lists it.
@@ -80,6 +108,14 @@ struct Client {
     room: String,
     /// `Some` once logged in; only logged-in clients receive broadcasts.
     username: Option<String>,
+    /// Whether this socket has been sent its room's history (only the
+    /// first login on a socket is).
+    history_sent: bool,
+    /// A login waiting for its history (the room loading, or the archivist
+    /// looking up what the client missed).
+    joining: Option<Login>,
+    /// With sign-in, the (lower-cased) names the user's token follows.
+    follows: Option<HashSet<String>>,
 }
 
 pub struct Dispatcher {
@@ -95,34 +131,80 @@ pub struct Dispatcher {
     batch_bytes: usize,
     /// Rooms that may exist at once (`--max-rooms`).
     max_rooms: usize,
+    /// The archivist's queue, when history is on: chats go there first and
+    /// are broadcast when it reports them committed.
+    store: Option<Sender<Job>>,
+    /// Chats handed to the archivist and not yet reported back.
+    unarchived: usize,
+    /// `--history` and `--history-max`.
+    history: usize,
+    history_max: usize,
+    /// `--mutual-follows`: chats reach mutual followers only (and history
+    /// is not replayed, as it would reach beyond them).
+    mutual_follows: bool,
+    /// The server's counters; when the chats being fanned out arrived; the
+    /// last drops, for `/inside`; whether `/api/stats` shows names.
+    metrics: Arc<Metrics>,
+    fanout: FanoutClock,
+    drops: RecentDrops,
+    show_names: bool,
+    /// Logged-in users in every room, for the gauge.
+    logged_in: usize,
 }
 
 impl Dispatcher {
-    pub fn new(config: &Config) -> Self {
+    /// A dispatcher; `store` is the archivist's queue when history is on.
+    pub fn new(config: &Config, store: Option<Sender<Job>>, metrics: Arc<Metrics>) -> Self {
         Dispatcher {
+            metrics,
+            fanout: FanoutClock::default(),
+            drops: RecentDrops::new(INSIDE_RECENT_DROPS),
+            show_names: config.inside_names,
+            logged_in: 0,
             clients: HashMap::new(),
             rooms: HashMap::new(),
             dirty: Vec::new(),
             shutting_down: false,
             batch_bytes: config.broadcast_batch_bytes,
             max_rooms: config.max_rooms,
+            store,
+            unarchived: 0,
+            history: config.history,
+            history_max: config.history_max,
+            mutual_follows: config.mutual_follows,
         }
     }
 
-    /// Handles events until every sender is gone.
+    /// Handles events until told to stop. The wait for the next event is
+    /// bounded, so that an idle dispatcher still beats its heartbeat (what
+    /// `/healthz` checks: a dispatcher that stops beating is stuck).
     pub fn run(mut self, events: Receiver<Event>) {
-        while let Ok(event) = events.recv() {
-            self.handle(event);
+        let mut stopping = false;
+        while !stopping {
+            let event = match events.recv_timeout(HEARTBEAT_INTERVAL) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.metrics.heartbeat();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.metrics.heartbeat();
+            stopping = self.handle(event);
+            let mut handled = 1;
             // Whatever else is already waiting joins the same batch.
             for event in events.try_iter().take(MAX_EVENTS_PER_BATCH) {
-                self.handle(event);
+                stopping |= self.handle(event);
+                handled += 1;
             }
             self.flush();
+            self.metrics.batch(handled);
         }
-        debug!("dispatcher: all senders gone, stopping");
+        debug!("dispatcher: stopping");
     }
 
-    fn handle(&mut self, event: Event) {
+    /// Handles one event; true once it is `Stop`.
+    fn handle(&mut self, event: Event) -> bool {
         match event {
             Event::Connected {
                 id,
@@ -131,7 +213,18 @@ impl Dispatcher {
                 admitted,
             } => self.connected(id, room, outbox, admitted),
             Event::Request { id, request } => self.request(id, request),
-            Event::Disconnected { id } => self.disconnected(id),
+            Event::Disconnected { id, reason } => {
+                // A slow consumer was recorded when it was dropped; other
+                // drops are the reader's news.
+                if reason.is_drop() && reason != CloseReason::SlowConsumer {
+                    self.record_drop(id, reason);
+                }
+                self.disconnected(id);
+            }
+            Event::Stats { reply } => {
+                let _ = reply.send(self.stats_view());
+            }
+            Event::Archived(news) => self.archived(news),
             Event::ListRooms { reply } => {
                 let mut rooms: Vec<RoomSummary> = self
                     .rooms
@@ -158,7 +251,9 @@ impl Dispatcher {
                     client.outbox.shutdown_socket();
                 }
             }
+            Event::Stop => return true,
         }
+        false
     }
 
     /// A handshake asks to join `room`. A room exists while it has a
@@ -181,10 +276,12 @@ impl Dispatcher {
             )));
             return;
         }
-        self.rooms
-            .entry(room.clone())
-            .or_insert_with(|| Room::new(room.clone()))
-            .connection_opened();
+        if !self.rooms.contains_key(&room) {
+            self.open_room(&room);
+        }
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.connection_opened();
+        }
         if self.shutting_down {
             outbox.close(close_frame(CloseCode::Away, "server shutting down"));
         }
@@ -194,9 +291,27 @@ impl Dispatcher {
                 outbox,
                 room,
                 username: None,
+                history_sent: false,
+                joining: None,
+                follows: None,
             },
         );
         let _ = admitted.send(Ok(()));
+    }
+
+    /// A room appears. With history on, its tail is loaded from the store;
+    /// logins wait for it (`history.rs`).
+    fn open_room(&mut self, name: &str) {
+        let mut room = Room::new(name.to_string(), self.metrics.clone());
+        if let Some(store) = &self.store {
+            room.recent = Some(RecentHistory::loading(RECENT_PER_ROOM.max(self.history)));
+            let _ = store.send(Job::Load {
+                room: name.to_string(),
+                recent: RECENT_PER_ROOM.max(self.history),
+            });
+        }
+        self.rooms.insert(name.to_string(), room);
+        self.metrics.set_rooms(self.rooms.len());
     }
 
     fn disconnected(&mut self, id: ConnId) {
@@ -209,6 +324,7 @@ impl Dispatcher {
             if room.is_empty() {
                 // Nobody is left to receive what may be pending.
                 self.rooms.remove(&client.room);
+                self.metrics.set_rooms(self.rooms.len());
                 debug!("room {} is gone", client.room);
             }
         }
@@ -220,14 +336,27 @@ impl Dispatcher {
         };
         let logged_in = client.username.is_some();
         match request {
-            Request::Login { username } => self.log_in(id, username),
+            Request::Login(login) => self.log_in(id, login),
+            #[cfg(feature = "fault-injection")]
+            Request::Chat { message }
+                if message.get("text").and_then(|t| t.as_str())
+                    == Some(DISPATCHER_PANIC_TRIGGER) =>
+            {
+                panic!("fault injection: dispatcher panic requested");
+            }
             Request::Chat { message } if logged_in => {
                 let username = client.username.as_deref().unwrap_or_default();
                 debug!("conn {id}: chat from {username}");
                 let json = protocol::chat_json(&message, username, &client.room);
                 let room = client.room.clone();
-                self.broadcast(&room, &json);
+                self.chat(id, room, json);
             }
+            // Readers turn token logins into `Login`s; one that got here
+            // anyway is not trusted.
+            Request::TokenLogin { .. } => self.reply(
+                id,
+                Refusal::new(Some("login"), "authentication failed", "sign-in is off"),
+            ),
             Request::Disconnect if logged_in => self.log_out(id),
             Request::Chat { .. } => self.refuse_not_logged_in(id, "chat"),
             Request::Disconnect => self.refuse_not_logged_in(id, "disconnect"),
@@ -240,15 +369,179 @@ impl Dispatcher {
         self.reply(id, Refusal::new(Some(kind), "not logged in", details));
     }
 
-    /// Logs a connection into its room, or renames it if it already is.
-    fn log_in(&mut self, id: ConnId, username: String) {
+    /// A chat from a logged-in client. With history on it goes to the
+    /// archivist first and is broadcast when committed (`archived`), so that
+    /// nobody sees a chat a crash could lose.
+    fn chat(&mut self, id: ConnId, room: String, json: Vec<u8>) {
+        let Some(store) = &self.store else {
+            self.deliver(&room, id, &json);
+            return;
+        };
+        if self.unarchived >= MAX_UNARCHIVED {
+            warn!(
+                "conn {id}: chat refused: {} chats wait for the store",
+                self.unarchived
+            );
+            let details = "the history store is behind; try again in a moment";
+            self.reply(
+                id,
+                Refusal::new(Some("chat"), "chat is briefly unavailable", details),
+            );
+            return;
+        }
+        self.unarchived += 1;
+        let _ = store.send(Job::Append {
+            room,
+            tag: id,
+            json,
+        });
+    }
+
+    /// Sends a chat from `sender` to its room: to everyone, or under
+    /// `--mutual-follows` to the sender and those who follow the sender and
+    /// whom the sender follows.
+    fn deliver(&mut self, room: &str, sender: ConnId, json: &[u8]) {
+        self.metrics.chat_broadcast();
+        self.fanout.arrived();
+        if !self.mutual_follows {
+            self.broadcast(room, json);
+            return;
+        }
+        let clients = &self.clients;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let speaker = clients.get(&sender);
+        let dropped = r.send_to_some(json, |member| {
+            let (Some(speaker), Some(listener)) = (speaker, clients.get(&member)) else {
+                return false; // the sender left before its chat was stored
+            };
+            member == sender || follows(speaker, listener) && follows(listener, speaker)
+        });
+        self.forget_dropped(dropped);
+        self.appended(room);
+    }
+
+    /// What the archivist reports.
+    fn archived(&mut self, news: Archived) {
+        match news {
+            Archived::Committed(chats) => {
+                self.unarchived = self.unarchived.saturating_sub(chats.len());
+                for (room, sender, chat) in chats {
+                    // A room that went (and maybe came back, loading) has
+                    // nobody to tell; its next load reads the chat back.
+                    let json = chat.json.clone();
+                    if let Some(r) = self.rooms.get_mut(&room)
+                        && r.committed(chat)
+                    {
+                        self.deliver(&room, sender, &json);
+                    }
+                }
+            }
+            Archived::Failed(chats) => {
+                self.unarchived = self.unarchived.saturating_sub(chats.len());
+                for (_, id, why) in chats {
+                    warn!("conn {id}: chat not stored: {why}");
+                    let details = format!("the chat could not be stored, so nobody got it: {why}");
+                    self.reply(id, Refusal::new(Some("chat"), "chat not stored", details));
+                }
+            }
+            Archived::Loaded {
+                room,
+                last_id,
+                recent,
+            } => {
+                let Some(history) = self.rooms.get_mut(&room).and_then(|r| r.recent.as_mut())
+                else {
+                    return;
+                };
+                for (id, login) in history.loaded(last_id, recent) {
+                    if let Some(client) = self.clients.get_mut(&id) {
+                        client.joining = None;
+                        self.log_in(id, login);
+                    }
+                }
+            }
+            Archived::SinceLoaded {
+                room,
+                tag,
+                chats,
+                complete,
+            } => {
+                let Some(login) = self.clients.get_mut(&tag).and_then(|c| c.joining.take()) else {
+                    return; // gone meanwhile
+                };
+                let json = history::history_message(&room, &chats, complete);
+                self.enter(tag, login, Some(json));
+            }
+        }
+    }
+
+    /// A login: into the room, or a rename if the client already is in. A
+    /// socket's first login gets the room's history first, which may mean
+    /// waiting for it (the login is then finished by `archived`).
+    fn log_in(&mut self, id: ConnId, login: Login) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.joining.is_some() {
+            let details = "wait for the answer to your first login";
+            self.reply(
+                id,
+                Refusal::new(Some("login"), "login in progress", details),
+            );
+            return;
+        }
+        // A fresh token for the name already signed in extends the session
+        // (the reader keeps its end); the room hears nothing new.
+        if login.signed && client.username.as_deref() == Some(login.username.as_str()) {
+            client.follows = follow_set(login.follows);
+            debug!("conn {id}: session of {} extended", login.username);
+            return;
+        }
+        if !self.name_free(id, &login.username) {
+            return;
+        }
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         let Some(room) = self.rooms.get_mut(&client.room) else {
             return;
         };
-        if !room.name_free(id, &username) {
+        let replay = match room.recent.as_mut() {
+            Some(recent) if !client.history_sent && !self.mutual_follows => {
+                recent.replay(&client.room, id, &login, self.history, self.history_max)
+            }
+            _ => {
+                self.enter(id, login, None);
+                return;
+            }
+        };
+        match replay {
+            Replay::Ready(json) => self.enter(id, login, Some(json)),
+            Replay::Waiting => client.joining = Some(login.clone()),
+            Replay::Ask { after } => {
+                let room = client.room.clone();
+                client.joining = Some(login);
+                if let Some(store) = &self.store {
+                    let _ = store.send(Job::Since {
+                        room,
+                        tag: id,
+                        after,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `username` is free in the client's room; refuses it if not.
+    fn name_free(&mut self, id: ConnId, username: &str) -> bool {
+        let free = self
+            .clients
+            .get(&id)
+            .and_then(|c| self.rooms.get(&c.room))
+            .is_some_and(|room| room.name_free(id, username));
+        if !free {
             warn!("conn {id}: login as {username:?} refused: name taken");
             self.reply(
                 id,
@@ -258,9 +551,37 @@ impl Dispatcher {
                     format!("{username:?} is already in the chat; choose another name"),
                 ),
             );
+        }
+        free
+    }
+
+    /// Finishes a login: the history (if any) to the client alone, then the
+    /// login to the room, so the client sees history, then its own login.
+    fn enter(&mut self, id: ConnId, login: Login, history: Option<Vec<u8>>) {
+        // A login that waited may find its name taken meanwhile.
+        if history.is_some() && !self.name_free(id, &login.username) {
             return;
         }
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let Some(json) = history {
+            client.history_sent = true;
+            if client.outbox.push(protocol::text_frame(&json)).is_err() {
+                drop_too_slow(id, &client.outbox);
+                return;
+            }
+        }
+        let Some(room) = self.rooms.get_mut(&client.room) else {
+            return;
+        };
+        let username = login.username;
+        client.follows = follow_set(login.follows);
         let old = client.username.replace(username.clone());
+        if old.is_none() {
+            self.logged_in += 1;
+            self.metrics.set_logged_in(self.logged_in);
+        }
         match &old {
             Some(old) => info!("{old} is now {username} in {}", client.room),
             None => info!(
@@ -283,6 +604,8 @@ impl Dispatcher {
         if client.username.take().is_none() {
             return;
         }
+        self.logged_in -= 1;
+        self.metrics.set_logged_in(self.logged_in);
         let room_name = client.room.clone();
         let Some(room) = self.rooms.get_mut(&room_name) else {
             return;
@@ -318,6 +641,7 @@ impl Dispatcher {
         for room in std::mem::take(&mut self.dirty) {
             self.flush_room(&room);
         }
+        self.fanout.queued_for_all(&self.metrics);
     }
 
     fn flush_room(&mut self, room: &str) {
@@ -330,15 +654,20 @@ impl Dispatcher {
     /// Clients a room dropped as too slow are no longer logged in.
     fn forget_dropped(&mut self, dropped: Vec<ConnId>) {
         for id in dropped {
-            if let Some(client) = self.clients.get_mut(&id) {
-                client.username = None;
+            self.record_drop(id, CloseReason::SlowConsumer);
+            if let Some(client) = self.clients.get_mut(&id)
+                && client.username.take().is_some()
+            {
+                self.logged_in -= 1;
             }
         }
+        self.metrics.set_logged_in(self.logged_in);
     }
 
     /// Sends a refusal to one client. If even that does not fit, the client
     /// is not reading, and is dropped like any other slow client.
     fn reply(&mut self, id: ConnId, refusal: Refusal) {
+        self.metrics.refused(&refusal.error);
         let Some(client) = self.clients.get(&id) else {
             return;
         };
@@ -350,7 +679,49 @@ impl Dispatcher {
         };
         if client.outbox.push(refusal.to_frame()).is_err() {
             drop_too_slow(id, &client.outbox);
+            self.record_drop(id, CloseReason::SlowConsumer);
             self.log_out(id);
+        }
+    }
+
+    /// Remembers a dropped connection for `/inside` (names only with
+    /// `--inside-names`).
+    fn record_drop(&mut self, id: ConnId, reason: CloseReason) {
+        let client = self.clients.get(&id);
+        self.drops.record(DropView {
+            conn: id,
+            user: client
+                .and_then(|c| c.username.clone())
+                .filter(|_| self.show_names),
+            room: client.map(|c| c.room.clone()).unwrap_or_default(),
+            reason,
+            at_ms: now_ms(),
+        });
+    }
+
+    /// The fullest outboxes and the recent drops, for `/api/stats`: one
+    /// pass over the clients, two atomic loads each, only when asked.
+    fn stats_view(&self) -> DispatcherView {
+        let mut fullest: Option<Fullest> = None;
+        for (&conn, client) in &self.clients {
+            let fullest = fullest.get_or_insert_with(|| {
+                let (messages, bytes) = client.outbox.limits();
+                Fullest::new(INSIDE_FULLEST_OUTBOXES, Limits { messages, bytes })
+            });
+            let (messages, bytes) = client.outbox.queued();
+            if fullest.wants(messages, bytes) {
+                fullest.add(OutboxView {
+                    conn,
+                    user: client.username.clone().filter(|_| self.show_names),
+                    room: client.room.clone(),
+                    messages,
+                    bytes,
+                });
+            }
+        }
+        DispatcherView {
+            outboxes: fullest.map(Fullest::into_views).unwrap_or_default(),
+            drops: self.drops.newest_first(),
         }
     }
 }
@@ -363,6 +734,22 @@ pub fn drop_too_slow(id: ConnId, outbox: &Outbox) {
         "outbound queue full: client is reading too slowly",
     ));
     warn!("conn {id} dropped: outbound queue full (client not reading)");
+}
+
+/// The names a token follows, as compared (lower case).
+fn follow_set(follows: Option<Vec<String>>) -> Option<HashSet<String>> {
+    follows.map(|names| names.iter().map(|n| protocol::username_key(n)).collect())
+}
+
+/// Whether `a`'s token lists `b` among those it follows. A user whose token
+/// has no `follows` claim follows everyone, so without the claims everyone
+/// hears everyone, as before.
+fn follows(a: &Client, b: &Client) -> bool {
+    match (&a.follows, &b.username) {
+        (None, _) => true,
+        (Some(list), Some(name)) => list.contains(&protocol::username_key(name)),
+        (Some(_), None) => false,
+    }
 }
 
 /// An encoded close frame.

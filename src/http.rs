@@ -17,13 +17,22 @@ use std::time::{Duration, Instant};
 
 use tungstenite::handshake::derive_accept_key;
 
-use crate::config::{MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
+use crate::config::{HISTORY_PAGE_MAX, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
 use crate::room;
 
 /// The browser client, compiled in.
 const INDEX_HTML: &str = include_str!("../client/index.html");
 const CLIENT_JS: &str = include_str!("../client/client.js");
 const INDEX_CSS: &str = include_str!("../client/index.css");
+
+/// [metrics integration] The live view of the server's insides (`/inside`).
+const INSIDE_HTML: &str = include_str!("../client/inside.html");
+const INSIDE_JS: &str = include_str!("../client/inside.js");
+const INSIDE_CSS: &str = include_str!("../client/inside.css");
+
+/// The live view loads its own files and fetches `/api/stats`, nothing else.
+const INSIDE_SECURITY_POLICY: &str =
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
 
 /// The page may load only its own files and talk only WebSocket: even if a
 /// bug let a message be inserted as HTML, no injected script could run.
@@ -167,6 +176,51 @@ pub enum Route {
 pub enum ApiRequest {
     /// `GET /api/rooms`: the dispatcher's rooms with logged-in users.
     Rooms,
+    /// `GET /api/rooms/<name>/messages?before=<id>&limit=<n>`: older chats,
+    /// from the archivist.
+    Messages {
+        room: String,
+        before: Option<u64>,
+        limit: usize,
+    },
+    /// `GET /api/info`: what the page needs to know about this server.
+    Info,
+}
+
+/// How many chats `/api/rooms/<name>/messages` returns when not told.
+pub const DEFAULT_PAGE: usize = 50;
+
+/// Parses `/api/rooms/<name>/messages` and its query, or says what is wrong.
+fn messages_request(path: &str, query: &str) -> Option<Result<ApiRequest, String>> {
+    let name = path
+        .strip_prefix("/api/rooms/")?
+        .strip_suffix("/messages")?;
+    let parse = || -> Result<ApiRequest, String> {
+        let room = room::valid_room_name(name)?;
+        let (mut before, mut limit) = (None, DEFAULT_PAGE);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| format!("{key} must be a whole number"))
+            };
+            match key {
+                "before" => before = Some(number()?),
+                "limit" => limit = number()? as usize,
+                _ => {}
+            }
+        }
+        if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
+            return Err(format!("limit must be 1 to {HISTORY_PAGE_MAX}"));
+        }
+        Ok(ApiRequest::Messages {
+            room,
+            before,
+            limit,
+        })
+    };
+    Some(parse())
 }
 
 /// Decides what a request gets. `allowed_origins` empty means any origin.
@@ -190,12 +244,24 @@ pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
             true,
         ));
     }
-    let path = head.path.split(['?', '#']).next().unwrap_or_default();
+    let without_fragment = head.path.split('#').next().unwrap_or_default();
+    let (path, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
+    if let Some(request) = messages_request(path, query) {
+        return match request {
+            Ok(request) => Route::Api(request),
+            Err(why) => Route::Respond(status_response("400 Bad Request", &why)),
+        };
+    }
     let (content_type, body) = match path {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
-        "/client.js" => ("text/javascript; charset=utf-8", CLIENT_JS),
-        "/index.css" => ("text/css; charset=utf-8", INDEX_CSS),
+        // The page names its files relatively, so that it also works opened
+        // from disk; under `/r/<room>` they are asked for as `/r/client.js`.
+        "/client.js" | "/r/client.js" => ("text/javascript; charset=utf-8", CLIENT_JS),
+        "/index.css" | "/r/index.css" => ("text/css; charset=utf-8", INDEX_CSS),
         "/api/rooms" => return Route::Api(ApiRequest::Rooms),
+        "/api/info" => return Route::Api(ApiRequest::Info),
         // Each room's page is the chat page; it reads its room from its URL.
         _ if path.starts_with("/r/") => match room::room_from_path(path) {
             Ok(_) => ("text/html; charset=utf-8", INDEX_HTML),
@@ -214,6 +280,67 @@ pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
         body.as_bytes(),
         head.method == "GET",
     ))
+}
+
+/// [metrics integration] The operator's endpoints, off with `--no-admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRequest {
+    /// `GET /metrics`: the Prometheus exposition.
+    Metrics,
+    /// `GET /healthz`: is the dispatcher answering?
+    Health,
+    /// `GET /readyz`: healthy, and the store writable?
+    Ready,
+    /// `GET /api/stats`: the live view's snapshot.
+    Stats,
+    /// `GET /inside`, `/inside.js`, `/inside.css`: the live view.
+    Page(InsidePage),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsidePage {
+    Html,
+    Script,
+    Style,
+}
+
+/// [metrics integration] Which admin endpoint a plain `GET` or `HEAD` asks
+/// for, if any.
+pub fn admin_route(head: &RequestHead) -> Option<AdminRequest> {
+    if head.is_websocket_upgrade() || (head.method != "GET" && head.method != "HEAD") {
+        return None;
+    }
+    let path = head.path.split(['?', '#']).next().unwrap_or_default();
+    Some(match path {
+        "/metrics" => AdminRequest::Metrics,
+        "/healthz" => AdminRequest::Health,
+        "/readyz" => AdminRequest::Ready,
+        "/api/stats" => AdminRequest::Stats,
+        "/inside" => AdminRequest::Page(InsidePage::Html),
+        "/inside.js" => AdminRequest::Page(InsidePage::Script),
+        "/inside.css" => AdminRequest::Page(InsidePage::Style),
+        _ => return None,
+    })
+}
+
+/// [metrics integration] One of the live view's files.
+pub fn inside_page(page: InsidePage, include_body: bool) -> Vec<u8> {
+    let (content_type, body) = match page {
+        InsidePage::Html => ("text/html; charset=utf-8", INSIDE_HTML),
+        InsidePage::Script => ("text/javascript; charset=utf-8", INSIDE_JS),
+        InsidePage::Style => ("text/css; charset=utf-8", INSIDE_CSS),
+    };
+    response(
+        "200 OK",
+        content_type,
+        &[
+            ("Cache-Control", "no-cache"),
+            ("Content-Security-Policy", INSIDE_SECURITY_POLICY),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+        body.as_bytes(),
+        include_body,
+    )
 }
 
 /// Checks a WebSocket upgrade (RFC 6455, section 4.2.1) and builds the 101,

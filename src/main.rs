@@ -9,13 +9,22 @@ use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
-use threadchat::{Config, Server};
+use threadchat::config::Command;
+use threadchat::server::StartError;
+use threadchat::{Config, Server, auth};
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Token { user, ttl, follows }) = &config.command {
+        return print_token(&config, user, *ttl, follows.clone());
+    }
+    // Only threadchat's own lines: a library's trace output (tungstenite
+    // logs every frame it reads) would print sign-in tokens, which must
+    // never reach a log.
     let log_config = ConfigBuilder::new()
         .set_thread_level(log::LevelFilter::Off)
         .set_target_level(log::LevelFilter::Off)
+        .add_filter_allow_str("threadchat")
         .build();
     // Colours only on a terminal, so that a log sent to a file stays plain.
     let colour = if std::io::stdout().is_terminal() {
@@ -36,8 +45,12 @@ fn main() -> ExitCode {
     let host = config.host.clone();
     let server = match Server::bind(config) {
         Ok(server) => server,
-        Err(e) => {
+        Err(StartError::Listen(e)) => {
             error!("cannot listen on {host}: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            error!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -59,4 +72,46 @@ fn main() -> ExitCode {
     }
     handle.shutdown();
     ExitCode::SUCCESS
+}
+
+/// `threadchat token --user NAME`: prints a token signed with the configured
+/// secret (flag, file or environment), for a teacher to hand out.
+fn print_token(
+    config: &Config,
+    user: &str,
+    ttl: std::time::Duration,
+    follows: Option<Vec<String>>,
+) -> ExitCode {
+    let secret = match config.jwt_secret() {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            eprintln!(
+                "threadchat token: no secret; give --jwt-secret, --jwt-secret-file or ${}",
+                auth::JWT_SECRET_ENV
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("threadchat token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let token = auth::mint(
+        secret.as_bytes(),
+        user,
+        ttl,
+        follows,
+        config.jwt_issuer.as_deref(),
+        config.jwt_audience.as_deref(),
+    );
+    match token {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("threadchat token: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

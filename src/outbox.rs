@@ -146,6 +146,26 @@ impl Outbox {
         }
     }
 
+    /// [metrics integration] What waits in the queue now: messages (pushes)
+    /// and bytes. Two atomic loads; the dispatcher reads it for `/api/stats`.
+    pub fn queued(&self) -> (usize, usize) {
+        (
+            self.sender.len(),
+            self.shared.queued_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// [metrics integration] The bounds this queue was made with.
+    pub fn limits(&self) -> (usize, usize) {
+        (self.max_messages, self.max_bytes)
+    }
+
+    /// [metrics integration] Whether the dispatcher has dropped this client
+    /// (`abandon`): how its reader tells a slow consumer from a client close.
+    pub fn is_abandoned(&self) -> bool {
+        self.shared.is_abandoned()
+    }
+
     /// Shuts the socket down at once, waking its reader and writer.
     pub fn shutdown_socket(&self) {
         let _ = self.shared.socket.shutdown(Shutdown::Both);

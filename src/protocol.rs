@@ -28,12 +28,43 @@ pub type Frame = Bytes;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     /// Log in as (or rename to) this username, already trimmed and checked.
-    Login { username: String },
+    Login(Login),
+    /// A login that carries a token instead of a name, when the server signs
+    /// users in (`auth.rs`). The reader verifies it and hands the dispatcher
+    /// a `Login` with the token's name; the dispatcher never sees a token.
+    TokenLogin { token: String, since: Option<u64> },
     /// Log out; the connection stays open.
     Disconnect,
     /// Say something. `message` is the client's whole chat object, relayed as
     /// it came except for `username`, which the dispatcher stamps.
     Chat { message: Map<String, Value> },
+}
+
+/// A login, as the dispatcher gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Login {
+    /// Already trimmed and checked; with sign-in on, the token's `sub`.
+    pub username: String,
+    /// The last chat id the client has (`"since"`), to get only what it
+    /// missed: see `history.rs`.
+    pub since: Option<u64>,
+    /// With sign-in on, whom the token says this user follows.
+    pub follows: Option<Vec<String>>,
+    /// Whether the name comes from a verified token (then a login with the
+    /// same name only extends the session, without a new broadcast).
+    pub signed: bool,
+}
+
+impl Login {
+    /// A plain login by name, as the tutorial's client sends it.
+    pub fn named(username: impl Into<String>) -> Login {
+        Login {
+            username: username.into(),
+            since: None,
+            follows: None,
+            signed: false,
+        }
+    }
 }
 
 /// A refusal sent back to the one client that caused it.
@@ -75,6 +106,30 @@ impl Refusal {
     }
 }
 
+/// `{"type":"history","room":…,"messages":[…],"complete":…}`, as JSON
+/// text: the stored chats are already JSON, so they are copied in as they
+/// are, byte for byte as they were broadcast.
+pub fn history_json<'a>(
+    room: &str,
+    chats: impl Iterator<Item = &'a [u8]>,
+    complete: bool,
+) -> Vec<u8> {
+    let mut json = Vec::with_capacity(256);
+    json.extend_from_slice(b"{\"type\":\"history\",\"room\":");
+    write_json_string(&mut json, room);
+    json.extend_from_slice(b",\"messages\":[");
+    for (i, chat) in chats.enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(chat);
+    }
+    json.extend_from_slice(b"],\"complete\":");
+    json.extend_from_slice(if complete { b"true" } else { b"false" });
+    json.push(b'}');
+    json
+}
+
 /// Chat fields that only the server sets.
 const SERVER_STAMPED: [&str; 4] = ["username", "room", "id", "ts"];
 
@@ -82,6 +137,8 @@ const SERVER_STAMPED: [&str; 4] = ["username", "room", "id", "ts"];
 #[derive(Debug, Clone, Copy)]
 pub struct TextLimits {
     pub max_chat_chars: usize,
+    /// Whether a login must carry a token (sign-in on) rather than a name.
+    pub tokens: bool,
 }
 
 /// Parses one text message from a client.
@@ -118,6 +175,32 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
     };
     match kind {
         "login" => {
+            let since = match object.get("since") {
+                None | Some(Value::Null) => None,
+                Some(since) => match since.as_u64() {
+                    Some(id) => Some(id),
+                    None => {
+                        return Err(Refusal::new(
+                            Some("login"),
+                            "invalid since",
+                            "\"since\" is the id of the last chat you have: a non-negative integer",
+                        ));
+                    }
+                },
+            };
+            if limits.tokens {
+                return match object.get("token") {
+                    Some(Value::String(token)) => Ok(Request::TokenLogin {
+                        token: token.clone(),
+                        since,
+                    }),
+                    _ => Err(Refusal::new(
+                        Some("login"),
+                        "authentication failed",
+                        "this server signs users in: login needs a string \"token\"",
+                    )),
+                };
+            }
             let name = match object.get("username") {
                 Some(Value::String(name)) => name,
                 _ => {
@@ -128,8 +211,9 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                     ));
                 }
             };
-            let username = validate_username(name)?;
-            Ok(Request::Login { username })
+            let mut login = Login::named(validate_username(name)?);
+            login.since = since;
+            Ok(Request::Login(login))
         }
         "disconnect" => Ok(Request::Disconnect),
         "chat" => {

@@ -28,8 +28,12 @@
 //! every client, which is exactly the cost rooms are meant to remove.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::archivist::StoredChat;
 use crate::dispatcher::{ConnId, drop_too_slow};
+use crate::history::RecentHistory;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame};
 
@@ -82,6 +86,8 @@ pub fn valid_room_name(name: &str) -> Result<String, String> {
 struct Segment {
     start: usize,
     audience: usize,
+    /// Frames in `pending` before `start`, to count deliveries.
+    frames_before: usize,
 }
 
 /// A logged-in connection, as its room sees it.
@@ -105,8 +111,14 @@ pub struct Room {
     pending: Vec<u8>,
     /// Who gets which part of `pending`: where each audience size begins.
     segments: Vec<Segment>,
+    /// Frames in `pending`.
+    pending_frames: usize,
+    /// The server's counters: frames delivered (queued to outboxes).
+    metrics: Arc<Metrics>,
     /// Whether the dispatcher has this room on its list to flush.
     marked: bool,
+    /// The room's recent chats, with history on (`history.rs`).
+    pub recent: Option<RecentHistory>,
 }
 
 /// Why a login was refused.
@@ -115,15 +127,18 @@ pub enum LoginRefused {
 }
 
 impl Room {
-    pub fn new(name: String) -> Room {
+    pub fn new(name: String, metrics: Arc<Metrics>) -> Room {
         Room {
             name,
+            pending_frames: 0,
+            metrics,
             connections: 0,
             online: Vec::new(),
             names: HashMap::new(),
             pending: Vec::new(),
             segments: Vec::new(),
             marked: false,
+            recent: None,
         }
     }
 
@@ -227,6 +242,46 @@ impl Room {
         !std::mem::replace(&mut self.marked, true)
     }
 
+    /// A chat the archivist has committed: keep it in the recent history;
+    /// true if the room should now hear it. A room whose history is still
+    /// loading has no members yet, and its load will read the chat back, so
+    /// it skips it (false).
+    pub fn committed(&mut self, chat: StoredChat) -> bool {
+        if !self.recent.as_ref().is_some_and(RecentHistory::is_loaded) {
+            return false;
+        }
+        if let Some(recent) = self.recent.as_mut() {
+            recent.push(chat);
+        }
+        true
+    }
+
+    /// Sends a message to the members `allowed` picks, each on its own push
+    /// (the batch is for messages everyone gets; this flushes it first, so
+    /// order is kept). Used for chats under `--mutual-follows`. Returns the
+    /// members dropped as too slow.
+    pub fn send_to_some(&mut self, json: &[u8], allowed: impl Fn(ConnId) -> bool) -> Vec<ConnId> {
+        let mut dropped = self.flush();
+        let frame = protocol::text_frame(json);
+        let mut delivered = 0;
+        let mut too_slow = Vec::new();
+        for member in self.online.iter().filter(|m| allowed(m.id)) {
+            match member.outbox.push(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(_) => too_slow.push(member.id),
+            }
+        }
+        self.metrics.delivered(delivered);
+        for id in too_slow {
+            if let Some(position) = self.position(id) {
+                drop_too_slow(id, &self.online[position].outbox);
+            }
+            self.remove(id);
+            dropped.push(id);
+        }
+        dropped
+    }
+
     /// Bytes waiting in the pending batch.
     pub fn pending_bytes(&self) -> usize {
         self.pending.len()
@@ -238,9 +293,11 @@ impl Room {
             self.segments.push(Segment {
                 start: self.pending.len(),
                 audience,
+                frames_before: self.pending_frames,
             });
         }
         protocol::append_text_frame(&mut self.pending, json);
+        self.pending_frames += 1;
     }
 
     /// Queues the pending batch for every member: one shared buffer, one
@@ -255,6 +312,8 @@ impl Room {
         while !self.pending.is_empty() {
             let batch = Frame::from(std::mem::take(&mut self.pending));
             let segments = std::mem::take(&mut self.segments);
+            let frames = std::mem::take(&mut self.pending_frames);
+            let mut delivered = 0;
             let mut too_slow = Vec::new();
             for (position, member) in self.online.iter().enumerate() {
                 // Audiences only grow, so the first segment that includes
@@ -265,8 +324,11 @@ impl Room {
                 };
                 if member.outbox.push(batch.slice(segment.start..)).is_err() {
                     too_slow.push(member.id);
+                } else {
+                    delivered += frames - segment.frames_before;
                 }
             }
+            self.metrics.delivered(delivered as u64);
             for id in too_slow {
                 if let Some(position) = self.position(id) {
                     drop_too_slow(id, &self.online[position].outbox);

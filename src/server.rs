@@ -30,10 +30,15 @@ use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, error, info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Config, EVENT_QUEUE_CAPACITY, READER_STACK_BYTES, SHUTDOWN_GRACE};
+use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Job};
+use crate::auth::AuthConfig;
+use crate::config::{
+    Config, EVENT_QUEUE_CAPACITY, MAX_ADMIN_CONNECTIONS, READER_STACK_BYTES, SHUTDOWN_GRACE,
+};
 use crate::connection;
 use crate::dispatcher::{ConnId, Dispatcher, Event};
 use crate::http;
+use crate::metrics::{HandshakeStatus, Metrics};
 use crate::os_limits;
 
 /// Connections the kernel may hold waiting for `accept` (capped by the
@@ -48,11 +53,40 @@ const REJECT_QUEUE: usize = 64;
 /// answering anyway.
 const REJECT_READ_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A bound listener, not yet serving.
+/// A bound listener and an open history store, not yet serving.
 pub struct Server {
     listener: TcpListener,
     config: Config,
+    /// The history file, opened and checked; `None` with `--history 0`.
+    archive: Option<Archive>,
+    /// The sign-in check, built from the flags; `None` with sign-in off.
+    auth: Option<AuthConfig>,
+    /// `--admin-listen`: the operator's endpoints on their own address.
+    admin_listener: Option<TcpListener>,
 }
+
+/// Why the server could not start; each names its cause.
+#[derive(Debug)]
+pub enum StartError {
+    /// The address could not be resolved or bound.
+    Listen(io::Error),
+    /// The history database could not be opened (corrupt, locked, …).
+    Store(ArchiveError),
+    /// The sign-in flags are wrong (an unreadable key, an empty secret, …).
+    Auth(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Listen(e) => write!(f, "cannot listen: {e}"),
+            StartError::Store(e) => write!(f, "cannot open the history store: {e}"),
+            StartError::Auth(e) => write!(f, "cannot set up sign-in: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// A running server. Dropping it does not stop it; `shutdown` does.
 pub struct ServerHandle {
@@ -61,6 +95,9 @@ pub struct ServerHandle {
     events: Sender<Event>,
     accept_loop: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    archivist: Option<JoinHandle<()>>,
+    /// `--admin-listen`'s accept loop and its address.
+    admin: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 /// What the accept loop and the connection threads share. Nothing here is
@@ -69,18 +106,52 @@ struct ServerState {
     config: Config,
     live: ConnectionCount,
     stopping: AtomicBool,
+    /// The archivist's queue, for HTTP requests of older messages; `None`
+    /// with history off.
+    store: Option<Sender<Job>>,
+    /// The sign-in check, shared by every reader; `None` with sign-in off.
+    auth: Option<Arc<AuthConfig>>,
+    /// This server's counters, shared by every thread (atomics only).
+    metrics: Arc<Metrics>,
+    /// Set at the end of shutdown: the `--admin-listen` loop stops.
+    admin_closing: AtomicBool,
 }
 
 impl Server {
-    /// Binds `config.host` and the resolved port (port 0 picks a free one).
-    pub fn bind(config: Config) -> io::Result<Server> {
-        let port = config.resolved_port().map_err(io::Error::other)?;
-        let addr = (config.host.as_str(), port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::other(format!("{} resolves to no address", config.host)))?;
-        let listener = listen(addr)?;
-        Ok(Server { listener, config })
+    /// Opens the history store (unless `--history 0`), then binds
+    /// `config.host` and the resolved port (port 0 picks a free one). The
+    /// store comes first so that a bad database stops the server before it
+    /// has listened.
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        let auth = config.auth().map_err(StartError::Auth)?;
+        let archive = if config.history > 0 {
+            let store = ArchiveConfig {
+                path: config.db.clone(),
+                fsync: config.fsync,
+                retain: config.retain,
+                history_max: config.history_max,
+            };
+            Some(archivist::open(&store).map_err(StartError::Store)?)
+        } else {
+            None
+        };
+        let listener = resolve_and_listen(&config).map_err(StartError::Listen)?;
+        let admin_listener = match &config.admin_listen {
+            Some(addr) => Some(listen_on(addr).map_err(|e| {
+                StartError::Listen(io::Error::new(
+                    e.kind(),
+                    format!("--admin-listen {addr}: {e}"),
+                ))
+            })?),
+            None => None,
+        };
+        Ok(Server {
+            listener,
+            config,
+            archive,
+            auth,
+            admin_listener,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -99,16 +170,31 @@ impl Server {
             self.config.max_connections = ceiling;
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
-        let dispatcher = Dispatcher::new(&self.config);
+        let metrics = Arc::new(Metrics::new());
+        // The archivist's queue is unbounded so that the dispatcher never
+        // waits on it (it bounds what it hands over itself: MAX_UNARCHIVED).
+        let (store, archivist) = match self.archive {
+            Some(archive) => {
+                let (jobs, queue) = crossbeam_channel::unbounded();
+                let archivist = archive.spawn(queue, events.clone(), Some(metrics.clone()))?;
+                (Some(jobs), Some(archivist))
+            }
+            None => (None, None),
+        };
+        let dispatcher = Dispatcher::new(&self.config, store.clone(), metrics.clone());
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
-            .spawn(move || dispatcher.run(receiver))?;
+            .spawn(move || supervise_dispatcher(dispatcher, receiver))?;
         let state = Arc::new(ServerState {
             config: self.config,
             live: ConnectionCount::default(),
             stopping: AtomicBool::new(false),
+            store,
+            auth: self.auth.map(Arc::new),
+            metrics: metrics.clone(),
+            admin_closing: AtomicBool::new(false),
         });
-        let rejecter = spawn_rejecter()?;
+        let rejecter = spawn_rejecter(metrics)?;
         let accept_loop = {
             let state = state.clone();
             let events = events.clone();
@@ -117,12 +203,27 @@ impl Server {
                 .name("accept".into())
                 .spawn(move || accept_loop(listener, state, events, rejecter))?
         };
+        let admin = match self.admin_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                let state = state.clone();
+                let events = events.clone();
+                let handle = thread::Builder::new()
+                    .name("admin-accept".into())
+                    .spawn(move || admin_accept_loop(listener, state, events))?;
+                info!("operator endpoints on http://{addr}/metrics and http://{addr}/inside");
+                Some((addr, handle))
+            }
+            None => None,
+        };
         Ok(ServerHandle {
+            admin,
             local_addr,
             state,
             events,
             accept_loop,
             dispatcher,
+            archivist,
         })
     }
 }
@@ -137,12 +238,24 @@ impl ServerHandle {
         self.state.live.get()
     }
 
+    /// Where `--admin-listen` serves, if it does.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// This server's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
+    }
+
     /// Stops gracefully: no new connections, a close frame (1001, going away)
     /// to every client, then waits for the connection threads to end. Clients
     /// that have not gone after `SHUTDOWN_GRACE` have their sockets shut down.
     /// Returns whether every connection ended in time.
     pub fn shutdown(self) -> bool {
         self.state.stopping.store(true, Ordering::SeqCst);
+        self.state.metrics.health().set_stopping(); // `/healthz` says 503 from now
+
         // `accept` blocks; a connection of our own wakes it up to see the flag.
         let _ = TcpStream::connect(wake_address(self.local_addr));
         let _ = self.accept_loop.join();
@@ -157,15 +270,108 @@ impl ServerHandle {
             let _ = self.events.send(Event::ForceClose);
             done = self.state.live.wait_for_zero(Duration::from_millis(400));
         }
-        // With the accept loop and every reader gone, this is the last
-        // sender: dropping it ends the dispatcher.
+        // The operator's address answered through the grace period (its
+        // `/healthz` saying 503, so a load balancer looks elsewhere).
+        if let Some((addr, admin)) = self.admin {
+            self.state.admin_closing.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect(wake_address(addr));
+            let _ = admin.join();
+        }
+        // Every reader is gone: the dispatcher may stop. It drops its
+        // handle on the archivist's queue as it returns, and with ours (in
+        // `state`) gone too the archivist commits what it has and ends.
+        let _ = self.events.send(Event::Stop);
         drop(self.events);
+        drop(self.state);
         if done {
             let _ = self.dispatcher.join();
+            if let Some(archivist) = self.archivist {
+                let _ = archivist.join();
+            }
         }
         info!("server stopped");
         done
     }
+}
+
+/// Exit status when the dispatcher has died (EX_SOFTWARE).
+const DISPATCHER_DIED: i32 = 70;
+
+/// Runs the dispatcher, and if it ever panics, ends the process.
+///
+/// The dispatcher is the one thread the chat cannot live without: readers
+/// and writers would go on, but nobody would be routed anything. A process
+/// that stays up with a dead chat is the worst kind of failure, since a
+/// supervisor (systemd, a container runtime) sees it running and leaves it
+/// be. So its death is the process's: the cause is logged and the process
+/// exits non-zero at once, for the supervisor to restart it. (Every chat
+/// anyone saw is in the history file by then.)
+fn supervise_dispatcher(dispatcher: Dispatcher, events: crossbeam_channel::Receiver<Event>) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatcher.run(events);
+    }));
+    if let Err(panic) = outcome {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        error!("the dispatcher died ({why}); exiting so that a supervisor restarts the server");
+        std::process::exit(DISPATCHER_DIED);
+    }
+}
+
+/// Resolves the configured host and port and listens there.
+fn resolve_and_listen(config: &Config) -> io::Result<TcpListener> {
+    let port = config.resolved_port().map_err(io::Error::other)?;
+    listen_on((config.host.as_str(), port))
+}
+
+/// Resolves an address and listens there.
+fn listen_on(addr: impl ToSocketAddrs + std::fmt::Debug) -> io::Result<TcpListener> {
+    let resolved = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other(format!("{addr:?} resolves to no address")))?;
+    listen(resolved)
+}
+
+/// The accept loop of `--admin-listen`: a thread per operator request,
+/// at most `MAX_ADMIN_CONNECTIONS` at once, serving only the operator's
+/// endpoints. Chat connections never come here.
+fn admin_accept_loop(listener: TcpListener, state: Arc<ServerState>, events: Sender<Event>) {
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if state.admin_closing.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(socket) = stream else { continue };
+        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_ADMIN_CONNECTIONS {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            continue; // dropped: an operator's scraper retries
+        }
+        let (state, events, busy) = (state.clone(), events.clone(), busy.clone());
+        let spawned = thread::Builder::new()
+            .name("admin".into())
+            .stack_size(READER_STACK_BYTES)
+            .spawn(move || {
+                let counter = state.clone();
+                let services = connection::Services {
+                    events,
+                    store: state.store.clone(),
+                    auth: None,
+                    metrics: state.metrics.clone(),
+                    connections: Box::new(move || counter.live.get()),
+                };
+                let closing = || state.admin_closing.load(Ordering::SeqCst);
+                connection::serve_admin(socket, &state.config, &services, closing);
+                busy.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            error!("cannot start a thread for an operator request: {e}");
+        }
+    }
+    debug!("admin accept loop stopped");
 }
 
 /// A listening socket, made with `socket2` rather than `TcpListener::bind`
@@ -235,7 +441,15 @@ fn accept_loop(
             .spawn(move || {
                 let _slot = slot; // released when this thread ends, however
                 let stopping = || thread_state.stopping.load(Ordering::SeqCst);
-                connection::serve(id, socket, &thread_state.config, thread_events, stopping);
+                let counter = thread_state.clone();
+                let services = connection::Services {
+                    events: thread_events,
+                    store: thread_state.store.clone(),
+                    auth: thread_state.auth.clone(),
+                    metrics: thread_state.metrics.clone(),
+                    connections: Box::new(move || counter.live.get()),
+                };
+                connection::serve(id, socket, &thread_state.config, services, stopping);
             });
         if let Err(e) = spawned {
             // The slot and socket went down with the closure: the client
@@ -248,7 +462,7 @@ fn accept_loop(
 
 /// One thread that answers over-cap connections with 503, so that refusing
 /// costs no thread per connection.
-fn spawn_rejecter() -> io::Result<Sender<TcpStream>> {
+fn spawn_rejecter(metrics: Arc<Metrics>) -> io::Result<Sender<TcpStream>> {
     let (sender, receiver) = crossbeam_channel::bounded::<TcpStream>(REJECT_QUEUE);
     thread::Builder::new()
         .name("rejecter".into())
@@ -260,6 +474,7 @@ fn spawn_rejecter() -> io::Result<Sender<TcpStream>> {
                 let _ = socket.set_write_timeout(Some(REJECT_READ_TIMEOUT));
                 let mut request = [0u8; 2048];
                 let _ = socket.read(&mut request);
+                metrics.handshake_refused(HandshakeStatus::Unavailable);
                 let _ = socket.write_all(&http::status_response(
                     "503 Service Unavailable",
                     "the server is full; try again later",

@@ -15,11 +15,13 @@
 
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
 use crate::config::WRITE_POLL_INTERVAL;
+use crate::metrics::Metrics;
 use crate::outbox::{Inbox, Outbound, Shared};
 use crate::protocol::Frame;
 
@@ -34,7 +36,14 @@ enum WriteError {
 
 /// Runs the pump until the queue is finished, every sender is gone, or the
 /// socket fails; then shuts the socket down, which also wakes the reader.
-pub fn run(id: u64, inbox: Inbox, write_timeout: Duration, max_batch: usize) {
+pub fn run(
+    id: u64,
+    inbox: Inbox,
+    write_timeout: Duration,
+    max_batch: usize,
+    metrics: Arc<Metrics>,
+) {
+    let _alive = metrics.writer_alive(); // [metrics integration]
     let shared = &*inbox.shared;
     let socket = &*shared.socket;
     // Belt and braces: the socket is shut down even if this thread panics.
@@ -67,7 +76,7 @@ pub fn run(id: u64, inbox: Inbox, write_timeout: Duration, max_batch: usize) {
             return;
         }
         let bytes: usize = batch.iter().map(|frame| frame.len()).sum();
-        let result = write_batch(socket, &batch, write_timeout, shared);
+        let result = write_batch(socket, &batch, write_timeout, shared, &metrics);
         shared.taken(bytes);
         batch.clear();
         match result {
@@ -94,6 +103,7 @@ fn write_batch(
     frames: &[Frame],
     timeout: Duration,
     shared: &Shared,
+    metrics: &Metrics,
 ) -> Result<(), WriteError> {
     // The timeout counts time without progress: a slow client that keeps
     // taking bytes is not dropped, one that takes none is.
@@ -104,6 +114,7 @@ fn write_batch(
         match socket.write_vectored(remaining) {
             Ok(0) => return Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
             Ok(written) => {
+                metrics.written(written as u64); // [metrics integration]
                 IoSlice::advance_slices(&mut remaining, written);
                 deadline = Instant::now() + timeout;
             }

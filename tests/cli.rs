@@ -28,6 +28,22 @@ fn help_documents_every_flag() {
         "--allowed-origin",
         "--broadcast-batch-bytes",
         "--write-batch",
+        "--max-rooms",
+        "--history",
+        "--history-max",
+        "--retain",
+        "--db",
+        "--fsync",
+        "--jwt-secret",
+        "--jwt-secret-file",
+        "--jwt-public-key",
+        "--jwt-issuer",
+        "--jwt-audience",
+        "--jwt-leeway",
+        "--mutual-follows",
+        "--inside-names",
+        "--no-admin",
+        "--admin-listen",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -38,6 +54,7 @@ fn startup_line(args: &[&str], env: &[(&str, String)]) -> String {
     let mut command = Command::new(BIN);
     command
         .args(args)
+        .args(["--db", ":memory:"])
         .env_remove("PORT")
         .env_remove("WS_PORT")
         .stdout(Stdio::piped())
@@ -97,6 +114,8 @@ fn the_connection_cap_is_lowered_to_what_the_open_file_limit_allows() {
             BIN,
             "--port",
             "0",
+            "--db",
+            ":memory:",
         ])
         .env_remove("PORT")
         .env_remove("WS_PORT")

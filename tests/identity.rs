@@ -32,7 +32,7 @@ fn usernames_are_trimmed() {
     let server = TestServer::start();
     let mut walter = server.connect();
     walter.send_json(json!({"type": "login", "username": "  walter \t"}));
-    let joined = walter.recv_json();
+    let joined = walter.recv_until(|m| m["type"] == "login");
     assert_eq!(joined["user_joined"], "walter");
     assert_eq!(users(&joined), ["walter"]);
 }

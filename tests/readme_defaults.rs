@@ -8,6 +8,10 @@ fn seconds(d: Duration) -> String {
     format!("`{}` s", d.as_secs_f64())
 }
 
+fn on_off(flag: bool) -> String {
+    if flag { "on" } else { "off" }.to_string()
+}
+
 #[test]
 fn readme_defaults_table_matches_the_config() {
     let readme = include_str!("../README.md");
@@ -30,6 +34,15 @@ fn readme_defaults_table_matches_the_config() {
         ("--write-timeout", seconds(c.write_timeout)),
         ("--max-connections", format!("`{}`", c.max_connections)),
         ("--max-rooms", format!("`{}`", c.max_rooms)),
+        ("--history", format!("`{}`", c.history)),
+        ("--history-max", format!("`{}`", c.history_max)),
+        ("--retain", format!("`{}`", c.retain)),
+        ("--db", format!("`{}`", c.db)),
+        ("--fsync", on_off(c.fsync)),
+        ("--jwt-leeway", seconds(c.jwt_leeway)),
+        ("--mutual-follows", on_off(c.mutual_follows)),
+        ("--inside-names", on_off(c.inside_names)),
+        ("--no-admin", on_off(c.no_admin)),
         (
             "--broadcast-batch-bytes",
             format!("`{}`", c.broadcast_batch_bytes),

@@ -185,3 +185,11 @@ fn the_page_is_served_at_a_rooms_path() {
     );
     assert_eq!(server.get("/r/no%20such").0, 404);
 }
+
+#[test]
+fn the_pages_files_are_served_beside_every_room_page() {
+    let server = TestServer::start();
+    for path in ["/client.js", "/index.css", "/r/client.js", "/r/index.css"] {
+        assert_eq!(server.get(path).0, 200, "{path}");
+    }
+}

@@ -44,7 +44,7 @@ fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
 
 fn sends_close_and_exits_zero_on(signal: i32) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_threadchat"))
-        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--host", "127.0.0.1", "--port", "0", "--db", ":memory:"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

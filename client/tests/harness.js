@@ -43,12 +43,12 @@ function serverHas(flag) {
 // Starts the server and resolves once it has said which port it listens on.
 // Its history database, if it keeps one, goes into a temporary directory
 // that stopServer deletes, never into the working directory. `args` are
-// extra flags, e.g. ['--jwt-secret', 'S'].
-function startServer(args = []) {
+// extra flags, e.g. ['--jwt-secret', 'S']; `port` 0 lets the OS choose.
+function startServer(args = [], { port = 0 } = {}) {
   requireBinary();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'threadchat-e2e-'));
   const dbArgs = serverHas('--db') ? ['--db', path.join(dir, 'threadchat.db')] : [];
-  const child = spawn(SERVER_BIN, ['--host', '127.0.0.1', '--port', '0', ...dbArgs, ...args], {
+  const child = spawn(SERVER_BIN, ['--host', '127.0.0.1', '--port', String(port), ...dbArgs, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: dir,
   });

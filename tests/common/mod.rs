@@ -126,10 +126,15 @@ impl Client {
         self.send_json(json!({"type": "chat", "text": text, "username": "ignored"}));
     }
 
-    /// Sends a login and waits for the broadcast that confirms it.
+    /// Sends a login and waits for the broadcast that confirms it (after
+    /// the room's history, which a first login gets first when history is
+    /// on; tutorial clients ignore it, as they ignore any unknown type).
     pub fn login(&mut self, name: &str) -> Value {
         self.send_json(json!({"type": "login", "username": name}));
-        let reply = self.recv_json();
+        let mut reply = self.recv_json();
+        if reply["type"] == "history" {
+            reply = self.recv_json();
+        }
         assert_eq!(
             reply["type"], "login",
             "login of {name} answered with {reply}"
@@ -276,4 +281,127 @@ pub fn tutorial_view(message: &Value) -> Value {
         }
     }
     message
+}
+
+/// The `threadchat` binary running as a child process, killed (by its PID)
+/// when dropped.
+pub struct BinaryServer {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Everything it printed so far, for `start_logged`.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BinaryServer {
+    /// Starts the binary on 127.0.0.1:0 with `args` and waits for the
+    /// start-up line that names its address.
+    pub fn start(args: &[&str]) -> BinaryServer {
+        Self::start_logged(args)
+    }
+
+    /// Starts the binary and keeps everything it prints (stdout and
+    /// stderr), for `stop_and_read_log`.
+    pub fn start_logged(args: &[&str]) -> BinaryServer {
+        use std::io::BufRead;
+        use std::sync::{Arc, Mutex};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_threadchat"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the server binary");
+        let log = Arc::new(Mutex::new(String::new()));
+        let keep = |pipe: Box<dyn std::io::Read + Send>, log: Arc<Mutex<String>>| {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
+        };
+        let readers = vec![
+            keep(Box::new(child.stdout.take().unwrap()), log.clone()),
+            keep(Box::new(child.stderr.take().unwrap()), log.clone()),
+        ];
+        // The start-up line says where the server listens.
+        let found = eventually(WAIT, || log.lock().unwrap().contains("ws://"));
+        let text = log.lock().unwrap().clone();
+        assert!(found, "the server printed no address:\n{text}");
+        let addr = text
+            .split("ws://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .expect("an address after ws://");
+        BinaryServer {
+            child,
+            addr,
+            log,
+            readers,
+        }
+    }
+
+    /// Stops the server (SIGKILL) and returns all it printed.
+    pub fn stop_and_read_log(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Runs the binary with `args` to its end (killed if it is still
+    /// running after `WAIT`): whether it exited on its own, its exit status,
+    /// and what it printed (stdout and stderr).
+    pub fn run_to_end(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
+        use std::io::Read as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_threadchat"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the server binary");
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().unwrap()));
+        let err = drain(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+        (status, text)
+    }
+
+    /// SIGKILL, as a crash: no shutdown code runs.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill the server");
+        self.child.wait().expect("reap the server");
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,138 @@
+//! The operator's endpoints: `/metrics`, `/healthz`,
+//! `/readyz`, `/api/stats`, and the live view's files.
+//!
+//! Answered on the connection's own thread, like any page. `/metrics` and
+//! the health checks read only atomics (`Metrics`) and the channel's length,
+//! so they answer even when the dispatcher is stuck; `/api/stats` also asks
+//! the dispatcher for what only it knows (the outboxes), and waits for the
+//! answer at most `STATS_TIMEOUT`.
+
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use log::warn;
+
+use crate::archivist::Job;
+use crate::config::{Config, STATS_TIMEOUT};
+use crate::dispatcher::Event;
+use crate::http::{self, AdminRequest};
+use crate::metrics::{self, GaugeValues, Metrics};
+use crate::stats::{Limits, Snapshot};
+
+/// What the endpoints read.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub metrics: &'a Metrics,
+    /// The dispatcher's channel: its length is the queue, and `/api/stats`
+    /// asks through it.
+    pub events: &'a Sender<Event>,
+    /// The archivist's queue, for `/readyz` to check the store is
+    /// writable; `None` with history off.
+    pub store: Option<&'a Sender<Job>>,
+    /// The server's count of open connections.
+    pub connections: &'a dyn Fn() -> usize,
+}
+
+impl Context<'_> {
+    fn gauges(&self) -> GaugeValues {
+        GaugeValues {
+            connections: (self.connections)(),
+            events_waiting: self.events.len(),
+            events_capacity: self.events.capacity().unwrap_or(0),
+        }
+    }
+}
+
+/// The complete HTTP response to an admin request.
+pub fn answer(request: AdminRequest, cx: &Context, include_body: bool) -> Vec<u8> {
+    match request {
+        AdminRequest::Metrics => {
+            let text = cx.metrics.render(&cx.gauges());
+            no_store(
+                "200 OK",
+                metrics::CONTENT_TYPE,
+                text.as_bytes(),
+                include_body,
+            )
+        }
+        AdminRequest::Health => health(cx.metrics.health().check(Instant::now()), include_body),
+        AdminRequest::Ready => {
+            let store = match cx.store {
+                Some(store) => probe(store),
+                None => Ok(()),
+            };
+            health(
+                cx.metrics.health().ready(Instant::now(), store),
+                include_body,
+            )
+        }
+        AdminRequest::Stats => stats(cx, include_body),
+        AdminRequest::Page(page) => http::inside_page(page, include_body),
+    }
+}
+
+/// Asks the archivist to write a trivial transaction: the store is ready
+/// if it can. Bounded by `STATS_TIMEOUT`, like `/api/stats`.
+fn probe(store: &Sender<Job>) -> Result<(), String> {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    store
+        .send(Job::Probe { reply })
+        .map_err(|_| "the history store has stopped".to_string())?;
+    answer
+        .recv_timeout(STATS_TIMEOUT)
+        .map_err(|_| "the history store did not answer in time".to_string())?
+        .map_err(|e| format!("the history store cannot write: {e}"))
+}
+
+fn stats(cx: &Context, include_body: bool) -> Vec<u8> {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    if cx.events.send(Event::Stats { reply }).is_err() {
+        return http::status_response("503 Service Unavailable", "the chat is stopping");
+    }
+    let Ok(view) = answer.recv_timeout(STATS_TIMEOUT) else {
+        warn!("/api/stats: the dispatcher did not answer within {STATS_TIMEOUT:?}");
+        return http::status_response(
+            "503 Service Unavailable",
+            "the dispatcher did not answer in time",
+        );
+    };
+    let limits = Limits {
+        messages: cx.config.outbound_messages,
+        bytes: cx.config.outbound_bytes,
+    };
+    let snapshot = Snapshot::new(
+        cx.metrics,
+        &cx.gauges(),
+        limits,
+        cx.config.inside_names,
+        view,
+    );
+    no_store(
+        "200 OK",
+        "application/json",
+        &snapshot.to_json(),
+        include_body,
+    )
+}
+
+fn health(result: Result<(), String>, include_body: bool) -> Vec<u8> {
+    match result {
+        Ok(()) => no_store("200 OK", "text/plain; charset=utf-8", b"ok\n", include_body),
+        Err(why) => no_store(
+            "503 Service Unavailable",
+            "text/plain; charset=utf-8",
+            format!("{why}\n").as_bytes(),
+            include_body,
+        ),
+    }
+}
+
+fn no_store(status: &str, content_type: &str, body: &[u8], include_body: bool) -> Vec<u8> {
+    http::response(
+        status,
+        content_type,
+        &[("Cache-Control", "no-store")],
+        body,
+        include_body,
+    )
+}

@@ -1,0 +1,435 @@
+//! The archivist: one thread that alone owns the history database, so that
+//! every chat anyone received survives a crash.
+//!
+//! The dispatcher owns the chat and must never wait on a disk, so it does not
+//! write chats itself: it hands each one to this thread (`Job::Append`) and
+//! broadcasts it only when the archivist says it is committed
+//! (`Archived::Committed`). A chat is therefore on disk before any client
+//! sees it, and a `kill -9` can lose only chats that nobody received. The
+//! rejected alternative, broadcasting first and writing behind, is faster
+//! by one commit but lets a crash take chats that people have already read,
+//! and hands out ids that may never exist.
+//!
+//! Waiting for a commit per chat would be slow, so commits are grouped: the
+//! thread blocks for one job, then takes every job already waiting (up to
+//! `ARCHIVE_JOBS_PER_TRANSACTION`) and writes all their chats in one
+//! transaction. One commit costs about the same for one chat or a thousand,
+//! so under load the batches grow by themselves and the rate keeps up; when
+//! idle, a chat is committed on its own at once.
+//!
+//! Jobs are handled in the order they arrive. Before it answers a read
+//! (`Load`, `Since`, `Page`, `Probe`) the archivist commits the appends
+//! waiting and reports them, so an answer includes every chat sent before it
+//! and every `Committed` after it holds only chats sent after it. The
+//! dispatcher relies on this to give a joining client its history without a
+//! gap or a repeat.
+//!
+//! There is no `Mutex` around the connection: only this thread has it
+//! (SQLite connections are not to be shared, and a pool would let two
+//! writers race for the ids). The file is locked for the server's lifetime,
+//! so a second server on the same file fails at start-up instead of
+//! corrupting the ids. Old chats beyond the retention limit are deleted
+//! here too, in small passes when the chat is quiet (or every so many
+//! commits when it never is), never as part of storing a chat.
+//!
+//! The SQL lives in `sqlite.rs`.
+
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::{error, warn};
+
+use crate::config::{
+    ARCHIVE_JOBS_PER_TRANSACTION, DEFAULT_HISTORY_MAX, DEFAULT_RETAIN, RETENTION_EVERY_COMMITS,
+    RETENTION_IDLE, RETENTION_ROWS_PER_PASS,
+};
+use crate::metrics::Metrics;
+use sqlite::{Append, Store};
+
+pub use sqlite::SCHEMA_VERSION;
+
+/// Where and how chats are kept.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    /// The database file, or ":memory:" (nothing survives; for tests).
+    pub path: String,
+    /// Wait for the disk on every commit (`synchronous=FULL`), so that not
+    /// even a power loss takes a chat someone received. Off, a commit
+    /// survives the server being killed but not the machine losing power.
+    pub fsync: bool,
+    /// Chats kept per room; older ones are deleted in the background.
+    pub retain: usize,
+    /// Most chats one `Since` answer holds.
+    pub history_max: usize,
+}
+
+impl ArchiveConfig {
+    /// The defaults, for the file at `path`.
+    pub fn new(path: impl Into<String>) -> ArchiveConfig {
+        ArchiveConfig {
+            path: path.into(),
+            fsync: false,
+            retain: DEFAULT_RETAIN,
+            history_max: DEFAULT_HISTORY_MAX,
+        }
+    }
+}
+
+/// Why the history file could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveErrorKind {
+    /// Not an SQLite file, or a damaged one.
+    NotADatabase,
+    /// Another process (another server) has the file open.
+    Locked,
+    /// A schema this server does not know: newer, or not threadchat's.
+    SchemaVersion,
+    /// The file or its directory cannot be created or written.
+    Unwritable,
+    /// Anything else SQLite reported.
+    Other,
+}
+
+/// A start-up error: which file, and what is wrong with it.
+#[derive(Debug, Clone)]
+pub struct ArchiveError {
+    pub kind: ArchiveErrorKind,
+    pub path: String,
+    /// What is wrong, in a sentence.
+    pub cause: String,
+}
+
+impl ArchiveError {
+    fn new(kind: ArchiveErrorKind, path: &str, cause: String) -> ArchiveError {
+        ArchiveError {
+            kind,
+            path: path.to_string(),
+            cause,
+        }
+    }
+}
+
+impl fmt::Display for ArchiveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "history database {}: {}", self.path, self.cause)
+    }
+}
+
+impl std::error::Error for ArchiveError {}
+
+/// One stored chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChat {
+    /// Its id, increasing per room from 1.
+    pub id: u64,
+    /// When it was stored, in ms since the Unix epoch.
+    pub ts: u64,
+    /// The exact JSON text that is broadcast, `"id"` and `"ts"` included.
+    pub json: Bytes,
+}
+
+/// Work for the archivist. A `tag` is opaque here: the dispatcher's way to
+/// route the answer (a connection id).
+#[derive(Debug)]
+pub enum Job {
+    /// Store a chat. `json` is the chat object's text without id and ts,
+    /// ending in `}`; the archivist adds `,"id":N,"ts":T` before that brace
+    /// and stores and reports exactly that text.
+    Append {
+        room: String,
+        tag: u64,
+        json: Vec<u8>,
+    },
+    /// The room's newest `recent` chats (at most `history_max`) and its last
+    /// id (0 if none): for a room that appears.
+    Load { room: String, recent: usize },
+    /// The chats after the id `after` (at most `history_max`, the newest),
+    /// for a client that reconnects.
+    Since { room: String, tag: u64, after: u64 },
+    /// Older chats for the HTTP endpoint, answered on `reply`: those before
+    /// the id `before` (or the newest), at most `limit` (and 200), oldest
+    /// first.
+    Page {
+        room: String,
+        before: Option<u64>,
+        limit: usize,
+        reply: Sender<Result<Vec<StoredChat>, String>>,
+    },
+    /// Readiness check: answered on `reply` once a trivial write transaction
+    /// has succeeded (or with why it failed).
+    Probe { reply: Sender<Result<(), String>> },
+}
+
+/// What the archivist tells the dispatcher.
+#[derive(Debug)]
+pub enum Archived {
+    /// Chats committed by one transaction, in commit order (per room that is
+    /// id order): (room, tag, chat).
+    Committed(Vec<(String, u64, StoredChat)>),
+    /// Chats that could not be stored (disk full, I/O error, not a JSON
+    /// object): (room, tag, reason). They got no id and must not be sent.
+    Failed(Vec<(String, u64, String)>),
+    /// The answer to `Load`; on a read error it is empty (and logged).
+    Loaded {
+        room: String,
+        last_id: u64,
+        recent: Vec<StoredChat>,
+    },
+    /// The answer to `Since`. `complete` is false if `after` is an id the
+    /// room never gave out, or chats after it were left out (the cap, or
+    /// deleted by retention), or they could not be read.
+    SinceLoaded {
+        room: String,
+        tag: u64,
+        chats: Vec<StoredChat>,
+        complete: bool,
+    },
+}
+
+/// The history file, open, checked and locked, not yet served.
+pub struct Archive {
+    store: Store,
+}
+
+/// Opens and checks the database in the caller's thread, so that a bad file
+/// stops the server before it listens. The file is locked from here until
+/// the archivist ends. On error the file is left as it was.
+pub fn open(config: &ArchiveConfig) -> Result<Archive, ArchiveError> {
+    sqlite::open(config).map(|store| Archive { store })
+}
+
+impl Archive {
+    /// Starts the archivist thread. It runs until `jobs` is disconnected,
+    /// then commits what is left, reports it, and returns (closing the file).
+    /// The dispatcher must not block on sending jobs (an unbounded channel):
+    /// this thread may block sending `events` to it.
+    /// `metrics`, if given, counts each commit's duration and size.
+    pub fn spawn<E: From<Archived> + Send + 'static>(
+        self,
+        jobs: Receiver<Job>,
+        events: Sender<E>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let archivist = Archivist {
+            metrics,
+            store: self.store,
+            events,
+            pending: Vec::new(),
+            commits: 0,
+            prune_at: Instant::now() + RETENTION_IDLE,
+            dispatcher_gone: false,
+        };
+        thread::Builder::new()
+            .name("archivist".to_string())
+            .spawn(move || archivist.run(jobs))
+    }
+}
+
+/// The archivist thread's state.
+struct Archivist<E> {
+    store: Store,
+    /// The server's counters (commit duration, chats per commit).
+    metrics: Option<Arc<Metrics>>,
+    events: Sender<E>,
+    /// Appends taken and not yet committed.
+    pending: Vec<Append>,
+    /// Transactions of appends committed so far.
+    commits: u64,
+    /// When the next retention pass is due if no chat arrives before.
+    prune_at: Instant,
+    /// The dispatcher has gone (its channel is closed); said once in the log.
+    dispatcher_gone: bool,
+}
+
+impl<E: From<Archived>> Archivist<E> {
+    fn run(mut self, jobs: Receiver<Job>) {
+        loop {
+            let first = if self.store.over_retention() {
+                match jobs.recv_deadline(self.prune_at) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.prune();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            };
+            self.take(first);
+            // Group commit: whatever else is already waiting joins this
+            // transaction, without waiting for more.
+            for job in jobs.try_iter().take(ARCHIVE_JOBS_PER_TRANSACTION - 1) {
+                self.take(job);
+            }
+            self.commit();
+        }
+        self.commit();
+    }
+
+    /// Handles one job: an append waits for the commit; a read first
+    /// commits what waits, then is answered.
+    fn take(&mut self, job: Job) {
+        match job {
+            Job::Append { room, tag, json } => self.pending.push(Append { room, tag, json }),
+            Job::Load { room, recent } => {
+                self.commit();
+                let (last_id, recent) = self.store.recent(&room, recent).unwrap_or_else(|e| {
+                    error!("history of room {room:?} could not be read: {e}");
+                    (0, Vec::new())
+                });
+                self.send(Archived::Loaded {
+                    room,
+                    last_id,
+                    recent,
+                });
+            }
+            Job::Since { room, tag, after } => {
+                self.commit();
+                let (chats, complete) = self.store.since(&room, after).unwrap_or_else(|e| {
+                    error!("history of room {room:?} could not be read: {e}");
+                    (Vec::new(), false)
+                });
+                self.send(Archived::SinceLoaded {
+                    room,
+                    tag,
+                    chats,
+                    complete,
+                });
+            }
+            Job::Page {
+                room,
+                before,
+                limit,
+                reply,
+            } => {
+                self.commit();
+                let page = self.store.page(&room, before, limit).map_err(|e| {
+                    error!("history of room {room:?} could not be read: {e}");
+                    e.to_string()
+                });
+                // The asker may have given up (timeout); nothing to do then.
+                let _ = reply.send(page);
+            }
+            Job::Probe { reply } => {
+                self.commit();
+                let _ = reply.send(self.store.probe().map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    /// Commits the pending appends in one transaction and reports them.
+    fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let outcome = self.store.append(std::mem::take(&mut self.pending));
+        if !outcome.committed.is_empty() {
+            if let Some(metrics) = &self.metrics {
+                metrics.commit(started.elapsed(), outcome.committed.len());
+            }
+            self.commits += 1;
+            self.prune_at = Instant::now() + RETENTION_IDLE;
+            self.send(Archived::Committed(outcome.committed));
+            if self.commits.is_multiple_of(RETENTION_EVERY_COMMITS) && self.store.over_retention() {
+                self.prune();
+            }
+        }
+        if !outcome.failed.is_empty() {
+            warn!(
+                "{} chat(s) not stored: {}",
+                outcome.failed.len(),
+                outcome.failed[0].2
+            );
+            self.send(Archived::Failed(outcome.failed));
+        }
+    }
+
+    /// One bounded retention pass.
+    fn prune(&mut self) {
+        if let Err(e) = self.store.prune(RETENTION_ROWS_PER_PASS) {
+            warn!("old chats could not be deleted (will retry): {e}");
+            self.prune_at = Instant::now() + RETENTION_IDLE;
+        }
+    }
+
+    fn send(&mut self, archived: Archived) {
+        if self.events.send(E::from(archived)).is_err() && !self.dispatcher_gone {
+            warn!("the dispatcher is gone; chats are still stored but nobody is told");
+            self.dispatcher_gone = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn chat(room: &str, tag: u64) -> Job {
+        Job::Append {
+            room: room.to_string(),
+            tag,
+            json: br#"{"type":"chat","text":"hi"}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn jobs_already_waiting_are_committed_in_one_transaction() {
+        let archive = open(&ArchiveConfig::new(":memory:")).unwrap();
+        let (jobs, jobs_rx) = crossbeam_channel::unbounded();
+        let (events_tx, events) = crossbeam_channel::unbounded::<Archived>();
+        for tag in 0..(ARCHIVE_JOBS_PER_TRANSACTION as u64 + 10) {
+            jobs.send(chat("a", tag)).unwrap();
+        }
+        let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
+        let mut sizes = Vec::new();
+        while sizes.iter().sum::<usize>() < ARCHIVE_JOBS_PER_TRANSACTION + 10 {
+            match events.recv_timeout(WAIT).expect("a commit") {
+                Archived::Committed(chats) => sizes.push(chats.len()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(sizes, [ARCHIVE_JOBS_PER_TRANSACTION, 10]);
+        drop(jobs);
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn a_read_commits_the_appends_before_it_first() {
+        let archive = open(&ArchiveConfig::new(":memory:")).unwrap();
+        let (jobs, jobs_rx) = crossbeam_channel::unbounded();
+        let (events_tx, events) = crossbeam_channel::unbounded::<Archived>();
+        jobs.send(chat("a", 1)).unwrap();
+        jobs.send(Job::Load {
+            room: "a".into(),
+            recent: 10,
+        })
+        .unwrap();
+        jobs.send(chat("a", 2)).unwrap();
+        let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
+        drop(jobs);
+        handle.join().unwrap();
+        let got: Vec<Archived> = events.try_iter().collect();
+        assert!(
+            matches!(&got[..], [
+                Archived::Committed(first),
+                Archived::Loaded { last_id: 1, recent, .. },
+                Archived::Committed(second),
+            ] if first.len() == 1 && recent.len() == 1 && second[0].2.id == 2),
+            "{got:?}"
+        );
+    }
+}

@@ -1,0 +1,790 @@
+//! The history file: its schema and versions, and every statement the
+//! archivist runs. Only the archivist thread holds a `Store` (it is moved
+//! there by `Archive::spawn`), so nothing here locks or shares anything.
+//!
+//! Ids are given out here, not by the dispatcher, because only what is
+//! committed may be broadcast: an id must belong to a row that exists. The
+//! `rooms` table keeps each room's last id in the same transaction as the
+//! chats, so ids survive restarts and are never reused, even after
+//! retention has deleted the rows that carried them. (Taking `MAX(id)` from
+//! the chats instead was rejected: it forgets ids whose rows were deleted.)
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::{ArchiveConfig, ArchiveError, ArchiveErrorKind, StoredChat};
+use crate::config::{HISTORY_PAGE_MAX, WAL_SIZE_LIMIT_BYTES};
+
+/// The schema, as steps: entry `i` takes a file from version `i` to `i + 1`
+/// (`PRAGMA user_version`). A version 2 is one more entry; a file is brought
+/// up to date step by step, inside the transaction that opens it.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE rooms (
+         name    TEXT PRIMARY KEY,
+         last_id INTEGER NOT NULL, -- last id given out; kept when its row is deleted
+         last_ts INTEGER NOT NULL  -- so that ts never decreases, even if the clock does
+     ) WITHOUT ROWID;
+     CREATE TABLE chats (
+         room TEXT NOT NULL,
+         id   INTEGER NOT NULL,
+         ts   INTEGER NOT NULL,    -- ms since the Unix epoch
+         json TEXT NOT NULL,       -- the exact text that was broadcast
+         UNIQUE (room, id)         -- the index every query reads
+     );
+     CREATE TABLE meta (
+         key   TEXT PRIMARY KEY,   -- opened_ms, probe_ms: when the file was last written
+         value
+     ) WITHOUT ROWID;",
+];
+
+/// The schema version this server writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A chat waiting to be stored.
+pub struct Append {
+    pub room: String,
+    pub tag: u64,
+    pub json: Vec<u8>,
+}
+
+/// What became of a batch of appends.
+#[derive(Default)]
+pub struct Outcome {
+    pub committed: Vec<(String, u64, StoredChat)>,
+    pub failed: Vec<(String, u64, String)>,
+}
+
+/// A room as the database knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Room {
+    /// The last id given out (0: none yet).
+    last_id: u64,
+    /// The ts of that chat.
+    last_ts: u64,
+    /// The oldest id still stored; `last_id + 1` when none is.
+    first_id: u64,
+}
+
+/// The open history file, locked for this process.
+pub struct Store {
+    conn: Connection,
+    /// Chats kept per room.
+    retain: u64,
+    /// Most chats one `since` answer holds.
+    history_max: usize,
+    /// Rooms known to hold more than `retain` chats.
+    over_retention: BTreeSet<String>,
+}
+
+/// Opens, locks, checks and (if need be) migrates the file.
+pub fn open(config: &ArchiveConfig) -> Result<Store, ArchiveError> {
+    let path = config.path.as_str();
+    let fail = |error: rusqlite::Error| sqlite_error(path, error);
+    check_writable(path)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    // Another server holding the file is an error at once, not a wait.
+    conn.busy_timeout(Duration::ZERO).map_err(fail)?;
+    // Once taken, the lock is kept until the connection closes: a second
+    // server on the same file cannot start, instead of interleaving ids. Set
+    // before the first read, so that WAL needs no shared-memory file either.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .map_err(fail)?;
+    check_and_migrate(&mut conn, path)?;
+    // Only now, once the file is known to be ours: switching the journal
+    // mode rewrites the file's header.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(fail)?;
+    if mode != "wal" && path != ":memory:" {
+        return Err(ArchiveError::new(
+            ArchiveErrorKind::Other,
+            path,
+            format!("cannot use a write-ahead log (journal mode stays {mode:?})"),
+        ));
+    }
+    // NORMAL: a commit is in the operating system's hands when it returns, so
+    // it survives the process being killed, but a power loss may take the last
+    // commits. FULL waits for the disk on every commit.
+    let synchronous = if config.fsync { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(fail)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
+        .map_err(fail)?;
+    let mut store = Store {
+        conn,
+        retain: config.retain as u64,
+        history_max: config.history_max,
+        over_retention: BTreeSet::new(),
+    };
+    store.over_retention = store.rooms_over_retention().map_err(fail)?;
+    Ok(store)
+}
+
+/// Takes the write lock, refuses a file that is not ours (or is newer than
+/// this server), migrates an older one, and writes once, so that a file or
+/// directory that cannot be written is found now and not at the first chat.
+/// Everything happens in one transaction: on any refusal it is rolled back
+/// and the file is as it was.
+fn check_and_migrate(conn: &mut Connection, path: &str) -> Result<(), ArchiveError> {
+    let fail = |error: rusqlite::Error| sqlite_error(path, error);
+    let refuse = |cause: String| ArchiveError::new(ArchiveErrorKind::SchemaVersion, path, cause);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Exclusive)
+        .map_err(fail)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(fail)?;
+    if !(0..=SCHEMA_VERSION).contains(&version) {
+        return Err(refuse(format!(
+            "schema version {version} is not one this server knows (it knows 1 to {SCHEMA_VERSION}); \
+             it was written by a newer threadchat, which this one will not change"
+        )));
+    }
+    if version == 0 {
+        let tables: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(fail)?;
+        if tables > 0 {
+            return Err(refuse(
+                "an SQLite file with tables of its own and no threadchat schema version: \
+                 not a threadchat history file"
+                    .to_string(),
+            ));
+        }
+    }
+    migrate(&tx, version, SCHEMA_VERSION).map_err(fail)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_ms', ?1)",
+        [now_ms() as i64],
+    )
+    .map_err(fail)?;
+    tx.commit().map_err(fail)
+}
+
+/// Finds a file or directory this process may not write before SQLite
+/// does: SQLite's own error for it ("disk I/O error", "attempt to write a
+/// readonly database") does not say which. The directory matters too: the
+/// write-ahead log is made beside the file.
+fn check_writable(path: &str) -> Result<(), ArchiveError> {
+    if path == ":memory:" {
+        return Ok(());
+    }
+    let file = Path::new(path);
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    for (what, target) in [("the file", file), ("its directory", dir)] {
+        let Ok(c_path) = CString::new(target.as_os_str().as_bytes()) else {
+            return Err(ArchiveError::new(
+                ArchiveErrorKind::Other,
+                path,
+                "the path contains a NUL byte".to_string(),
+            ));
+        };
+        // SAFETY: a valid C string; faccessat only reads it.
+        let status = unsafe {
+            libc::faccessat(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                libc::W_OK,
+                libc::AT_EACCESS,
+            )
+        };
+        if status != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::NotFound {
+                // A file not made yet; a missing directory is SQLite's to report.
+                continue;
+            }
+            return Err(ArchiveError::new(
+                ArchiveErrorKind::Unwritable,
+                path,
+                format!(
+                    "{what} ({}) cannot be written ({error}); the file and its directory must be writable",
+                    target.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Brings the schema from version `from` to `to`, one step at a time, inside
+/// the caller's transaction.
+fn migrate(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<()> {
+    for step in &MIGRATIONS[from as usize..to as usize] {
+        conn.execute_batch(step)?;
+    }
+    conn.pragma_update(None, "user_version", to)
+}
+
+/// An SQLite error at start-up, in words an operator can act on.
+fn sqlite_error(path: &str, error: rusqlite::Error) -> ArchiveError {
+    let (kind, cause) = match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => (
+            ArchiveErrorKind::NotADatabase,
+            format!("file is not a database, or is damaged ({error}); it was left as it is"),
+        ),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (
+            ArchiveErrorKind::Locked,
+            "locked by another process (another threadchat server?)".to_string(),
+        ),
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => (
+            ArchiveErrorKind::Unwritable,
+            format!("cannot be written ({error}); the file and its directory must be writable"),
+        ),
+        _ => (ArchiveErrorKind::Other, error.to_string()),
+    };
+    ArchiveError::new(kind, path, cause)
+}
+
+/// Milliseconds since the Unix epoch by the server's clock.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Ids and counts are `u64` in Rust and `INTEGER` (i64) in SQLite; no id
+/// gets near the limit, and a larger one from a client means "after all".
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// An append found to be a JSON object, cut before its final brace.
+struct Checked {
+    room: String,
+    tag: u64,
+    /// The chat's text without the final `}`.
+    body: String,
+    /// What goes between the body and the added fields.
+    separator: &'static str,
+}
+
+/// Checks that an append's text is a JSON object's (UTF-8, `{` ... `}`).
+/// A chat that is not is refused on its own, before it takes an id.
+fn check(append: Append) -> Result<Checked, (String, u64, String)> {
+    let Append { room, tag, json } = append;
+    let split = String::from_utf8(json)
+        .map_err(|_| "the chat is not UTF-8 text")
+        .and_then(|text| {
+            let (len, separator) = split_object(&text)?;
+            let mut body = text;
+            body.truncate(len);
+            Ok((body, separator))
+        });
+    match split {
+        Ok((body, separator)) => Ok(Checked {
+            room,
+            tag,
+            body,
+            separator,
+        }),
+        Err(reason) => Err((room, tag, reason.to_string())),
+    }
+}
+
+/// The length of `text` without its final brace (and the blanks after it),
+/// and the separator to put before the added fields (none when the object
+/// is empty); an error if `text` is not `{` ... `}`.
+fn split_object(text: &str) -> Result<(usize, &'static str), &'static str> {
+    let body = text
+        .trim_end()
+        .strip_suffix('}')
+        .filter(|_| text.trim_start().starts_with('{'))
+        .ok_or("the chat is not a JSON object")?;
+    let separator = if body.trim_end().ends_with('{') {
+        ""
+    } else {
+        ","
+    };
+    Ok((body.len(), separator))
+}
+
+/// The chat's text with its id and time added before the final brace.
+fn stamp(body: &str, separator: &str, id: u64, ts: u64) -> String {
+    format!("{body}{separator}\"id\":{id},\"ts\":{ts}}}")
+}
+
+fn chat_from_row(row: &rusqlite::Row) -> rusqlite::Result<StoredChat> {
+    Ok(StoredChat {
+        id: row.get::<_, i64>(0)? as u64,
+        ts: row.get::<_, i64>(1)? as u64,
+        json: Bytes::from(row.get::<_, String>(2)?),
+    })
+}
+
+/// The room's state in the database (a room never written is empty).
+fn load_room(conn: &Connection, name: &str) -> rusqlite::Result<Room> {
+    let (last_id, last_ts) = conn
+        .prepare_cached("SELECT last_id, last_ts FROM rooms WHERE name = ?1")?
+        .query_row([name], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+        })
+        .optional()?
+        .unwrap_or((0, 0));
+    let first_id: Option<i64> = conn
+        .prepare_cached("SELECT MIN(id) FROM chats WHERE room = ?1")?
+        .query_row([name], |row| row.get(0))?;
+    Ok(Room {
+        last_id,
+        last_ts,
+        first_id: first_id.map_or(last_id + 1, |id| id as u64),
+    })
+}
+
+impl Store {
+    /// Stores the appends in one transaction: each gets its room's next id
+    /// and the time. All or none are stored (an append that is not a JSON
+    /// object is refused on its own beforehand and takes no id).
+    pub fn append(&mut self, appends: Vec<Append>) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut valid = Vec::with_capacity(appends.len());
+        for append in appends {
+            match check(append) {
+                Ok(checked) => valid.push(checked),
+                Err(refused) => outcome.failed.push(refused),
+            }
+        }
+        if valid.is_empty() {
+            return outcome;
+        }
+        match self.write(&valid) {
+            Ok(chats) => {
+                outcome.committed = valid
+                    .into_iter()
+                    .zip(chats)
+                    .map(|(append, chat)| (append.room, append.tag, chat))
+                    .collect();
+            }
+            Err(error) => {
+                let reason = format!("the chat could not be stored: {error}");
+                outcome.failed.extend(
+                    valid
+                        .into_iter()
+                        .map(|append| (append.room, append.tag, reason.clone())),
+                );
+            }
+        }
+        outcome
+    }
+
+    fn write(&mut self, appends: &[Checked]) -> rusqlite::Result<Vec<StoredChat>> {
+        let now = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut rooms: HashMap<&str, Room> = HashMap::new();
+        let mut chats = Vec::with_capacity(appends.len());
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO chats (room, id, ts, json) VALUES (?1, ?2, ?3, ?4)")?;
+            for append in appends {
+                let room = match rooms.entry(&append.room) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(load_room(&tx, &append.room)?),
+                };
+                room.last_id += 1;
+                room.last_ts = room.last_ts.max(now);
+                let text = stamp(&append.body, append.separator, room.last_id, room.last_ts);
+                insert.execute(params![
+                    append.room,
+                    sql_int(room.last_id),
+                    sql_int(room.last_ts),
+                    text
+                ])?;
+                chats.push(StoredChat {
+                    id: room.last_id,
+                    ts: room.last_ts,
+                    json: Bytes::from(text),
+                });
+            }
+            let mut update = tx.prepare_cached(
+                "INSERT INTO rooms (name, last_id, last_ts) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id, last_ts = excluded.last_ts",
+            )?;
+            for (name, room) in &rooms {
+                update.execute(params![name, sql_int(room.last_id), sql_int(room.last_ts)])?;
+            }
+        }
+        tx.commit()?;
+        for (name, room) in rooms {
+            if room.last_id - room.first_id + 1 > self.retain {
+                self.over_retention.insert(name.to_string());
+            }
+        }
+        Ok(chats)
+    }
+
+    /// The room's last id and its newest `recent` chats, oldest first.
+    pub fn recent(
+        &mut self,
+        room: &str,
+        recent: usize,
+    ) -> rusqlite::Result<(u64, Vec<StoredChat>)> {
+        let last_id = load_room(&self.conn, room)?.last_id;
+        let chats = self.newest(
+            "SELECT id, ts, json FROM chats WHERE room = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
+            room,
+            0,
+            recent.min(self.history_max),
+        )?;
+        Ok((last_id, chats))
+    }
+
+    /// The chats after `after` (the newest `history_max` of them), and
+    /// whether they are all of them: false when `after` is an id the room
+    /// never gave out, or chats after it were left out (cap, retention).
+    pub fn since(&mut self, room: &str, after: u64) -> rusqlite::Result<(Vec<StoredChat>, bool)> {
+        let last_id = load_room(&self.conn, room)?.last_id;
+        if after > last_id {
+            // The client's id is from another history (a replaced file):
+            // it gets the newest chats, marked incomplete.
+            let chats = self.since(room, 0)?.0;
+            return Ok((chats, false));
+        }
+        let chats = self.newest(
+            "SELECT id, ts, json FROM chats WHERE room = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
+            room,
+            after,
+            self.history_max,
+        )?;
+        let complete = chats.first().is_none_or(|chat| chat.id == after + 1);
+        Ok((chats, complete))
+    }
+
+    /// Up to `limit` (at most `HISTORY_PAGE_MAX`) chats before the id
+    /// `before` (or the newest), oldest first.
+    pub fn page(
+        &mut self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<StoredChat>> {
+        self.newest(
+            "SELECT id, ts, json FROM chats WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            room,
+            before.unwrap_or(u64::MAX),
+            limit.min(HISTORY_PAGE_MAX),
+        )
+    }
+
+    /// Runs a query that takes (room, an id, a limit) and reads rows newest
+    /// first, and returns them oldest first.
+    fn newest(
+        &self,
+        sql: &str,
+        room: &str,
+        id: u64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<StoredChat>> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let rows = statement.query_map(
+            params![room, sql_int(id), sql_int(limit as u64)],
+            chat_from_row,
+        )?;
+        let mut chats = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        chats.reverse();
+        Ok(chats)
+    }
+
+    /// A trivial write transaction, for the readiness check.
+    pub fn probe(&mut self) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe_ms', ?1)")?
+            .execute([sql_int(now_ms())])?;
+        Ok(())
+    }
+
+    /// True while some room holds more chats than it keeps.
+    pub fn over_retention(&self) -> bool {
+        !self.over_retention.is_empty()
+    }
+
+    /// One retention pass: deletes at most `budget` of the oldest chats of
+    /// rooms over the limit, in one transaction.
+    pub fn prune(&mut self, budget: u64) -> rusqlite::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut done = Vec::new();
+        let mut left = budget;
+        {
+            // Ids below the room's first stored id are gone already, so this
+            // deletes the range first_id..=upper and reads nothing else.
+            let mut delete = tx.prepare_cached("DELETE FROM chats WHERE room = ?1 AND id <= ?2")?;
+            for name in &self.over_retention {
+                if left == 0 {
+                    break;
+                }
+                let room = load_room(&tx, name)?;
+                let cutoff = room.last_id.saturating_sub(self.retain);
+                if room.first_id > cutoff {
+                    done.push(name.clone());
+                    continue;
+                }
+                let upper = cutoff.min(room.first_id + left - 1);
+                delete.execute(params![name, sql_int(upper)])?;
+                left -= upper - room.first_id + 1;
+                if upper == cutoff {
+                    done.push(name.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        for name in done {
+            self.over_retention.remove(&name);
+        }
+        Ok(())
+    }
+
+    /// Rooms that hold more than `retain` chats (at start-up: the limit may
+    /// have been lowered since the file was written).
+    fn rooms_over_retention(&self) -> rusqlite::Result<BTreeSet<String>> {
+        let mut statement = self.conn.prepare(
+            "SELECT name FROM rooms
+             WHERE last_id - ?1 >= (SELECT MIN(id) FROM chats WHERE chats.room = rooms.name)",
+        )?;
+        let names = statement.query_map([sql_int(self.retain)], |row| row.get(0))?;
+        names.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory(retain: usize, history_max: usize) -> Store {
+        open(&ArchiveConfig {
+            path: ":memory:".to_string(),
+            fsync: false,
+            retain,
+            history_max,
+        })
+        .expect("open an in-memory database")
+    }
+
+    fn append(store: &mut Store, room: &str, n: usize) -> Outcome {
+        let appends = (0..n)
+            .map(|i| Append {
+                room: room.to_string(),
+                tag: i as u64,
+                json: format!(r#"{{"type":"chat","text":"{i}"}}"#).into_bytes(),
+            })
+            .collect();
+        store.append(appends)
+    }
+
+    fn ids(chats: &[StoredChat]) -> Vec<u64> {
+        chats.iter().map(|chat| chat.id).collect()
+    }
+
+    #[test]
+    fn stamp_adds_id_and_ts_before_the_final_brace() {
+        let text = r#"{"type":"chat","text":"}"} "#;
+        let (len, sep) = split_object(text).unwrap();
+        assert_eq!(
+            stamp(&text[..len], sep, 7, 1000),
+            r#"{"type":"chat","text":"}","id":7,"ts":1000}"#
+        );
+        let (len, sep) = split_object("{ }").unwrap();
+        assert_eq!(stamp(&"{ }"[..len], sep, 1, 2), r#"{ "id":1,"ts":2}"#);
+    }
+
+    #[test]
+    fn what_is_not_a_json_object_is_refused() {
+        let refused = |json: &[u8]| {
+            check(Append {
+                room: "a".into(),
+                tag: 3,
+                json: json.to_vec(),
+            })
+            .err()
+            .map(|(_, tag, reason)| (tag, reason))
+        };
+        let not_object = Some((3, "the chat is not a JSON object".to_string()));
+        assert_eq!(refused(b"[1]"), not_object);
+        assert_eq!(refused(b"{\"a\":1"), not_object);
+        assert_eq!(refused(b""), not_object);
+        assert_eq!(refused(b"}"), not_object);
+        assert_eq!(
+            refused(b"{\"a\":\"\xff\"}"),
+            Some((3, "the chat is not UTF-8 text".to_string()))
+        );
+        assert_eq!(refused(b" {} \n"), None);
+    }
+
+    #[test]
+    fn a_new_file_gets_the_current_schema_version() {
+        let store = memory(10, 10);
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 1);
+    }
+
+    #[test]
+    fn a_file_is_in_wal_mode_and_fsync_chooses_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        for (fsync, expected) in [(false, 1), (true, 2)] {
+            let path = dir.path().join(format!("fsync-{fsync}.db"));
+            let store = open(&ArchiveConfig {
+                fsync,
+                ..ArchiveConfig::new(path.to_str().unwrap())
+            })
+            .unwrap();
+            let pragma = |name: &str| -> String {
+                store
+                    .conn
+                    .pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+                    .map(|value| format!("{value:?}"))
+                    .unwrap()
+            };
+            assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+            assert_eq!(pragma("locking_mode"), "Text(\"exclusive\")");
+            // 1 is NORMAL, 2 is FULL.
+            assert_eq!(pragma("synchronous"), format!("Integer({expected})"));
+        }
+    }
+
+    #[test]
+    fn a_refused_append_takes_no_id() {
+        let mut store = memory(10, 10);
+        let outcome = store.append(vec![
+            Append {
+                room: "a".into(),
+                tag: 1,
+                json: b"not json".to_vec(),
+            },
+            Append {
+                room: "a".into(),
+                tag: 2,
+                json: b"{}".to_vec(),
+            },
+        ]);
+        assert_eq!(outcome.failed.len(), 1);
+        assert_eq!(outcome.failed[0].1, 1);
+        assert_eq!(outcome.committed.len(), 1);
+        assert_eq!(outcome.committed[0].1, 2);
+        assert_eq!(outcome.committed[0].2.id, 1);
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_whole_batch_and_spends_no_id() {
+        let mut store = memory(100_000, 10);
+        append(&mut store, "a", 1);
+        // Cap the file at its current size: the next transaction finds the disk "full".
+        let pages: i64 = store
+            .conn
+            .pragma_query_value(None, "page_count", |row| row.get(0))
+            .unwrap();
+        store
+            .conn
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(50_000)).into_bytes();
+        let outcome = store.append(vec![
+            Append {
+                room: "a".into(),
+                tag: 1,
+                json: b"{}".to_vec(),
+            },
+            Append {
+                room: "a".into(),
+                tag: 2,
+                json: big,
+            },
+        ]);
+        assert!(outcome.committed.is_empty());
+        assert_eq!(outcome.failed.len(), 2);
+        assert!(
+            outcome.failed[0].2.contains("full"),
+            "{}",
+            outcome.failed[0].2
+        );
+        store
+            .conn
+            .pragma_update(None, "max_page_count", 1_000_000)
+            .unwrap();
+        let outcome = append(&mut store, "a", 1);
+        assert_eq!(outcome.committed[0].2.id, 2, "the failed batch spent no id");
+        assert_eq!(ids(&store.page("a", None, 10).unwrap()), [1, 2]);
+    }
+
+    #[test]
+    fn ts_never_decreases_within_a_room() {
+        let mut store = memory(10, 10);
+        append(&mut store, "a", 1);
+        // A clock far ahead when the last chat was written.
+        let future = now_ms() + 3_600_000;
+        store
+            .conn
+            .execute("UPDATE rooms SET last_ts = ?1", [sql_int(future)])
+            .unwrap();
+        let outcome = append(&mut store, "a", 2);
+        assert!(outcome.committed.iter().all(|(_, _, c)| c.ts == future));
+    }
+
+    #[test]
+    fn prune_deletes_in_bounded_passes_down_to_the_limit() {
+        let mut store = memory(3, 100);
+        append(&mut store, "a", 10);
+        append(&mut store, "b", 2);
+        assert!(store.over_retention());
+        store.prune(4).unwrap();
+        assert_eq!(
+            ids(&store.page("a", None, 100).unwrap()),
+            [5, 6, 7, 8, 9, 10]
+        );
+        assert!(store.over_retention());
+        store.prune(4).unwrap();
+        assert_eq!(ids(&store.page("a", None, 100).unwrap()), [8, 9, 10]);
+        assert_eq!(ids(&store.page("b", None, 100).unwrap()), [1, 2]);
+        store.prune(4).unwrap();
+        assert!(!store.over_retention());
+        let outcome = append(&mut store, "a", 1);
+        assert_eq!(outcome.committed[0].2.id, 11);
+    }
+
+    #[test]
+    fn rooms_over_retention_are_found_at_start_up() {
+        let mut store = memory(100, 100);
+        append(&mut store, "a", 5);
+        append(&mut store, "b", 2);
+        store.retain = 3;
+        let over = store.rooms_over_retention().unwrap();
+        assert_eq!(over.into_iter().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn since_reports_gaps_and_unknown_ids() {
+        let mut store = memory(100, 3);
+        append(&mut store, "a", 5);
+        let (chats, complete) = store.since("a", 2).unwrap();
+        assert_eq!((ids(&chats), complete), (vec![3, 4, 5], true));
+        let (chats, complete) = store.since("a", 1).unwrap();
+        assert_eq!((ids(&chats), complete), (vec![3, 4, 5], false));
+        let (chats, complete) = store.since("a", 5).unwrap();
+        assert_eq!((ids(&chats), complete), (vec![], true));
+        let (chats, complete) = store.since("a", 6).unwrap();
+        assert_eq!((ids(&chats), complete), (vec![3, 4, 5], false));
+        let (chats, complete) = store.since("nobody", 0).unwrap();
+        assert_eq!((ids(&chats), complete), (vec![], true));
+    }
+}

@@ -1,0 +1,136 @@
+//! A room's recent history, as the dispatcher holds it: what a newcomer is
+//! shown, and what a reconnecting client missed.
+//!
+//! The store of record is the archivist's SQLite file (`archivist.rs`); this
+//! is the room's tail of it, in memory, so that a join costs no query. It is
+//! loaded once, when the room appears (the dispatcher asks the archivist and
+//! hears back as an event; logins that arrive meanwhile wait here), and from
+//! then on every chat the archivist reports committed is appended to it as
+//! it is broadcast. So the tail is always exactly "everything committed and
+//! broadcast in this room", the same messages in the same order every member
+//! saw.
+//!
+//! A reconnecting client says which id it saw last (`since`). If the tail
+//! reaches back that far, the answer comes from memory. Otherwise the
+//! dispatcher asks the archivist, and the client's login waits for the
+//! answer. Either way nothing is missed or sent twice: the answer holds
+//! every chat committed before it, and every chat committed after it is
+//! broadcast to the client, who by then is in the room.
+//!
+//! The alternative rejected: querying SQLite on every join. It is simple, but
+//! a login storm would then be a storm of queries, each one a round trip the
+//! joining user waits for; the tail makes the common case free.
+
+use std::collections::VecDeque;
+
+use crate::archivist::StoredChat;
+use crate::dispatcher::ConnId;
+use crate::protocol::{self, Login};
+
+/// What the history of a login is, or how to get it.
+pub enum Replay {
+    /// The `history` message, ready to send.
+    Ready(Vec<u8>),
+    /// The tail does not reach back far enough: ask the archivist for the
+    /// chats after this id.
+    Ask { after: u64 },
+    /// The room's tail is still loading; the login has been put on hold.
+    Waiting,
+}
+
+pub struct RecentHistory {
+    /// `None` while the tail is loading; then the logins waiting for it.
+    waiting: Option<Vec<(ConnId, Login)>>,
+    /// The last chats of the room, oldest first, at most `capacity`.
+    chats: VecDeque<StoredChat>,
+    capacity: usize,
+    /// The room's last id, also when `chats` is empty.
+    last_id: u64,
+}
+
+impl RecentHistory {
+    /// A tail about to be loaded, holding up to `capacity` chats.
+    pub fn loading(capacity: usize) -> RecentHistory {
+        RecentHistory {
+            waiting: Some(Vec::new()),
+            chats: VecDeque::new(),
+            capacity,
+            last_id: 0,
+        }
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.waiting.is_none()
+    }
+
+    /// The archivist's answer to the load: returns the logins that waited.
+    /// A second answer (a room that went and came back quickly) is ignored.
+    pub fn loaded(&mut self, last_id: u64, recent: Vec<StoredChat>) -> Vec<(ConnId, Login)> {
+        let Some(waiting) = self.waiting.take() else {
+            return Vec::new();
+        };
+        self.last_id = last_id;
+        let skip = recent.len().saturating_sub(self.capacity);
+        self.chats = recent.into_iter().skip(skip).collect();
+        waiting
+    }
+
+    /// A chat committed and broadcast in this room.
+    pub fn push(&mut self, chat: StoredChat) {
+        self.last_id = self.last_id.max(chat.id);
+        if self.chats.len() == self.capacity {
+            self.chats.pop_front();
+        }
+        self.chats.push_back(chat);
+    }
+
+    /// The history for a login into room `room`: the last `history` chats,
+    /// or with `since` the chats after it (at most `max`, the newest).
+    /// `complete` says whether nothing was left out: for a plain join, that
+    /// the room has no older chats; with `since`, that no chat after it is
+    /// missing (none cut for `max`, and the id is one the room has reached).
+    pub fn replay(
+        &mut self,
+        room: &str,
+        id: ConnId,
+        login: &Login,
+        history: usize,
+        max: usize,
+    ) -> Replay {
+        let Some(waiting) = &mut self.waiting else {
+            return self.replay_loaded(room, login.since, history, max);
+        };
+        waiting.push((id, login.clone()));
+        Replay::Waiting
+    }
+
+    fn replay_loaded(&self, room: &str, since: Option<u64>, history: usize, max: usize) -> Replay {
+        let last = |n: usize| self.chats.iter().skip(self.chats.len().saturating_sub(n));
+        let Some(since) = since else {
+            let chats: Vec<&StoredChat> = last(history).collect();
+            let complete = chats.first().map_or(self.last_id == 0, |c| c.id == 1);
+            return Replay::Ready(json(room, chats, complete));
+        };
+        if since > self.last_id {
+            // An id this room never reached: the store was reset, say. The
+            // client gets the usual history and is told it is not a sequel.
+            return Replay::Ready(json(room, last(history).collect(), false));
+        }
+        let missed = (self.last_id - since) as usize;
+        let oldest = self.chats.front().map_or(self.last_id + 1, |c| c.id);
+        if oldest > since + 1 {
+            return Replay::Ask { after: since };
+        }
+        let chats: Vec<&StoredChat> = last(missed.min(max)).collect();
+        Replay::Ready(json(room, chats, missed <= max))
+    }
+}
+
+/// The `history` message for chats answered by the archivist.
+pub fn history_message(room: &str, chats: &[StoredChat], complete: bool) -> Vec<u8> {
+    json(room, chats.iter().collect(), complete)
+}
+
+fn json(room: &str, chats: Vec<&StoredChat>, complete: bool) -> Vec<u8> {
+    protocol::history_json(room, chats.iter().map(|c| &c.json[..]), complete)
+}
