@@ -10,18 +10,20 @@ ARGS ?=
 run:
 	$(CARGO) run --release --bin threadchat -- $(ARGS)
 
+# Both packages of the workspace: the server and the stress tool (stress/).
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 
-# Rust tests first (unit, property and integration tests over real sockets),
-# then style and lints, then the page in a real headless browser.
+# Rust tests first (unit, property and integration tests over real sockets,
+# and the stress tool's unit tests), then style and lints, then the page in a
+# real headless browser.
 test: test-rust lint test-browser
 
 # tests/metrics.rs parses /metrics with Python's prometheus_client, which
 # this installs into target/prometheus-venv when missing.
 test-rust:
 	bash tests/prometheus/setup.sh >/dev/null
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 test-browser:
 	$(CARGO) build --bin threadchat
@@ -29,17 +31,18 @@ test-browser:
 	cd client && THREADCHAT_BIN=$(CURDIR)/target/debug/threadchat npm test
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean
 	rm -rf client/node_modules client/tests/output
 
-# Release build, server pinned to one core and load to the other; writes
+# Release build of both packages, server pinned to one core and the stress
+# tool (stress/, target/release/chat-stress) to the other; writes
 # docs/bench.md and its plot. Takes several minutes.
 bench:
 	bash bench/run.sh

@@ -22,9 +22,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::client;
+use crate::errors::ErrorTally;
 use crate::measure::{CpuMeter, CpuUse, ProcessSample, now_us};
-use crate::net::{self, Sources, Target};
-use crate::room::{self, ErrorTally};
+use crate::net::{self, Sources};
+use crate::presence::Presence;
+use crate::progress::progress;
 use crate::{Common, Report};
 
 /// tungstenite read buffer of a held connection: it reads presence
@@ -86,16 +89,17 @@ pub struct HoldResult {
 }
 
 pub fn run(args: &HoldArgs) -> Result<Report, String> {
-    let target = Target::parse(&args.common.url)?;
-    let pid = args.common.server_pid;
+    let targets = Arc::new(args.common.targets()?);
+    let pids = args.common.server_pid.clone();
     let logged_in = args.logged_in.min(args.connections);
     let idle = args.connections - logged_in;
+    // Ephemeral ports are per destination, so each node has its own.
     let sources = Arc::new(Sources::for_connections(
-        args.connections,
+        args.connections.div_ceil(targets.len()),
         args.common.source_addrs,
     ));
     let deadline = now_us() + args.common.timeout().as_micros() as u64;
-    let sample = || pid.and_then(ProcessSample::of);
+    let sample = || ProcessSample::of_all(&pids);
     let mut errors = ErrorTally::default();
     let mut result = HoldResult {
         connections: args.connections,
@@ -104,7 +108,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
         before: sample(),
         ..HoldResult::default()
     };
-    let meter = CpuMeter::start(pid);
+    let meter = CpuMeter::start(&pids);
 
     // The logged-in users: one thread each, reading until told to stop.
     let tag = net::run_tag();
@@ -114,29 +118,35 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     let mut users = Vec::with_capacity(logged_in);
     for index in 0..logged_in {
         let (target, sources, stop, settled_tx) = (
-            target.clone(),
+            targets[index % targets.len()].clone(),
             sources.clone(),
             stop.clone(),
             settled_tx.clone(),
         );
-        let name = format!("{tag}h{index}");
+        let mut presence = Presence::new(
+            format!("{tag}h{index}"),
+            format!("{tag}h"),
+            tag.clone(),
+            None,
+            logged_in,
+        );
         let spawned = net::spawn(format!("held-{index}"), move || {
             let mut ws = match net::open(&target, &sources, HOLD_READ_BUFFER) {
                 Ok(ws) => ws,
                 Err(e) => return drop(settled_tx.send(Err(e))),
             };
-            if let Err(e) = room::log_in(&mut ws, &name, logged_in, deadline) {
+            if let Err(e) = client::log_in(&mut ws, &mut presence, deadline) {
                 return drop(settled_tx.send(Err(e)));
             }
             let _ = settled_tx.send(Ok(()));
             // Keep reading (and so answering pings) until told to stop.
             while !stop.load(Ordering::Relaxed) {
-                match room::next_text(&mut ws, now_us()) {
+                match client::next_text(&mut ws, now_us()) {
                     Ok(_) => {}
                     Err(_) => return,
                 }
             }
-            room::close(&mut ws, now_us() + 2_000_000);
+            client::close(&mut ws, now_us() + 2_000_000);
         });
         match spawned {
             Ok(handle) => users.push(handle),
@@ -147,7 +157,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
         }
     }
     drop(settled_tx);
-    let bar = room::progress(!args.common.json, users.len() as u64, "login");
+    let bar = progress(!args.common.json, users.len() as u64, "login");
     let mut settled_ok = 0;
     // Counted, not iterated to the end: each user keeps its sender while
     // it holds on.
@@ -170,15 +180,17 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     let mut pool = Vec::new();
     for worker in 0..connectors {
         let share = idle / connectors + usize::from(worker < idle % connectors);
-        let (target, sources, opened_tx) = (target.clone(), sources.clone(), opened_tx.clone());
+        let (targets, sources, opened_tx) = (targets.clone(), sources.clone(), opened_tx.clone());
         let spawned = net::spawn(format!("connector-{worker}"), move || {
-            for _ in 0..share {
+            for n in 0..share {
+                // Round-robin over the nodes, each connector from its own start.
+                let target = &targets[(worker + n) % targets.len()];
                 if now_us() > deadline {
                     let _ = opened_tx.send(Err("establish phase timed out".into()));
                     return;
                 }
                 let outcome =
-                    net::open(&target, &sources, HOLD_READ_BUFFER).map(|ws| ws.into_inner());
+                    net::open(target, &sources, HOLD_READ_BUFFER).map(|ws| ws.into_inner());
                 if opened_tx.send(outcome).is_err() {
                     return;
                 }
@@ -190,7 +202,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
         }
     }
     drop(opened_tx);
-    let bar = room::progress(!args.common.json, idle as u64, "establish");
+    let bar = progress(!args.common.json, idle as u64, "establish");
     let mut held: Vec<TcpStream> = Vec::with_capacity(idle);
     for outcome in opened.iter() {
         bar.inc(1);
@@ -254,6 +266,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     }
     result.errors = errors.into_lines();
     Ok(Report {
+        machine: None,
         test: "hold".into(),
         server: args.common.server_name.clone(),
         rows: rows(&result),

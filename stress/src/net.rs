@@ -85,6 +85,16 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The same server's room `name`: `ws://HOST:PORT/r/<name>`.
+    pub fn in_room(&self, name: &str) -> Target {
+        Target {
+            url: format!("ws://{}/r/{name}", self.addr),
+            addr: self.addr,
+        }
+    }
+}
+
 /// Raises the soft limit on open files to the hard limit; returns the limit
 /// now in force.
 pub fn raise_fd_limit() -> u64 {

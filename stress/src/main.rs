@@ -4,14 +4,17 @@
 //!
 //! Each subcommand is one experiment in its own module:
 //!
-//! - `fanout` (`room.rs` does the work): N users log in, K of them chat;
-//!   throughput, latency, loss, duplicates, reordering, and the login storm.
+//! - `fanout` (`fanout.rs`; the room engine in `room/` does the work): N
+//!   users log in, K of them chat; throughput, latency, loss, duplicates,
+//!   reordering, and the login storm.
+//! - `rooms` (`rooms.rs`, the same engine): R rooms of U users at once;
+//!   per-room throughput and latency, and no delivery may cross rooms.
 //! - `hold` (`hold.rs`): many connections held open at once; the server's
 //!   memory and threads per connection.
 //! - `churn` (`churn.rs`): users coming and going, cleanly and abruptly; the
 //!   server must end empty.
 //! - `slow` (`slow.rs`): some users stop reading; the others must not notice.
-//! - `report` (`report.rs`, `plot.rs`): turns the JSON lines of a benchmark
+//! - `report` (`report/`): turns the JSON lines of a benchmark
 //!   run into `docs/bench.md` and its plot.
 //!
 //! Every run is bounded in time: each phase has a deadline and a watchdog
@@ -19,12 +22,18 @@
 //! talks to loopback only; `net::Target` refuses any other address.
 
 mod churn;
+mod client;
+mod errors;
+mod fanout;
 mod hold;
 mod measure;
 mod net;
-mod plot;
+mod presence;
+mod progress;
 mod report;
 mod room;
+mod rooms;
+mod sampler;
 mod scan;
 mod slow;
 
@@ -52,7 +61,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// N users log in, K of them send M chat messages each; every delivery is checked.
-    Fanout(room::FanoutArgs),
+    Fanout(fanout::FanoutArgs),
+    /// R rooms of U users, S senders each; per-room delivery and latency, no crossing.
+    Rooms(rooms::RoomsArgs),
     /// Open N connections, log in L of them, hold them; server memory and threads.
     Hold(hold::HoldArgs),
     /// Users connect, log in, chat and leave (cleanly and abruptly) for a while.
@@ -66,13 +77,15 @@ enum Command {
 /// Options every experiment shares.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
-    /// Server to load; only loopback addresses (127.0.0.0/8, localhost) are accepted.
-    #[arg(long, default_value = "ws://127.0.0.1:8081/")]
-    pub url: String,
+    /// Server to load; only loopback addresses (127.0.0.0/8, localhost) are
+    /// accepted. Repeat it to spread the users over several nodes, round-robin.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8081/")]
+    pub url: Vec<String>,
 
-    /// The server's process id: adds its CPU time, memory and thread count to the report.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The server's process id: adds its CPU time, memory and thread count to
+    /// the report. Repeat it for several nodes: their numbers are added up.
+    #[arg(long = "server-pid")]
+    pub server_pid: Vec<u32>,
 
     /// Seconds the whole run may take; phases have their own deadlines within it.
     #[arg(long, default_value = "120")]
@@ -93,6 +106,11 @@ pub struct Common {
 }
 
 impl Common {
+    /// The servers to load, each checked to be on loopback.
+    pub fn targets(&self) -> Result<Vec<net::Target>, String> {
+        self.url.iter().map(|url| net::Target::parse(url)).collect()
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout.max(1.0))
     }
@@ -101,7 +119,7 @@ impl Common {
 /// What one experiment found: printed as a table, or as JSON with `--json`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Report {
-    /// `fanout`, `hold`, `churn` or `slow`.
+    /// `fanout`, `rooms`, `hold`, `churn` or `slow`.
     pub test: String,
     /// `--server-name`.
     pub server: String,
@@ -109,6 +127,10 @@ pub struct Report {
     pub result: serde_json::Value,
     /// The same numbers as the rows of the summary table.
     pub rows: Vec<(String, String)>,
+    /// The machine it ran on (cores, CPU, kernel), so that a report mixing
+    /// runs can say which numbers came from where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 impl Report {
@@ -132,7 +154,8 @@ impl Report {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Fanout(args) => run(&args.common.clone(), || room::fanout(&args)),
+        Command::Fanout(args) => run(&args.common.clone(), || fanout::run(&args)),
+        Command::Rooms(args) => run(&args.common.clone(), || rooms::run(&args)),
         Command::Hold(args) => run(&args.common.clone(), || hold::run(&args)),
         Command::Churn(args) => run(&args.common.clone(), || churn::run(&args)),
         Command::Slow(args) => run(&args.common.clone(), || slow::run(&args)),
@@ -150,7 +173,7 @@ fn main() -> ExitCode {
 /// Runs one experiment under the watchdog, with the file limit raised, and
 /// prints its report.
 fn run(common: &Common, experiment: impl FnOnce() -> Result<Report, String>) -> Result<(), String> {
-    net::Target::parse(&common.url)?;
+    common.targets()?;
     net::raise_fd_limit();
     let limit = common.timeout() + WATCHDOG_GRACE;
     std::thread::Builder::new()
@@ -162,7 +185,8 @@ fn run(common: &Common, experiment: impl FnOnce() -> Result<Report, String>) -> 
             std::process::exit(3);
         })
         .map_err(|e| format!("cannot start the watchdog: {e}"))?;
-    let report = experiment()?;
+    let mut report = experiment()?;
+    report.machine = Some(measure::machine());
     report.print(common.json);
     Ok(())
 }

@@ -17,9 +17,11 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tungstenite::{Message, WebSocket};
 
+use crate::client;
+use crate::errors::ErrorTally;
 use crate::measure::{CpuMeter, CpuUse, ProcessSample, now_us};
 use crate::net::{self, Sources, Target};
-use crate::room::{self, ErrorTally};
+use crate::progress::progress;
 use crate::scan::{self, Notice, Stamp};
 use crate::{Common, Report};
 
@@ -78,7 +80,8 @@ pub struct ChurnResult {
 }
 
 struct Shared {
-    target: Target,
+    /// The nodes; each visit goes to the next.
+    targets: Vec<Target>,
     sources: Sources,
     tag: String,
     args: ChurnArgs,
@@ -87,10 +90,10 @@ struct Shared {
 }
 
 pub fn run(args: &ChurnArgs) -> Result<Report, String> {
-    let pid = args.common.server_pid;
+    let pids = args.common.server_pid.clone();
     let duration = Duration::from_secs_f64(args.duration.clamp(0.1, args.common.timeout));
     let shared = Arc::new(Shared {
-        target: Target::parse(&args.common.url)?,
+        targets: args.common.targets()?,
         sources: Sources::for_connections(args.workers * 4, args.common.source_addrs),
         tag: net::run_tag(),
         args: args.clone(),
@@ -99,12 +102,12 @@ pub fn run(args: &ChurnArgs) -> Result<Report, String> {
     });
     let mut result = ChurnResult {
         workers: args.workers,
-        before: pid.and_then(ProcessSample::of),
+        before: ProcessSample::of_all(&pids),
         ..ChurnResult::default()
     };
-    let meter = CpuMeter::start(pid);
+    let meter = CpuMeter::start(&pids);
     let start = Instant::now();
-    let bar = room::progress(!args.common.json, duration.as_millis() as u64, "churn ms");
+    let bar = progress(!args.common.json, duration.as_millis() as u64, "churn ms");
     let mut workers = Vec::new();
     for worker in 0..args.workers {
         let mine = shared.clone();
@@ -129,11 +132,16 @@ pub fn run(args: &ChurnArgs) -> Result<Report, String> {
     result.duration_s = start.elapsed().as_secs_f64();
 
     let probe_start = Instant::now();
-    result.left_behind = probe_until_empty(&shared);
+    // Every node must end empty; their counts add up.
+    result.left_behind = shared
+        .targets
+        .iter()
+        .map(|target| probe_until_empty(&shared, target))
+        .sum();
     result.empty_after_s = probe_start.elapsed().as_secs_f64();
     if let Some(before) = result.before {
         while probe_start.elapsed() < EMPTY_WAIT {
-            match pid.and_then(ProcessSample::of) {
+            match ProcessSample::of_all(&pids) {
                 Some(now) if now.threads > before.threads => {
                     std::thread::sleep(Duration::from_millis(100))
                 }
@@ -141,13 +149,14 @@ pub fn run(args: &ChurnArgs) -> Result<Report, String> {
             }
         }
     }
-    result.after = pid.and_then(ProcessSample::of);
+    result.after = ProcessSample::of_all(&pids);
     result.cpu = meter.read();
     let (tally, errors) = std::mem::take(&mut *shared.tally.lock().expect("not poisoned"));
     result.visits_per_s = tally.visits as f64 / result.duration_s.max(1e-9);
     result.tally = tally;
     result.errors = errors.into_lines();
     Ok(Report {
+        machine: None,
         test: "churn".into(),
         server: args.common.server_name.clone(),
         rows: rows(&result),
@@ -161,7 +170,8 @@ fn work(shared: &Shared, worker: usize) {
     let mut visit = 0u64;
     while Instant::now() < shared.until {
         let name = format!("{}c{worker}v{visit}", shared.tag);
-        let outcome = visit_once(shared, &name, worker as u32, &mut rng);
+        let target = &shared.targets[(worker + visit as usize) % shared.targets.len()];
+        let outcome = visit_once(shared, target, &name, worker as u32, &mut rng);
         let mut guard = shared.tally.lock().expect("not poisoned");
         let (tally, errors) = &mut *guard;
         tally.visits += 1;
@@ -198,16 +208,17 @@ struct Visit {
 
 fn visit_once(
     shared: &Shared,
+    target: &Target,
     name: &str,
     worker: u32,
     rng: &mut net::Rng,
 ) -> Result<Visit, String> {
-    let mut ws = net::open(&shared.target, &shared.sources, 8 * 1024)?;
+    let mut ws = net::open(target, &shared.sources, 8 * 1024)?;
     let deadline = now_us() + ECHO_TIMEOUT.as_micros() as u64;
-    ws.send(Message::text(room::login_json(name)))
+    ws.send(Message::text(client::login_json(name)))
         .map_err(|e| format!("login: {e}"))?;
     loop {
-        let message = room::next_text(&mut ws, deadline)?
+        let message = client::next_text(&mut ws, deadline)?
             .ok_or_else(|| "own login never came back".to_string())?;
         match scan::notice(message.to_text().unwrap_or_default()) {
             Notice::Joined(who) if who == name => break,
@@ -219,6 +230,7 @@ fn visit_once(
     let chats = rng.below(shared.args.max_messages + 1);
     for seq in 0..chats {
         let stamp = Stamp {
+            room: 0,
             sender: worker,
             seq,
             sent_us: now_us(),
@@ -228,7 +240,7 @@ fn visit_once(
     }
     let mut echoes = 0;
     while echoes < chats {
-        let message = room::next_text(&mut ws, deadline)?
+        let message = client::next_text(&mut ws, deadline)?
             .ok_or_else(|| format!("{} of {chats} own chats never came back", chats - echoes))?;
         // Other workers share sender numbers across visits; only this
         // visit's user can have this name, so match on it.
@@ -269,7 +281,7 @@ fn close_cleanly(ws: &mut WebSocket<TcpStream>, deadline_us: u64) -> Result<(), 
         match ws.read() {
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
-            Err(tungstenite::Error::Io(e)) if room::is_timeout(&e) => {
+            Err(tungstenite::Error::Io(e)) if client::is_timeout(&e) => {
                 if now_us() > deadline_us {
                     return Err("close handshake not answered".into());
                 }
@@ -298,19 +310,19 @@ fn reset(socket: &TcpStream) {
     // The socket is closed (with the reset) when the caller drops it.
 }
 
-/// Logs a probe user in until it finds itself alone; returns how many
-/// others it saw online the last time it looked.
-fn probe_until_empty(shared: &Shared) -> Option<usize> {
+/// Logs a probe user in to `target` until it finds itself alone; returns
+/// how many others it saw online the last time it looked.
+fn probe_until_empty(shared: &Shared, target: &Target) -> Option<usize> {
     let give_up = Instant::now() + EMPTY_WAIT;
     let mut others = None;
     let mut attempt = 0;
     while Instant::now() < give_up {
         let name = format!("{}probe{attempt}", shared.tag);
         attempt += 1;
-        if let Ok(mut ws) = net::open(&shared.target, &shared.sources, 64 * 1024) {
+        if let Ok(mut ws) = net::open(target, &shared.sources, 64 * 1024) {
             let deadline = now_us() + ECHO_TIMEOUT.as_micros() as u64;
-            if ws.send(Message::text(room::login_json(&name))).is_ok() {
-                while let Ok(Some(message)) = room::next_text(&mut ws, deadline) {
+            if ws.send(Message::text(client::login_json(&name))).is_ok() {
+                while let Ok(Some(message)) = client::next_text(&mut ws, deadline) {
                     let text = message.to_text().unwrap_or_default();
                     if scan::notice(text) == Notice::Joined(&name) {
                         others = scan::active_user_count(text).map(|n| n.saturating_sub(1));
@@ -318,7 +330,7 @@ fn probe_until_empty(shared: &Shared) -> Option<usize> {
                     }
                 }
             }
-            room::close(&mut ws, now_us() + 1_000_000);
+            client::close(&mut ws, now_us() + 1_000_000);
         }
         if others == Some(0) {
             break;

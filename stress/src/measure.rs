@@ -144,6 +144,24 @@ pub fn ms(us: u64) -> String {
     format!("{:.3} ms", us as f64 / 1000.0)
 }
 
+/// This machine: cores, CPU model and kernel, for the record of a run.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    // The machine's cores, not this process's share: runs are pinned with taskset.
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores ({cpu}), Linux {}", kernel.trim())
+}
+
 /// CPU seconds (user + system) this process has used.
 pub fn own_cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct it is given.
@@ -154,6 +172,15 @@ pub fn own_cpu_seconds() -> f64 {
     };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// CPU seconds of the server's processes together (one per node), or `None`
+/// when there are none or one cannot be read.
+pub fn servers_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| process_cpu_seconds(pid)).sum()
 }
 
 /// CPU seconds (utime + stime) of another process, from /proc/PID/stat.
@@ -178,18 +205,53 @@ pub struct ProcessSample {
 
 impl ProcessSample {
     pub fn of(pid: u32) -> Option<ProcessSample> {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|dir| dir.count() as u64)
+            .unwrap_or(0);
+        Some(ProcessSample {
+            fds,
+            ..ProcessSample::without_fds(pid)?
+        })
+    }
+
+    /// Memory and threads only: listing 10,000 descriptors many times a
+    /// second would cost more than the rest of the sampling together.
+    pub fn without_fds(pid: u32) -> Option<ProcessSample> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let field = |name: &str| -> Option<u64> {
             let line = status.lines().find(|l| l.starts_with(name))?;
             line.split_whitespace().nth(1)?.parse().ok()
         };
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|dir| dir.count() as u64)
-            .unwrap_or(0);
         Some(ProcessSample {
             rss_kib: field("VmRSS:")?,
             threads: field("Threads:")?,
-            fds,
+            fds: 0,
+        })
+    }
+
+    /// The servers' processes together (one per node): their memory,
+    /// threads and descriptors added up. `None` when there are none or one
+    /// cannot be read.
+    pub fn of_all(pids: &[u32]) -> Option<ProcessSample> {
+        Self::sum(pids, ProcessSample::of)
+    }
+
+    /// `of_all` without the descriptors (see `without_fds`).
+    pub fn of_all_without_fds(pids: &[u32]) -> Option<ProcessSample> {
+        Self::sum(pids, ProcessSample::without_fds)
+    }
+
+    fn sum(pids: &[u32], sample: fn(u32) -> Option<ProcessSample>) -> Option<ProcessSample> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().try_fold(ProcessSample::default(), |sum, &pid| {
+            let one = sample(pid)?;
+            Some(ProcessSample {
+                rss_kib: sum.rss_kib + one.rss_kib,
+                threads: sum.threads + one.threads,
+                fds: sum.fds + one.fds,
+            })
         })
     }
 
@@ -205,7 +267,7 @@ impl ProcessSample {
 
 /// CPU used by this tool and by the server over one phase.
 pub struct CpuMeter {
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     own_start: f64,
     server_start: Option<f64>,
     wall_start: Instant,
@@ -235,17 +297,17 @@ impl CpuUse {
 }
 
 impl CpuMeter {
-    pub fn start(server_pid: Option<u32>) -> CpuMeter {
+    pub fn start(server_pids: &[u32]) -> CpuMeter {
         CpuMeter {
-            server_pid,
+            server_pids: server_pids.to_vec(),
             own_start: own_cpu_seconds(),
-            server_start: server_pid.and_then(process_cpu_seconds),
+            server_start: servers_cpu_seconds(server_pids),
             wall_start: Instant::now(),
         }
     }
 
     pub fn read(&self) -> CpuUse {
-        let server_now = self.server_pid.and_then(process_cpu_seconds);
+        let server_now = servers_cpu_seconds(&self.server_pids);
         CpuUse {
             wall_s: self.wall_start.elapsed().as_secs_f64(),
             tool_cpu_s: own_cpu_seconds() - self.own_start,

@@ -18,6 +18,10 @@ const COLOURS: [RGBColor; 4] = [
 ];
 
 pub fn draw(path: &str, series: &[Series]) -> Result<(), String> {
+    if series.iter().all(|s| s.points.is_empty()) {
+        // No axis range to draw: plotters would look for ticks forever.
+        return Err("no full-speed fan-out results to plot".into());
+    }
     let root = SVGBackend::new(path, (960, 400)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (left, right) = root.split_horizontally(480);

@@ -10,6 +10,7 @@
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::fanout;
 use crate::room::{self, RoomPlan, RoomResult};
 use crate::{Common, Report};
 
@@ -63,22 +64,26 @@ pub struct SlowResult {
 pub fn run(args: &SlowArgs) -> Result<Report, String> {
     let half = args.common.timeout() / 2;
     let mut plan = RoomPlan {
-        target: crate::net::Target::parse(&args.common.url)?,
+        targets: args.common.targets()?,
+        rooms: 1,
+        room_prefix: None,
         users: args.users,
         silent: 0,
         senders: args.senders.min(args.users),
+        threaded: args.users,
+        pool_threads: 0,
         messages: args.messages,
         rate: args.rate,
         window: args.window.max(1),
         text_bytes: args.text_bytes.max(1),
-        server_pid: args.common.server_pid,
+        server_pids: args.common.server_pid.clone(),
         timeout: half,
         source_addrs: args.common.source_addrs,
         progress: !args.common.json,
     };
-    let baseline = room::run_room(&plan)?;
+    let baseline = room::run_rooms(&plan)?;
     plan.silent = args.slow;
-    let with_slow = room::run_room(&plan)?;
+    let with_slow = room::run_rooms(&plan)?;
     let p99_ratio = with_slow.latency.p99_us as f64 / baseline.latency.p99_us.max(1) as f64;
     let drops: Vec<Option<f64>> = with_slow
         .silent_fates
@@ -103,9 +108,9 @@ pub fn run(args: &SlowArgs) -> Result<Report, String> {
         ),
     )];
     rows.push(("— baseline (nobody slow)".into(), String::new()));
-    rows.extend(room::room_rows(&result.baseline));
+    rows.extend(fanout::room_rows(&result.baseline));
     rows.push(("— with slow users".into(), String::new()));
-    rows.extend(room::room_rows(&result.with_slow));
+    rows.extend(fanout::room_rows(&result.with_slow));
     rows.push(("p99 with / without".into(), format!("{p99_ratio:.2}×")));
     rows.push((
         "slow users dropped".into(),
@@ -118,6 +123,7 @@ pub fn run(args: &SlowArgs) -> Result<Report, String> {
         ),
     ));
     Ok(Report {
+        machine: None,
         test: "slow".into(),
         server: args.common.server_name.clone(),
         result: serde_json::to_value(&result).expect("serializes"),
