@@ -135,7 +135,7 @@ pub const WRITER_STACK_BYTES: usize = 64 * 1024;
 pub const EVENT_QUEUE_CAPACITY: usize = 16 * 1024;
 
 /// Largest batch of broadcast frames the dispatcher gathers before queueing
-/// it for everyone (see `dispatcher.rs`). `0` queues every broadcast on its
+/// it for everyone (see `room.rs`). `0` queues every broadcast on its
 /// own; the benchmarks use that to show what batching buys.
 pub const DEFAULT_BROADCAST_BATCH_BYTES: usize = 64 * 1024;
 

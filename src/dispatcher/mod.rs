@@ -25,28 +25,37 @@
 //! already waiting, the frames of consecutive broadcasts in a room are
 //! appended to one buffer, and the rooms that have something pending are
 //! flushed when the channel runs dry or a buffer is large.
+//!
+//! This file routes. What happens to a chat (to the store and back, to its
+//! audience) is in `chats.rs`; how a login becomes a member, history first,
+//! is in `joining.rs`; what the dispatcher tells `/inside` is in `inside.rs`.
+//! They are all `impl Dispatcher`: one owner, its work in several files.
+
+mod chats;
+mod inside;
+mod joining;
 
 use std::collections::{HashMap, HashSet};
-
 use std::sync::Arc;
 
+use chats::follow_set;
+
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use log::{debug, info, warn};
+use log::{debug, warn};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::archivist::{Archived, Job};
 use crate::config::{
-    Config, HEARTBEAT_INTERVAL, INSIDE_FULLEST_OUTBOXES, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH,
-    MAX_UNARCHIVED, RECENT_PER_ROOM,
+    Config, HEARTBEAT_INTERVAL, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH, RECENT_PER_ROOM,
 };
-use crate::history::{self, RecentHistory, Replay};
+use crate::history::RecentHistory;
 use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame, Login, Refusal, Request};
 use crate::room::Room;
-use crate::stats::{DispatcherView, DropView, Fullest, Limits, OutboxView, RecentDrops, now_ms};
+use crate::stats::{DispatcherView, RecentDrops};
 
 /// A chat text that makes the dispatcher panic, in builds with the
 /// `fault-injection` feature: tests use it to show that the process then
@@ -369,232 +378,6 @@ impl Dispatcher {
         self.reply(id, Refusal::new(Some(kind), "not logged in", details));
     }
 
-    /// A chat from a logged-in client. With history on it goes to the
-    /// archivist first and is broadcast when committed (`archived`), so that
-    /// nobody sees a chat a crash could lose.
-    fn chat(&mut self, id: ConnId, room: String, json: Vec<u8>) {
-        let Some(store) = &self.store else {
-            self.deliver(&room, id, &json);
-            return;
-        };
-        if self.unarchived >= MAX_UNARCHIVED {
-            warn!(
-                "conn {id}: chat refused: {} chats wait for the store",
-                self.unarchived
-            );
-            let details = "the history store is behind; try again in a moment";
-            self.reply(
-                id,
-                Refusal::new(Some("chat"), "chat is briefly unavailable", details),
-            );
-            return;
-        }
-        self.unarchived += 1;
-        let _ = store.send(Job::Append {
-            room,
-            tag: id,
-            json,
-        });
-    }
-
-    /// Sends a chat from `sender` to its room: to everyone, or under
-    /// `--mutual-follows` to the sender and those who follow the sender and
-    /// whom the sender follows.
-    fn deliver(&mut self, room: &str, sender: ConnId, json: &[u8]) {
-        self.metrics.chat_broadcast();
-        self.fanout.arrived();
-        if !self.mutual_follows {
-            self.broadcast(room, json);
-            return;
-        }
-        let clients = &self.clients;
-        let Some(r) = self.rooms.get_mut(room) else {
-            return;
-        };
-        let speaker = clients.get(&sender);
-        let dropped = r.send_to_some(json, |member| {
-            let (Some(speaker), Some(listener)) = (speaker, clients.get(&member)) else {
-                return false; // the sender left before its chat was stored
-            };
-            member == sender || follows(speaker, listener) && follows(listener, speaker)
-        });
-        self.forget_dropped(dropped);
-        self.appended(room);
-    }
-
-    /// What the archivist reports.
-    fn archived(&mut self, news: Archived) {
-        match news {
-            Archived::Committed(chats) => {
-                self.unarchived = self.unarchived.saturating_sub(chats.len());
-                for (room, sender, chat) in chats {
-                    // A room that went (and maybe came back, loading) has
-                    // nobody to tell; its next load reads the chat back.
-                    let json = chat.json.clone();
-                    if let Some(r) = self.rooms.get_mut(&room)
-                        && r.committed(chat)
-                    {
-                        self.deliver(&room, sender, &json);
-                    }
-                }
-            }
-            Archived::Failed(chats) => {
-                self.unarchived = self.unarchived.saturating_sub(chats.len());
-                for (_, id, why) in chats {
-                    warn!("conn {id}: chat not stored: {why}");
-                    let details = format!("the chat could not be stored, so nobody got it: {why}");
-                    self.reply(id, Refusal::new(Some("chat"), "chat not stored", details));
-                }
-            }
-            Archived::Loaded {
-                room,
-                last_id,
-                recent,
-            } => {
-                let Some(history) = self.rooms.get_mut(&room).and_then(|r| r.recent.as_mut())
-                else {
-                    return;
-                };
-                for (id, login) in history.loaded(last_id, recent) {
-                    if let Some(client) = self.clients.get_mut(&id) {
-                        client.joining = None;
-                        self.log_in(id, login);
-                    }
-                }
-            }
-            Archived::SinceLoaded {
-                room,
-                tag,
-                chats,
-                complete,
-            } => {
-                let Some(login) = self.clients.get_mut(&tag).and_then(|c| c.joining.take()) else {
-                    return; // gone meanwhile
-                };
-                let json = history::history_message(&room, &chats, complete);
-                self.enter(tag, login, Some(json));
-            }
-        }
-    }
-
-    /// A login: into the room, or a rename if the client already is in. A
-    /// socket's first login gets the room's history first, which may mean
-    /// waiting for it (the login is then finished by `archived`).
-    fn log_in(&mut self, id: ConnId, login: Login) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        if client.joining.is_some() {
-            let details = "wait for the answer to your first login";
-            self.reply(
-                id,
-                Refusal::new(Some("login"), "login in progress", details),
-            );
-            return;
-        }
-        // A fresh token for the name already signed in extends the session
-        // (the reader keeps its end); the room hears nothing new.
-        if login.signed && client.username.as_deref() == Some(login.username.as_str()) {
-            client.follows = follow_set(login.follows);
-            debug!("conn {id}: session of {} extended", login.username);
-            return;
-        }
-        if !self.name_free(id, &login.username) {
-            return;
-        }
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        let Some(room) = self.rooms.get_mut(&client.room) else {
-            return;
-        };
-        let replay = match room.recent.as_mut() {
-            Some(recent) if !client.history_sent && !self.mutual_follows => {
-                recent.replay(&client.room, id, &login, self.history, self.history_max)
-            }
-            _ => {
-                self.enter(id, login, None);
-                return;
-            }
-        };
-        match replay {
-            Replay::Ready(json) => self.enter(id, login, Some(json)),
-            Replay::Waiting => client.joining = Some(login.clone()),
-            Replay::Ask { after } => {
-                let room = client.room.clone();
-                client.joining = Some(login);
-                if let Some(store) = &self.store {
-                    let _ = store.send(Job::Since {
-                        room,
-                        tag: id,
-                        after,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Whether `username` is free in the client's room; refuses it if not.
-    fn name_free(&mut self, id: ConnId, username: &str) -> bool {
-        let free = self
-            .clients
-            .get(&id)
-            .and_then(|c| self.rooms.get(&c.room))
-            .is_some_and(|room| room.name_free(id, username));
-        if !free {
-            warn!("conn {id}: login as {username:?} refused: name taken");
-            self.reply(
-                id,
-                Refusal::new(
-                    Some("login"),
-                    "username is taken",
-                    format!("{username:?} is already in the chat; choose another name"),
-                ),
-            );
-        }
-        free
-    }
-
-    /// Finishes a login: the history (if any) to the client alone, then the
-    /// login to the room, so the client sees history, then its own login.
-    fn enter(&mut self, id: ConnId, login: Login, history: Option<Vec<u8>>) {
-        // A login that waited may find its name taken meanwhile.
-        if history.is_some() && !self.name_free(id, &login.username) {
-            return;
-        }
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        if let Some(json) = history {
-            client.history_sent = true;
-            if client.outbox.push(protocol::text_frame(&json)).is_err() {
-                drop_too_slow(id, &client.outbox);
-                return;
-            }
-        }
-        let Some(room) = self.rooms.get_mut(&client.room) else {
-            return;
-        };
-        let username = login.username;
-        client.follows = follow_set(login.follows);
-        let old = client.username.replace(username.clone());
-        if old.is_none() {
-            self.logged_in += 1;
-            self.metrics.set_logged_in(self.logged_in);
-        }
-        match &old {
-            Some(old) => info!("{old} is now {username} in {}", client.room),
-            None => info!(
-                "{username} joined {} ({} online)",
-                client.room,
-                room.users() + 1
-            ),
-        }
-        room.log_in(id, &client.outbox, &username, old.as_deref());
-        let room = client.room.clone();
-        self.appended(&room);
-    }
-
     /// Takes a connection out of its room, if it was in, and tells the rest.
     /// Safe to call twice: a user leaves exactly once.
     fn log_out(&mut self, id: ConnId) {
@@ -683,47 +466,6 @@ impl Dispatcher {
             self.log_out(id);
         }
     }
-
-    /// Remembers a dropped connection for `/inside` (names only with
-    /// `--inside-names`).
-    fn record_drop(&mut self, id: ConnId, reason: CloseReason) {
-        let client = self.clients.get(&id);
-        self.drops.record(DropView {
-            conn: id,
-            user: client
-                .and_then(|c| c.username.clone())
-                .filter(|_| self.show_names),
-            room: client.map(|c| c.room.clone()).unwrap_or_default(),
-            reason,
-            at_ms: now_ms(),
-        });
-    }
-
-    /// The fullest outboxes and the recent drops, for `/api/stats`: one
-    /// pass over the clients, two atomic loads each, only when asked.
-    fn stats_view(&self) -> DispatcherView {
-        let mut fullest: Option<Fullest> = None;
-        for (&conn, client) in &self.clients {
-            let fullest = fullest.get_or_insert_with(|| {
-                let (messages, bytes) = client.outbox.limits();
-                Fullest::new(INSIDE_FULLEST_OUTBOXES, Limits { messages, bytes })
-            });
-            let (messages, bytes) = client.outbox.queued();
-            if fullest.wants(messages, bytes) {
-                fullest.add(OutboxView {
-                    conn,
-                    user: client.username.clone().filter(|_| self.show_names),
-                    room: client.room.clone(),
-                    messages,
-                    bytes,
-                });
-            }
-        }
-        DispatcherView {
-            outboxes: fullest.map(Fullest::into_views).unwrap_or_default(),
-            drops: self.drops.newest_first(),
-        }
-    }
 }
 
 /// A client whose queue is full is not reading: close it (1008) without
@@ -734,22 +476,6 @@ pub fn drop_too_slow(id: ConnId, outbox: &Outbox) {
         "outbound queue full: client is reading too slowly",
     ));
     warn!("conn {id} dropped: outbound queue full (client not reading)");
-}
-
-/// The names a token follows, as compared (lower case).
-fn follow_set(follows: Option<Vec<String>>) -> Option<HashSet<String>> {
-    follows.map(|names| names.iter().map(|n| protocol::username_key(n)).collect())
-}
-
-/// Whether `a`'s token lists `b` among those it follows. A user whose token
-/// has no `follows` claim follows everyone, so without the claims everyone
-/// hears everyone, as before.
-fn follows(a: &Client, b: &Client) -> bool {
-    match (&a.follows, &b.username) {
-        (None, _) => true,
-        (Some(list), Some(name)) => list.contains(&protocol::username_key(name)),
-        (Some(_), None) => false,
-    }
 }
 
 /// An encoded close frame.
