@@ -8,14 +8,22 @@
 //! This file reads the lines and lays out the document; `tables.rs` writes
 //! one section per experiment (`rooms.rs` the one on many rooms),
 //! `targets.rs` checks the issues' targets,
-//! `tuning.rs` compares the server with its tunings switched off, and
+//! `tuning.rs` compares the server with its tunings switched off,
+//! `history.rs` what keeping a history costs, `metrics_cost.rs` what the
+//! metrics cost (an A/B run by hand against the build before them), and
 //! `plot.rs` draws the figure.
+//!
+//! Those two comparisons are runs of the subject under other names
+//! ("history …", "metrics-ab …"): they get sections of their own and stay out
+//! of the tables that compare servers.
 
 use std::fmt::Write as _;
 
 use clap::Args;
 use serde_json::Value;
 
+mod history;
+mod metrics_cost;
 mod plot;
 mod rooms;
 mod tables;
@@ -27,9 +35,10 @@ use plot::Series;
 
 #[derive(Args, Clone, Debug)]
 pub struct ReportArgs {
-    /// JSON lines written by the experiments' `--json`.
+    /// JSON lines written by the experiments' `--json`; repeat it to join
+    /// files (`make bench`'s and `bench/metrics_ab.sh`'s).
     #[arg(long, default_value = "bench/results.jsonl")]
-    pub input: String,
+    pub input: Vec<String>,
 
     /// Markdown to write.
     #[arg(long, default_value = "docs/bench.md")]
@@ -49,21 +58,24 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: &ReportArgs) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.input)
-        .map_err(|e| format!("cannot read {}: {e}", args.input))?;
-    let reports: Vec<Report> = text
-        .lines()
-        .filter(|line| line.starts_with('{'))
-        .map(|line| serde_json::from_str(line).map_err(|e| format!("{}: {e}", args.input)))
-        .collect::<Result<_, _>>()?;
+    let mut reports: Vec<Report> = Vec::new();
+    for input in &args.input {
+        let text =
+            std::fs::read_to_string(input).map_err(|e| format!("cannot read {input}: {e}"))?;
+        for line in text.lines().filter(|line| line.starts_with('{')) {
+            reports.push(serde_json::from_str(line).map_err(|e| format!("{input}: {e}"))?);
+        }
+    }
     if reports.is_empty() {
-        return Err(format!("no results in {}", args.input));
+        return Err(format!("no results in {}", args.input.join(", ")));
     }
     // Runs of the subject with tuning switched off are named "<subject> <flags>";
-    // they get a section of their own rather than a place in every table.
+    // they get a section of their own rather than a place in every table, and
+    // so do the history and metrics comparisons.
     let variant_prefix = format!("{} ", args.subject);
     let (variants, servers): (Vec<String>, Vec<String>) = server_order(&reports, args)
         .into_iter()
+        .filter(|s| !s.starts_with(history::PREFIX) && !s.starts_with(metrics_cost::PREFIX))
         .partition(|s| s.starts_with(&variant_prefix));
 
     let mut series = Vec::new();
@@ -91,10 +103,24 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
         .unwrap_or_default();
     let mut markdown = document(&reports, &servers, args, &svg_name);
     tuning::tuning_section(&mut markdown, &reports, args, &variants);
+    history::section(&mut markdown, &reports);
+    metrics_cost::section(&mut markdown, &reports);
     std::fs::write(&args.markdown, markdown)
         .map_err(|e| format!("cannot write {}: {e}", args.markdown))?;
     eprintln!("wrote {} and {}", args.markdown, args.svg);
     Ok(())
+}
+
+/// The middle value (the mean of the two middle ones for an even count);
+/// `None` for no values.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
 }
 
 /// The subject first, the baseline second, anything else after.
@@ -161,7 +187,7 @@ fn cpu_share(cpu: &Value, key: &str) -> String {
 
 /// Where the numbers were measured (each JSON line records its machine):
 /// one machine, or which experiments ran on which.
-fn machines(reports: &[Report]) -> String {
+fn machines<'a>(reports: impl IntoIterator<Item = &'a Report>) -> String {
     let mut seen: Vec<(String, Vec<&str>)> = Vec::new();
     for r in reports {
         let machine = r.machine.as_deref().unwrap_or("a machine not recorded");
