@@ -218,6 +218,7 @@ describe('history in a browser', { timeout: 120_000 }, () => {
     // The server restarts on the same port with an empty store: its ids
     // begin at 1 again, ids the pages have seen before for other messages.
     const port = server.port;
+    const errorsBefore = [walter, maria].map((u) => u.record.consoleErrors.length);
     await stopServer(server);
     await walter.page.locator('#ws-status', { hasText: 'Disconnected' }).waitFor();
     await maria.page.locator('#ws-status', { hasText: 'Disconnected' }).waitFor();
@@ -242,6 +243,13 @@ describe('history in a browser', { timeout: 120_000 }, () => {
       'Fresh start.',
       '[maria joined]',
     ], "maria's chat after the server's reset");
+    // A room-list refresh already on its way when the server went down is
+    // refused, and the browser logs that; it is the outage this test made,
+    // not a fault of the page. Anything else stays for the next test.
+    [walter, maria].forEach((u, i) => {
+      const during = u.record.consoleErrors.splice(errorsBefore[i]);
+      u.record.consoleErrors.push(...during.filter((e) => !e.includes('ERR_CONNECTION_REFUSED')));
+    });
   });
 
   it('logs no errors to the browser console', () => {
