@@ -118,12 +118,7 @@ pub fn history_json<'a>(
     json.extend_from_slice(b"{\"type\":\"history\",\"room\":");
     write_json_string(&mut json, room);
     json.extend_from_slice(b",\"messages\":[");
-    for (i, chat) in chats.enumerate() {
-        if i > 0 {
-            json.push(b',');
-        }
-        json.extend_from_slice(chat);
-    }
+    write_separated(&mut json, chats, |json, chat| json.extend_from_slice(chat));
     json.extend_from_slice(b"],\"complete\":");
     json.extend_from_slice(if complete { b"true" } else { b"false" });
     json.push(b'}');
@@ -343,12 +338,7 @@ fn presence_json<'a>(
     json.extend_from_slice(b"\":");
     write_json_string(&mut json, who);
     json.extend_from_slice(b",\"active_users\":[");
-    for (i, user) in active_users.enumerate() {
-        if i > 0 {
-            json.push(b',');
-        }
-        write_json_string(&mut json, user);
-    }
+    write_separated(&mut json, active_users, write_json_string);
     json.extend_from_slice(b"],\"room\":");
     write_json_string(&mut json, room);
     json.push(b'}');
@@ -371,6 +361,20 @@ pub fn chat_json(message: &Map<String, Value>, username: &str, room: &str) -> Ve
     write_json_string(&mut json, room);
     json.push(b'}');
     json
+}
+
+/// Writes the items of a JSON list, commas between them.
+fn write_separated<T>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
 }
 
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
