@@ -105,12 +105,18 @@ pub fn answer(
         }
         ApiRequest::Info => {
             #[derive(Serialize)]
-            struct Info {
+            struct Info<'a> {
                 auth: &'static str,
                 history: usize,
                 room_name_pattern: &'static str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                cluster: Option<&'a str>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                node: Option<&'a str>,
             }
             let info = Info {
+                cluster: config.redis.as_ref().map(|_| config.cluster.as_str()),
+                node: config.node.as_deref(),
                 auth: if services.auth.is_some() {
                     "jwt"
                 } else {

@@ -180,6 +180,41 @@ pub const RETENTION_ROWS_PER_PASS: u64 = 1000;
 /// burst of chats does not leave a large file behind for good.
 pub const WAL_SIZE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
 
+/// A node's lease in the cluster (`--redis`): a node that has not renewed
+/// it for this long is taken for dead, and its users are announced gone.
+/// Long enough to ride out a slow Redis or a paused process; with
+/// `REDIS_LEASE_RENEW` it makes a dead node's users leave within 15 s.
+pub const REDIS_LEASE: Duration = Duration::from_secs(10);
+
+/// How often a node renews its lease and looks for lapsed ones: a fifth of
+/// the lease, so four renewals can go missing before it lapses.
+pub const REDIS_LEASE_RENEW: Duration = Duration::from_secs(2);
+
+/// Longest one Redis command may take before the connection is taken for
+/// broken (and reconnected): a loopback or LAN round trip is well under a
+/// millisecond, so this is only ever reached by a Redis that is gone.
+pub const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// First and longest wait between reconnection attempts while Redis is
+/// away (doubling in between): quick to notice its return, without
+/// hammering a Redis that is restarting.
+pub const REDIS_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const REDIS_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How long the listener waits on Redis before it looks at the
+/// dispatcher's subscription requests: the most a new room waits to be
+/// heard, and 20 idle wake-ups a second.
+pub const REDIS_LISTEN_POLL: Duration = Duration::from_millis(50);
+
+/// Chats a client may send before its login is finished (the room's
+/// history loading, or the name being claimed in the cluster); they are
+/// handled once it is. More than a client's rate limit allows in a second
+/// would be a client that is not waiting for anything.
+pub const MAX_PARKED_REQUESTS: usize = 64;
+
+/// The default `--cluster`: the prefix of every key and channel.
+pub const DEFAULT_CLUSTER: &str = "threadchat";
+
 /// Clock skew allowed when checking a token's `exp` and `nbf`: the service
 /// that issues tokens and this server keep separate clocks, which NTP keeps
 /// within a second or two; 30 s covers a badly synchronised machine without
@@ -332,6 +367,15 @@ pub struct Config {
     #[arg(long, default_value = DEFAULT_DB)]
     pub db: String,
 
+    /// Several nodes as one chat: the Redis they share (redis://host:port/).
+    /// History then lives in Redis, not in --db.
+    #[arg(long, env = "THREADCHAT_REDIS")]
+    pub redis: Option<String>,
+
+    /// With --redis: the name of this chat in Redis (several can share one).
+    #[arg(long, default_value = DEFAULT_CLUSTER, value_parser = parse_cluster_name)]
+    pub cluster: String,
+
     /// Make every commit reach the disk before its chats are sent (survives power loss).
     #[arg(long)]
     pub fsync: bool,
@@ -393,6 +437,10 @@ pub struct Config {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// With --redis: this node's id in the cluster, given at start-up (not a flag).
+    #[arg(skip)]
+    pub node: Option<String>,
 }
 
 /// What `threadchat` does besides serving.
@@ -434,6 +482,8 @@ impl Default for Config {
             retain: DEFAULT_RETAIN,
             db: DEFAULT_DB.to_string(),
             fsync: false,
+            redis: None,
+            cluster: DEFAULT_CLUSTER.to_string(),
             broadcast_batch_bytes: DEFAULT_BROADCAST_BATCH_BYTES,
             write_batch: DEFAULT_WRITE_BATCH,
             allowed_origins: Vec::new(),
@@ -448,6 +498,7 @@ impl Default for Config {
             no_admin: false,
             admin_listen: None,
             command: None,
+            node: None,
         }
     }
 }
@@ -533,4 +584,19 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// A `--cluster` name: 1 to 32 of a-z, 0-9, - and _ (it starts every key).
+fn parse_cluster_name(text: &str) -> Result<String, String> {
+    let ok = (1..=32).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a cluster name: use 1 to 32 of a-z, 0-9, - and _"
+        ))
+    }
 }

@@ -46,6 +46,11 @@ pub struct RecentHistory {
     capacity: usize,
     /// The room's last id, also when `chats` is empty.
     last_id: u64,
+    /// With `--redis`: chats heard while the tail is (re)loading, merged in
+    /// when the load answers (`loaded`), so none falls between the two.
+    early: Vec<StoredChat>,
+    /// With `--redis`: catching up after the listener reconnected.
+    syncing: bool,
 }
 
 impl RecentHistory {
@@ -56,6 +61,8 @@ impl RecentHistory {
             chats: VecDeque::new(),
             capacity,
             last_id: 0,
+            early: Vec::new(),
+            syncing: false,
         }
     }
 
@@ -73,6 +80,101 @@ impl RecentHistory {
         let skip = recent.len().saturating_sub(self.capacity);
         self.chats = recent.into_iter().skip(skip).collect();
         waiting
+    }
+
+    /// With `--redis`, a load's answer: the logins that waited, and the
+    /// chats that are new to the room's members (after a catch-up: those
+    /// published while this node was not listening), in id order. Chats
+    /// heard meanwhile are merged in; none is taken twice.
+    pub fn synced(
+        &mut self,
+        last_id: u64,
+        recent: Vec<StoredChat>,
+    ) -> (Vec<(ConnId, Login)>, Vec<StoredChat>) {
+        self.syncing = false;
+        let early = std::mem::take(&mut self.early);
+        if let Some(waiting) = self.waiting.take() {
+            self.last_id = last_id;
+            let skip = recent.len().saturating_sub(self.capacity);
+            self.chats = recent.into_iter().skip(skip).collect();
+            if let Some(newest) = self.chats.back() {
+                self.last_id = self.last_id.max(newest.id);
+            }
+            for chat in early {
+                if chat.id > self.last_id {
+                    self.push(chat);
+                }
+            }
+            return (waiting, Vec::new());
+        }
+        let mut fresh = Vec::new();
+        for chat in recent.into_iter().chain(early) {
+            if chat.id > self.last_id {
+                self.push(chat.clone());
+                fresh.push(chat);
+            }
+        }
+        (Vec::new(), fresh)
+    }
+
+    /// With `--redis`: the listener is subscribed again; until the load it
+    /// asks for answers, chats heard are held (`arrived`).
+    pub fn begin_sync(&mut self) {
+        if self.waiting.is_none() {
+            self.syncing = true;
+        }
+    }
+
+    /// With `--redis`, a chat heard on the room's channel: `Some` with the
+    /// chat if the members should get it now; `None` if it is held for a
+    /// load under way, or is one the room already has (ids only grow, so
+    /// an id at or below the last is a repeat).
+    pub fn arrived(&mut self, chat: StoredChat) -> Option<StoredChat> {
+        if self.waiting.is_some() || self.syncing {
+            self.early.push(chat);
+            return None;
+        }
+        if chat.id <= self.last_id {
+            return None;
+        }
+        self.push(chat.clone());
+        Some(chat)
+    }
+
+    pub fn last_id(&self) -> u64 {
+        self.last_id
+    }
+
+    /// With `--redis`, the history of a login as it is admitted, which may
+    /// be a while after it arrived: `earlier` is what the store answered
+    /// for `since` before the login was claimed; the tail adds what came
+    /// since. Without `earlier` it is the usual replay from the tail.
+    pub fn history_at_admission(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        earlier: Option<(Vec<StoredChat>, bool)>,
+        history: usize,
+        max: usize,
+    ) -> Vec<u8> {
+        let Some((mut chats, complete)) = earlier else {
+            return match self.replay_loaded(room, since, history, max) {
+                Replay::Ready(json) => json,
+                // The tail moved past `since` while the login waited.
+                _ => json(
+                    room,
+                    self.chats.iter().rev().take(max).rev().collect(),
+                    false,
+                ),
+            };
+        };
+        let upto = chats.last().map_or(since.unwrap_or(0), |c| c.id);
+        let oldest = self.chats.front().map_or(self.last_id + 1, |c| c.id);
+        let contiguous = upto >= self.last_id || oldest <= upto + 1;
+        chats.extend(self.chats.iter().filter(|c| c.id > upto).cloned());
+        let cut = chats.len() > max;
+        let chats: Vec<&StoredChat> = chats.iter().skip(chats.len().saturating_sub(max)).collect();
+        json(room, chats, complete && contiguous && !cut)
     }
 
     /// A chat committed and broadcast in this room.

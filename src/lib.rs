@@ -10,6 +10,7 @@
 //! - `dispatcher`: the one owner of the chat's state, which routes events;
 //! - `room`: one room's users, names and pending broadcasts;
 //! - `archivist`: the one owner of the history database (SQLite);
+//! - `cluster`: several nodes as one chat over Redis (`--redis`);
 //! - `history`: a room's recent chats in memory, and what a newcomer is sent;
 //! - `api`: JSON endpoints, answered by asking the thread that owns the data;
 //! - `protocol`: the JSON messages, parsed and encoded;
@@ -27,6 +28,7 @@ pub mod admin;
 pub mod api;
 pub mod archivist;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dispatcher;

@@ -15,6 +15,17 @@ use threadchat::{Config, Server, auth};
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if config.redis.is_some() && config.mutual_follows {
+        // A chat's audience would depend on the tokens of users on other
+        // nodes, which this node does not hold.
+        use clap::CommandFactory;
+        Config::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--mutual-follows cannot be used with --redis (a node does not know the follows of users on other nodes)",
+            )
+            .exit();
+    }
     if let Some(Command::Token { user, ttl, follows }) = &config.command {
         return print_token(&config, user, *ttl, follows.clone());
     }

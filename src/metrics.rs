@@ -605,6 +605,9 @@ pub struct Metrics {
     fanout: AtomicHistogram,
     commit_seconds: AtomicHistogram,
     commit_messages: AtomicHistogram,
+
+    redis_up: Gauge,
+    redis_reconnects: Counter,
 }
 
 impl Default for Metrics {
@@ -635,6 +638,8 @@ impl Metrics {
             fanout: AtomicHistogram::new(FANOUT_SECONDS_BUCKETS),
             commit_seconds: AtomicHistogram::new(COMMIT_SECONDS_BUCKETS),
             commit_messages: AtomicHistogram::new(COMMIT_MESSAGES_BUCKETS),
+            redis_up: Gauge::default(),
+            redis_reconnects: Counter::default(),
         };
         metrics.registered()
     }
@@ -725,6 +730,16 @@ impl Metrics {
             "Chats written per history commit",
             self.commit_messages.clone(),
         );
+        r.register(
+            "redis_up",
+            "With --redis: 1 while this node's courier reaches Redis, else 0",
+            self.redis_up.clone(),
+        );
+        r.register(
+            "redis_reconnects",
+            "With --redis: times this node reconnected to Redis after losing it",
+            self.redis_reconnects.clone(),
+        );
         self
     }
 
@@ -796,6 +811,16 @@ impl Metrics {
     }
 
     /// The dispatcher is alive (see `Health`).
+    /// Whether Redis can be reached (with `--redis`).
+    pub fn set_redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    /// The node reached Redis again after an outage.
+    pub fn redis_reconnected(&self) {
+        self.redis_reconnects.inc();
+    }
+
     pub fn heartbeat(&self) {
         self.health.beat();
     }

@@ -119,6 +119,10 @@ pub struct Room {
     marked: bool,
     /// The room's recent chats, with history on (`history.rs`).
     pub recent: Option<RecentHistory>,
+    /// Whether the room builds its own `login` and `disconnect` messages.
+    /// With `--redis` it does not: those come from the cluster, listing the
+    /// users of every node, and the dispatcher broadcasts them as they come.
+    pub announces: bool,
 }
 
 /// Why a login was refused.
@@ -139,6 +143,7 @@ impl Room {
             segments: Vec::new(),
             marked: false,
             recent: None,
+            announces: true,
         }
     }
 
@@ -192,8 +197,10 @@ impl Room {
             }
         }
         self.names.insert(protocol::username_key(username), id);
-        let json = protocol::login_json(username, self.active_users(), &self.name);
-        self.append(&json);
+        if self.announces {
+            let json = protocol::login_json(username, self.active_users(), &self.name);
+            self.append(&json);
+        }
     }
 
     /// Takes a member out and queues the news for the others. Flushes first:
@@ -219,12 +226,19 @@ impl Room {
             self.name,
             self.online.len()
         );
-        let json = protocol::disconnect_json(&username, self.active_users(), &self.name);
-        self.append(&json);
+        if self.announces {
+            let json = protocol::disconnect_json(&username, self.active_users(), &self.name);
+            self.append(&json);
+        }
     }
 
     fn position(&self, id: ConnId) -> Option<usize> {
         self.online.iter().position(|m| m.id == id)
+    }
+
+    /// The logged-in connections and their names, in join order.
+    pub fn members(&self) -> impl Iterator<Item = (ConnId, &str)> {
+        self.online.iter().map(|m| (m.id, m.username.as_str()))
     }
 
     pub fn active_users(&self) -> impl Iterator<Item = &str> {

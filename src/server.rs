@@ -32,11 +32,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Job};
 use crate::auth::AuthConfig;
+use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, ClusterHandles};
 use crate::config::{
     Config, EVENT_QUEUE_CAPACITY, MAX_ADMIN_CONNECTIONS, READER_STACK_BYTES, SHUTDOWN_GRACE,
 };
 use crate::connection;
-use crate::dispatcher::{ConnId, Dispatcher, Event};
+use crate::dispatcher::{ClusterLink, ConnId, Dispatcher, Event};
 use crate::http;
 use crate::metrics::{HandshakeStatus, Metrics};
 use crate::os_limits;
@@ -57,8 +58,11 @@ const REJECT_READ_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct Server {
     listener: TcpListener,
     config: Config,
-    /// The history file, opened and checked; `None` with `--history 0`.
+    /// The history file, opened and checked; `None` with `--history 0`
+    /// or `--redis`.
     archive: Option<Archive>,
+    /// With `--redis`: the cluster's connections, checked.
+    cluster: Option<Cluster>,
     /// The sign-in check, built from the flags; `None` with sign-in off.
     auth: Option<AuthConfig>,
     /// `--admin-listen`: the operator's endpoints on their own address.
@@ -74,6 +78,8 @@ pub enum StartError {
     Store(ArchiveError),
     /// The sign-in flags are wrong (an unreadable key, an empty secret, …).
     Auth(String),
+    /// `--redis`: Redis could not be reached.
+    Cluster(ClusterError),
 }
 
 impl std::fmt::Display for StartError {
@@ -82,6 +88,7 @@ impl std::fmt::Display for StartError {
             StartError::Listen(e) => write!(f, "cannot listen: {e}"),
             StartError::Store(e) => write!(f, "cannot open the history store: {e}"),
             StartError::Auth(e) => write!(f, "cannot set up sign-in: {e}"),
+            StartError::Cluster(e) => write!(f, "cannot join the cluster: {e}"),
         }
     }
 }
@@ -96,6 +103,8 @@ pub struct ServerHandle {
     accept_loop: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
     archivist: Option<JoinHandle<()>>,
+    /// With `--redis`: the courier and the listener.
+    cluster: Option<ClusterHandles>,
     /// `--admin-listen`'s accept loop and its address.
     admin: Option<(SocketAddr, JoinHandle<()>)>,
 }
@@ -122,9 +131,19 @@ impl Server {
     /// `config.host` and the resolved port (port 0 picks a free one). The
     /// store comes first so that a bad database stops the server before it
     /// has listened.
-    pub fn bind(config: Config) -> Result<Server, StartError> {
+    pub fn bind(mut config: Config) -> Result<Server, StartError> {
         let auth = config.auth().map_err(StartError::Auth)?;
-        let archive = if config.history > 0 {
+        let cluster = match &config.redis {
+            Some(url) => {
+                let settings =
+                    ClusterConfig::new(url, &config.cluster, config.retain, config.history_max);
+                let cluster = cluster::connect(settings).map_err(StartError::Cluster)?;
+                config.node = Some(cluster.node().to_string());
+                Some(cluster)
+            }
+            None => None,
+        };
+        let archive = if config.history > 0 && cluster.is_none() {
             let store = ArchiveConfig {
                 path: config.db.clone(),
                 fsync: config.fsync,
@@ -149,6 +168,7 @@ impl Server {
             listener,
             config,
             archive,
+            cluster,
             auth,
             admin_listener,
         })
@@ -181,7 +201,34 @@ impl Server {
             }
             None => (None, None),
         };
-        let dispatcher = Dispatcher::new(&self.config, store.clone(), metrics.clone());
+        // With `--redis` the courier takes the archivist's jobs; its queues,
+        // like the archivist's, are unbounded for the same reason.
+        let (dispatcher, store, cluster) = match self.cluster {
+            Some(cluster) => {
+                let (jobs, job_queue) = crossbeam_channel::unbounded();
+                let (work, work_queue) = crossbeam_channel::unbounded();
+                let (subscriptions, subscription_queue) = crossbeam_channel::unbounded();
+                let handles = cluster.spawn(
+                    job_queue,
+                    work_queue,
+                    subscription_queue,
+                    events.clone(),
+                    metrics.clone(),
+                )?;
+                let link = ClusterLink {
+                    work,
+                    subscriptions,
+                };
+                let dispatcher =
+                    Dispatcher::in_cluster(&self.config, jobs.clone(), link, metrics.clone());
+                (dispatcher, Some(jobs), Some(handles))
+            }
+            None => (
+                Dispatcher::new(&self.config, store.clone(), metrics.clone()),
+                store,
+                None,
+            ),
+        };
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
             .spawn(move || supervise_dispatcher(dispatcher, receiver))?;
@@ -224,6 +271,7 @@ impl Server {
             accept_loop,
             dispatcher,
             archivist,
+            cluster,
         })
     }
 }
@@ -287,6 +335,10 @@ impl ServerHandle {
             let _ = self.dispatcher.join();
             if let Some(archivist) = self.archivist {
                 let _ = archivist.join();
+            }
+            if let Some(cluster) = self.cluster {
+                let _ = cluster.courier.join();
+                let _ = cluster.listener.join();
             }
         }
         info!("server stopped");

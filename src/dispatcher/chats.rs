@@ -104,11 +104,21 @@ impl Dispatcher {
                 last_id,
                 recent,
             } => {
+                let cluster = self.cluster.is_some();
                 let Some(history) = self.rooms.get_mut(&room).and_then(|r| r.recent.as_mut())
                 else {
                     return;
                 };
-                for (id, login) in history.loaded(last_id, recent) {
+                let (waiting, fresh) = if cluster {
+                    history.synced(last_id, recent)
+                } else {
+                    (history.loaded(last_id, recent), Vec::new())
+                };
+                // After a catch-up (`--redis`): what the room missed.
+                for chat in fresh {
+                    self.deliver(&room, 0, &chat.json);
+                }
+                for (id, login) in waiting {
                     if let Some(client) = self.clients.get_mut(&id) {
                         client.joining = None;
                         self.log_in(id, login);
@@ -124,6 +134,15 @@ impl Dispatcher {
                 let Some(login) = self.clients.get_mut(&tag).and_then(|c| c.joining.take()) else {
                     return; // gone meanwhile
                 };
+                if self.cluster.is_some() {
+                    // The history is made when the claim comes back,
+                    // from this answer and whatever the tail has by then.
+                    if let Some(client) = self.clients.get_mut(&tag) {
+                        client.earlier = Some((chats, complete));
+                    }
+                    self.enter(tag, login, Some(Vec::new()));
+                    return;
+                }
                 let json = history::history_message(&room, &chats, complete);
                 self.enter(tag, login, Some(json));
             }

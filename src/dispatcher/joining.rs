@@ -18,8 +18,9 @@ use log::{debug, info, warn};
 
 use super::{ConnId, Dispatcher, drop_too_slow, follow_set};
 use crate::archivist::Job;
+use crate::config::MAX_PARKED_REQUESTS;
 use crate::history::Replay;
-use crate::protocol::{self, Login, Refusal};
+use crate::protocol::{self, Login, Refusal, Request};
 
 impl Dispatcher {
     /// A login: into the room, or a rename if the client already is in. A
@@ -54,7 +55,7 @@ impl Dispatcher {
             return;
         };
         let replay = match room.recent.as_mut() {
-            Some(recent) if !client.history_sent && !self.mutual_follows => {
+            Some(recent) if !client.history_sent && !self.mutual_follows && self.history > 0 => {
                 recent.replay(&client.room, id, &login, self.history, self.history_max)
             }
             _ => {
@@ -102,11 +103,30 @@ impl Dispatcher {
 
     /// Finishes a login: the history (if any) to the client alone, then the
     /// login to the room, so the client sees history, then its own login.
+    /// With `--redis` the name is claimed in the cluster first (`cluster.rs`).
     pub(super) fn enter(&mut self, id: ConnId, login: Login, history: Option<Vec<u8>>) {
         // A login that waited may find its name taken meanwhile.
         if history.is_some() && !self.name_free(id, &login.username) {
+            self.unpark(id);
             return;
         }
+        if self.cluster.is_some() {
+            self.claim(id, login, history.is_some());
+            return;
+        }
+        self.admit(id, login, history, None);
+    }
+
+    /// Makes the client a member under its new name: its history first (to
+    /// it alone), then the `login` message to the room: built by the room,
+    /// or with `--redis` the cluster's (`announced`).
+    pub(super) fn admit(
+        &mut self,
+        id: ConnId,
+        login: Login,
+        history: Option<Vec<u8>>,
+        announced: Option<Vec<u8>>,
+    ) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -130,13 +150,53 @@ impl Dispatcher {
         match &old {
             Some(old) => info!("{old} is now {username} in {}", client.room),
             None => info!(
-                "{username} joined {} ({} online)",
+                "{username} joined {} ({} online here)",
                 client.room,
                 room.users() + 1
             ),
         }
         room.log_in(id, &client.outbox, &username, old.as_deref());
+        if let Some(json) = announced {
+            room.broadcast(&json);
+        }
         let room = client.room.clone();
         self.appended(&room);
+        self.unpark(id);
+    }
+
+    /// A chat or disconnect that came while the login was unfinished waits
+    /// for it, rather than being refused as "not logged in": a client may
+    /// send its login and its first chat without waiting in between.
+    pub(super) fn park(&mut self, id: ConnId, request: Request) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.parked.len() >= MAX_PARKED_REQUESTS {
+            let details = "wait for the answer to your login";
+            self.reply(
+                id,
+                Refusal::new(request_kind(&request), "login in progress", details),
+            );
+            return;
+        }
+        client.parked.push(request);
+    }
+
+    /// The login is over (finished or refused): what waited is handled now.
+    pub(super) fn unpark(&mut self, id: ConnId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        for request in std::mem::take(&mut client.parked) {
+            self.request(id, request);
+        }
+    }
+}
+
+fn request_kind(request: &Request) -> Option<&'static str> {
+    match request {
+        Request::Chat { .. } => Some("chat"),
+        Request::Disconnect => Some("disconnect"),
+        _ => Some("login"),
     }
 }

@@ -32,6 +32,7 @@
 //! They are all `impl Dispatcher`: one owner, its work in several files.
 
 mod chats;
+mod cluster;
 mod inside;
 mod joining;
 
@@ -46,7 +47,8 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::archivist::{Archived, Job};
+use crate::archivist::{Archived, Job, StoredChat};
+use crate::cluster::{News, Reply, Subscription, Work};
 use crate::config::{
     Config, HEARTBEAT_INTERVAL, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH, RECENT_PER_ROOM,
 };
@@ -93,6 +95,8 @@ pub enum Event {
     Shutdown,
     /// Grace is over: shut every remaining socket down now.
     ForceClose,
+    /// With `--redis`: what the cluster's threads hear and do.
+    Cluster(News),
     /// Every connection has ended: return (and so let the archivist end).
     Stop,
 }
@@ -101,6 +105,23 @@ impl From<Archived> for Event {
     fn from(news: Archived) -> Event {
         Event::Archived(news)
     }
+}
+
+impl From<Reply> for Event {
+    fn from(reply: Reply) -> Event {
+        match reply {
+            Reply::Archived(news) => Event::Archived(news),
+            Reply::Cluster(news) => Event::Cluster(news),
+        }
+    }
+}
+
+/// With `--redis`, the dispatcher's ways to the cluster's threads.
+pub struct ClusterLink {
+    /// The courier: claims, releases, the resync, the room list.
+    pub work: Sender<Work>,
+    /// The listener: which rooms to hear.
+    pub subscriptions: Sender<Subscription>,
 }
 
 /// A room as `/api/rooms` lists it.
@@ -125,6 +146,14 @@ struct Client {
     joining: Option<Login>,
     /// With sign-in, the (lower-cased) names the user's token follows.
     follows: Option<HashSet<String>>,
+    /// Chats and disconnects sent while the login was not finished, handled
+    /// (in order) when it is.
+    parked: Vec<Request>,
+    /// With `--redis`: the login is claimed, and waits for its `login`
+    /// message to come back; and what the store answered for its `since`.
+    /// `Some(wants history)` while claimed.
+    claimed: Option<bool>,
+    earlier: Option<(Vec<StoredChat>, bool)>,
 }
 
 pub struct Dispatcher {
@@ -159,12 +188,15 @@ pub struct Dispatcher {
     show_names: bool,
     /// Logged-in users in every room, for the gauge.
     logged_in: usize,
+    /// With `--redis`: the courier and the listener.
+    cluster: Option<ClusterLink>,
 }
 
 impl Dispatcher {
     /// A dispatcher; `store` is the archivist's queue when history is on.
     pub fn new(config: &Config, store: Option<Sender<Job>>, metrics: Arc<Metrics>) -> Self {
         Dispatcher {
+            cluster: None,
             metrics,
             fanout: FanoutClock::default(),
             drops: RecentDrops::new(INSIDE_RECENT_DROPS),
@@ -181,6 +213,20 @@ impl Dispatcher {
             history: config.history,
             history_max: config.history_max,
             mutual_follows: config.mutual_follows,
+        }
+    }
+
+    /// A dispatcher of one node of a cluster (`--redis`): `store` is the
+    /// courier's job queue.
+    pub fn in_cluster(
+        config: &Config,
+        store: Sender<Job>,
+        link: ClusterLink,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Dispatcher {
+            cluster: Some(link),
+            ..Dispatcher::new(config, Some(store), metrics)
         }
     }
 
@@ -234,6 +280,13 @@ impl Dispatcher {
                 let _ = reply.send(self.stats_view());
             }
             Event::Archived(news) => self.archived(news),
+            Event::Cluster(news) => self.cluster_news(news),
+            Event::ListRooms { reply } if self.cluster.is_some() => {
+                // The whole cluster's rooms are in Redis: the courier answers.
+                if let Some(link) = &self.cluster {
+                    let _ = link.work.send(Work::ListRooms { reply });
+                }
+            }
             Event::ListRooms { reply } => {
                 let mut rooms: Vec<RoomSummary> = self
                     .rooms
@@ -303,6 +356,9 @@ impl Dispatcher {
                 history_sent: false,
                 joining: None,
                 follows: None,
+                parked: Vec::new(),
+                claimed: None,
+                earlier: None,
             },
         );
         let _ = admitted.send(Ok(()));
@@ -312,7 +368,15 @@ impl Dispatcher {
     /// logins wait for it (`history.rs`).
     fn open_room(&mut self, name: &str) {
         let mut room = Room::new(name.to_string(), self.metrics.clone());
-        if let Some(store) = &self.store {
+        if let Some(link) = &self.cluster {
+            // Heard first, then loaded (when the listener says `Subscribed`),
+            // so that no chat falls between the load and the subscription.
+            room.announces = false;
+            room.recent = Some(RecentHistory::loading(RECENT_PER_ROOM.max(self.history)));
+            let _ = link
+                .subscriptions
+                .send(Subscription::Join(name.to_string()));
+        } else if let Some(store) = &self.store {
             room.recent = Some(RecentHistory::loading(RECENT_PER_ROOM.max(self.history)));
             let _ = store.send(Job::Load {
                 room: name.to_string(),
@@ -324,6 +388,7 @@ impl Dispatcher {
     }
 
     fn disconnected(&mut self, id: ConnId) {
+        self.abandon_claim(id);
         self.log_out(id);
         let Some(client) = self.clients.remove(&id) else {
             return; // never admitted
@@ -334,6 +399,11 @@ impl Dispatcher {
                 // Nobody is left to receive what may be pending.
                 self.rooms.remove(&client.room);
                 self.metrics.set_rooms(self.rooms.len());
+                if let Some(link) = &self.cluster {
+                    let _ = link
+                        .subscriptions
+                        .send(Subscription::Leave(client.room.clone()));
+                }
                 debug!("room {} is gone", client.room);
             }
         }
@@ -344,6 +414,12 @@ impl Dispatcher {
             return; // already gone (dropped as too slow, say)
         };
         let logged_in = client.username.is_some();
+        let parking = client.joining.is_some()
+            && matches!(request, Request::Chat { .. } | Request::Disconnect);
+        if parking {
+            self.park(id, request);
+            return;
+        }
         match request {
             Request::Login(login) => self.log_in(id, login),
             #[cfg(feature = "fault-injection")]
@@ -384,9 +460,9 @@ impl Dispatcher {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        if client.username.take().is_none() {
+        let Some(name) = client.username.take() else {
             return;
-        }
+        };
         self.logged_in -= 1;
         self.metrics.set_logged_in(self.logged_in);
         let room_name = client.room.clone();
@@ -394,6 +470,7 @@ impl Dispatcher {
             return;
         };
         let dropped = room.log_out(id);
+        self.release(&room_name, id, name);
         self.forget_dropped(dropped);
         self.appended(&room_name);
     }
@@ -439,9 +516,11 @@ impl Dispatcher {
         for id in dropped {
             self.record_drop(id, CloseReason::SlowConsumer);
             if let Some(client) = self.clients.get_mut(&id)
-                && client.username.take().is_some()
+                && let Some(name) = client.username.take()
             {
                 self.logged_in -= 1;
+                let room = client.room.clone();
+                self.release(&room, id, name);
             }
         }
         self.metrics.set_logged_in(self.logged_in);

@@ -1,0 +1,253 @@
+//! The listener: the thread that hears what the cluster publishes.
+//!
+//! A Redis connection that subscribes can do nothing else, so this thread
+//! has one of its own. It subscribes to the channel of every room this node
+//! has a connection in (the dispatcher says `Join` and `Leave`), and turns
+//! each published line into an event: a chat, or a presence message. It
+//! decides nothing: the dispatcher dedupes by id and routes.
+//!
+//! It cannot block on Redis forever, since the dispatcher's subscription
+//! requests come over a channel: it reads with a short timeout and looks at
+//! that channel between reads. The alternative, a wake-up message published
+//! to itself through Redis, saves those idle wake-ups but makes a new room
+//! wait on a round trip through Redis to be heard.
+//!
+//! After it subscribes to a room it says `Subscribed`: from then on nothing
+//! published there is missed, and the dispatcher reads the room's tail from
+//! the stream. If the connection breaks it reconnects with backoff,
+//! subscribes again, and says `Subscribed` again for every room, so the
+//! dispatcher catches each room up from the stream (chats published while
+//! the node was not listening are not lost to its clients).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use log::{debug, info, warn};
+use redis::{Connection, RedisError};
+
+use super::courier::is_connection_error;
+use super::scripts::Keys;
+use super::{ClusterConfig, News, Reply, Subscription};
+use crate::archivist::StoredChat;
+use crate::config::{
+    REDIS_BACKOFF_MAX, REDIS_BACKOFF_MIN, REDIS_COMMAND_TIMEOUT, REDIS_LISTEN_POLL,
+};
+use crate::dispatcher::ConnId;
+
+pub struct Listener<E> {
+    config: ClusterConfig,
+    keys: Keys,
+    /// `None` while Redis cannot be reached.
+    con: Option<Connection>,
+    events: Sender<E>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The rooms this node wants to hear.
+    rooms: HashSet<String>,
+}
+
+/// How a turn of the loop ended.
+enum Turn {
+    /// The dispatcher is gone: stop.
+    Done,
+    /// The connection broke: reconnect.
+    Lost(RedisError),
+}
+
+impl<E: From<Reply>> Listener<E> {
+    pub fn new(
+        config: ClusterConfig,
+        keys: Keys,
+        con: Connection,
+        events: Sender<E>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Listener<E> {
+        Listener {
+            config,
+            keys,
+            con: Some(con),
+            events,
+            metrics,
+            rooms: HashSet::new(),
+        }
+    }
+
+    pub fn run(mut self, subscriptions: Receiver<Subscription>) {
+        let mut backoff = REDIS_BACKOFF_MIN;
+        let mut down_since: Option<Instant> = None;
+        loop {
+            let Some(mut con) = self.con.take() else {
+                // Wait out the backoff on the dispatcher's channel, so that
+                // rooms still come and go meanwhile.
+                let deadline = Instant::now() + backoff;
+                loop {
+                    match subscriptions.recv_deadline(deadline) {
+                        Ok(change) => self.note(change),
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => break,
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                match self.connect() {
+                    Ok(con) => {
+                        let outage = down_since.take().map(|t| t.elapsed()).unwrap_or_default();
+                        info!("redis listener: back after {outage:.1?}; subscribing again");
+                        self.con = Some(con);
+                        backoff = REDIS_BACKOFF_MIN;
+                    }
+                    Err(e) => {
+                        debug!("redis listener: still unreachable: {e}");
+                        backoff = (backoff * 2).min(REDIS_BACKOFF_MAX);
+                    }
+                }
+                continue;
+            };
+            match self.listen(&mut con, &subscriptions) {
+                Turn::Done => return,
+                Turn::Lost(e) => {
+                    if down_since.is_none() {
+                        info!("redis listener: connection lost ({e}); reconnecting");
+                        down_since = Some(Instant::now());
+                    }
+                    self.metrics.set_redis_up(false);
+                }
+            }
+        }
+    }
+
+    fn connect(&self) -> Result<Connection, RedisError> {
+        let client = redis::Client::open(self.config.url.as_str())?;
+        client.get_connection_with_timeout(REDIS_COMMAND_TIMEOUT)
+    }
+
+    /// A subscription change while there is no connection: remembered.
+    fn note(&mut self, change: Subscription) {
+        match change {
+            Subscription::Join(room) => self.rooms.insert(room),
+            Subscription::Leave(room) => self.rooms.remove(&room),
+        };
+    }
+
+    /// Subscribes to every wanted room, then relays until the connection
+    /// breaks or the dispatcher is gone.
+    fn listen(&mut self, con: &mut Connection, subscriptions: &Receiver<Subscription>) -> Turn {
+        let mut pubsub = con.as_pubsub();
+        if let Err(e) = pubsub.set_read_timeout(Some(REDIS_LISTEN_POLL)) {
+            return Turn::Lost(e);
+        }
+        for room in self.rooms.clone() {
+            if let Err(e) = pubsub.subscribe(self.keys.channel(&room)) {
+                return Turn::Lost(e);
+            }
+            self.send(News::Subscribed { room });
+        }
+        loop {
+            loop {
+                match subscriptions.try_recv() {
+                    Ok(Subscription::Join(room)) => {
+                        if let Err(e) = pubsub.subscribe(self.keys.channel(&room)) {
+                            self.rooms.insert(room);
+                            return Turn::Lost(e);
+                        }
+                        self.rooms.insert(room.clone());
+                        self.send(News::Subscribed { room });
+                    }
+                    Ok(Subscription::Leave(room)) => {
+                        self.rooms.remove(&room);
+                        if let Err(e) = pubsub.unsubscribe(self.keys.channel(&room)) {
+                            return Turn::Lost(e);
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Turn::Done,
+                }
+            }
+            match pubsub.get_message() {
+                Ok(message) => {
+                    let Some(room) = self.keys.room_of(message.get_channel_name()) else {
+                        continue;
+                    };
+                    match parse(room, message.get_payload_bytes(), &self.config.node) {
+                        Some(news) => self.send(news),
+                        None => warn!("redis listener: an unreadable message on room {room}"),
+                    }
+                }
+                Err(e) if e.is_timeout() => {}
+                Err(e) if is_connection_error(&e) => return Turn::Lost(e),
+                Err(e) => warn!("redis listener: {e}"),
+            }
+        }
+    }
+
+    fn send(&self, news: News) {
+        let _ = self.events.send(E::from(Reply::Cluster(news)));
+    }
+}
+
+/// A published line, as news: `c <node>/<conn> <id> <ts> <json>` or
+/// `p <node>/<conn> in|out <json>`. `node` is this node's id: a presence
+/// message about one of its own connections says which.
+fn parse(room: &str, payload: &[u8], node: &str) -> Option<News> {
+    let mut parts = payload.splitn(5, |&b| b == b' ');
+    let kind = parts.next()?;
+    let holder = std::str::from_utf8(parts.next()?).ok()?;
+    let (from, conn) = holder.rsplit_once('/')?;
+    let conn: ConnId = conn.parse().ok()?;
+    match kind {
+        b"c" => {
+            let id = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+            let ts = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+            let json = Bytes::copy_from_slice(parts.next()?);
+            Some(News::Chat {
+                room: room.to_string(),
+                chat: StoredChat { id, ts, json },
+            })
+        }
+        b"p" => {
+            let joined = match parts.next()? {
+                b"in" => true,
+                b"out" => false,
+                _ => return None,
+            };
+            // What is left after "in " or "out " is the JSON, spaces and all.
+            let prefix = 2 + holder.len() + 1 + if joined { 3 } else { 4 };
+            let json = payload.get(prefix..)?.to_vec();
+            Some(News::Presence {
+                room: room.to_string(),
+                own: (from == node).then_some(conn),
+                joined,
+                json,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chats_and_presence_are_read_back() {
+        let chat = parse("a", br#"c n1/7 12 1700000000123 {"text":"a b"}"#, "n2");
+        assert!(matches!(chat, Some(News::Chat { chat, .. })
+            if chat.id == 12 && chat.ts == 1_700_000_000_123 && &chat.json[..] == br#"{"text":"a b"}"#));
+        let login = parse("a", br#"p n2/7 in {"type":"login","x":"a b"}"#, "n2");
+        assert!(
+            matches!(login, Some(News::Presence { own: Some(7), joined: true, json, .. })
+            if json == br#"{"type":"login","x":"a b"}"#)
+        );
+        let other = parse("a", br#"p n1/7 out {"type":"disconnect"}"#, "n2");
+        assert!(matches!(
+            other,
+            Some(News::Presence {
+                own: None,
+                joined: false,
+                ..
+            })
+        ));
+        assert!(parse("a", b"x n1/7 1", "n2").is_none());
+        assert!(parse("a", b"c n1/x 1 2 {}", "n2").is_none());
+    }
+}

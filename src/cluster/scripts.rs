@@ -1,0 +1,224 @@
+//! The cluster's keys and the Lua scripts that change them.
+//!
+//! Every change that other nodes must see in one piece is one script: Redis
+//! runs a script with nothing else in between, which is what gives a room one
+//! order of chats and one holder per name, whichever node asks. A script
+//! touches one room's keys only, all of them sharing the hash tag `{room}`,
+//! so that on a Redis Cluster a room lives in one slot.
+//!
+//! Keys, for cluster `C` and room `R`:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `C:{R}:seq` | string | the room's last chat id |
+//! | `C:{R}:log` | stream | the chats: entry id `<id>-0`, fields `j` (JSON), `t` (ts) |
+//! | `C:{R}:users` | hash | name key (lower case) → `<node>/<conn> <display JSON>` |
+//! | `C:{R}:order` | sorted set | display JSON, scored by join order |
+//! | `C:{R}:joins` | string | the join counter behind those scores |
+//! | `C:{R}` | channel | chats (`c …`) and presence (`p …`) |
+//! | `C:node:<id>` | string, TTL | a node's lease |
+//! | `C:nodes` | set | every node that has joined |
+//! | `C:node:<id>:rooms` | set | rooms a node has had users in |
+//! | `C:rooms` | set | rooms with users, for `/api/rooms` |
+//!
+//! What is published on a room's channel, one line each:
+//! `c <node>/<conn> <id> <ts> <chat JSON>` and
+//! `p <node>/<conn> in|out <login or disconnect JSON>`.
+
+use redis::{Connection, RedisResult, Script};
+
+/// Names of keys and channels for one cluster.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(cluster: &str) -> Keys {
+        Keys {
+            prefix: cluster.to_string(),
+        }
+    }
+
+    /// `C:{R}`: the room's channel, and the start of its keys.
+    pub fn channel(&self, room: &str) -> String {
+        format!("{}:{{{room}}}", self.prefix)
+    }
+
+    /// The room a channel name belongs to.
+    pub fn room_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{")?
+            .strip_suffix('}')
+    }
+
+    pub fn room_key(&self, room: &str, what: &str) -> String {
+        format!("{}:{{{room}}}:{what}", self.prefix)
+    }
+
+    pub fn lease(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+
+    pub fn node_rooms(&self, node: &str) -> String {
+        format!("{}:node:{node}:rooms", self.prefix)
+    }
+
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    pub fn rooms(&self) -> String {
+        format!("{}:rooms", self.prefix)
+    }
+}
+
+/// Builds the roster (the display names in join order) and a presence
+/// message; shared by the scripts below.
+const PRESENCE: &str = r#"
+local function presence(order, kind, who_key, who, room)
+  local names = redis.call('ZRANGE', order, 0, -1)
+  return '{"type":"' .. kind .. '","' .. who_key .. '":' .. who ..
+    ',"active_users":[' .. table.concat(names, ',') .. '],"room":' .. room .. '}'
+end
+local function holder_of(value)
+  local space = string.find(value, ' ', 1, true)
+  return string.sub(value, 1, space - 1), string.sub(value, space + 1)
+end
+"#;
+
+/// A chat: the room's next id, the stream, the channel, at once.
+/// KEYS: seq, log. ARGV: channel, holder, the chat JSON without its closing
+/// brace, retain. Returns the id.
+const CHAT: &str = r#"
+local id = redis.call('INCR', KEYS[1])
+local now = redis.call('TIME')
+local ts = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+local json = ARGV[3] .. ',"id":' .. id .. ',"ts":' .. ts .. '}'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], id .. '-0', 'j', json, 't', ts)
+redis.call('PUBLISH', ARGV[1], 'c ' .. ARGV[2] .. ' ' .. id .. ' ' .. ts .. ' ' .. json)
+return id
+"#;
+
+/// A login, or a rename from `old`. KEYS: users, order, joins. ARGV:
+/// channel, holder, name key, display JSON, room JSON, old key ('' if
+/// none). Returns 0 if the name is another's, 1 if the holder already had
+/// it (nothing to announce: a re-announce after a blip), 2 if announced.
+const CLAIM: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[3])
+if current then
+  local holder = holder_of(current)
+  if holder ~= ARGV[2] then return 0 end
+  if ARGV[6] == '' then return 1 end
+end
+local score = nil
+if ARGV[6] ~= '' then
+  local old = redis.call('HGET', KEYS[1], ARGV[6])
+  if old then
+    local holder, display = holder_of(old)
+    if holder == ARGV[2] then
+      score = redis.call('ZSCORE', KEYS[2], display)
+      redis.call('HDEL', KEYS[1], ARGV[6])
+      redis.call('ZREM', KEYS[2], display)
+    end
+  end
+end
+if not score then score = redis.call('INCR', KEYS[3]) end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[2] .. ' ' .. ARGV[4])
+redis.call('ZADD', KEYS[2], score, ARGV[4])
+local json = presence(KEYS[2], 'login', 'user_joined', ARGV[4], ARGV[5])
+redis.call('PUBLISH', ARGV[1], 'p ' .. ARGV[2] .. ' in ' .. json)
+return 2
+"#;
+
+/// A departure. KEYS: users, order. ARGV: channel, holder, name key, room
+/// JSON. Returns 1 if announced, 0 if the holder did not hold the name.
+const RELEASE: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[3])
+if not current then return 0 end
+local holder, display = holder_of(current)
+if holder ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[2], display)
+local json = presence(KEYS[2], 'disconnect', 'user_left', display, ARGV[4])
+redis.call('PUBLISH', ARGV[1], 'p ' .. ARGV[2] .. ' out ' .. json)
+return 1
+"#;
+
+/// Every user of a node whose lease has lapsed leaves the room. KEYS:
+/// users, order, the node's lease. ARGV: channel, node, room JSON. Returns
+/// how many left (0 for everyone but the first to sweep; -1 if the lease
+/// is back, as the node returned meanwhile).
+const SWEEP: &str = r#"
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+local entries = redis.call('HGETALL', KEYS[1])
+local prefix = ARGV[2] .. '/'
+local gone = 0
+for i = 1, #entries, 2 do
+  local holder, display = holder_of(entries[i + 1])
+  if string.sub(holder, 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[1], entries[i])
+    redis.call('ZREM', KEYS[2], display)
+    local json = presence(KEYS[2], 'disconnect', 'user_left', display, ARGV[3])
+    redis.call('PUBLISH', ARGV[1], 'p ' .. holder .. ' out ' .. json)
+    gone = gone + 1
+  end
+end
+return gone
+"#;
+
+/// After Redis lost its data (a restart without persistence), ids must go on
+/// from the highest any node has seen, never start again. KEYS: seq. ARGV:
+/// last id this node has seen. Returns the room's last id.
+const SEED: &str = r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seen = tonumber(ARGV[1])
+if current < seen then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return seen
+end
+return current
+"#;
+
+/// The scripts, compiled once (their SHA1 is what EVALSHA sends).
+pub struct Scripts {
+    pub chat: Script,
+    pub claim: Script,
+    pub release: Script,
+    pub sweep: Script,
+    pub seed: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Scripts {
+        let with_presence = |body: &str| Script::new(&format!("{PRESENCE}{body}"));
+        Scripts {
+            chat: Script::new(CHAT),
+            claim: with_presence(CLAIM),
+            release: with_presence(RELEASE),
+            sweep: with_presence(SWEEP),
+            seed: Script::new(SEED),
+        }
+    }
+
+    fn all(&self) -> [&Script; 5] {
+        [
+            &self.chat,
+            &self.claim,
+            &self.release,
+            &self.sweep,
+            &self.seed,
+        ]
+    }
+}
+
+/// Loads every script into Redis's cache, so that a pipeline of EVALSHAs
+/// never meets an unknown one. Done on every (re)connect: a Redis that
+/// restarted has forgotten them.
+pub fn load(con: &mut Connection) -> RedisResult<()> {
+    for script in Scripts::new().all() {
+        script.load(con)?;
+    }
+    Ok(())
+}
