@@ -20,9 +20,11 @@ build:
 test: test-rust lint test-browser
 
 # tests/metrics.rs parses /metrics with Python's prometheus_client, which
-# this installs into target/prometheus-venv when missing.
+# this installs into target/prometheus-venv when missing; tests/cluster.rs
+# starts its own redis-server, Debian's package, installed when missing.
 test-rust:
 	bash tests/prometheus/setup.sh >/dev/null
+	bash tests/redis/setup.sh
 	$(CARGO) test --workspace --all-targets
 
 test-browser:
