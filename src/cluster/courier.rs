@@ -99,6 +99,10 @@ impl<E: From<Reply>> Courier<E> {
             "node {} in cluster {} on {}",
             self.config.node, self.config.name, self.config.url
         );
+        if let Err(e) = self.take_lease() {
+            self.failed(&e, "lease");
+        }
+        self.next_tick = Instant::now() + REDIS_LEASE_RENEW;
         let (mut jobs, mut work) = (Some(jobs), Some(work));
         let never_jobs = crossbeam_channel::never();
         let never_work = crossbeam_channel::never();
@@ -624,8 +628,18 @@ impl<E: From<Reply>> Courier<E> {
         Ok(())
     }
 
-    /// Takes the lease and joins the node list.
+    /// Takes the lease and joins the node list, then asks the dispatcher
+    /// for what to announce again.
     fn join(&mut self) -> Result<(), RedisError> {
+        self.take_lease()?;
+        self.listed.clear();
+        self.resyncing = true;
+        self.send(News::Back);
+        Ok(())
+    }
+
+    /// Takes this node's lease and lists it among the nodes.
+    fn take_lease(&mut self) -> Result<(), RedisError> {
         let lease = self.keys.lease(&self.config.node);
         let ms = REDIS_LEASE.as_millis() as u64;
         self.query::<()>(
@@ -640,9 +654,6 @@ impl<E: From<Reply>> Courier<E> {
                 .arg(self.keys.nodes())
                 .arg(&self.config.node),
         )?;
-        self.listed.clear();
-        self.resyncing = true;
-        self.send(News::Back);
         Ok(())
     }
 
