@@ -37,7 +37,8 @@
 //! passes. Left to SQLite, a checkpoint runs inside whichever commit finds
 //! the log long, and every chat of that commit, and every sender waiting
 //! for one, waits 10-25 ms for the disk. SQLite still does it past
-//! `WAL_CHECKPOINT_PAGES`, for load that never pauses. (A second
+//! `WAL_CHECKPOINT_PAGES` (`WAL_CHECKPOINT_PAGES_FSYNC` with `--fsync`),
+//! for load that never pauses. (A second
 //! connection checkpointing in its own thread was rejected: the file is
 //! locked to this one.)
 //!

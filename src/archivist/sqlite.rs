@@ -21,7 +21,9 @@ use bytes::Bytes;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{ArchiveConfig, ArchiveError, ArchiveErrorKind, StoredChat};
-use crate::config::{HISTORY_PAGE_MAX, WAL_CHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES};
+use crate::config::{
+    HISTORY_PAGE_MAX, WAL_CHECKPOINT_PAGES, WAL_CHECKPOINT_PAGES_FSYNC, WAL_SIZE_LIMIT_BYTES,
+};
 
 /// The schema, as steps: entry `i` takes a file from version `i` to `i + 1`
 /// (`PRAGMA user_version`). A version 2 is one more entry; a file is brought
@@ -125,7 +127,12 @@ pub fn open(config: &ArchiveConfig) -> Result<Store, ArchiveError> {
     // A checkpoint inside a commit makes every chat in it wait for the disk;
     // the archivist checkpoints when idle (`Store::checkpoint`), and SQLite
     // only past this bound.
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
+    let checkpoint_pages = if config.fsync {
+        WAL_CHECKPOINT_PAGES_FSYNC
+    } else {
+        WAL_CHECKPOINT_PAGES
+    };
+    conn.pragma_update(None, "wal_autocheckpoint", checkpoint_pages)
         .map_err(fail)?;
     let mut store = Store {
         conn,
@@ -676,6 +683,15 @@ mod tests {
             assert_eq!(pragma("locking_mode"), "Text(\"exclusive\")");
             // 1 is NORMAL, 2 is FULL.
             assert_eq!(pragma("synchronous"), format!("Integer({expected})"));
+            let checkpoint_pages = if fsync {
+                WAL_CHECKPOINT_PAGES_FSYNC
+            } else {
+                WAL_CHECKPOINT_PAGES
+            };
+            assert_eq!(
+                pragma("wal_autocheckpoint"),
+                format!("Integer({checkpoint_pages})")
+            );
         }
     }
 
