@@ -21,7 +21,9 @@ use bytes::Bytes;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{ArchiveConfig, ArchiveError, ArchiveErrorKind, StoredChat};
-use crate::config::{HISTORY_PAGE_MAX, WAL_SIZE_LIMIT_BYTES};
+use crate::config::{
+    HISTORY_PAGE_MAX, WAL_CHECKPOINT_PAGES, WAL_CHECKPOINT_PAGES_FSYNC, WAL_SIZE_LIMIT_BYTES,
+};
 
 /// The schema, as steps: entry `i` takes a file from version `i` to `i + 1`
 /// (`PRAGMA user_version`). A version 2 is one more entry; a file is brought
@@ -121,6 +123,16 @@ pub fn open(config: &ArchiveConfig) -> Result<Store, ArchiveError> {
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(fail)?;
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
+        .map_err(fail)?;
+    // A checkpoint inside a commit makes every chat in it wait for the disk;
+    // the archivist checkpoints when idle (`Store::checkpoint`), and SQLite
+    // only past this bound.
+    let checkpoint_pages = if config.fsync {
+        WAL_CHECKPOINT_PAGES_FSYNC
+    } else {
+        WAL_CHECKPOINT_PAGES
+    };
+    conn.pragma_update(None, "wal_autocheckpoint", checkpoint_pages)
         .map_err(fail)?;
     let mut store = Store {
         conn,
@@ -510,6 +522,17 @@ impl Store {
         Ok(())
     }
 
+    /// Copies what the write-ahead log holds into the database file, so that
+    /// the log starts again from its beginning at the next commit. Nothing
+    /// else reads the file (it is locked), so a passive checkpoint copies
+    /// everything. Returns the log's pages and those now copied.
+    pub fn checkpoint(&mut self) -> rusqlite::Result<(i64, i64)> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get(1)?, row.get(2)?))
+            })
+    }
+
     /// True while some room holds more chats than it keeps.
     pub fn over_retention(&self) -> bool {
         !self.over_retention.is_empty()
@@ -660,7 +683,38 @@ mod tests {
             assert_eq!(pragma("locking_mode"), "Text(\"exclusive\")");
             // 1 is NORMAL, 2 is FULL.
             assert_eq!(pragma("synchronous"), format!("Integer({expected})"));
+            let checkpoint_pages = if fsync {
+                WAL_CHECKPOINT_PAGES_FSYNC
+            } else {
+                WAL_CHECKPOINT_PAGES
+            };
+            assert_eq!(
+                pragma("wal_autocheckpoint"),
+                format!("Integer({checkpoint_pages})")
+            );
         }
+    }
+
+    #[test]
+    fn chats_stay_in_the_log_until_the_archivist_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let mut store = open(&ArchiveConfig::new(path.to_str().unwrap())).unwrap();
+        let autocheckpoint: i64 = store
+            .conn
+            .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
+            .unwrap();
+        assert_eq!(autocheckpoint, WAL_CHECKPOINT_PAGES);
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        for _ in 0..20 {
+            append(&mut store, "a", 50);
+        }
+        assert_eq!(size(), before, "no checkpoint inside a commit");
+        let (log, copied) = store.checkpoint().unwrap();
+        assert!(log > 0 && copied == log, "log {log}, copied {copied}");
+        assert!(size() > before, "the chats reached the database file");
+        assert_eq!(ids(&store.page("a", None, 3).unwrap()), [998, 999, 1000]);
     }
 
     #[test]
