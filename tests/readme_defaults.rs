@@ -39,6 +39,7 @@ fn readme_defaults_table_matches_the_config() {
         ("--retain", format!("`{}`", c.retain)),
         ("--db", format!("`{}`", c.db)),
         ("--fsync", on_off(c.fsync)),
+        ("--cluster", format!("`{}`", c.cluster)),
         ("--jwt-leeway", seconds(c.jwt_leeway)),
         ("--mutual-follows", on_off(c.mutual_follows)),
         ("--inside-names", on_off(c.inside_names)),
