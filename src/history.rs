@@ -236,3 +236,81 @@ pub fn history_message(room: &str, chats: &[StoredChat], complete: bool) -> Vec<
 fn json(room: &str, chats: Vec<&StoredChat>, complete: bool) -> Vec<u8> {
     protocol::history_json(room, chats.iter().map(|c| &c.json[..]), complete)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn chat(id: u64) -> StoredChat {
+        StoredChat {
+            id,
+            ts: id,
+            json: Bytes::from(format!(r#"{{"type":"chat","text":"{id}","id":{id}}}"#)),
+        }
+    }
+
+    fn ids(chats: &[StoredChat]) -> Vec<u64> {
+        chats.iter().map(|c| c.id).collect()
+    }
+
+    fn history_ids(json: &[u8]) -> (Vec<u64>, bool) {
+        let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+        let ids = v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_u64().unwrap())
+            .collect();
+        (ids, v["complete"].as_bool().unwrap())
+    }
+
+    #[test]
+    fn chats_heard_while_loading_are_merged_without_repeats() {
+        let mut tail = RecentHistory::loading(10);
+        // Heard on the channel before the load answered: 3 is also in the
+        // answer, 4 is not.
+        assert!(tail.arrived(chat(3)).is_none());
+        assert!(tail.arrived(chat(4)).is_none());
+        let (waiting, fresh) = tail.synced(3, vec![chat(2), chat(3)]);
+        assert!(waiting.is_empty() && fresh.is_empty());
+        assert_eq!(tail.last_id(), 4);
+        // A repeat is dropped; the next one is delivered.
+        assert!(tail.arrived(chat(4)).is_none());
+        assert_eq!(tail.arrived(chat(5)).map(|c| c.id), Some(5));
+    }
+
+    #[test]
+    fn a_catch_up_delivers_only_what_the_members_missed_in_order() {
+        let mut tail = RecentHistory::loading(10);
+        tail.synced(2, vec![chat(1), chat(2)]);
+        tail.begin_sync();
+        // Heard after subscribing again, before the catch-up answered.
+        assert!(tail.arrived(chat(6)).is_none());
+        let (_, fresh) = tail.synced(5, vec![chat(2), chat(3), chat(4), chat(5)]);
+        assert_eq!(ids(&fresh), [3, 4, 5, 6]);
+        assert!(tail.arrived(chat(6)).is_none());
+    }
+
+    #[test]
+    fn a_history_made_at_admission_joins_the_stores_answer_to_the_tail() {
+        let mut tail = RecentHistory::loading(3);
+        tail.synced(0, Vec::new());
+        for id in 1..=9 {
+            tail.arrived(chat(id));
+        }
+        // The tail holds 7..=9; the store answered 3..=7 for `since` 2
+        // before the claim; 8 and 9 came while it was claimed.
+        let earlier = (vec![chat(3), chat(4), chat(5), chat(6), chat(7)], true);
+        let json = tail.history_at_admission("r", Some(2), Some(earlier), 50, 100);
+        assert_eq!(history_ids(&json), (vec![3, 4, 5, 6, 7, 8, 9], true));
+        // An answer that ends before the tail begins leaves a gap: said so.
+        let earlier = (vec![chat(3), chat(4)], true);
+        let json = tail.history_at_admission("r", Some(2), Some(earlier), 50, 100);
+        assert_eq!(history_ids(&json), (vec![3, 4, 7, 8, 9], false));
+        // Past the cap, the newest are kept and the history is incomplete.
+        let earlier = (vec![chat(3), chat(4), chat(5), chat(6), chat(7)], true);
+        let json = tail.history_at_admission("r", Some(2), Some(earlier), 50, 4);
+        assert_eq!(history_ids(&json), (vec![6, 7, 8, 9], false));
+    }
+}

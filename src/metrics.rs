@@ -659,12 +659,12 @@ impl Metrics {
         );
         r.register(
             "users_logged_in",
-            "Connections logged in",
+            "Connections logged in on this node (with --redis, /api/rooms counts the cluster)",
             self.logged_in.clone(),
         );
         r.register(
             "rooms",
-            "Rooms with at least one logged-in user",
+            "Rooms with a connection on this node",
             self.rooms.clone(),
         );
         r.register(
