@@ -5,9 +5,10 @@
 # Each server runs pinned to core 0 and the load generator (chat-stress) to
 # core 1, so neither steals the other's CPU; everything is on loopback. Every
 # experiment is bounded by its own --timeout, and this script stops the
-# servers it started (by PID) however it exits. Takes about 12 minutes.
+# servers it started (by PID) however it exits. Takes about 16 minutes.
 #
-# `bash bench/run.sh history` runs only the history comparison (issue 9).
+# `bash bench/run.sh history` runs only the history comparison (issue 9),
+# `bash bench/run.sh cluster` only the nodes over Redis (issue 12).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -205,15 +206,328 @@ with open(path, "w") as f:
 PY
 }
 
+# Several nodes over Redis (issue 12): the 100-user fan-out, at full speed
+# and at the steady 20,000 deliveries/s, against one node without Redis
+# (SQLite history on, as users run it), one node with Redis, and two nodes on
+# one Redis with the users spread over both. Each run gets fresh nodes and a
+# fresh, empty Redis (no persistence, in a temporary directory). Redis runs
+# on the server's core, next to the nodes: with two cores, the two-node run
+# shares one core among both nodes and Redis, so it measures what the
+# cluster costs, not how it scales. The setups alternate over CLUSTER_ROUNDS
+# rounds; the report takes the medians.
+#
+# Redis's CPU is utime + stime of its process (/proc/PID/stat) over the run
+# (nodes already started: login, chat and leave); its commands, EVALSHA
+# calls and bytes from INFO. Both go into the run's JSON line as "redis".
+CLUSTER_ROUNDS=${CLUSTER_ROUNDS:-3}
+CLUSTER_PREFIX="cluster "
+cluster_part() {
+    bash tests/redis/setup.sh
+    CLUSTER_DIR=$(mktemp -d -t threadchat-cluster.XXXXXX)
+    for round in $(seq "$CLUSTER_ROUNDS"); do
+        echo "-- cluster round $round of $CLUSTER_ROUNDS" >&2
+        for setup in "1 node, SQLite" "1 node, Redis" "2 nodes, Redis"; do
+            cluster_run "$setup" --users 100 --senders 10 --messages 2000 --timeout 90
+            cluster_run "$setup" --users 100 --senders 10 --messages 200 --rate 20 --timeout 60
+        done
+    done
+    rm -rf "$CLUSTER_DIR"
+    CLUSTER_DIR=
+}
+
+# cluster_run SETUP FANOUT-ARGS...: one fan-out against fresh nodes (and a
+# fresh Redis), all pinned to the server's core.
+NODE_PIDS=()
+NODE_PORTS=()
+REDIS_PID=
+REDIS_PORT=
+cluster_run() {
+    local setup=$1
+    shift
+    local name="$CLUSTER_PREFIX$setup" flags=(--rate-limit 0 --log-level warn) nodes=1
+    case $setup in
+    *SQLite) flags+=(--db "$CLUSTER_DIR/history.db") ;;
+    *)
+        start_redis
+        flags+=(--redis "redis://127.0.0.1:$REDIS_PORT/")
+        ;;
+    esac
+    [[ $setup == 2* ]] && nodes=2
+    local args=() i
+    for ((i = 0; i < nodes; i++)); do
+        start_node "${flags[@]}"
+        args+=(--url "ws://127.0.0.1:${NODE_PORTS[i]}/" --server-pid "${NODE_PIDS[i]}")
+    done
+    [[ -z "$REDIS_PID" ]] || redis_sample "$CLUSTER_DIR/before"
+    local lines started ended
+    lines=$(wc -l <"$RESULTS")
+    started=$(date +%s.%N)
+    echo "== $name: $*" >&2
+    if ! taskset -c "$LOAD_CORE" "$STRESS" fanout "$@" "${args[@]}" \
+        --server-name "$name" --json >>"$RESULTS"; then
+        echo "   (failed: $name)" >&2
+    fi
+    ended=$(date +%s.%N)
+    tail -n 1 "$RESULTS" | cut -c 1-200 >&2
+    if [[ -n "$REDIS_PID" ]] && (($(wc -l <"$RESULTS") > lines)); then
+        redis_sample "$CLUSTER_DIR/after"
+        add_redis "$CLUSTER_DIR/before" "$CLUSTER_DIR/after" "$started" "$ended"
+    fi
+    stop_cluster
+    rm -f "$CLUSTER_DIR"/history.db*
+}
+
+# start_node FLAGS...: one more threadchat, on the server's core.
+start_node() {
+    local port
+    port=$(free_port)
+    taskset -c "$SERVER_CORE" target/release/threadchat --host 127.0.0.1 --port "$port" "$@" \
+        >>bench/threadchat.log 2>&1 &
+    NODE_PIDS+=($!)
+    NODE_PORTS+=("$port")
+    wait_for_port "$port"
+}
+
+# A fresh, empty Redis on a free loopback port, on the server's core.
+start_redis() {
+    REDIS_PORT=$(free_port)
+    rm -rf "$CLUSTER_DIR/redis"
+    mkdir "$CLUSTER_DIR/redis"
+    taskset -c "$SERVER_CORE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+        --save "" --appendonly no --dir "$CLUSTER_DIR/redis" \
+        --logfile "$CLUSTER_DIR/redis/redis.log" &
+    REDIS_PID=$!
+    wait_for_port "$REDIS_PORT"
+    redis-cli -p "$REDIS_PORT" ping >/dev/null
+}
+
+# The nodes first (they leave the cluster), then Redis; each by its PID.
+stop_cluster() {
+    local pid
+    for pid in "${NODE_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${NODE_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    NODE_PIDS=()
+    NODE_PORTS=()
+    if [[ -n "$REDIS_PID" ]]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=
+    fi
+}
+
+# redis_sample FILE: Redis's CPU in clock ticks (utime + stime, fields 14
+# and 15 of /proc/PID/stat, counted after the name, which ends with ") ")
+# and its INFO stats and commandstats, into FILE.
+redis_sample() {
+    {
+        echo "cpu_ticks:$(sed 's/.*) //' "/proc/$REDIS_PID/stat" | awk '{ print $12 + $13 }')"
+        redis-cli -p "$REDIS_PORT" info stats
+        redis-cli -p "$REDIS_PORT" info commandstats
+    } | tr -d '\r' >"$1"
+}
+
+# add_redis BEFORE AFTER STARTED ENDED: the differences, into the last line.
+add_redis() {
+    python3 - "$RESULTS" "$(getconf CLK_TCK)" "$@" <<'PY'
+import json, sys
+
+path, clk_tck, before, after, started, ended = sys.argv[1:]
+def parse(file):
+    values = {}
+    for line in open(file):
+        key, _, value = line.strip().partition(":")
+        if key.startswith("cmdstat_"):
+            for word in value.split(","):
+                k, _, v = word.partition("=")
+                values[key + "." + k] = float(v)
+        elif value:
+            try:
+                values[key] = float(value)
+            except ValueError:
+                pass
+    return values
+b, a = parse(before), parse(after)
+def delta(name):
+    return a.get(name, 0.0) - b.get(name, 0.0)
+with open(path) as f:
+    lines = f.read().splitlines()
+last = json.loads(lines[-1])
+last["result"]["redis"] = {
+    "cpu_s": delta("cpu_ticks") / float(clk_tck),
+    "wall_s": float(ended) - float(started),
+    "commands": delta("total_commands_processed"),
+    "evalsha_calls": delta("cmdstat_evalsha.calls"),
+    "evalsha_usec": delta("cmdstat_evalsha.usec"),
+    "net_input_bytes": delta("total_net_input_bytes"),
+    "net_output_bytes": delta("total_net_output_bytes"),
+}
+lines[-1] = json.dumps(last, separators=(",", ":"), ensure_ascii=False)
+with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+PY
+}
+
+# cluster_section: the markdown of the cluster's runs in the results (none:
+# nothing), medians per setup, then every run.
+cluster_section() {
+    python3 - "$RESULTS" "$CLUSTER_PREFIX" <<'PY'
+import json, statistics, sys
+
+path, prefix = sys.argv[1:]
+runs = [json.loads(l) for l in open(path) if l.startswith("{")]
+runs = [r for r in runs if r["server"].startswith(prefix) and r["test"] == "fanout"]
+if not runs:
+    sys.exit(0)
+SETUPS = ["1 node, SQLite", "1 node, Redis", "2 nodes, Redis"]
+
+def row(r):
+    x = r["result"]
+    chats = x["senders"] * x["messages"]
+    cpu = x["chat_cpu"]
+    out = {
+        "setup": r["server"][len(prefix):],
+        "steady": x["rate"] > 0,
+        "rate": x["rate"],
+        "users": x["users"], "senders": x["senders"], "messages": x["messages"],
+        "window": x["window"],
+        "dps": x["deliveries_per_s"],
+        "p50": x["latency"]["p50_us"] / 1000, "p99": x["latency"]["p99_us"] / 1000,
+        "server_cpu": cpu["server_cpu_s"] / cpu["wall_s"] if cpu["wall_s"] else 0,
+        "server_us": cpu["server_cpu_s"] / x["delivered"] * 1e6 if x["delivered"] else 0,
+        "tool_cpu": cpu["tool_cpu_s"] / cpu["wall_s"] if cpu["wall_s"] else 0,
+        "chats": chats,
+        "chats_per_s": chats / x["chat_s"] if x["chat_s"] else 0,
+        "bad": (x["lost"], x["duplicated"], x["out_of_order"]),
+        "errors": len(x["errors"]),
+        "redis": None,
+    }
+    if "redis" in x:
+        rd = x["redis"]
+        out["redis"] = {
+            "cpu_s": rd["cpu_s"],
+            "share": rd["cpu_s"] / rd["wall_s"] if rd["wall_s"] else 0,
+            "us_per_chat": rd["cpu_s"] / chats * 1e6,
+            "script_us": rd["evalsha_usec"] / rd["evalsha_calls"] if rd["evalsha_calls"] else 0,
+            "evalsha": rd["evalsha_calls"],
+            "commands_per_chat": rd["commands"] / chats,
+            "out_per_chat": rd["net_output_bytes"] / chats,
+        }
+    return out
+
+rows = [row(r) for r in runs]
+machines = sorted({r.get("machine", "not recorded") for r in runs})
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def pct(v):
+    return "—" if v is None else f"{v * 100:.0f}%"
+
+def num(v):
+    # 20000 -> "20,000", as elsewhere in the report.
+    return f"{v:,.0f}"
+
+def medians(steady):
+    out = []
+    for setup in SETUPS:
+        rs = [r for r in rows if r["setup"] == setup and r["steady"] == steady]
+        if not rs:
+            continue
+        rd = [r["redis"] for r in rs if r["redis"]]
+        m = {k: med([r[k] for r in rs]) for k in ("dps", "p50", "p99", "server_cpu", "server_us", "chats_per_s")}
+        for k in ("share", "us_per_chat", "script_us", "commands_per_chat", "out_per_chat"):
+            m["r_" + k] = med([r[k] for r in rd]) if rd else None
+        m["setup"], m["runs"], m["first"] = setup, len(rs), rs[0]
+        out.append(m)
+    return out
+
+print("\n## Several nodes over Redis\n")
+print(
+    f"Machine: {'; '.join(machines)}. The 100-user fan-out (10 senders) against one "
+    "threadchat node without Redis (SQLite history on, its default, as users run it), one "
+    "node with `--redis`, and two nodes on one Redis with the users spread over both "
+    "(`chat-stress --url A --url B`, round-robin; a chat sent on one node reaches the other's "
+    "users through Redis). Each run starts fresh nodes and a fresh, empty `redis-server` on a "
+    "free loopback port (`--save \"\" --appendonly no`, a temporary `--dir`), stopped by PID "
+    "afterwards; the setups alternate over the rounds of one `bash bench/run.sh cluster` and each "
+    "row is the median of its runs, all listed below. All chats are stored: in SQLite or in the "
+    "room's Redis stream, with one Lua script (EVALSHA: INCR, TIME, XADD, PUBLISH) per chat.\n"
+)
+print(
+    "**This machine has 2 cores.** The nodes *and Redis* run on core 0 (`taskset -c 0`), the "
+    "load generator on core 1. So the two-node run shares one core between two nodes and "
+    "Redis: it measures what spreading users over nodes *costs* (every chat crosses Redis and "
+    "is delivered by both nodes), not how the cluster scales; on separate machines each node "
+    "would have its own cores. Compare the rows with each other, within this run.\n"
+)
+print(
+    "*Server CPU per delivery* is the nodes' CPU time (summed) over the chat phase divided by "
+    "the deliveries. *Redis CPU per chat* is Redis's utime + stime (`/proc/PID/stat`) from "
+    "after the nodes started to the end of the run (logins, chat, leaving, the nodes' lease "
+    "renewals) divided by the chats stored (senders × messages); *in the script* is Redis's own "
+    "account of its time inside EVALSHA (`INFO commandstats`, per call), without reading and "
+    "answering the request. *Redis commands per chat* counts each EVALSHA and the commands it runs (INCR, TIME, XADD, PUBLISH: 5 a chat); *bytes out* is all "
+    "Redis sent (replies and every published chat, once per subscribed node) per chat.\n"
+)
+full = medians(False)
+base = next((m for m in full if m["setup"] == SETUPS[0]), None)
+if full:
+    r0 = full[0]["first"]
+    tool = [r["tool_cpu"] for r in rows if not r["steady"]]
+    print(f"At full speed the load generator's core is the limit (it ran at {pct(min(tool))} to {pct(max(tool))} "
+          "of its core), so deliveries/s differ more from run to run than from setup to setup; the CPU "
+          "per delivery and Redis's CPU per chat are the figures to compare.\n")
+    print(f"Full speed ({r0['senders']} senders × {num(r0['messages'])} messages, window {r0['window']}; {r0['users']} users):\n")
+    print("| setup | runs | deliveries/s | vs 1 node, SQLite | p50 | p99 | server CPU | server CPU per delivery (µs) | chats/s | Redis CPU | Redis CPU per chat (µs) | in the script (µs) | Redis commands per chat | Redis bytes out per chat |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for m in full:
+        vs = pct(m["dps"] / base["dps"]) if base else "—"
+        print(f"| {m['setup']} | {m['runs']} | {m['dps']:.0f} | {vs} | {m['p50']:.1f} | {m['p99']:.1f} | "
+              f"{pct(m['server_cpu'])} | {m['server_us']:.2f} | {m['chats_per_s']:.0f} | {pct(m['r_share'])} | "
+              f"{'—' if m['r_us_per_chat'] is None else format(m['r_us_per_chat'], '.1f')} | "
+              f"{'—' if m['r_script_us'] is None else format(m['r_script_us'], '.1f')} | "
+              f"{'—' if m['r_commands_per_chat'] is None else format(m['r_commands_per_chat'], '.1f')} | "
+              f"{'—' if m['r_out_per_chat'] is None else format(m['r_out_per_chat'], '.0f')} |")
+steady = medians(True)
+if steady:
+    r0 = steady[0]["first"]
+    print(f"\nSteady {num(r0['senders'] * r0['rate'] * r0['users'])} deliveries/s ({r0['senders']} senders × {r0['rate']:.0f} msg/s, {r0['senders'] * r0['rate']:.0f} chats/s; {r0['users']} users). At this rate chats arrive one by one: Redis wakes up, reads, runs the script and publishes once per chat, on the core it shares with the nodes, where at full speed the courier's pipelines hand it many chats per wake-up. So a chat costs Redis several times more here than at full speed (an idle Redis costs next to nothing: its timer runs 10 times a second). The figure still includes the run's 100 logins and departures:\n")
+    print("| setup | runs | deliveries/s | p50 | p99 | server CPU | Redis CPU | Redis CPU per chat (µs) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for m in steady:
+        print(f"| {m['setup']} | {m['runs']} | {m['dps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | "
+              f"{pct(m['server_cpu'])} | {pct(m['r_share'])} | "
+              f"{'—' if m['r_us_per_chat'] is None else format(m['r_us_per_chat'], '.1f')} |")
+bad = sum(sum(r["bad"]) for r in rows) + sum(r["errors"] for r in rows)
+print(f"\nLost, duplicated or reordered deliveries, or errors, over all {len(rows)} runs: {bad}.\n")
+print("Every run, in the order run:\n")
+print("| setup | load | deliveries/s | p50 | p99 | server CPU | Redis CPU (s) | EVALSHA calls | lost / dup / reordered | errors |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+for r in rows:
+    load = f"{r['senders']} × {r['rate']:.0f} msg/s" if r["steady"] else "full speed"
+    rd = r["redis"]
+    print(f"| {r['setup']} | {load} | {r['dps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {pct(r['server_cpu'])} | "
+          f"{'—' if not rd else format(rd['cpu_s'], '.2f')} | {'—' if not rd else format(rd['evalsha'], '.0f')} | "
+          f"{r['bad'][0]} / {r['bad'][1]} / {r['bad'][2]} | {r['errors']} |")
+PY
+}
+
 # `bench/run.sh` runs every part on fresh results; `bench/run.sh history`
-# runs only that part, replacing its lines in the results, and writes the
-# report again from them all.
+# (or `cluster`) runs only that part, replacing its lines in the results,
+# and writes the report again from them all.
 HISTORY_DIR=
-trap 'stop_server; restore_map_count; [[ -z "$HISTORY_DIR" ]] || rm -rf "$HISTORY_DIR"' EXIT
+CLUSTER_DIR=
+trap 'stop_server; stop_cluster; restore_map_count; [[ -z "$HISTORY_DIR" ]] || rm -rf "$HISTORY_DIR"; [[ -z "$CLUSTER_DIR" ]] || rm -rf "$CLUSTER_DIR"' EXIT
 if (($# == 0)); then
     : >"$RESULTS"
     relay_part
     history_part
+    cluster_part
 else
     for part in "$@"; do
         case $part in
@@ -222,17 +536,31 @@ else
             mv "$RESULTS.tmp" "$RESULTS"
             history_part
             ;;
+        cluster)
+            grep -v "\"server\":\"$CLUSTER_PREFIX" "$RESULTS" >"$RESULTS.tmp" || true
+            mv "$RESULTS.tmp" "$RESULTS"
+            cluster_part
+            ;;
+        report)
+            # Nothing run: the report is written again from the results.
+            ;;
         *)
-            echo "unknown part: $part (known: history)" >&2
+            echo "unknown part: $part (known: history, cluster, report)" >&2
             exit 2
             ;;
         esac
     done
 fi
 
+# The cluster's runs are left out of `chat-stress report`, whose tables
+# compare servers, and get their section from cluster_section below.
+RELAY_RESULTS=$(mktemp -t threadchat-results.XXXXXX)
+grep -v "\"server\":\"$CLUSTER_PREFIX" "$RESULTS" >"$RELAY_RESULTS" || true
 # The metrics A/B (bench/metrics_ab.sh, run by hand) keeps its own file.
-INPUTS=(--input "$RESULTS")
+INPUTS=(--input "$RELAY_RESULTS")
 if [[ -s bench/metrics_ab.jsonl ]]; then
     INPUTS+=(--input bench/metrics_ab.jsonl)
 fi
 "$STRESS" report "${INPUTS[@]}" --markdown docs/bench.md --svg docs/bench.svg
+rm -f "$RELAY_RESULTS"
+cluster_section >>docs/bench.md
