@@ -223,6 +223,15 @@ pub const REDIS_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// heard, and 20 idle wake-ups a second.
 pub const REDIS_LISTEN_POLL: Duration = Duration::from_millis(50);
 
+/// How long the listener may hear nothing before it sends Redis a PING
+/// (answered within `REDIS_COMMAND_TIMEOUT`, or the connection is taken for
+/// broken). A subscribed connection only ever reads, so without it a path
+/// that died silently (a firewall that forgot the connection, Redis gone
+/// without a reset) would look like a quiet room forever; with it, such a
+/// connection is replaced within about 4 s. One round trip per quiet
+/// interval is all it costs.
+pub const REDIS_LISTEN_PING: Duration = Duration::from_secs(2);
+
 /// Chats a client may send before its login is finished (the room's
 /// history loading, or the name being claimed in the cluster); they are
 /// handled once it is. More than a client's rate limit allows in a second

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::proxy::Proxy;
 use common::redis::{RedisServer, Resp};
 use common::{BinaryServer, Client, WAIT, eventually, raw_http, users};
 use serde_json::{Value, json};
@@ -416,6 +417,123 @@ fn a_killed_node_s_users_leave_every_other_node_once_within_15_s() {
         });
         assert!(counted, "/api/rooms after the kill: {last:?}");
     }
+}
+
+#[test]
+fn a_node_cut_off_from_redis_is_announced_gone_elsewhere_once_and_back_when_mended() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.addr());
+    let nodes = redis.start_nodes(2, &[]);
+    let url = proxy.url();
+    let cut_node = BinaryServer::start(&["--redis", url.as_str()]);
+    let mut alice = join(&nodes[0], "lab", "alice");
+    let mut bob = join(&nodes[1], "lab", "bob");
+    let mut carol = join(&cut_node, "lab", "carol");
+    alice.recv_until(|m| m["user_joined"] == "carol");
+    bob.recv_until(|m| m["user_joined"] == "carol");
+
+    // The path between carol's node and Redis breaks; the node lives on.
+    proxy.cut();
+    let cut = Instant::now();
+    carol.chat("is anyone there?");
+    let refusal = carol.recv_json();
+    assert_eq!(refusal["type"], "error", "carol got {refusal}");
+    assert_eq!(refusal["error"], UNAVAILABLE, "carol got {refusal}");
+
+    // The others hear that carol left, within the bound, once each.
+    for (name, client) in [("alice", &mut alice), ("bob", &mut bob)] {
+        let Some(message) = recv_before(client, cut + NODE_DEATH_NOTICE) else {
+            panic!("{name}: carol not announced gone after {:?}", cut.elapsed());
+        };
+        assert_eq!(
+            summary(&message),
+            "disconnect carol [\"alice\", \"bob\"]",
+            "{name}"
+        );
+    }
+    let quiet_until = Instant::now() + NO_SECOND_NOTICE;
+    for (name, client) in [("alice", &mut alice), ("bob", &mut bob)] {
+        if let Some(message) = recv_before(client, quiet_until) {
+            panic!("{name} got a second notice: {message}");
+        }
+    }
+    // Carol's connection was kept all along: her node still answers her.
+    carol.chat("still cut off?");
+    let refusal = carol.recv_json();
+    assert_eq!(refusal["error"], UNAVAILABLE, "carol got {refusal}");
+
+    // Mended: the node announces carol again and her chats cross again.
+    proxy.mend();
+    let mut seen = Vec::new();
+    let (taken, _refused) = chat_until_taken(&mut carol, "carol", "back again", &mut seen);
+    for (name, client) in [("alice", &mut alice), ("bob", &mut bob)] {
+        let got: Vec<String> = read_through_chat(client, &taken)
+            .iter()
+            .map(summary)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "login carol [\"alice\", \"bob\", \"carol\"]".to_string(),
+                format!("chat carol: {taken}"),
+            ],
+            "{name}"
+        );
+    }
+    alice.chat("welcome back");
+    let heard = read_through_chat(&mut carol, "welcome back");
+    assert_eq!(
+        summary(heard.last().unwrap()),
+        "chat alice: welcome back",
+        "carol: {heard:?}"
+    );
+}
+
+#[test]
+fn a_node_whose_redis_connections_die_silently_hears_its_rooms_again() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.addr());
+    let direct = BinaryServer::start(&["--redis", redis.url().as_str()]);
+    let url = proxy.url();
+    let behind = BinaryServer::start(&["--redis", url.as_str()]);
+    let mut alice = join(&direct, "lab", "alice");
+    let mut carol = join(&behind, "lab", "carol");
+    alice.recv_until(|m| m["user_joined"] == "carol");
+    alice.chat("before");
+    assert_eq!(summary(&alice.recv_json()), "chat alice: before");
+    assert_eq!(summary(&carol.recv_json()), "chat alice: before");
+
+    // Redis loses the node's connections; the node's ends stay open and
+    // silent, so nothing tells its listener that it listens to nobody.
+    proxy.forget();
+    alice.chat("while you were away");
+    assert_eq!(
+        summary(&alice.recv_json()),
+        "chat alice: while you were away"
+    );
+
+    // Carol's node finds out on its own and catches the room up: she gets
+    // the chat she missed, once, and then chat as usual, both ways.
+    let deadline = Instant::now() + RECOVERY;
+    let Some(missed) = recv_before(&mut carol, deadline) else {
+        panic!("carol never got the chat sent after the connections died");
+    };
+    assert_eq!(summary(&missed), "chat alice: while you were away");
+    let mut seen = Vec::new();
+    let (taken, _refused) = chat_until_taken(&mut carol, "carol", "heard you", &mut seen);
+    // `seen` ends with her own chat; nothing before it may be a chat.
+    assert_eq!(
+        chats(&seen).iter().map(summary).collect::<Vec<_>>(),
+        [format!("chat carol: {taken}")],
+        "carol got a chat twice or from nowhere"
+    );
+    let got = read_through_chat(&mut alice, &taken);
+    assert_eq!(
+        got.iter().map(summary).collect::<Vec<_>>(),
+        [format!("chat carol: {taken}")]
+    );
+    alice.chat("good");
+    assert_eq!(summary(&carol.recv_json()), "chat alice: good");
 }
 
 /// Sends chats (`<text> #<attempt>`) until the cluster takes one, while

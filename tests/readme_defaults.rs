@@ -63,6 +63,43 @@ fn readme_defaults_table_matches_the_config() {
     );
 }
 
+/// `10 s`, `2 s`, `100 ms`: how the README writes a fixed timing.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+#[test]
+fn readme_cluster_timings_match_the_config() {
+    use threadchat::config::*;
+    let readme = include_str!("../README.md");
+    let rows = [
+        ("`REDIS_LEASE`", human(REDIS_LEASE)),
+        ("`REDIS_LEASE_RENEW`", human(REDIS_LEASE_RENEW)),
+        ("`REDIS_COMMAND_TIMEOUT`", human(REDIS_COMMAND_TIMEOUT)),
+        (
+            "`REDIS_BACKOFF_MIN`, `REDIS_BACKOFF_MAX`",
+            format!("{}, {}", human(REDIS_BACKOFF_MIN), human(REDIS_BACKOFF_MAX)),
+        ),
+        ("`REDIS_LISTEN_POLL`", human(REDIS_LISTEN_POLL)),
+        ("`REDIS_LISTEN_PING`", human(REDIS_LISTEN_PING)),
+    ];
+    for (constant, value) in rows {
+        let row = format!("| {constant} | {value} |");
+        assert!(readme.contains(&row), "README lacks the row {row:?}");
+    }
+    // The prose quotes the lease too.
+    let lease = format!(
+        "renews a {} lease\n  every {}",
+        human(REDIS_LEASE),
+        human(REDIS_LEASE_RENEW)
+    );
+    assert!(readme.contains(&lease), "README lacks {lease:?}");
+}
+
 #[test]
 fn clap_defaults_match_config_default() {
     // The flags' defaults (clap) and `Config::default()` are written twice;

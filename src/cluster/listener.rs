@@ -12,6 +12,11 @@
 //! to itself through Redis, saves those idle wake-ups but makes a new room
 //! wait on a round trip through Redis to be heard.
 //!
+//! A subscribed connection only reads, so a path that died without a word
+//! would look like a quiet room forever. When it has heard nothing for
+//! `REDIS_LISTEN_PING`, the listener pings Redis, and a ping not answered in
+//! time counts as a broken connection.
+//!
 //! After it subscribes to a room it says `Subscribed`: from then on nothing
 //! published there is missed, and the dispatcher reads the room's tail from
 //! the stream. If the connection breaks it reconnects with backoff,
@@ -33,7 +38,8 @@ use super::scripts::Keys;
 use super::{ClusterConfig, News, Reply, Subscription};
 use crate::archivist::StoredChat;
 use crate::config::{
-    REDIS_BACKOFF_MAX, REDIS_BACKOFF_MIN, REDIS_COMMAND_TIMEOUT, REDIS_LISTEN_POLL,
+    REDIS_BACKOFF_MAX, REDIS_BACKOFF_MIN, REDIS_COMMAND_TIMEOUT, REDIS_LISTEN_PING,
+    REDIS_LISTEN_POLL,
 };
 use crate::dispatcher::ConnId;
 
@@ -142,6 +148,7 @@ impl<E: From<Reply>> Listener<E> {
             }
             self.send(News::Subscribed { room });
         }
+        let mut heard = Instant::now();
         loop {
             loop {
                 match subscriptions.try_recv() {
@@ -165,6 +172,7 @@ impl<E: From<Reply>> Listener<E> {
             }
             match pubsub.get_message() {
                 Ok(message) => {
+                    heard = Instant::now();
                     let Some(room) = self.keys.room_of(message.get_channel_name()) else {
                         continue;
                     };
@@ -173,7 +181,14 @@ impl<E: From<Reply>> Listener<E> {
                         None => warn!("redis listener: an unreadable message on room {room}"),
                     }
                 }
-                Err(e) if e.is_timeout() => {}
+                Err(e) if e.is_timeout() => {
+                    if heard.elapsed() >= REDIS_LISTEN_PING {
+                        if let Err(e) = ping(&mut pubsub) {
+                            return Turn::Lost(e);
+                        }
+                        heard = Instant::now();
+                    }
+                }
                 Err(e) if is_connection_error(&e) => return Turn::Lost(e),
                 Err(e) => warn!("redis listener: {e}"),
             }
@@ -183,6 +198,16 @@ impl<E: From<Reply>> Listener<E> {
     fn send(&self, news: News) {
         let _ = self.events.send(E::from(Reply::Cluster(news)));
     }
+}
+
+/// Asks Redis for a PONG, waiting up to `REDIS_COMMAND_TIMEOUT` for it
+/// (messages that come first are kept for `get_message`). Any failure,
+/// a timeout included, means the connection is to be replaced: a late
+/// answer would be read as the next message.
+fn ping(pubsub: &mut redis::PubSub<'_>) -> Result<(), RedisError> {
+    pubsub.set_read_timeout(Some(REDIS_COMMAND_TIMEOUT))?;
+    pubsub.ping::<redis::Value>()?;
+    pubsub.set_read_timeout(Some(REDIS_LISTEN_POLL))
 }
 
 /// A published line, as news: `c <node>/<conn> <id> <ts> <json>` or

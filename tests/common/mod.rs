@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod proxy;
 pub mod redis;
 
 use std::io::{Read, Write};
