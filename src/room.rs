@@ -123,6 +123,10 @@ pub struct Room {
     /// With `--redis` it does not: those come from the cluster, listing the
     /// users of every node, and the dispatcher broadcasts them as they come.
     pub announces: bool,
+    /// With `--redis`: the last `login` or `disconnect` relayed to the
+    /// members. Its `active_users` is the roster as they last heard it, to
+    /// compare with the cluster's after the node was deaf for a while.
+    pub last_presence: Option<Vec<u8>>,
 }
 
 /// Why a login was refused.
@@ -144,6 +148,7 @@ impl Room {
             marked: false,
             recent: None,
             announces: true,
+            last_presence: None,
         }
     }
 

@@ -490,6 +490,66 @@ fn a_node_cut_off_from_redis_is_announced_gone_elsewhere_once_and_back_when_mend
 }
 
 #[test]
+fn a_node_cut_off_briefly_tells_its_users_who_came_and_went_meanwhile() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.addr());
+    let nodes = redis.start_nodes(2, &[]);
+    let url = proxy.url();
+    let cut_node = BinaryServer::start(&["--redis", url.as_str()]);
+    let mut alice = join(&nodes[0], "lab", "alice");
+    let bob = join(&nodes[1], "lab", "bob");
+    let mut carol = join(&cut_node, "lab", "carol");
+    alice.recv_until(|m| m["user_joined"] == "carol");
+
+    // Shorter than the lease: carol stays in the room for everyone else.
+    proxy.cut();
+    carol.chat("hello?");
+    assert_eq!(carol.recv_json()["error"], UNAVAILABLE);
+    drop(bob);
+    assert_eq!(
+        summary(&alice.recv_json()),
+        "disconnect bob [\"alice\", \"carol\"]"
+    );
+    let _dave = join(&nodes[1], "lab", "dave");
+    assert_eq!(
+        summary(&alice.recv_json()),
+        "login dave [\"alice\", \"carol\", \"dave\"]"
+    );
+    proxy.mend();
+
+    // Carol's node hears the room again and tells her what she missed,
+    // in order, once.
+    let deadline = Instant::now() + RECOVERY;
+    let mut missed = Vec::new();
+    while missed.len() < 2 {
+        let Some(message) = recv_before(&mut carol, deadline) else {
+            panic!("carol heard only {missed:?} within {RECOVERY:?}");
+        };
+        missed.push(summary(&message));
+    }
+    assert_eq!(
+        missed,
+        [
+            "disconnect bob [\"alice\", \"carol\"]",
+            "login dave [\"alice\", \"carol\", \"dave\"]",
+        ]
+    );
+    let mut seen = Vec::new();
+    let (taken, _refused) = chat_until_taken(&mut carol, "carol", "back", &mut seen);
+    assert_eq!(
+        seen.iter().map(summary).collect::<Vec<_>>(),
+        [format!("chat carol: {taken}")],
+        "carol heard something twice"
+    );
+    // The others saw nothing of it: carol never left for them.
+    let got = read_through_chat(&mut alice, &taken);
+    assert_eq!(
+        got.iter().map(summary).collect::<Vec<_>>(),
+        [format!("chat carol: {taken}")]
+    );
+}
+
+#[test]
 fn a_node_whose_redis_connections_die_silently_hears_its_rooms_again() {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.addr());

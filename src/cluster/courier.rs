@@ -392,6 +392,19 @@ impl<E: From<Reply>> Courier<E> {
                 }
             }
             Work::Resync(rooms) => self.resync(rooms),
+            Work::Roster { room } => {
+                if self.con.is_none() {
+                    return; // asked again when the listener is back
+                }
+                let cmd = evalsha(
+                    &self.scripts.roster,
+                    &[self.keys.room_key(&room, "order")],
+                    &[self.keys.channel(&room), self.holder(0)],
+                );
+                if let Err(e) = self.query::<i64>(&cmd) {
+                    self.failed(&e, "roster");
+                }
+            }
             Work::ListRooms { reply } => {
                 let rooms = self.list_rooms().unwrap_or_else(|e| {
                     self.failed(&e, "room list");

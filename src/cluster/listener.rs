@@ -177,7 +177,8 @@ impl<E: From<Reply>> Listener<E> {
                         continue;
                     };
                     match parse(room, message.get_payload_bytes(), &self.config.node) {
-                        Some(news) => self.send(news),
+                        Some(Line::News(news)) => self.send(news),
+                        Some(Line::ForAnother) => {}
                         None => warn!("redis listener: an unreadable message on room {room}"),
                     }
                 }
@@ -210,10 +211,18 @@ fn ping(pubsub: &mut redis::PubSub<'_>) -> Result<(), RedisError> {
     pubsub.set_read_timeout(Some(REDIS_LISTEN_POLL))
 }
 
-/// A published line, as news: `c <node>/<conn> <id> <ts> <json>` or
-/// `p <node>/<conn> in|out <json>`. `node` is this node's id: a presence
-/// message about one of its own connections says which.
-fn parse(room: &str, payload: &[u8], node: &str) -> Option<News> {
+/// What a published line is to this node.
+enum Line {
+    News(News),
+    /// A roster another node asked for.
+    ForAnother,
+}
+
+/// A published line, as news: `c <node>/<conn> <id> <ts> <json>`,
+/// `p <node>/<conn> in|out <json>` or `r <node>/0 <names>`. `node` is this
+/// node's id: a presence message about one of its own connections says
+/// which, and a roster is only for the node that asked.
+fn parse(room: &str, payload: &[u8], node: &str) -> Option<Line> {
     let mut parts = payload.splitn(5, |&b| b == b' ');
     let kind = parts.next()?;
     let holder = std::str::from_utf8(parts.next()?).ok()?;
@@ -224,10 +233,10 @@ fn parse(room: &str, payload: &[u8], node: &str) -> Option<News> {
             let id = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
             let ts = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
             let json = Bytes::copy_from_slice(parts.next()?);
-            Some(News::Chat {
+            Some(Line::News(News::Chat {
                 room: room.to_string(),
                 chat: StoredChat { id, ts, json },
-            })
+            }))
         }
         b"p" => {
             let joined = match parts.next()? {
@@ -238,12 +247,20 @@ fn parse(room: &str, payload: &[u8], node: &str) -> Option<News> {
             // What is left after "in " or "out " is the JSON, spaces and all.
             let prefix = 2 + holder.len() + 1 + if joined { 3 } else { 4 };
             let json = payload.get(prefix..)?.to_vec();
-            Some(News::Presence {
+            Some(Line::News(News::Presence {
                 room: room.to_string(),
                 own: (from == node).then_some(conn),
                 joined,
                 json,
-            })
+            }))
+        }
+        b"r" if from != node => Some(Line::ForAnother),
+        b"r" => {
+            let names = payload.get(2 + holder.len() + 1..)?.to_vec();
+            Some(Line::News(News::Roster {
+                room: room.to_string(),
+                names,
+            }))
         }
         _ => None,
     }
@@ -256,21 +273,30 @@ mod tests {
     #[test]
     fn chats_and_presence_are_read_back() {
         let chat = parse("a", br#"c n1/7 12 1700000000123 {"text":"a b"}"#, "n2");
-        assert!(matches!(chat, Some(News::Chat { chat, .. })
+        assert!(matches!(chat, Some(Line::News(News::Chat { chat, .. }))
             if chat.id == 12 && chat.ts == 1_700_000_000_123 && &chat.json[..] == br#"{"text":"a b"}"#));
         let login = parse("a", br#"p n2/7 in {"type":"login","x":"a b"}"#, "n2");
         assert!(
-            matches!(login, Some(News::Presence { own: Some(7), joined: true, json, .. })
+            matches!(login, Some(Line::News(News::Presence { own: Some(7), joined: true, json, .. }))
             if json == br#"{"type":"login","x":"a b"}"#)
         );
         let other = parse("a", br#"p n1/7 out {"type":"disconnect"}"#, "n2");
         assert!(matches!(
             other,
-            Some(News::Presence {
+            Some(Line::News(News::Presence {
                 own: None,
                 joined: false,
                 ..
-            })
+            }))
+        ));
+        let roster = parse("a", br#"r n2/0 ["x y","z"]"#, "n2");
+        assert!(
+            matches!(roster, Some(Line::News(News::Roster { names, .. }))
+            if names == br#"["x y","z"]"#)
+        );
+        assert!(matches!(
+            parse("a", br#"r n1/0 ["z"]"#, "n2"),
+            Some(Line::ForAnother)
         ));
         assert!(parse("a", b"x n1/7 1", "n2").is_none());
         assert!(parse("a", b"c n1/x 1 2 {}", "n2").is_none());

@@ -126,6 +126,9 @@ pub enum Work {
     },
     /// Redis is back: this is everything the node has, to announce again.
     Resync(Vec<RoomState>),
+    /// Publish `room`'s roster for this node (answered by `News::Roster`
+    /// through the listener, in order with the presence messages).
+    Roster { room: String },
     /// `GET /api/rooms` for the whole cluster.
     ListRooms { reply: Sender<Vec<RoomSummary>> },
 }
@@ -184,6 +187,9 @@ pub enum News {
     },
     /// The courier reached Redis again: send it `Work::Resync`.
     Back,
+    /// `room`'s users, a JSON array of names in join order, as asked with
+    /// `Work::Roster`.
+    Roster { room: String, names: Vec<u8> },
 }
 
 /// Things the dispatcher is told by the archivist's jobs and by the cluster:

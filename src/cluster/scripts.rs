@@ -23,7 +23,8 @@
 //!
 //! What is published on a room's channel, one line each:
 //! `c <node>/<conn> <id> <ts> <chat JSON>` and
-//! `p <node>/<conn> in|out <login or disconnect JSON>`.
+//! `p <node>/<conn> in|out <login or disconnect JSON>`, and, for one node
+//! only, `r <node>/0 <the roster: a JSON array of names>` (see `ROSTER`).
 
 use redis::{Connection, RedisResult, Script};
 
@@ -168,6 +169,16 @@ end
 return gone
 "#;
 
+/// The room's roster, published for one node that heard nothing for a
+/// while (its listener reconnected): it comes through the channel in order
+/// with the presence messages, so the node can tell who came and went
+/// meanwhile. KEYS: order. ARGV: channel, holder (`<node>/0`).
+const ROSTER: &str = r#"
+local names = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('PUBLISH', ARGV[1], 'r ' .. ARGV[2] .. ' [' .. table.concat(names, ',') .. ']')
+return #names
+"#;
+
 /// After Redis lost its data (a restart without persistence), ids must go on
 /// from the highest any node has seen, never start again. KEYS: seq. ARGV:
 /// last id this node has seen. Returns the room's last id.
@@ -188,6 +199,7 @@ pub struct Scripts {
     pub release: Script,
     pub sweep: Script,
     pub seed: Script,
+    pub roster: Script,
 }
 
 impl Scripts {
@@ -199,16 +211,18 @@ impl Scripts {
             release: with_presence(RELEASE),
             sweep: with_presence(SWEEP),
             seed: Script::new(SEED),
+            roster: Script::new(ROSTER),
         }
     }
 
-    fn all(&self) -> [&Script; 5] {
+    fn all(&self) -> [&Script; 6] {
         [
             &self.chat,
             &self.claim,
             &self.release,
             &self.sweep,
             &self.seed,
+            &self.roster,
         ]
     }
 }

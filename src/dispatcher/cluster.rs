@@ -47,20 +47,28 @@ impl Dispatcher {
                 joined,
                 json,
             } => {
-                if joined
-                    && let Some(id) = own
-                    && self.admit_claimed(id, &room, &json)
-                {
-                    return;
+                let admitted = joined && own.is_some_and(|id| self.admit_claimed(id, &room, &json));
+                if !admitted {
+                    self.broadcast(&room, &json);
                 }
-                self.broadcast(&room, &json);
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.last_presence = Some(json);
+                }
             }
+            News::Roster { room, names } => self.roster_heard(&room, &names),
             News::Subscribed { room } => {
                 let Some(r) = self.rooms.get_mut(&room) else {
                     return;
                 };
                 if let Some(recent) = r.recent.as_mut() {
                     recent.begin_sync();
+                }
+                // Heard by members before: presence may have been missed
+                // while the listener was away. Compare with the cluster's.
+                if r.last_presence.is_some()
+                    && let Some(link) = &self.cluster
+                {
+                    let _ = link.work.send(Work::Roster { room: room.clone() });
                 }
                 if let Some(store) = &self.store {
                     let _ = store.send(Job::Load {
@@ -87,6 +95,36 @@ impl Dispatcher {
             }
             News::Refused { conn, room, why } => self.claim_refused(conn, &room, why),
             News::Back => self.resync(),
+        }
+    }
+
+    /// The cluster's roster of `room`, heard in order with its presence
+    /// messages: if the members last heard another one (the listener was
+    /// away while users came and went), they are told the difference as
+    /// the `disconnect` and `login` messages they missed.
+    fn roster_heard(&mut self, room: &str, names: &[u8]) {
+        let Some(last) = self.rooms.get(room).and_then(|r| r.last_presence.as_ref()) else {
+            return;
+        };
+        let Some(heard) = active_users(last) else {
+            return;
+        };
+        let Ok(now) = serde_json::from_slice::<Vec<String>>(names) else {
+            warn!("cluster: an unreadable roster for room {room}");
+            return;
+        };
+        let missed = missed_presence(room, &heard, &now);
+        if !missed.is_empty() {
+            debug!(
+                "cluster: {} presence change(s) missed in {room}",
+                missed.len()
+            );
+        }
+        for json in missed {
+            self.broadcast(room, &json);
+            if let Some(r) = self.rooms.get_mut(room) {
+                r.last_presence = Some(json);
+            }
         }
     }
 
@@ -219,5 +257,84 @@ impl Dispatcher {
             .collect();
         debug!("cluster: resync of {} room(s)", rooms.len());
         let _ = link.work.send(Work::Resync(rooms));
+    }
+}
+
+/// The `active_users` of a presence message.
+fn active_users(json: &[u8]) -> Option<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    value["active_users"]
+        .as_array()?
+        .iter()
+        .map(|name| name.as_str().map(str::to_string))
+        .collect()
+}
+
+/// The messages that take members who heard the roster `heard` to the
+/// roster `now`: a `disconnect` for each name gone, then a `login` for each
+/// name new, each listing the users as they are after it, in join order.
+fn missed_presence(room: &str, heard: &[String], now: &[String]) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    let mut users: Vec<&str> = heard.iter().map(String::as_str).collect();
+    for gone in heard.iter().filter(|name| !now.contains(name)) {
+        users.retain(|name| name != gone);
+        messages.push(protocol::disconnect_json(gone, users.iter().copied(), room));
+    }
+    for (at, new) in now
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| !heard.contains(name))
+    {
+        // In join order: everyone still here, and the new ones up to this.
+        let listed = now
+            .iter()
+            .enumerate()
+            .filter(|&(i, name)| i <= at || heard.contains(name))
+            .map(|(_, name)| name.as_str());
+        messages.push(protocol::login_json(new, listed, room));
+    }
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn shown(messages: &[Vec<u8>]) -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| String::from_utf8(m.clone()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_same_roster_needs_nothing() {
+        let same = names(&["a", "b"]);
+        assert!(missed_presence("r", &same, &same).is_empty());
+    }
+
+    #[test]
+    fn departures_then_arrivals_each_with_the_users_after_it() {
+        let heard = names(&["ann", "bob", "cy"]);
+        let now = names(&["ann", "cy", "dee", "eve"]);
+        assert_eq!(
+            shown(&missed_presence("r", &heard, &now)),
+            [
+                r#"{"type":"disconnect","user_left":"bob","active_users":["ann","cy"],"room":"r"}"#,
+                r#"{"type":"login","user_joined":"dee","active_users":["ann","cy","dee"],"room":"r"}"#,
+                r#"{"type":"login","user_joined":"eve","active_users":["ann","cy","dee","eve"],"room":"r"}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_presence_message_s_users_are_read_back() {
+        let json = protocol::login_json("b", ["a", "b"].into_iter(), "r");
+        assert_eq!(active_users(&json), Some(names(&["a", "b"])));
+        assert_eq!(active_users(b"{}"), None);
     }
 }
