@@ -748,6 +748,32 @@ fn redis_stopped_and_restarted_mid_chat_nodes_recover_without_duplicates_or_reor
     // Everyone saw the same chats in the same order.
     assert_eq!(chats(&seen[0]), chats(&seen[1]));
     assert_eq!(chats(&seen[0]), chats(&seen[2]));
+    // Redis came back empty and the nodes announced their users again:
+    // everyone comes to see all three listed (a node that heard the room
+    // again late may still be telling its users), and nobody is told that
+    // they themselves left.
+    let deadline = Instant::now() + RECOVERY;
+    for ((name, seen), client) in names.iter().zip(&mut seen).zip(&mut clients) {
+        let roster = |seen: &[Value]| {
+            let last = seen
+                .iter()
+                .rev()
+                .find(|m| m["type"] == "login" || m["type"] == "disconnect");
+            let mut listed = last.map(users).unwrap_or_default();
+            listed.sort();
+            listed
+        };
+        while roster(seen) != names {
+            match recv_before(client, deadline) {
+                Some(message) => seen.push(message),
+                None => panic!("{name} never saw all three listed: {seen:?}"),
+            }
+        }
+        assert!(
+            !seen.iter().any(|m| m["user_left"] == *name),
+            "{name} was told they left: {seen:?}"
+        );
+    }
 
     // dave comes back, on another node, with the last id he had: he gets
     // what was stored after it, exactly as the others received it.

@@ -64,6 +64,9 @@ pub struct Courier<E> {
     next_tick: Instant,
     /// Rooms already listed as this node's (`C:node:<id>:rooms`).
     listed: HashSet<String>,
+    /// Rosters asked for (`Work::Roster`) and not yet published: they wait
+    /// for the resync, so that the node's own users are back in them.
+    rosters: HashSet<String>,
 }
 
 impl<E: From<Reply>> Courier<E> {
@@ -90,6 +93,7 @@ impl<E: From<Reply>> Courier<E> {
             backoff: REDIS_BACKOFF_MIN,
             next_tick: Instant::now(),
             listed: HashSet::new(),
+            rosters: HashSet::new(),
         }
     }
 
@@ -393,17 +397,8 @@ impl<E: From<Reply>> Courier<E> {
             }
             Work::Resync(rooms) => self.resync(rooms),
             Work::Roster { room } => {
-                if self.con.is_none() {
-                    return; // asked again when the listener is back
-                }
-                let cmd = evalsha(
-                    &self.scripts.roster,
-                    &[self.keys.room_key(&room, "order")],
-                    &[self.keys.channel(&room), self.holder(0)],
-                );
-                if let Err(e) = self.query::<i64>(&cmd) {
-                    self.failed(&e, "roster");
-                }
+                self.rosters.insert(room);
+                self.publish_rosters();
             }
             Work::ListRooms { reply } => {
                 let rooms = self.list_rooms().unwrap_or_else(|e| {
@@ -505,8 +500,30 @@ impl<E: From<Reply>> Courier<E> {
                         why: Refusal::Taken,
                     });
                 }
+                self.publish_rosters();
             }
             Err(e) => self.failed(&e, "resync"),
+        }
+    }
+
+    /// Publishes the rosters asked for, once Redis is there and this node's
+    /// users are announced again; a failure keeps them for the next time.
+    fn publish_rosters(&mut self) {
+        if self.con.is_none() || self.resyncing {
+            return;
+        }
+        let rooms: Vec<String> = self.rosters.drain().collect();
+        for (at, room) in rooms.iter().enumerate() {
+            let cmd = evalsha(
+                &self.scripts.roster,
+                &[self.keys.room_key(room, "order")],
+                &[self.keys.channel(room), self.holder(0)],
+            );
+            if let Err(e) = self.query::<i64>(&cmd) {
+                self.rosters.extend(rooms[at..].iter().cloned());
+                self.failed(&e, "roster");
+                return;
+            }
         }
     }
 
