@@ -277,15 +277,13 @@ cluster_run() {
     rm -f "$CLUSTER_DIR"/history.db*
 }
 
-# start_node FLAGS...: one more threadchat, on the server's core.
+# start_node FLAGS...: one more threadchat, on the server's core
+# (common.sh's start_server, its PID then kept here rather than there).
 start_node() {
-    local port
-    port=$(free_port)
-    taskset -c "$SERVER_CORE" target/release/threadchat --host 127.0.0.1 --port "$port" "$@" \
-        >>bench/threadchat.log 2>&1 &
-    NODE_PIDS+=($!)
-    NODE_PORTS+=("$port")
-    wait_for_port "$port"
+    start_server bench/threadchat.log target/release/threadchat "$@"
+    NODE_PIDS+=("$SERVER_PID")
+    NODE_PORTS+=("$PORT")
+    SERVER_PID=
 }
 
 # A fresh, empty Redis on a free loopback port, on the server's core.

@@ -76,10 +76,19 @@ impl RecentHistory {
         let Some(waiting) = self.waiting.take() else {
             return Vec::new();
         };
-        self.last_id = last_id;
+        self.fill(last_id, recent);
+        waiting
+    }
+
+    /// The tail as the store answered: its newest chats, and its last id
+    /// (or the newest chat's, if that is higher).
+    fn fill(&mut self, last_id: u64, recent: Vec<StoredChat>) {
         let skip = recent.len().saturating_sub(self.capacity);
         self.chats = recent.into_iter().skip(skip).collect();
-        waiting
+        self.last_id = self
+            .chats
+            .back()
+            .map_or(last_id, |newest| last_id.max(newest.id));
     }
 
     /// With `--redis`, a load's answer: the logins that waited, and the
@@ -94,12 +103,7 @@ impl RecentHistory {
         self.syncing = false;
         let early = std::mem::take(&mut self.early);
         if let Some(waiting) = self.waiting.take() {
-            self.last_id = last_id;
-            let skip = recent.len().saturating_sub(self.capacity);
-            self.chats = recent.into_iter().skip(skip).collect();
-            if let Some(newest) = self.chats.back() {
-                self.last_id = self.last_id.max(newest.id);
-            }
+            self.fill(last_id, recent);
             for chat in early {
                 if chat.id > self.last_id {
                     self.push(chat);

@@ -810,7 +810,6 @@ impl Metrics {
         self.commit_messages.observe(messages as f64);
     }
 
-    /// The dispatcher is alive (see `Health`).
     /// Whether Redis can be reached (with `--redis`).
     pub fn set_redis_up(&self, up: bool) {
         self.redis_up.set(i64::from(up));
@@ -821,6 +820,7 @@ impl Metrics {
         self.redis_reconnects.inc();
     }
 
+    /// The dispatcher is alive (see `Health`).
     pub fn heartbeat(&self) {
         self.health.beat();
     }

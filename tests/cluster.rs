@@ -15,8 +15,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::proxy::Proxy;
-use common::redis::{RedisServer, Resp};
-use common::{BinaryServer, Client, WAIT, eventually, raw_http, users};
+use common::redis::RedisServer;
+use common::{BinaryServer, Client, WAIT, eventually, http_get, users};
 use serde_json::{Value, json};
 use tungstenite::Message;
 
@@ -130,21 +130,8 @@ fn id(chat: &Value) -> u64 {
 
 /// `GET path` on a node: the status and the body as JSON.
 fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
-    let response = raw_http(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
-    );
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    let json = serde_json::from_str(body).unwrap_or(Value::Null);
-    (status, json)
+    let (status, body) = http_get(addr, path);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// `/api/rooms` as (name, users) pairs, in the order given.
@@ -170,15 +157,18 @@ fn the_harness_redis_answers_stops_and_restarts_empty_on_the_same_port() {
     let port = redis.port();
     assert_eq!(redis.url(), format!("redis://127.0.0.1:{port}/"));
     assert_eq!(
-        redis.command(&["SET", "threadchat-test", "kept?"]),
-        Ok(Resp::Simple("OK".into()))
+        redis.command::<String>(&["SET", "threadchat-test", "kept?"]),
+        Ok("OK".into())
     );
     assert_eq!(redis.keys("*"), ["threadchat-test"]);
     redis.stop();
-    assert!(redis.command(&["PING"]).is_err(), "stopped, yet it answers");
+    assert!(
+        redis.command::<String>(&["PING"]).is_err(),
+        "stopped, yet it answers"
+    );
     redis.restart();
     assert_eq!(redis.port(), port);
-    assert_eq!(redis.command(&["PING"]), Ok(Resp::Simple("PONG".into())));
+    assert_eq!(redis.command::<String>(&["PING"]), Ok("PONG".into()));
     assert_eq!(redis.keys("*"), Vec::<String>::new(), "data survived");
     let pid = redis.pid().expect("running");
     drop(redis);
@@ -419,13 +409,22 @@ fn a_killed_node_s_users_leave_every_other_node_once_within_15_s() {
     }
 }
 
-#[test]
-fn a_node_cut_off_from_redis_is_announced_gone_elsewhere_once_and_back_when_mended() {
+/// A Redis, `direct` nodes on it, and one more node that reaches it
+/// through a proxy the test can break (`tests/common/proxy.rs`).
+fn nodes_and_one_behind_a_proxy(
+    direct: usize,
+) -> (RedisServer, Proxy, Vec<BinaryServer>, BinaryServer) {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.addr());
-    let nodes = redis.start_nodes(2, &[]);
+    let nodes = redis.start_nodes(direct, &[]);
     let url = proxy.url();
-    let cut_node = BinaryServer::start(&["--redis", url.as_str()]);
+    let behind = BinaryServer::start(&["--redis", url.as_str()]);
+    (redis, proxy, nodes, behind)
+}
+
+#[test]
+fn a_node_cut_off_from_redis_is_announced_gone_elsewhere_once_and_back_when_mended() {
+    let (_redis, proxy, nodes, cut_node) = nodes_and_one_behind_a_proxy(2);
     let mut alice = join(&nodes[0], "lab", "alice");
     let mut bob = join(&nodes[1], "lab", "bob");
     let mut carol = join(&cut_node, "lab", "carol");
@@ -491,11 +490,7 @@ fn a_node_cut_off_from_redis_is_announced_gone_elsewhere_once_and_back_when_mend
 
 #[test]
 fn a_node_cut_off_briefly_tells_its_users_who_came_and_went_meanwhile() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.addr());
-    let nodes = redis.start_nodes(2, &[]);
-    let url = proxy.url();
-    let cut_node = BinaryServer::start(&["--redis", url.as_str()]);
+    let (_redis, proxy, nodes, cut_node) = nodes_and_one_behind_a_proxy(2);
     let mut alice = join(&nodes[0], "lab", "alice");
     let bob = join(&nodes[1], "lab", "bob");
     let mut carol = join(&cut_node, "lab", "carol");
@@ -551,12 +546,9 @@ fn a_node_cut_off_briefly_tells_its_users_who_came_and_went_meanwhile() {
 
 #[test]
 fn a_node_whose_redis_connections_die_silently_hears_its_rooms_again() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.addr());
-    let direct = BinaryServer::start(&["--redis", redis.url().as_str()]);
-    let url = proxy.url();
-    let behind = BinaryServer::start(&["--redis", url.as_str()]);
-    let mut alice = join(&direct, "lab", "alice");
+    let (_redis, proxy, nodes, behind) = nodes_and_one_behind_a_proxy(1);
+    let direct = &nodes[0];
+    let mut alice = join(direct, "lab", "alice");
     let mut carol = join(&behind, "lab", "carol");
     alice.recv_until(|m| m["user_joined"] == "carol");
     alice.chat("before");

@@ -360,7 +360,6 @@ impl<E: From<Reply>> Courier<E> {
                 if self.con.is_none() || self.resyncing {
                     self.send(News::Refused {
                         conn,
-                        room,
                         why: Refusal::Unavailable,
                     });
                     return;
@@ -368,19 +367,13 @@ impl<E: From<Reply>> Courier<E> {
                 match self.claim(&room, conn, &name, old.as_deref()) {
                     Ok(0) => self.send(News::Refused {
                         conn,
-                        room,
                         why: Refusal::Taken,
                     }),
                     Ok(_) => {} // its `login` comes back through the listener
                     Err(e) => {
-                        if is_connection_error(&e) {
-                            self.lost(&e);
-                        } else {
-                            warn!("redis claim of {name:?} failed: {e}");
-                        }
+                        self.failed(&e, &format!("claim of {name:?}"));
                         self.send(News::Refused {
                             conn,
-                            room,
                             why: Refusal::Unavailable,
                         });
                     }
@@ -493,10 +486,9 @@ impl<E: From<Reply>> Courier<E> {
                     "cluster: {} room(s) re-announced; chats are taken again",
                     rooms.len()
                 );
-                for (conn, room) in lost {
+                for conn in lost {
                     self.send(News::Refused {
                         conn,
-                        room,
                         why: Refusal::Taken,
                     });
                 }
@@ -528,7 +520,7 @@ impl<E: From<Reply>> Courier<E> {
     }
 
     /// Returns the users whose names another node took meanwhile.
-    fn try_resync(&mut self, rooms: &[RoomState]) -> Result<Vec<(ConnId, String)>, RedisError> {
+    fn try_resync(&mut self, rooms: &[RoomState]) -> Result<Vec<ConnId>, RedisError> {
         let mut lost = Vec::new();
         let mut wanted: HashMap<&str, HashSet<String>> = HashMap::new();
         for state in rooms {
@@ -542,7 +534,7 @@ impl<E: From<Reply>> Courier<E> {
             for (conn, name) in &state.users {
                 holders.insert(format!("{} {}", self.holder(*conn), username_key(name)));
                 if self.claim(&state.room, *conn, name, None)? == 0 {
-                    lost.push((*conn, state.room.clone()));
+                    lost.push(*conn);
                 }
             }
         }

@@ -180,11 +180,7 @@ pub enum News {
     /// Chats not stored because Redis is away (their senders' connections).
     Unavailable { senders: Vec<ConnId> },
     /// A claim was refused.
-    Refused {
-        conn: ConnId,
-        room: String,
-        why: Refusal,
-    },
+    Refused { conn: ConnId, why: Refusal },
     /// The courier reached Redis again: send it `Work::Resync`.
     Back,
     /// `room`'s users, a JSON array of names in join order, as asked with

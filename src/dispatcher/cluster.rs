@@ -26,7 +26,6 @@ use log::{debug, warn};
 use super::{ConnId, Dispatcher};
 use crate::archivist::Job;
 use crate::cluster::{News, Refusal, RoomState, Work};
-use crate::config::RECENT_PER_ROOM;
 use crate::protocol::{self, Login};
 
 impl Dispatcher {
@@ -73,7 +72,7 @@ impl Dispatcher {
                 if let Some(store) = &self.store {
                     let _ = store.send(Job::Load {
                         room,
-                        recent: RECENT_PER_ROOM.max(self.history),
+                        recent: self.tail_capacity(),
                     });
                 }
             }
@@ -93,7 +92,7 @@ impl Dispatcher {
                     );
                 }
             }
-            News::Refused { conn, room, why } => self.claim_refused(conn, &room, why),
+            News::Refused { conn, why } => self.claim_refused(conn, why),
             News::Back => self.resync(),
         }
     }
@@ -176,7 +175,7 @@ impl Dispatcher {
     /// The cluster refused a claim: the name is another's, or Redis is away.
     /// A user already in (re-announced after an outage) whose name another
     /// node gave out meanwhile is logged out here.
-    fn claim_refused(&mut self, id: ConnId, room: &str, why: Refusal) {
+    fn claim_refused(&mut self, id: ConnId, why: Refusal) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
@@ -198,16 +197,13 @@ impl Dispatcher {
             self.unpark(id);
             return;
         }
-        let Some(name) = client.username.take() else {
+        let Some(name) = &client.username else {
             return;
         };
         warn!("conn {id}: {name} lost the name to another node while Redis was away");
-        self.logged_in -= 1;
-        self.metrics.set_logged_in(self.logged_in);
-        if let Some(r) = self.rooms.get_mut(room) {
-            let dropped = r.log_out(id);
-            self.forget_dropped(dropped);
-        }
+        // Its release changes nothing in Redis: the script finds the name
+        // held by the other node's connection, not this one.
+        self.log_out(id);
         let details = "another user took the name while this server was cut off; log in again";
         self.reply(id, protocol::Refusal::new(Some("login"), error, details));
     }

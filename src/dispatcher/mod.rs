@@ -364,6 +364,12 @@ impl Dispatcher {
         let _ = admitted.send(Ok(()));
     }
 
+    /// How many chats a room's tail holds: enough for a newcomer's history
+    /// and for most reconnects.
+    fn tail_capacity(&self) -> usize {
+        RECENT_PER_ROOM.max(self.history)
+    }
+
     /// A room appears. With history on, its tail is loaded from the store;
     /// logins wait for it (`history.rs`).
     fn open_room(&mut self, name: &str) {
@@ -372,15 +378,15 @@ impl Dispatcher {
             // Heard first, then loaded (when the listener says `Subscribed`),
             // so that no chat falls between the load and the subscription.
             room.announces = false;
-            room.recent = Some(RecentHistory::loading(RECENT_PER_ROOM.max(self.history)));
+            room.recent = Some(RecentHistory::loading(self.tail_capacity()));
             let _ = link
                 .subscriptions
                 .send(Subscription::Join(name.to_string()));
         } else if let Some(store) = &self.store {
-            room.recent = Some(RecentHistory::loading(RECENT_PER_ROOM.max(self.history)));
+            room.recent = Some(RecentHistory::loading(self.tail_capacity()));
             let _ = store.send(Job::Load {
                 room: name.to_string(),
-                recent: RECENT_PER_ROOM.max(self.history),
+                recent: self.tail_capacity(),
             });
         }
         self.rooms.insert(name.to_string(), room);

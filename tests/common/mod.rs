@@ -66,20 +66,7 @@ impl TestServer {
 
     /// `GET path` on the server: the status code and the body.
     pub fn get(&self, path: &str) -> (u16, String) {
-        let response = raw_http(
-            self.addr,
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
-        );
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default();
-        (status, body)
+        http_get(self.addr, path)
     }
 
     /// Logs a fresh client in and returns it, its own login already read.
@@ -238,6 +225,24 @@ pub fn online_besides_probe(server: &TestServer, probe_name: &str) -> Vec<String
     probe.send_json(json!({"type": "disconnect", "username": probe_name}));
     probe.barrier_while_logged_out();
     list
+}
+
+/// `GET path` on any server at `addr`: the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let response = raw_http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+    );
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Sends raw bytes and reads the raw HTTP response until the server closes.

@@ -1,26 +1,23 @@
-//! A real `redis-server` for the cluster tests, and the few words of its
-//! protocol (RESP) the tests speak to it.
+//! A real `redis-server` for the cluster tests, and a way to send it a
+//! command.
 //!
 //! Each test starts its own server on a free loopback port, in a temporary
 //! directory, with persistence off: a restart is a Redis that lost
 //! everything, which is the harshest return the cluster must survive. The
 //! server is a child process stopped by its PID (SIGTERM, then SIGKILL), never
 //! by name, so tests that run at once never touch each other's Redis.
-//!
-//! The client side is raw RESP over a `TcpStream` rather than the `redis`
-//! crate: the harness must work before (and whether or not) the server links
-//! that crate, and a PING or a KEYS is a few bytes each way.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ::redis::FromRedisValue;
+
 use super::{BinaryServer, WAIT, eventually};
 
-/// Longest one RESP exchange (connect, send, answer) may take.
-const RESP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest one command (connect, send, answer) may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest a SIGTERM'd Redis gets to exit before it is SIGKILLed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -143,22 +140,16 @@ impl RedisServer {
         );
     }
 
-    /// Runs one command and returns its reply (an `Err` for a transport
-    /// problem, `Ok(Resp::Error(..))` for Redis's refusal).
-    pub fn command(&self, args: &[&str]) -> Result<Resp, String> {
+    /// Runs one command and returns its reply as a `T` (an `Err` for a
+    /// transport problem or Redis's refusal).
+    pub fn command<T: FromRedisValue>(&self, args: &[&str]) -> Result<T, String> {
         command(self.addr(), args)
     }
 
     /// The keys matching `pattern`, sorted (KEYS: fine on a test's tiny
     /// data set, never on a real one).
     pub fn keys(&self, pattern: &str) -> Vec<String> {
-        let reply = self.command(&["KEYS", pattern]).expect("KEYS");
-        let mut keys: Vec<String> = reply
-            .array()
-            .unwrap_or_else(|| panic!("KEYS answered {reply:?}"))
-            .iter()
-            .map(|key| key.text().expect("key names are bulk strings"))
-            .collect();
+        let mut keys: Vec<String> = self.command(&["KEYS", pattern]).expect("KEYS");
         keys.sort();
         keys
     }
@@ -234,107 +225,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One reply of Redis's protocol (RESP2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resp {
-    Simple(String),
-    Error(String),
-    Integer(i64),
-    /// `None` is the nil bulk string.
-    Bulk(Option<Vec<u8>>),
-    /// `None` is the nil array.
-    Array(Option<Vec<Resp>>),
-}
-
-impl Resp {
-    /// A simple or bulk string as text.
-    pub fn text(&self) -> Option<String> {
-        match self {
-            Resp::Simple(text) => Some(text.clone()),
-            Resp::Bulk(Some(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
-            _ => None,
-        }
-    }
-
-    pub fn integer(&self) -> Option<i64> {
-        match self {
-            Resp::Integer(n) => Some(*n),
-            _ => None,
-        }
-    }
-
-    pub fn array(&self) -> Option<&[Resp]> {
-        match self {
-            Resp::Array(Some(items)) => Some(items),
-            _ => None,
-        }
-    }
-}
-
 /// PING on a fresh connection: `Ok` only for PONG.
 pub fn ping(addr: SocketAddr) -> Result<(), String> {
-    match command(addr, &["PING"])? {
-        Resp::Simple(pong) if pong == "PONG" => Ok(()),
+    match command::<String>(addr, &["PING"])? {
+        pong if pong == "PONG" => Ok(()),
         other => Err(format!("PING answered {other:?}")),
     }
 }
 
-/// Sends one command on a fresh connection and reads its reply, every step
-/// bounded by `RESP_TIMEOUT`.
-pub fn command(addr: SocketAddr, args: &[&str]) -> Result<Resp, String> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, RESP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    stream.set_read_timeout(Some(RESP_TIMEOUT)).ok();
-    stream.set_write_timeout(Some(RESP_TIMEOUT)).ok();
-    let mut request = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        request.extend_from_slice(arg.as_bytes());
-        request.extend_from_slice(b"\r\n");
-    }
-    stream
-        .write_all(&request)
-        .map_err(|e| format!("send: {e}"))?;
-    read_reply(&mut BufReader::new(stream))
-}
-
-fn read_reply(reader: &mut impl BufRead) -> Result<Resp, String> {
-    let mut line = String::new();
-    let read = reader
-        .read_line(&mut line)
-        .map_err(|e| format!("read: {e}"))?;
-    if read == 0 {
-        return Err("connection closed before a reply".to_string());
-    }
-    let line = line.trim_end_matches("\r\n");
-    let (kind, rest) = line.split_at_checked(1).ok_or("empty reply line")?;
-    let number = || {
-        rest.parse::<i64>()
-            .map_err(|_| format!("bad length or integer in {line:?}"))
-    };
-    Ok(match kind {
-        "+" => Resp::Simple(rest.to_string()),
-        "-" => Resp::Error(rest.to_string()),
-        ":" => Resp::Integer(number()?),
-        "$" => match usize::try_from(number()?) {
-            Err(_) => Resp::Bulk(None),
-            Ok(len) => {
-                let mut bytes = vec![0; len + 2];
-                reader
-                    .read_exact(&mut bytes)
-                    .map_err(|e| format!("read: {e}"))?;
-                bytes.truncate(len);
-                Resp::Bulk(Some(bytes))
-            }
-        },
-        "*" => match usize::try_from(number()?) {
-            Err(_) => Resp::Array(None),
-            Ok(len) => Resp::Array(Some(
-                (0..len)
-                    .map(|_| read_reply(reader))
-                    .collect::<Result<_, _>>()?,
-            )),
-        },
-        _ => return Err(format!("not a RESP reply: {line:?}")),
-    })
+/// Sends one command on a fresh connection (the `redis` crate's blocking
+/// client, as the server uses) and reads its reply as a `T`, every step
+/// bounded by `COMMAND_TIMEOUT`. A refusal by Redis is an `Err` too.
+pub fn command<T: FromRedisValue>(addr: SocketAddr, args: &[&str]) -> Result<T, String> {
+    let (name, rest) = args.split_first().ok_or("no command")?;
+    let client = ::redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+    let mut con = client
+        .get_connection_with_timeout(COMMAND_TIMEOUT)
+        .map_err(|e| format!("connect: {e}"))?;
+    con.set_read_timeout(Some(COMMAND_TIMEOUT))
+        .and_then(|()| con.set_write_timeout(Some(COMMAND_TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    ::redis::cmd(name)
+        .arg(rest)
+        .query(&mut con)
+        .map_err(|e| e.to_string())
 }
