@@ -1,49 +1,43 @@
 //! threadchat: a WebSocket chat server on plain threads and channels.
 //!
 //! No async runtime anywhere: every connection has a reader thread and a
-//! writer thread, and a single dispatcher thread owns the chat. Where to look:
+//! writer thread, and a single dispatcher thread owns the chat. Each thread
+//! of the README's diagram is a folder or a file named for its role, in the
+//! order one chat travels:
 //!
-//! - `server`: the listener and accept loop, the connection cap, shutdown;
-//! - `connection`: one client's handshake and read pump;
-//! - `writer`: one client's write pump, the only writer of its socket;
+//! - `server`: the listener, the accept loops, the rejecter, shutdown;
+//! - `connection`: one socket's life: the front door (page, API or chat),
+//!   the reader, the writer, a sign-in session, the rate limit;
+//! - `http`: HTTP as text: request heads, routes, the handshake, pages, and
+//!   the endpoints answered by asking the thread that owns the data;
+//! - `dispatcher`: the one owner of the chat: clients, rooms, logins;
 //! - `outbox`: the bounded queue between everyone and a client's writer;
-//! - `dispatcher`: the one owner of the chat's state, which routes events;
-//! - `room`: one room's users, names and pending broadcasts;
 //! - `archivist`: the one owner of the history database (SQLite);
-//! - `cluster`: several nodes as one chat over Redis (`--redis`);
-//! - `history`: a room's recent chats in memory, and what a newcomer is sent;
-//! - `api`: JSON endpoints, answered by asking the thread that owns the data;
-//! - `protocol`: the JSON messages, parsed and encoded;
-//! - `http`: the page and the WebSocket handshake on the same port;
-//! - `rate_limit`: the per-connection token bucket;
-//! - `metrics`: what the server counts, and the `/metrics` exposition;
-//! - `stats`: the `/api/stats` snapshot behind the live view (`/inside`);
-//! - `admin`: answers `/metrics`, `/healthz`, `/readyz`, `/api/stats`;
-//! - `config`: every limit and timeout, with its reason;
-//! - `os_limits`: what the operating system allows, read at start-up;
+//! - `cluster`: the courier and the listener, several nodes over Redis;
+//!
+//! and what they share, each a leaf or near one:
+//!
+//! - `protocol`: the JSON messages, parsed and encoded, and why a message
+//!   or a connection is refused;
 //! - `auth`: sign-in tokens (JWT), checked and made;
-//! - `session`: a connection's sign-in, kept by its reader.
+//! - `metrics`: what the server counts, `/metrics` and `/api/stats`;
+//! - `config`: every limit and timeout, with its reason, and the flags;
+//! - `ids`: a connection's id and the wall clock;
+//! - `net`: one fact about blocking sockets.
 
-pub mod admin;
-pub mod api;
 pub mod archivist;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dispatcher;
-pub mod history;
 pub mod http;
+pub mod ids;
 pub mod metrics;
-pub mod os_limits;
+pub mod net;
 pub mod outbox;
 pub mod protocol;
-pub mod rate_limit;
-pub mod room;
 pub mod server;
-pub mod session;
-pub mod stats;
-pub mod writer;
 
 pub use config::Config;
 pub use server::{Server, ServerHandle};

@@ -93,7 +93,7 @@ fn print_token(
     ttl: std::time::Duration,
     follows: Option<Vec<String>>,
 ) -> ExitCode {
-    let secret = match config.jwt_secret() {
+    let secret = match auth::secret_of(config) {
         Ok(Some(secret)) => secret,
         Ok(None) => {
             eprintln!(

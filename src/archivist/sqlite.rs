@@ -15,7 +15,7 @@ use std::collections::hash_map::Entry;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -24,6 +24,7 @@ use super::{ArchiveConfig, ArchiveError, ArchiveErrorKind, StoredChat};
 use crate::config::{
     HISTORY_PAGE_MAX, WAL_CHECKPOINT_PAGES, WAL_CHECKPOINT_PAGES_FSYNC, WAL_SIZE_LIMIT_BYTES,
 };
+use crate::ids::now_ms;
 
 /// The schema, as steps: entry `i` takes a file from version `i` to `i + 1`
 /// (`PRAGMA user_version`). A version 2 is one more entry; a file is brought
@@ -261,14 +262,6 @@ fn sqlite_error(path: &str, error: rusqlite::Error) -> ArchiveError {
         _ => (ArchiveErrorKind::Other, error.to_string()),
     };
     ArchiveError::new(kind, path, cause)
-}
-
-/// Milliseconds since the Unix epoch by the server's clock.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Ids and counts are `u64` in Rust and `INTEGER` (i64) in SQLite; no id

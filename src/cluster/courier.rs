@@ -35,8 +35,9 @@ use crate::config::{
     ARCHIVE_JOBS_PER_TRANSACTION, HISTORY_PAGE_MAX, REDIS_BACKOFF_MAX, REDIS_BACKOFF_MIN,
     REDIS_COMMAND_TIMEOUT, REDIS_LEASE, REDIS_LEASE_RENEW,
 };
-use crate::dispatcher::{ConnId, RoomSummary};
+use crate::ids::ConnId;
 use crate::metrics::Metrics;
+use crate::protocol::RoomSummary;
 use crate::protocol::username_key;
 
 /// A chat waiting in the pipeline being built.

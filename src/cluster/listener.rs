@@ -41,7 +41,7 @@ use crate::config::{
     REDIS_BACKOFF_MAX, REDIS_BACKOFF_MIN, REDIS_COMMAND_TIMEOUT, REDIS_LISTEN_PING,
     REDIS_LISTEN_POLL,
 };
-use crate::dispatcher::ConnId;
+use crate::ids::ConnId;
 
 pub struct Listener<E> {
     config: ClusterConfig,

@@ -57,8 +57,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::archivist::{Archived, Job, StoredChat};
-use crate::dispatcher::{ConnId, RoomSummary};
+use crate::ids::ConnId;
 use crate::metrics::Metrics;
+use crate::protocol::RoomSummary;
 
 pub use scripts::Keys;
 

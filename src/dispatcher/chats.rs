@@ -15,10 +15,11 @@ use std::collections::HashSet;
 
 use log::warn;
 
-use super::{Client, ConnId, Dispatcher};
+use super::history;
+use super::{Client, Dispatcher};
 use crate::archivist::{Archived, Job};
 use crate::config::MAX_UNARCHIVED;
-use crate::history;
+use crate::ids::ConnId;
 use crate::protocol::{self, Refusal};
 
 impl Dispatcher {

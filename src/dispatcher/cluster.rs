@@ -23,9 +23,10 @@
 
 use log::{debug, warn};
 
-use super::{ConnId, Dispatcher};
+use super::Dispatcher;
 use crate::archivist::Job;
 use crate::cluster::{News, Refusal, RoomState, Work};
+use crate::ids::ConnId;
 use crate::protocol::{self, Login};
 
 impl Dispatcher {

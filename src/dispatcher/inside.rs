@@ -2,10 +2,11 @@
 //! the recent drops. Computed when `/api/stats` asks, never otherwise, so an
 //! unwatched server pays nothing for it.
 
-use super::{ConnId, Dispatcher};
+use super::Dispatcher;
 use crate::config::INSIDE_FULLEST_OUTBOXES;
+use crate::ids::{ConnId, now_ms};
 use crate::metrics::CloseReason;
-use crate::stats::{DispatcherView, DropView, Fullest, Limits, OutboxView, now_ms};
+use crate::metrics::stats::{DispatcherView, DropView, Fullest, Limits, OutboxView};
 
 impl Dispatcher {
     /// Remembers a dropped connection for `/inside` (names only with

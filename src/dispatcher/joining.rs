@@ -16,10 +16,11 @@
 
 use log::{debug, info, warn};
 
-use super::{ConnId, Dispatcher, drop_too_slow, follow_set};
+use super::history::Replay;
+use super::{Dispatcher, drop_too_slow, follow_set};
 use crate::archivist::Job;
 use crate::config::MAX_PARKED_REQUESTS;
-use crate::history::Replay;
+use crate::ids::ConnId;
 use crate::protocol::{self, Login, Refusal, Request};
 
 impl Dispatcher {

@@ -33,8 +33,10 @@
 
 mod chats;
 mod cluster;
+mod history;
 mod inside;
 mod joining;
+mod room;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -52,21 +54,19 @@ use crate::cluster::{News, Reply, Subscription, Work};
 use crate::config::{
     Config, HEARTBEAT_INTERVAL, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH, RECENT_PER_ROOM,
 };
-use crate::history::RecentHistory;
+use crate::ids::ConnId;
+use crate::metrics::stats::{DispatcherView, RecentDrops};
 use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
-use crate::protocol::{self, Frame, Login, Refusal, Request};
-use crate::room::Room;
-use crate::stats::{DispatcherView, RecentDrops};
+use crate::protocol::{self, Frame, Login, Refusal, Request, RoomSummary};
+use history::RecentHistory;
+use room::Room;
 
 /// A chat text that makes the dispatcher panic, in builds with the
 /// `fault-injection` feature: tests use it to show that the process then
 /// exits rather than living on without a chat.
 #[cfg(feature = "fault-injection")]
 pub const DISPATCHER_PANIC_TRIGGER: &str = "__threadchat_fault_injection_dispatcher__";
-
-/// Identifies a connection for its whole life; assigned by the accept loop.
-pub type ConnId = u64;
 
 /// What readers (and the server) tell the dispatcher.
 pub enum Event {
@@ -122,13 +122,6 @@ pub struct ClusterLink {
     pub work: Sender<Work>,
     /// The listener: which rooms to hear.
     pub subscriptions: Sender<Subscription>,
-}
-
-/// A room as `/api/rooms` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RoomSummary {
-    pub name: String,
-    pub users: usize,
 }
 
 /// A connected client, as the dispatcher sees it.

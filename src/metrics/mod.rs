@@ -45,6 +45,8 @@
 //! `/proc`). Nothing here asks the dispatcher: `/metrics` must still answer
 //! when the dispatcher is stuck, which is when it is needed most.
 
+pub mod stats;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -30,56 +30,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::drop_too_slow;
+use super::history::RecentHistory;
 use crate::archivist::StoredChat;
-use crate::dispatcher::{ConnId, drop_too_slow};
-use crate::history::RecentHistory;
+use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::{self, Frame};
-
-/// The room of the tutorial's plain `ws://host:8081/`.
-pub const LOBBY: &str = "lobby";
-
-/// Longest room name, in characters.
-pub const MAX_ROOM_NAME_CHARS: usize = 32;
-
-/// The room a WebSocket request path names: `/` and `/r/lobby` are the
-/// lobby, `/r/<name>` is room `<name>` (1–32 characters of `a-z`, `0-9`,
-/// `-`, `_`, matched case-insensitively, reported in lower case). A query
-/// string is ignored. Anything else is refused with the reason.
-pub fn room_from_path(path: &str) -> Result<String, String> {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    if path == "/" {
-        return Ok(LOBBY.to_string());
-    }
-    let Some(name) = path.strip_prefix("/r/") else {
-        return Err(format!(
-            "no chat at {:?}: connect to / or /r/<room>",
-            protocol::truncate(path, 64)
-        ));
-    };
-    valid_room_name(name)
-}
-
-/// Checks a room name and returns it in lower case.
-pub fn valid_room_name(name: &str) -> Result<String, String> {
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_ROOM_NAME_CHARS {
-        return Err(format!(
-            "a room name has 1 to {MAX_ROOM_NAME_CHARS} characters; this one has {chars}"
-        ));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(format!(
-            "{:?} is not a room name: use a-z, 0-9, - and _",
-            protocol::truncate(name, 40)
-        ));
-    }
-    Ok(name.to_ascii_lowercase())
-}
 
 /// The frames in `pending` from `start` on were broadcast while `audience`
 /// members (the first `audience` of `online`) were logged in, or more.
@@ -127,11 +84,6 @@ pub struct Room {
     /// members. Its `active_users` is the roster as they last heard it, to
     /// compare with the cluster's after the node was deaf for a while.
     pub last_presence: Option<Vec<u8>>,
-}
-
-/// Why a login was refused.
-pub enum LoginRefused {
-    NameTaken,
 }
 
 impl Room {
@@ -357,32 +309,5 @@ impl Room {
             self.drop_members(too_slow, &mut dropped);
         }
         dropped
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_root_and_lobby_paths_are_the_lobby() {
-        assert_eq!(room_from_path("/").unwrap(), "lobby");
-        assert_eq!(room_from_path("/r/lobby").unwrap(), "lobby");
-        assert_eq!(room_from_path("/?x=1").unwrap(), "lobby");
-    }
-
-    #[test]
-    fn room_names_are_lower_cased_and_checked() {
-        assert_eq!(room_from_path("/r/Algebra-1_b").unwrap(), "algebra-1_b");
-        assert_eq!(room_from_path("/r/algebra?since=3").unwrap(), "algebra");
-        for bad in [
-            "/r/", "/r/a b", "/r/x/y", "/r/é", "/chat", "/r/%41", "/rooms/a", "",
-        ] {
-            assert!(room_from_path(bad).is_err(), "{bad:?} accepted");
-        }
-        let longest = format!("/r/{}", "a".repeat(MAX_ROOM_NAME_CHARS));
-        assert!(room_from_path(&longest).is_ok());
-        let too_long = format!("/r/{}", "a".repeat(MAX_ROOM_NAME_CHARS + 1));
-        assert!(room_from_path(&too_long).is_err());
     }
 }

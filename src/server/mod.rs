@@ -19,6 +19,8 @@
 //! the server answers 503 from one small "rejecter" thread instead of
 //! spawning more.
 
+mod os_limits;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,10 +39,10 @@ use crate::config::{
     Config, EVENT_QUEUE_CAPACITY, MAX_ADMIN_CONNECTIONS, READER_STACK_BYTES, SHUTDOWN_GRACE,
 };
 use crate::connection;
-use crate::dispatcher::{ClusterLink, ConnId, Dispatcher, Event};
+use crate::dispatcher::{ClusterLink, Dispatcher, Event};
 use crate::http;
+use crate::ids::ConnId;
 use crate::metrics::{HandshakeStatus, Metrics};
-use crate::os_limits;
 
 /// Connections the kernel may hold waiting for `accept` (capped by the
 /// system's `net.core.somaxconn`, 4096 by default).
@@ -132,7 +134,7 @@ impl Server {
     /// store comes first so that a bad database stops the server before it
     /// has listened.
     pub fn bind(mut config: Config) -> Result<Server, StartError> {
-        let auth = config.auth().map_err(StartError::Auth)?;
+        let auth = crate::auth::from_config(&config).map_err(StartError::Auth)?;
         let cluster = match &config.redis {
             Some(url) => {
                 let settings =

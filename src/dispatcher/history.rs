@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 
 use crate::archivist::StoredChat;
-use crate::dispatcher::ConnId;
+use crate::ids::ConnId;
 use crate::protocol::{self, Login};
 
 /// What the history of a login is, or how to get it.

@@ -9,6 +9,8 @@
 //! bytes: a broadcast to a thousand users is serialized and framed one time
 //! and the same bytes are queued for all of them.
 
+pub mod rooms;
+
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -16,6 +18,8 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 
 use crate::config::MAX_USERNAME_CHARS;
+
+pub use rooms::{LOBBY, RoomSummary, room_from_path, valid_room_name};
 
 /// Encoded WebSocket frames (one or several), shared by every recipient's
 /// queue. Server frames are unmasked and this server negotiates no

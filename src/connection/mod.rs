@@ -27,6 +27,10 @@
 //! user would stay in everyone's list. `ReaderGuard` sends the event from its
 //! `Drop`, so it is sent on a clean close, on an error and on a panic alike.
 
+pub mod rate_limit;
+pub mod session;
+pub mod writer;
+
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -43,21 +47,21 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
-use crate::admin;
-use crate::api;
 use crate::archivist::Job;
 use crate::auth::AuthConfig;
 use crate::config::{
     ADMISSION_TIMEOUT, Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES,
 };
-use crate::dispatcher::{ConnId, Event};
+use crate::dispatcher::Event;
 use crate::http::{self, HeadError, Route};
+use crate::http::{admin, api};
+use crate::ids::ConnId;
 use crate::metrics::{CloseReason, HandshakeStatus, MessageKind, Metrics};
+use crate::net::is_timeout;
 use crate::outbox::{self, Outbox};
 use crate::protocol::{self, Refusal, Request, TextLimits};
-use crate::rate_limit::{RateLimiter, Verdict};
-use crate::session::{Refused, SignIn};
-use crate::writer;
+use rate_limit::{RateLimiter, Verdict};
+use session::{Refused, SignIn};
 
 /// A chat text that makes the reader panic, in builds with the
 /// `fault-injection` feature; tests use it to show that one connection's
@@ -124,7 +128,12 @@ pub fn serve(
             respond(&socket, &response);
         }
         Route::Api(request) => {
-            let response = api::answer(request, &services, config, head.method == "GET");
+            let owners = api::Owners {
+                events: &services.events,
+                store: services.store.as_ref(),
+                signed: services.auth.is_some(),
+            };
+            let response = api::answer(request, &owners, config, head.method == "GET");
             log_response(id, &head, &response, &services.metrics);
             respond(&socket, &response);
         }
@@ -421,7 +430,7 @@ fn read_pump(
         }
         let message = match ws.read() {
             Ok(message) => message,
-            Err(WsError::Io(e)) if writer::is_timeout(&e) => {
+            Err(WsError::Io(e)) if is_timeout(&e) => {
                 let silence = last_heard.elapsed();
                 if silence >= config.idle_timeout {
                     info!("conn {id}: dropped: silent for {silence:?}");

@@ -33,7 +33,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -44,7 +43,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::config::{JWT_LEEWAY, MAX_TOKEN_TTL, MIN_JWT_SECRET_BYTES, MIN_RSA_KEY_BITS};
+use crate::config::{Config, JWT_LEEWAY, MIN_JWT_SECRET_BYTES, MIN_RSA_KEY_BITS, check_ttl};
+pub use crate::config::{Secret, parse_ttl};
 use crate::protocol::validate_username;
 
 /// The environment variable that may hold the HS256 secret.
@@ -53,38 +53,6 @@ pub const JWT_SECRET_ENV: &str = "THREADCHAT_JWT_SECRET";
 /// Most characters of a token's `alg` quoted back in a refusal: the header
 /// is the sender's text, and a refusal should not carry much of it.
 const ALG_QUOTE_CHARS: usize = 16;
-
-/// An HS256 secret. Its `Debug` form never shows the bytes.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(bytes: Vec<u8>) -> Secret {
-        Secret(bytes)
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// So that a command-line flag can be parsed straight into a `Secret`.
-impl FromStr for Secret {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Secret, String> {
-        if text.is_empty() {
-            return Err("the JWT secret is empty".to_string());
-        }
-        Ok(Secret(text.as_bytes().to_vec()))
-    }
-}
 
 /// A token as a client sent it, for code that has to keep one around (a
 /// parsed login request). Its `Debug` form never shows the token.
@@ -613,46 +581,47 @@ pub fn mint(
     .map_err(|e| format!("cannot sign the token: {e}"))
 }
 
-fn check_ttl(ttl: Duration) -> Result<(), String> {
-    if ttl.as_secs() == 0 {
-        return Err("a token's lifetime must be at least 1 second".to_string());
+/// The HS256 secret the flags give, from exactly one of `--jwt-secret`,
+/// `--jwt-secret-file` or the environment (`JWT_SECRET_ENV`).
+pub fn secret_of(config: &Config) -> Result<Option<Secret>, String> {
+    if let Some(secret) = &config.jwt_secret {
+        if config.jwt_secret_file.is_some() {
+            return Err("give the JWT secret once: --jwt-secret or --jwt-secret-file".into());
+        }
+        return Ok(Some(secret.clone()));
     }
-    if ttl > MAX_TOKEN_TTL {
-        return Err(format!(
-            "a token's lifetime is at most {} days",
-            MAX_TOKEN_TTL.as_secs() / 86_400
-        ));
-    }
-    Ok(())
+    let env = std::env::var(JWT_SECRET_ENV).ok();
+    secret_from(None, config.jwt_secret_file.as_deref(), env.as_deref())
 }
 
-/// A lifetime such as "90s", "15m", "2h", "1d" or plain seconds ("3600").
-pub fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "{text:?} is not a lifetime: use seconds, or a number followed by s, m, h or d \
-             (90s, 15m, 2h, 1d)"
-        )
+/// How logins are checked: `None` when sign-in is off (no secret, no
+/// key), else the verifier built from the flags. A bad key or secret is
+/// an error naming it (the file, never the secret).
+pub fn from_config(config: &Config) -> Result<Option<AuthConfig>, String> {
+    let secret = secret_of(config)?;
+    let auth = match (secret, &config.jwt_public_key) {
+        (Some(_), Some(_)) => {
+            return Err("give either a JWT secret or --jwt-public-key, not both".into());
+        }
+        (Some(secret), None) => {
+            if let Some(warning) = weak_secret_warning(secret.as_bytes()) {
+                log::warn!("{warning}");
+            }
+            AuthConfig::hs256(secret.as_bytes())?
+        }
+        (None, Some(path)) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))?;
+            AuthConfig::from_public_key_pem(&pem)
+                .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?
+        }
+        (None, None) => return Ok(None),
     };
-    let trimmed = text.trim();
-    let (number, unit_secs) = match trimmed.char_indices().last() {
-        Some((i, 's')) => (&trimmed[..i], 1),
-        Some((i, 'm')) => (&trimmed[..i], 60),
-        Some((i, 'h')) => (&trimmed[..i], 3600),
-        Some((i, 'd')) => (&trimmed[..i], 86_400),
-        _ => (trimmed, 1),
-    };
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let secs = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_secs))
-        .ok_or_else(bad)?;
-    let ttl = Duration::from_secs(secs);
-    check_ttl(ttl)?;
-    Ok(ttl)
+    Ok(Some(
+        auth.with_issuer(config.jwt_issuer.clone())
+            .with_audience(config.jwt_audience.clone())
+            .with_leeway(config.jwt_leeway),
+    ))
 }
 
 /// The HS256 secret from exactly one of: the flag's value, a file (its
@@ -726,6 +695,7 @@ fn warn_if_others_can_read(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MAX_TOKEN_TTL;
 
     const SECRET: &[u8] = b"unit-test-secret-unit-test-secret-0123";
 
@@ -914,16 +884,16 @@ mod tests {
 
     #[test]
     fn public_keys_of_other_kinds_are_refused_clearly() {
-        let private = include_bytes!("../tests/fixtures/auth/rsa_private.pem");
+        let private = include_bytes!("../../tests/fixtures/auth/rsa_private.pem");
         let err = AuthConfig::from_public_key_pem(private).unwrap_err();
         assert!(err.contains("private key"), "{err}");
         let err = AuthConfig::from_public_key_pem(include_bytes!(
-            "../tests/fixtures/auth/ec_p256_public.pem"
+            "../../tests/fixtures/auth/ec_p256_public.pem"
         ))
         .unwrap_err();
         assert!(err.contains("not an RSA or Ed25519"), "{err}");
         let err = AuthConfig::from_public_key_pem(include_bytes!(
-            "../tests/fixtures/auth/rsa1024_public.pem"
+            "../../tests/fixtures/auth/rsa1024_public.pem"
         ))
         .unwrap_err();
         assert!(err.contains("1024 bits"), "{err}");
@@ -935,21 +905,21 @@ mod tests {
 
     #[test]
     fn public_key_type_decides_the_algorithm() {
-        let rsa = include_bytes!("../tests/fixtures/auth/rsa_public.pem");
+        let rsa = include_bytes!("../../tests/fixtures/auth/rsa_public.pem");
         assert_eq!(
             AuthConfig::from_public_key_pem(rsa)
                 .unwrap()
                 .algorithm_name(),
             "RS256"
         );
-        let rsa1 = include_bytes!("../tests/fixtures/auth/rsa_public_pkcs1.pem");
+        let rsa1 = include_bytes!("../../tests/fixtures/auth/rsa_public_pkcs1.pem");
         assert_eq!(
             AuthConfig::from_public_key_pem(rsa1)
                 .unwrap()
                 .algorithm_name(),
             "RS256"
         );
-        let ed = include_bytes!("../tests/fixtures/auth/ed25519_public.pem");
+        let ed = include_bytes!("../../tests/fixtures/auth/ed25519_public.pem");
         assert_eq!(
             AuthConfig::from_public_key_pem(ed)
                 .unwrap()

@@ -16,8 +16,8 @@ use crate::archivist::Job;
 use crate::config::{Config, STATS_TIMEOUT};
 use crate::dispatcher::Event;
 use crate::http::{self, AdminRequest};
+use crate::metrics::stats::{Limits, Snapshot};
 use crate::metrics::{self, GaugeValues, Metrics};
-use crate::stats::{Limits, Snapshot};
 
 /// What the endpoints read.
 pub struct Context<'a> {

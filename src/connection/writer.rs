@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 use crate::config::WRITE_POLL_INTERVAL;
+use crate::ids::ConnId;
 use crate::metrics::Metrics;
+use crate::net::is_timeout;
 use crate::outbox::{Inbox, Outbound, Shared};
 use crate::protocol::Frame;
 
@@ -37,13 +39,13 @@ enum WriteError {
 /// Runs the pump until the queue is finished, every sender is gone, or the
 /// socket fails; then shuts the socket down, which also wakes the reader.
 pub fn run(
-    id: u64,
+    id: ConnId,
     inbox: Inbox,
     write_timeout: Duration,
     max_batch: usize,
     metrics: Arc<Metrics>,
 ) {
-    let _alive = metrics.writer_alive(); // [metrics integration]
+    let _alive = metrics.writer_alive();
     let shared = &*inbox.shared;
     let socket = &*shared.socket;
     // Belt and braces: the socket is shut down even if this thread panics.
@@ -114,7 +116,7 @@ fn write_batch(
         match socket.write_vectored(remaining) {
             Ok(0) => return Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
             Ok(written) => {
-                metrics.written(written as u64); // [metrics integration]
+                metrics.written(written as u64);
                 IoSlice::advance_slices(&mut remaining, written);
                 deadline = Instant::now() + timeout;
             }
@@ -140,15 +142,6 @@ fn say_last_words(shared: &Shared) {
     if let Some(frame) = shared.last_words() {
         let _ = (&*shared.socket).write(frame);
     }
-}
-
-/// A blocking socket with a timeout reports it as `WouldBlock` on Unix and
-/// `TimedOut` elsewhere.
-pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 struct ShutdownOnDrop<'a>(&'a TcpStream);

@@ -27,11 +27,12 @@
 //! server runs with `--inside-names`.
 
 use std::collections::VecDeque;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::metrics::{CloseReason, GaugeValues, Metrics, process_threads};
+use super::{CloseReason, GaugeValues, Metrics, process_threads};
+use crate::ids::{ConnId, now_ms};
 
 /// The answer to `GET /api/stats`.
 #[derive(Debug, Clone, Serialize)]
@@ -99,7 +100,7 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxView {
     /// The connection id (as in the server's log).
-    pub conn: u64,
+    pub conn: ConnId,
     /// Its user, only with `--inside-names` and once logged in.
     pub user: Option<String>,
     pub room: String,
@@ -112,7 +113,7 @@ pub struct OutboxView {
 /// A connection the server dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DropView {
-    pub conn: u64,
+    pub conn: ConnId,
     /// Its user, only with `--inside-names` and if it had logged in.
     pub user: Option<String>,
     pub room: String,
@@ -181,7 +182,7 @@ impl Snapshot {
 /// clients clones ten names, not ten thousand.
 ///
 /// ```
-/// # use threadchat::stats::{Fullest, Limits, OutboxView};
+/// # use threadchat::metrics::stats::{Fullest, Limits, OutboxView};
 /// let limits = Limits { messages: 100, bytes: 1000 };
 /// let mut top = Fullest::new(1, limits);
 /// for (conn, messages) in [(1, 5), (2, 50), (3, 0)] {
@@ -285,13 +286,6 @@ impl RecentDrops {
     pub fn newest_first(&self) -> Vec<DropView> {
         self.drops.iter().rev().cloned().collect()
     }
-}
-
-/// The wall clock in milliseconds since the Unix epoch, for `at_ms`.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use log::{info, warn};
 
 use crate::auth::AuthConfig;
 use crate::config::MAX_LOGIN_FAILURES;
-use crate::dispatcher::ConnId;
+use crate::ids::ConnId;
 use crate::protocol::{Login, Refusal};
 
 /// Shortest read timeout set while waiting for an expiry (the OS refuses

@@ -13,28 +13,36 @@
 //! the dispatcher a lock on every login and leave, to serve a request that
 //! is rare; asking is cheaper, and it keeps one owner per piece of state.
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use log::warn;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::archivist::Job;
 use crate::config::{API_TIMEOUT, Config};
-use crate::connection::Services;
-use crate::dispatcher::{Event, RoomSummary};
+use crate::dispatcher::Event;
 use crate::http::{self, ApiRequest};
+use crate::protocol::RoomSummary;
+
+/// The owners it may ask: the dispatcher (`events`) and, with history on,
+/// the archivist (`store`); `signed` says whether sign-in is on.
+pub struct Owners<'a> {
+    pub events: &'a Sender<Event>,
+    pub store: Option<&'a Sender<Job>>,
+    pub signed: bool,
+}
 
 /// Answers one API request; returns the complete HTTP response.
 pub fn answer(
     request: ApiRequest,
-    services: &Services,
+    owners: &Owners,
     config: &Config,
     include_body: bool,
 ) -> Vec<u8> {
     match request {
         ApiRequest::Rooms => {
             let (reply, answer) = crossbeam_channel::bounded(1);
-            if services.events.send(Event::ListRooms { reply }).is_err() {
+            if owners.events.send(Event::ListRooms { reply }).is_err() {
                 return unavailable("the chat is stopping");
             }
             #[derive(Serialize)]
@@ -51,7 +59,7 @@ pub fn answer(
             before,
             limit,
         } => {
-            let Some(store) = &services.store else {
+            let Some(store) = owners.store else {
                 return http::status_response("404 Not Found", "history is off on this server");
             };
             if config.mutual_follows {
@@ -117,11 +125,7 @@ pub fn answer(
             let info = Info {
                 cluster: config.redis.as_ref().map(|_| config.cluster.as_str()),
                 node: config.node.as_deref(),
-                auth: if services.auth.is_some() {
-                    "jwt"
-                } else {
-                    "none"
-                },
+                auth: if owners.signed { "jwt" } else { "none" },
                 history: config.history,
                 room_name_pattern: "^[a-z0-9_-]{1,32}$",
             };

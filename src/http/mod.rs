@@ -11,6 +11,9 @@
 //! headers, hash one key, answer. The request head itself is parsed by
 //! `httparse`, a small, well-fuzzed parser, rather than by hand.
 
+pub mod admin;
+pub mod api;
+
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -18,17 +21,17 @@ use std::time::{Duration, Instant};
 use tungstenite::handshake::derive_accept_key;
 
 use crate::config::{HISTORY_PAGE_MAX, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
-use crate::room;
+use crate::protocol;
 
 /// The browser client, compiled in.
-const INDEX_HTML: &str = include_str!("../client/index.html");
-const CLIENT_JS: &str = include_str!("../client/client.js");
-const INDEX_CSS: &str = include_str!("../client/index.css");
+const INDEX_HTML: &str = include_str!("../../client/index.html");
+const CLIENT_JS: &str = include_str!("../../client/client.js");
+const INDEX_CSS: &str = include_str!("../../client/index.css");
 
 /// [metrics integration] The live view of the server's insides (`/inside`).
-const INSIDE_HTML: &str = include_str!("../client/inside.html");
-const INSIDE_JS: &str = include_str!("../client/inside.js");
-const INSIDE_CSS: &str = include_str!("../client/inside.css");
+const INSIDE_HTML: &str = include_str!("../../client/inside.html");
+const INSIDE_JS: &str = include_str!("../../client/inside.js");
+const INSIDE_CSS: &str = include_str!("../../client/inside.css");
 
 /// The live view loads its own files and fetches `/api/stats`, nothing else.
 const INSIDE_SECURITY_POLICY: &str =
@@ -149,7 +152,7 @@ pub fn read_request_head(
         match socket.read(&mut chunk) {
             Ok(0) => return Err(HeadError::Closed),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if crate::writer::is_timeout(&e) => continue,
+            Err(e) if crate::net::is_timeout(&e) => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(HeadError::Io(e)),
         }
@@ -196,7 +199,7 @@ fn messages_request(path: &str, query: &str) -> Option<Result<ApiRequest, String
         .strip_prefix("/api/rooms/")?
         .strip_suffix("/messages")?;
     let parse = || -> Result<ApiRequest, String> {
-        let room = room::valid_room_name(name)?;
+        let room = protocol::valid_room_name(name)?;
         let (mut before, mut limit) = (None, DEFAULT_PAGE);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -226,7 +229,7 @@ fn messages_request(path: &str, query: &str) -> Option<Result<ApiRequest, String
 /// Decides what a request gets. `allowed_origins` empty means any origin.
 pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
     if head.is_websocket_upgrade() {
-        let room = match room::room_from_path(&head.path) {
+        let room = match protocol::room_from_path(&head.path) {
             Ok(room) => room,
             Err(why) => return Route::Respond(status_response("404 Not Found", &why)),
         };
@@ -263,7 +266,7 @@ pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
         "/api/rooms" => return Route::Api(ApiRequest::Rooms),
         "/api/info" => return Route::Api(ApiRequest::Info),
         // Each room's page is the chat page; it reads its room from its URL.
-        _ if path.starts_with("/r/") => match room::room_from_path(path) {
+        _ if path.starts_with("/r/") => match protocol::room_from_path(path) {
             Ok(_) => ("text/html; charset=utf-8", INDEX_HTML),
             Err(why) => return Route::Respond(status_response("404 Not Found", &why)),
         },

@@ -1,0 +1,322 @@
+//! The command line: every flag, its default (a constant of `limits.rs`),
+//! and how its text is read.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::Secret;
+use super::limits::*;
+
+/// How the server is run. `threadchat --help` documents each flag; the
+/// defaults are the constants above.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "threadchat",
+    version,
+    about = "A WebSocket chat server on plain threads and channels"
+)]
+pub struct Config {
+    /// Address to listen on; 0.0.0.0 shares the chat on your network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one) [default: $PORT, else $WS_PORT, else 8081]
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    pub log_level: log::LevelFilter,
+
+    /// Largest WebSocket message in bytes; larger ones close the connection with 1009.
+    #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Longest chat text in characters.
+    #[arg(long, default_value_t = DEFAULT_MAX_CHAT_CHARS)]
+    pub max_chat_chars: usize,
+
+    /// Messages per second per connection (burst twice that); 0 turns the limit off.
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT)]
+    pub rate_limit: u32,
+
+    /// Most messages waiting for one client before it is dropped as too slow.
+    #[arg(long, default_value_t = DEFAULT_OUTBOUND_MESSAGES)]
+    pub outbound_messages: usize,
+
+    /// Most bytes waiting for one client before it is dropped as too slow.
+    #[arg(long, default_value_t = DEFAULT_OUTBOUND_BYTES)]
+    pub outbound_bytes: usize,
+
+    /// Seconds a connection has to complete its HTTP request.
+    #[arg(long, value_parser = parse_seconds, default_value = "10")]
+    pub handshake_timeout: Duration,
+
+    /// Seconds of client silence before the server sends a ping.
+    #[arg(long, value_parser = parse_seconds, default_value = "30")]
+    pub ping_interval: Duration,
+
+    /// Seconds of client silence after which the connection is dropped.
+    #[arg(long, value_parser = parse_seconds, default_value = "60")]
+    pub idle_timeout: Duration,
+
+    /// Seconds a write may stay blocked, the client taking nothing, before it is dropped.
+    #[arg(long, value_parser = parse_seconds, default_value = "10")]
+    pub write_timeout: Duration,
+
+    /// Most connections at once; more are answered with HTTP 503.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Most rooms at once; a handshake that would open one more gets HTTP 503.
+    #[arg(long, default_value_t = DEFAULT_MAX_ROOMS)]
+    pub max_rooms: usize,
+
+    /// Chats shown to a newcomer to a room; 0 turns history (and the store) off.
+    #[arg(long, default_value_t = DEFAULT_HISTORY)]
+    pub history: usize,
+
+    /// Most chats sent to a client that reconnects with "since".
+    #[arg(long, default_value_t = DEFAULT_HISTORY_MAX)]
+    pub history_max: usize,
+
+    /// Chats kept per room in the store; older ones are deleted.
+    #[arg(long, default_value_t = DEFAULT_RETAIN)]
+    pub retain: usize,
+
+    /// The SQLite history file (":memory:" keeps history for this process only).
+    #[arg(long, default_value = DEFAULT_DB)]
+    pub db: String,
+
+    /// Several nodes as one chat: the Redis they share (redis://host:port/).
+    /// History then lives in Redis, not in --db.
+    #[arg(long, env = "THREADCHAT_REDIS")]
+    pub redis: Option<String>,
+
+    /// With --redis: the name of this chat in Redis (several can share one).
+    #[arg(long, default_value = DEFAULT_CLUSTER, value_parser = parse_cluster_name)]
+    pub cluster: String,
+
+    /// Make every commit reach the disk before its chats are sent (survives power loss).
+    #[arg(long)]
+    pub fsync: bool,
+
+    /// Tuning: most bytes of broadcasts gathered into one shared buffer (0: none).
+    #[arg(long, default_value_t = DEFAULT_BROADCAST_BATCH_BYTES)]
+    pub broadcast_batch_bytes: usize,
+
+    /// Tuning: most queued buffers written with one system call (1: one each).
+    #[arg(long, default_value_t = DEFAULT_WRITE_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub write_batch: usize,
+
+    /// Origin allowed to open the chat (repeat the flag for several);
+    /// by default every origin is, so the page also works from file://.
+    #[arg(long = "allowed-origin")]
+    pub allowed_origins: Vec<String>,
+
+    /// Sign-in: the HS256 secret tokens are signed with (or --jwt-secret-file,
+    /// or $THREADCHAT_JWT_SECRET). Logins must then carry a token.
+    #[arg(long, global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Sign-in: a file holding the HS256 secret.
+    #[arg(long, global = true)]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Sign-in: a PEM public key (RSA for RS256, Ed25519 for EdDSA) instead of a secret.
+    #[arg(long)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Sign-in: the issuer (`iss`) tokens must name.
+    #[arg(long, global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// Sign-in: the audience (`aud`) tokens must name.
+    #[arg(long, global = true)]
+    pub jwt_audience: Option<String>,
+
+    /// Sign-in: seconds of clock skew allowed when checking exp and nbf.
+    #[arg(long, value_parser = parse_seconds, default_value = "30")]
+    pub jwt_leeway: Duration,
+
+    /// Sign-in: a chat reaches only users who follow the sender and whom the sender follows.
+    #[arg(long)]
+    pub mutual_follows: bool,
+
+    /// Show user names on /inside and in /api/stats (by default connection ids only).
+    #[arg(long)]
+    pub inside_names: bool,
+
+    /// Serve no /metrics, /healthz, /readyz, /api/stats or /inside.
+    #[arg(long)]
+    pub no_admin: bool,
+
+    /// Serve /metrics, /healthz, /readyz, /api/stats and /inside on this
+    /// address (host:port) instead of the chat port.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// With --redis: this node's id in the cluster, given at start-up (not a flag).
+    #[arg(skip)]
+    pub node: Option<String>,
+}
+
+/// What `threadchat` does besides serving.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Print a sign-in token for a user, signed with the configured secret.
+    Token {
+        /// The user's name (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid: 90s, 15m, 2h, 1d…
+        #[arg(long, value_parser = parse_ttl, default_value = "1h")]
+        ttl: Duration,
+        /// Users this one follows, comma-separated (the `follows` claim).
+        #[arg(long, value_delimiter = ',')]
+        follows: Option<Vec<String>>,
+    },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".to_string(),
+            port: None,
+            log_level: log::LevelFilter::Info,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_chat_chars: DEFAULT_MAX_CHAT_CHARS,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            outbound_messages: DEFAULT_OUTBOUND_MESSAGES,
+            outbound_bytes: DEFAULT_OUTBOUND_BYTES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_rooms: DEFAULT_MAX_ROOMS,
+            history: DEFAULT_HISTORY,
+            history_max: DEFAULT_HISTORY_MAX,
+            retain: DEFAULT_RETAIN,
+            db: DEFAULT_DB.to_string(),
+            fsync: false,
+            redis: None,
+            cluster: DEFAULT_CLUSTER.to_string(),
+            broadcast_batch_bytes: DEFAULT_BROADCAST_BATCH_BYTES,
+            write_batch: DEFAULT_WRITE_BATCH,
+            allowed_origins: Vec::new(),
+            jwt_secret: None,
+            jwt_secret_file: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: JWT_LEEWAY,
+            mutual_follows: false,
+            inside_names: false,
+            no_admin: false,
+            admin_listen: None,
+            command: None,
+            node: None,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration for tests: an ephemeral port on loopback, history in
+    /// memory (no file left behind), otherwise the defaults.
+    pub fn ephemeral() -> Self {
+        Config {
+            port: Some(0),
+            db: ":memory:".to_string(),
+            ..Config::default()
+        }
+    }
+
+    /// The port to bind: the flag, else `PORT`, else `WS_PORT`, else 8081.
+    pub fn resolved_port(&self) -> Result<u16, String> {
+        if let Some(port) = self.port {
+            return Ok(port);
+        }
+        for var in ["PORT", "WS_PORT"] {
+            if let Ok(value) = std::env::var(var) {
+                return value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{var}={value:?} is not a port number"));
+            }
+        }
+        Ok(DEFAULT_PORT)
+    }
+}
+
+/// Durations on the command line are seconds, fractions allowed (`0.5`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// A `--cluster` name: 1 to 32 of a-z, 0-9, - and _ (it starts every key).
+fn parse_cluster_name(text: &str) -> Result<String, String> {
+    let ok = (1..=32).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a cluster name: use 1 to 32 of a-z, 0-9, - and _"
+        ))
+    }
+}
+
+/// A token lifetime `threadchat token` may sign: a second to `MAX_TOKEN_TTL`.
+pub fn check_ttl(ttl: Duration) -> Result<(), String> {
+    if ttl.as_secs() == 0 {
+        return Err("a token's lifetime must be at least 1 second".to_string());
+    }
+    if ttl > MAX_TOKEN_TTL {
+        return Err(format!(
+            "a token's lifetime is at most {} days",
+            MAX_TOKEN_TTL.as_secs() / 86_400
+        ));
+    }
+    Ok(())
+}
+
+/// A lifetime such as "90s", "15m", "2h", "1d" or plain seconds ("3600"),
+/// for `threadchat token --ttl`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a lifetime: use seconds, or a number followed by s, m, h or d \
+             (90s, 15m, 2h, 1d)"
+        )
+    };
+    let trimmed = text.trim();
+    let (number, unit_secs) = match trimmed.char_indices().last() {
+        Some((i, 's')) => (&trimmed[..i], 1),
+        Some((i, 'm')) => (&trimmed[..i], 60),
+        Some((i, 'h')) => (&trimmed[..i], 3600),
+        Some((i, 'd')) => (&trimmed[..i], 86_400),
+        _ => (trimmed, 1),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let secs = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_secs))
+        .ok_or_else(bad)?;
+    let ttl = Duration::from_secs(secs);
+    check_ttl(ttl)?;
+    Ok(ttl)
+}
