@@ -55,10 +55,10 @@ impl Running {
             .expect("archivist alive");
     }
 
-    fn append(&self, room: &str, tag: u64, text: &str) {
+    fn append(&self, room: &str, conn: u64, text: &str) {
         self.send(Job::Append {
             room: room.to_string(),
-            tag,
+            conn,
             json: chat_json(room, text).into_bytes(),
         });
     }
@@ -100,12 +100,12 @@ impl Running {
     fn since(&self, room: &str, after: u64) -> (Vec<StoredChat>, bool) {
         self.send(Job::Since {
             room: room.to_string(),
-            tag: 99,
+            conn: 99,
             after,
         });
         match self.next() {
             Archived::SinceLoaded {
-                tag: 99,
+                conn: 99,
                 chats,
                 complete,
                 ..
@@ -219,15 +219,15 @@ fn the_stored_text_is_exactly_the_broadcast_text() {
         let archive = Running::start(&config(&path));
         archive.send(Job::Append {
             room: "lobby".to_string(),
-            tag: 42,
+            conn: 42,
             json: json.clone().into_bytes(),
         });
         let Archived::Committed(mut batch) = archive.next() else {
             panic!("expected a commit")
         };
         assert_eq!(batch.len(), 1);
-        let (room, tag, chat) = batch.remove(0);
-        assert_eq!((room.as_str(), tag), ("lobby", 42));
+        let (room, conn, chat) = batch.remove(0);
+        assert_eq!((room.as_str(), conn), ("lobby", 42));
         let expected = format!("{},\"id\":1,\"ts\":{}}}", &json[..json.len() - 1], chat.ts);
         assert_eq!(std::str::from_utf8(&chat.json).unwrap(), expected);
         let now = std::time::SystemTime::now()
@@ -545,7 +545,7 @@ fn a_read_is_answered_after_the_appends_sent_before_it_are_committed() {
         archive.append("a", 2, "y");
         archive.send(Job::Since {
             room: "a".to_string(),
-            tag: 1000 + round,
+            conn: 1000 + round,
             after: last,
         });
         archive.append("a", 3, "z");
@@ -554,11 +554,11 @@ fn a_read_is_answered_after_the_appends_sent_before_it_are_committed() {
             match archive.next() {
                 Archived::Committed(batch) => committed_before.extend(batch.iter().map(|b| b.1)),
                 Archived::SinceLoaded {
-                    tag,
+                    conn,
                     chats,
                     complete,
                     ..
-                } => break (tag, ids(&chats), complete),
+                } => break (conn, ids(&chats), complete),
                 other => panic!("unexpected {other:?}"),
             }
         };
@@ -594,7 +594,7 @@ fn a_chat_that_is_not_a_json_object_fails_and_takes_no_id() {
     let archive = Running::start(&config(&dir.path().join("h.db")));
     archive.send(Job::Append {
         room: "a".to_string(),
-        tag: 5,
+        conn: 5,
         json: b"\"just a string\"".to_vec(),
     });
     match archive.next() {
@@ -732,7 +732,7 @@ fn write_until_killed(path: &Path) {
             let json = chat_json(room, &format!("message {n}"));
             jobs.send(Job::Append {
                 room: room.to_string(),
-                tag: n,
+                conn: n,
                 json: json.into_bytes(),
             })
             .unwrap();

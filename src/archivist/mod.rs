@@ -59,6 +59,7 @@ use crate::config::{
     ARCHIVE_IDLE, ARCHIVE_JOBS_PER_TRANSACTION, DEFAULT_HISTORY_MAX, DEFAULT_RETAIN,
     RETENTION_EVERY_COMMITS, RETENTION_ROWS_PER_PASS,
 };
+use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use sqlite::{Append, Store};
 
@@ -144,8 +145,8 @@ pub struct StoredChat {
     pub json: Bytes,
 }
 
-/// Work for the archivist. A `tag` is opaque here: the dispatcher's way to
-/// route the answer (a connection id).
+/// Work for the archivist. A `conn` only routes the answer back (to the
+/// connection that sent the chat or asked): the archivist never looks at it.
 #[derive(Debug)]
 pub enum Job {
     /// Store a chat. `json` is the chat object's text without id and ts,
@@ -153,7 +154,7 @@ pub enum Job {
     /// and stores and reports exactly that text.
     Append {
         room: String,
-        tag: u64,
+        conn: ConnId,
         json: Vec<u8>,
     },
     /// The room's newest `recent` chats (at most `history_max`) and its last
@@ -161,7 +162,11 @@ pub enum Job {
     Load { room: String, recent: usize },
     /// The chats after the id `after` (at most `history_max`, the newest),
     /// for a client that reconnects.
-    Since { room: String, tag: u64, after: u64 },
+    Since {
+        room: String,
+        conn: ConnId,
+        after: u64,
+    },
     /// Older chats for the HTTP endpoint, answered on `reply`: those before
     /// the id `before` (or the newest), at most `limit` (and 200), oldest
     /// first.
@@ -180,11 +185,11 @@ pub enum Job {
 #[derive(Debug)]
 pub enum Archived {
     /// Chats committed by one transaction, in commit order (per room that is
-    /// id order): (room, tag, chat).
-    Committed(Vec<(String, u64, StoredChat)>),
+    /// id order): (room, conn, chat).
+    Committed(Vec<(String, ConnId, StoredChat)>),
     /// Chats that could not be stored (disk full, I/O error, not a JSON
-    /// object): (room, tag, reason). They got no id and must not be sent.
-    Failed(Vec<(String, u64, String)>),
+    /// object): (room, conn, reason). They got no id and must not be sent.
+    Failed(Vec<(String, ConnId, String)>),
     /// The answer to `Load`; on a read error it is empty (and logged).
     Loaded {
         room: String,
@@ -196,7 +201,7 @@ pub enum Archived {
     /// deleted by retention), or they could not be read.
     SinceLoaded {
         room: String,
-        tag: u64,
+        conn: ConnId,
         chats: Vec<StoredChat>,
         complete: bool,
     },
@@ -294,7 +299,7 @@ impl<E: From<Archived>> Archivist<E> {
     /// commits what waits, then is answered.
     fn take(&mut self, job: Job) {
         match job {
-            Job::Append { room, tag, json } => self.pending.push(Append { room, tag, json }),
+            Job::Append { room, conn, json } => self.pending.push(Append { room, conn, json }),
             Job::Load { room, recent } => {
                 self.commit();
                 let (last_id, recent) = self.store.recent(&room, recent).unwrap_or_else(|e| {
@@ -307,7 +312,7 @@ impl<E: From<Archived>> Archivist<E> {
                     recent,
                 });
             }
-            Job::Since { room, tag, after } => {
+            Job::Since { room, conn, after } => {
                 self.commit();
                 let (chats, complete) = self.store.since(&room, after).unwrap_or_else(|e| {
                     error!("history of room {room:?} could not be read: {e}");
@@ -315,7 +320,7 @@ impl<E: From<Archived>> Archivist<E> {
                 });
                 self.send(Archived::SinceLoaded {
                     room,
-                    tag,
+                    conn,
                     chats,
                     complete,
                 });
@@ -414,10 +419,10 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(10);
 
-    fn chat(room: &str, tag: u64) -> Job {
+    fn chat(room: &str, conn: ConnId) -> Job {
         Job::Append {
             room: room.to_string(),
-            tag,
+            conn,
             json: br#"{"type":"chat","text":"hi"}"#.to_vec(),
         }
     }
@@ -427,8 +432,8 @@ mod tests {
         let archive = open(&ArchiveConfig::new(":memory:")).unwrap();
         let (jobs, jobs_rx) = crossbeam_channel::unbounded();
         let (events_tx, events) = crossbeam_channel::unbounded::<Archived>();
-        for tag in 0..(ARCHIVE_JOBS_PER_TRANSACTION as u64 + 10) {
-            jobs.send(chat("a", tag)).unwrap();
+        for conn in 0..(ARCHIVE_JOBS_PER_TRANSACTION as u64 + 10) {
+            jobs.send(chat("a", conn)).unwrap();
         }
         let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
         let mut sizes = Vec::new();
@@ -453,8 +458,8 @@ mod tests {
         let (jobs, jobs_rx) = crossbeam_channel::unbounded();
         let (events_tx, events) = crossbeam_channel::unbounded::<Archived>();
         let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
-        for tag in 0..500 {
-            jobs.send(chat("a", tag)).unwrap();
+        for conn in 0..500 {
+            jobs.send(chat("a", conn)).unwrap();
         }
         let mut committed = 0;
         while committed < 500 {

@@ -24,7 +24,7 @@ use super::{ArchiveConfig, ArchiveError, ArchiveErrorKind, StoredChat};
 use crate::config::{
     HISTORY_PAGE_MAX, WAL_CHECKPOINT_PAGES, WAL_CHECKPOINT_PAGES_FSYNC, WAL_SIZE_LIMIT_BYTES,
 };
-use crate::ids::now_ms;
+use crate::ids::{ConnId, now_ms};
 
 /// The schema, as steps: entry `i` takes a file from version `i` to `i + 1`
 /// (`PRAGMA user_version`). A version 2 is one more entry; a file is brought
@@ -55,15 +55,15 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// A chat waiting to be stored.
 pub struct Append {
     pub room: String,
-    pub tag: u64,
+    pub conn: ConnId,
     pub json: Vec<u8>,
 }
 
 /// What became of a batch of appends.
 #[derive(Default)]
 pub struct Outcome {
-    pub committed: Vec<(String, u64, StoredChat)>,
-    pub failed: Vec<(String, u64, String)>,
+    pub committed: Vec<(String, ConnId, StoredChat)>,
+    pub failed: Vec<(String, ConnId, String)>,
 }
 
 /// A room as the database knows it.
@@ -273,7 +273,7 @@ fn sql_int(value: u64) -> i64 {
 /// An append found to be a JSON object, cut before its final brace.
 struct Checked {
     room: String,
-    tag: u64,
+    conn: ConnId,
     /// The chat's text without the final `}`.
     body: String,
     /// What goes between the body and the added fields.
@@ -282,8 +282,8 @@ struct Checked {
 
 /// Checks that an append's text is a JSON object's (UTF-8, `{` ... `}`).
 /// A chat that is not is refused on its own, before it takes an id.
-fn check(append: Append) -> Result<Checked, (String, u64, String)> {
-    let Append { room, tag, json } = append;
+fn check(append: Append) -> Result<Checked, (String, ConnId, String)> {
+    let Append { room, conn, json } = append;
     let split = String::from_utf8(json)
         .map_err(|_| "the chat is not UTF-8 text")
         .and_then(|text| {
@@ -295,11 +295,11 @@ fn check(append: Append) -> Result<Checked, (String, u64, String)> {
     match split {
         Ok((body, separator)) => Ok(Checked {
             room,
-            tag,
+            conn,
             body,
             separator,
         }),
-        Err(reason) => Err((room, tag, reason.to_string())),
+        Err(reason) => Err((room, conn, reason.to_string())),
     }
 }
 
@@ -373,7 +373,7 @@ impl Store {
                 outcome.committed = valid
                     .into_iter()
                     .zip(chats)
-                    .map(|(append, chat)| (append.room, append.tag, chat))
+                    .map(|(append, chat)| (append.room, append.conn, chat))
                     .collect();
             }
             Err(error) => {
@@ -381,7 +381,7 @@ impl Store {
                 outcome.failed.extend(
                     valid
                         .into_iter()
-                        .map(|append| (append.room, append.tag, reason.clone())),
+                        .map(|append| (append.room, append.conn, reason.clone())),
                 );
             }
         }
@@ -598,7 +598,7 @@ mod tests {
         let appends = (0..n)
             .map(|i| Append {
                 room: room.to_string(),
-                tag: i as u64,
+                conn: i as u64,
                 json: format!(r#"{{"type":"chat","text":"{i}"}}"#).into_bytes(),
             })
             .collect();
@@ -626,11 +626,11 @@ mod tests {
         let refused = |json: &[u8]| {
             check(Append {
                 room: "a".into(),
-                tag: 3,
+                conn: 3,
                 json: json.to_vec(),
             })
             .err()
-            .map(|(_, tag, reason)| (tag, reason))
+            .map(|(_, conn, reason)| (conn, reason))
         };
         let not_object = Some((3, "the chat is not a JSON object".to_string()));
         assert_eq!(refused(b"[1]"), not_object);
@@ -716,12 +716,12 @@ mod tests {
         let outcome = store.append(vec![
             Append {
                 room: "a".into(),
-                tag: 1,
+                conn: 1,
                 json: b"not json".to_vec(),
             },
             Append {
                 room: "a".into(),
-                tag: 2,
+                conn: 2,
                 json: b"{}".to_vec(),
             },
         ]);
@@ -749,12 +749,12 @@ mod tests {
         let outcome = store.append(vec![
             Append {
                 room: "a".into(),
-                tag: 1,
+                conn: 1,
                 json: b"{}".to_vec(),
             },
             Append {
                 room: "a".into(),
-                tag: 2,
+                conn: 2,
                 json: big,
             },
         ]);

@@ -145,13 +145,15 @@ impl<E: From<Reply>> Courier<E> {
         let mut pending = Vec::new();
         for job in batch {
             match job {
-                Job::Append { room, tag, json } => {
+                Job::Append { room, conn, json } => {
                     if self.con.is_none() || self.resyncing {
-                        self.send(News::Unavailable { senders: vec![tag] });
+                        self.send(News::Unavailable {
+                            senders: vec![conn],
+                        });
                         continue;
                     }
-                    self.chat_command(&mut pipe, &room, tag, &json);
-                    pending.push(Pending { room, sender: tag });
+                    self.chat_command(&mut pipe, &room, conn, &json);
+                    pending.push(Pending { room, sender: conn });
                 }
                 read => {
                     self.store(&mut pipe, &mut pending);
@@ -235,14 +237,14 @@ impl<E: From<Reply>> Courier<E> {
                 }),
                 Err(e) => self.failed_read(e, Job::Load { room, recent }),
             },
-            Job::Since { room, tag, after } => match self.since(&room, after) {
+            Job::Since { room, conn, after } => match self.since(&room, after) {
                 Ok((chats, complete)) => self.send(Archived::SinceLoaded {
                     room,
-                    tag,
+                    conn,
                     chats,
                     complete,
                 }),
-                Err(e) => self.failed_read(e, Job::Since { room, tag, after }),
+                Err(e) => self.failed_read(e, Job::Since { room, conn, after }),
             },
             Job::Page {
                 room,
@@ -285,10 +287,10 @@ impl<E: From<Reply>> Courier<E> {
                 last_id: 0,
                 recent: Vec::new(),
             });
-        } else if let Job::Since { room, tag, .. } = job {
+        } else if let Job::Since { room, conn, .. } = job {
             self.send(Archived::SinceLoaded {
                 room,
-                tag,
+                conn,
                 chats: Vec::new(),
                 complete: false,
             });

@@ -46,7 +46,7 @@ impl Dispatcher {
         self.unarchived += 1;
         let _ = store.send(Job::Append {
             room,
-            tag: id,
+            conn: id,
             json,
         });
     }
@@ -128,24 +128,24 @@ impl Dispatcher {
             }
             Archived::SinceLoaded {
                 room,
-                tag,
+                conn,
                 chats,
                 complete,
             } => {
-                let Some(login) = self.clients.get_mut(&tag).and_then(|c| c.joining.take()) else {
+                let Some(login) = self.clients.get_mut(&conn).and_then(|c| c.joining.take()) else {
                     return; // gone meanwhile
                 };
                 if self.cluster.is_some() {
                     // The history is made when the claim comes back,
                     // from this answer and whatever the tail has by then.
-                    if let Some(client) = self.clients.get_mut(&tag) {
+                    if let Some(client) = self.clients.get_mut(&conn) {
                         client.earlier = Some((chats, complete));
                     }
-                    self.enter(tag, login, Some(Vec::new()));
+                    self.enter(conn, login, Some(Vec::new()));
                     return;
                 }
                 let json = history::history_message(&room, &chats, complete);
-                self.enter(tag, login, Some(json));
+                self.enter(conn, login, Some(json));
             }
         }
     }

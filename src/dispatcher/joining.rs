@@ -73,7 +73,7 @@ impl Dispatcher {
                 if let Some(store) = &self.store {
                     let _ = store.send(Job::Since {
                         room,
-                        tag: id,
+                        conn: id,
                         after,
                     });
                 }
