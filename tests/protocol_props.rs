@@ -4,7 +4,9 @@
 use proptest::prelude::*;
 use serde_json::json;
 use threadchat::http::parse_request_head;
-use threadchat::protocol::{Login, Request, TextLimits, parse_request, validate_username};
+use threadchat::protocol::{
+    Login, Request, RequestKind, TextLimits, parse_request, validate_username,
+};
 
 const LIMITS: TextLimits = TextLimits {
     max_chat_chars: 2000,
@@ -67,7 +69,7 @@ proptest! {
                 prop_assert!(!message.contains_key("username"));
             }
             Ok(other) => prop_assert!(false, "a chat parsed as {:?}", other),
-            Err(refusal) => prop_assert_eq!(refusal.request, Some("chat")),
+            Err(refusal) => prop_assert_eq!(refusal.request, Some(RequestKind::Chat)),
         }
     }
 

@@ -147,6 +147,10 @@ pub const DEFAULT_WRITE_BATCH: usize = 512;
 /// been disconnected meanwhile.
 pub const WRITE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Longest reason a close frame carries, in bytes: a control frame's
+/// payload is at most 125 bytes (RFC 6455, 5.5), 2 of them the close code.
+pub const MAX_CLOSE_REASON_BYTES: usize = 123;
+
 /// Most bytes of an unrecognised message quoted in the log.
 pub const LOG_PAYLOAD_CHARS: usize = 200;
 

@@ -43,14 +43,14 @@ use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::Frame as WsFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
 use crate::archivist::Job;
 use crate::auth::AuthConfig;
 use crate::config::{
-    ADMISSION_TIMEOUT, Config, LOG_PAYLOAD_CHARS, READ_BUFFER_BYTES, WRITER_STACK_BYTES,
+    ADMISSION_TIMEOUT, Config, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, READ_BUFFER_BYTES,
+    WRITER_STACK_BYTES,
 };
 use crate::dispatcher::Event;
 use crate::http::{self, HeadError, Route};
@@ -59,7 +59,7 @@ use crate::ids::ConnId;
 use crate::metrics::{CloseReason, HandshakeStatus, MessageKind, Metrics};
 use crate::net::is_timeout;
 use crate::outbox::{self, Outbox};
-use crate::protocol::{self, Refusal, Request, TextLimits};
+use crate::protocol::{self, Closing, Reason, Refusal, Request, TextLimits};
 use rate_limit::{RateLimiter, Verdict};
 use session::{Refused, SignIn};
 
@@ -374,8 +374,8 @@ impl Write for ReaderStream {
 enum Ending {
     /// The connection is over; nothing more to send.
     Closed,
-    /// Close it with this code and reason.
-    Close(CloseCode, String),
+    /// The server closes it, for this reason.
+    Close(Closing),
 }
 
 fn read_pump(
@@ -421,7 +421,7 @@ fn read_pump(
             let now = Instant::now();
             if session.expired(now) {
                 info!("conn {id}: closed: token expired");
-                break Ending::Close(CloseCode::Policy, "token expired".into());
+                break Ending::Close(Closing::TokenExpired);
             }
             let wanted = session.read_timeout(config.ping_interval, now);
             if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
@@ -434,7 +434,7 @@ fn read_pump(
                 let silence = last_heard.elapsed();
                 if silence >= config.idle_timeout {
                     info!("conn {id}: dropped: silent for {silence:?}");
-                    break Ending::Close(CloseCode::Away, "idle timeout".into());
+                    break Ending::Close(Closing::Idle);
                 }
                 if silence < config.ping_interval {
                     continue; // woken early, for the session's end
@@ -459,13 +459,13 @@ fn read_pump(
                         guard.metrics.received(MessageKind::of(kind));
                         let refusal = Refusal::new(
                             kind,
-                            "rate limit exceeded",
+                            Reason::RateLimit,
                             format!(
                                 "at most {} messages per second; this one was dropped",
                                 config.rate_limit
                             ),
                         );
-                        guard.metrics.refused(&refusal.error);
+                        guard.metrics.refused(refusal.reason);
                         if guard.outbox.push(refusal.to_frame()).is_err() {
                             break Ending::Closed;
                         }
@@ -473,24 +473,20 @@ fn read_pump(
                     }
                     Verdict::Expel => {
                         warn!("conn {id}: closed: kept exceeding the rate limit");
-                        break Ending::Close(CloseCode::Policy, "rate limit exceeded".into());
+                        break Ending::Close(Closing::RateLimit);
                     }
                 }
                 match handle_text(guard, &text, limits, sign_in.as_mut(), &mut limiter) {
                     Next::Go => {}
                     Next::Stop => break Ending::Closed,
-                    Next::Close(code, reason) => break Ending::Close(code, reason),
+                    Next::Close(closing) => break Ending::Close(closing),
                 }
             }
             Message::Binary(_) => {
                 warn!("conn {id}: binary message refused");
-                let refusal = Refusal::new(
-                    None,
-                    "binary messages are not supported",
-                    "send JSON in text messages",
-                );
+                let refusal = Refusal::new(None, Reason::Binary, "send JSON in text messages");
                 guard.metrics.received(MessageKind::Other);
-                guard.metrics.refused(&refusal.error);
+                guard.metrics.refused(refusal.reason);
                 if guard.outbox.push(refusal.to_frame()).is_err() {
                     break Ending::Closed;
                 }
@@ -503,22 +499,15 @@ fn read_pump(
     };
 
     guard.reason.set(match &ending {
-        Ending::Close(CloseCode::Away, _) => CloseReason::Idle,
-        Ending::Close(CloseCode::Policy, why) if why == "rate limit exceeded" => {
-            CloseReason::RateLimit
-        }
-        Ending::Close(CloseCode::Size, _) => CloseReason::Size,
-        Ending::Close(CloseCode::Protocol | CloseCode::Invalid, _) => CloseReason::ProtocolError,
-        Ending::Close(..) => CloseReason::Other,
+        Ending::Close(closing) => closing.counted_as(),
         Ending::Closed if shutting_down() => CloseReason::Shutdown,
         Ending::Closed => CloseReason::ClientClose,
     });
-    if let Ending::Close(code, reason) = ending {
-        // A close frame's payload is at most 125 bytes, 2 of them the code.
-        let reason = protocol::truncate_bytes(&reason, 123);
+    if let Ending::Close(closing) = ending {
+        let reason = closing.reason();
         let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason),
+            code: closing.code(),
+            reason: Utf8Bytes::from(protocol::truncate_bytes(&reason, MAX_CLOSE_REASON_BYTES)),
         };
         // Queues the close frame; the guard then finishes the writer's queue,
         // so it is written before the socket closes.
@@ -531,8 +520,8 @@ enum Next {
     Go,
     /// The client has to go (its queue is full, or the dispatcher is gone).
     Stop,
-    /// Close the connection with this code and reason.
-    Close(CloseCode, String),
+    /// Close the connection, for this reason.
+    Close(Closing),
 }
 
 /// Parses one text message and passes it on; a token login is checked here
@@ -551,25 +540,23 @@ fn handle_text(
         panic!("conn {id}: fault injection: reader panic requested");
     }
     let parsed = protocol::parse_request(text, limits);
-    guard.metrics.received(match &parsed {
-        Ok(Request::Login(_) | Request::TokenLogin { .. }) => MessageKind::Login,
-        Ok(Request::Chat { .. }) => MessageKind::Chat,
-        Ok(Request::Disconnect) => MessageKind::Disconnect,
-        Err(refusal) => MessageKind::of(refusal.request),
-    });
+    guard.metrics.received(MessageKind::of(match &parsed {
+        Ok(request) => Some(request.kind()),
+        Err(refusal) => refusal.request,
+    }));
     let checked = match (parsed, sign_in) {
         (Ok(Request::TokenLogin { token, since }), Some(session)) => {
             session.check(id, &token, since).map(Request::Login)
         }
         // A login the parser refused for want of a token counts as a
         // failed sign-in too.
-        (Err(refusal), Some(session)) if refusal.error == AUTH_FAILED => {
+        (Err(refusal), Some(session)) if refusal.reason == Reason::AuthenticationFailed => {
             session.refuse(id, &refusal.details).map(Request::Login)
         }
         (Err(refusal), _) => {
             warn!(
                 "conn {id}: refused ({}: {}): {}",
-                refusal.error,
+                refusal.reason.text(),
                 refusal.details,
                 loggable(text)
             );
@@ -583,8 +570,8 @@ fn handle_text(
             Err(_) => Next::Stop,
         },
         Err(Refused::TryAgain(refusal)) => {
-            guard.metrics.refused(&refusal.error);
-            if refusal.error == AUTH_FAILED {
+            guard.metrics.refused(refusal.reason);
+            if refusal.reason == Reason::AuthenticationFailed {
                 // Each failed sign-in costs a token of the rate limit too.
                 let _ = limiter.check(Instant::now());
             }
@@ -593,12 +580,9 @@ fn handle_text(
                 Err(_) => Next::Stop,
             }
         }
-        Err(Refused::Close) => Next::Close(CloseCode::Policy, "too many failed sign-ins".into()),
+        Err(Refused::Close) => Next::Close(Closing::SignInFailures),
     }
 }
-
-/// The error text of a refused sign-in.
-const AUTH_FAILED: &str = "authentication failed";
 
 /// A client's message as it may appear in the log: cut short, and never a
 /// token (a message that mentions one is not quoted at all).
@@ -621,18 +605,15 @@ fn ending_for(id: ConnId, error: WsError) -> Ending {
         }
         WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
             warn!("conn {id}: closed: message of {size} bytes, limit {max_size}");
-            Ending::Close(
-                CloseCode::Size,
-                format!("message too big: limit is {max_size} bytes"),
-            )
+            Ending::Close(Closing::TooBig { limit: max_size })
         }
         WsError::Utf8(_) => {
             warn!("conn {id}: closed: text message is not valid UTF-8");
-            Ending::Close(CloseCode::Invalid, "text message is not valid UTF-8".into())
+            Ending::Close(Closing::NotUtf8)
         }
         WsError::Protocol(e) => {
             warn!("conn {id}: closed: WebSocket protocol error: {e}");
-            Ending::Close(CloseCode::Protocol, e.to_string())
+            Ending::Close(Closing::Protocol(e.to_string()))
         }
         WsError::Io(e) => {
             debug!("conn {id}: read failed: {e}");
@@ -640,7 +621,7 @@ fn ending_for(id: ConnId, error: WsError) -> Ending {
         }
         other => {
             warn!("conn {id}: closed: {other}");
-            Ending::Close(CloseCode::Error, "internal error".into())
+            Ending::Close(Closing::Internal)
         }
     }
 }

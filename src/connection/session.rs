@@ -23,7 +23,7 @@ use log::{info, warn};
 use crate::auth::AuthConfig;
 use crate::config::MAX_LOGIN_FAILURES;
 use crate::ids::ConnId;
-use crate::protocol::{Login, Refusal};
+use crate::protocol::{Login, Reason, Refusal, RequestKind};
 
 /// Shortest read timeout set while waiting for an expiry (the OS refuses
 /// zero, and a busy loop helps nobody).
@@ -90,8 +90,8 @@ impl<'a> SignIn<'a> {
             return Err(Refused::Close);
         }
         Err(Refused::TryAgain(Refusal::new(
-            Some("login"),
-            "authentication failed",
+            Some(RequestKind::Login),
+            Reason::AuthenticationFailed,
             details,
         )))
     }

@@ -20,7 +20,7 @@ use super::{Client, Dispatcher};
 use crate::archivist::{Archived, Job};
 use crate::config::MAX_UNARCHIVED;
 use crate::ids::ConnId;
-use crate::protocol::{self, Refusal};
+use crate::protocol::{self, Reason, Refusal, RequestKind};
 
 impl Dispatcher {
     /// A chat from a logged-in client. With history on it goes to the
@@ -39,7 +39,7 @@ impl Dispatcher {
             let details = "the history store is behind; try again in a moment";
             self.reply(
                 id,
-                Refusal::new(Some("chat"), "chat is briefly unavailable", details),
+                Refusal::new(Some(RequestKind::Chat), Reason::ChatUnavailable, details),
             );
             return;
         }
@@ -97,7 +97,10 @@ impl Dispatcher {
                 for (_, id, why) in chats {
                     warn!("conn {id}: chat not stored: {why}");
                     let details = format!("the chat could not be stored, so nobody got it: {why}");
-                    self.reply(id, Refusal::new(Some("chat"), "chat not stored", details));
+                    self.reply(
+                        id,
+                        Refusal::new(Some(RequestKind::Chat), Reason::ChatNotStored, details),
+                    );
                 }
             }
             Archived::Loaded {

@@ -27,7 +27,7 @@ use super::Dispatcher;
 use crate::archivist::Job;
 use crate::cluster::{News, Refusal, RoomState, Work};
 use crate::ids::ConnId;
-use crate::protocol::{self, Login};
+use crate::protocol::{self, Login, Reason, RequestKind};
 
 impl Dispatcher {
     /// What the courier and the listener report.
@@ -86,8 +86,8 @@ impl Dispatcher {
                     self.reply(
                         id,
                         protocol::Refusal::new(
-                            Some("chat"),
-                            "chat is briefly unavailable",
+                            Some(RequestKind::Chat),
+                            Reason::ChatUnavailable,
                             details,
                         ),
                     );
@@ -182,11 +182,11 @@ impl Dispatcher {
         };
         let (error, details) = match why {
             Refusal::Taken => (
-                "username is taken",
+                Reason::UsernameTaken,
                 "another user in this room has that name",
             ),
             Refusal::Unavailable => (
-                "chat is briefly unavailable",
+                Reason::ChatUnavailable,
                 "the chat's shared store (Redis) cannot be reached; try again in a moment",
             ),
         };
@@ -194,7 +194,10 @@ impl Dispatcher {
             client.joining = None;
             client.earlier = None;
             warn!("conn {id}: login refused by the cluster: {error}");
-            self.reply(id, protocol::Refusal::new(Some("login"), error, details));
+            self.reply(
+                id,
+                protocol::Refusal::new(Some(RequestKind::Login), error, details),
+            );
             self.unpark(id);
             return;
         }
@@ -206,7 +209,10 @@ impl Dispatcher {
         // held by the other node's connection, not this one.
         self.log_out(id);
         let details = "another user took the name while this server was cut off; log in again";
-        self.reply(id, protocol::Refusal::new(Some("login"), error, details));
+        self.reply(
+            id,
+            protocol::Refusal::new(Some(RequestKind::Login), error, details),
+        );
     }
 
     /// A connection ends while its claim is out: whatever the cluster

@@ -21,7 +21,7 @@ use super::{Dispatcher, drop_too_slow, follow_set};
 use crate::archivist::Job;
 use crate::config::MAX_PARKED_REQUESTS;
 use crate::ids::ConnId;
-use crate::protocol::{self, Login, Refusal, Request};
+use crate::protocol::{self, Login, Reason, Refusal, Request, RequestKind};
 
 impl Dispatcher {
     /// A login: into the room, or a rename if the client already is in. A
@@ -35,7 +35,7 @@ impl Dispatcher {
             let details = "wait for the answer to your first login";
             self.reply(
                 id,
-                Refusal::new(Some("login"), "login in progress", details),
+                Refusal::new(Some(RequestKind::Login), Reason::LoginInProgress, details),
             );
             return;
         }
@@ -93,8 +93,8 @@ impl Dispatcher {
             self.reply(
                 id,
                 Refusal::new(
-                    Some("login"),
-                    "username is taken",
+                    Some(RequestKind::Login),
+                    Reason::UsernameTaken,
                     format!("{username:?} is already in the chat; choose another name"),
                 ),
             );
@@ -176,7 +176,7 @@ impl Dispatcher {
             let details = "wait for the answer to your login";
             self.reply(
                 id,
-                Refusal::new(request_kind(&request), "login in progress", details),
+                Refusal::new(Some(request.kind()), Reason::LoginInProgress, details),
             );
             return;
         }
@@ -191,13 +191,5 @@ impl Dispatcher {
         for request in std::mem::take(&mut client.parked) {
             self.request(id, request);
         }
-    }
-}
-
-fn request_kind(request: &Request) -> Option<&'static str> {
-    match request {
-        Request::Chat { .. } => Some("chat"),
-        Request::Disconnect => Some("disconnect"),
-        _ => Some("login"),
     }
 }

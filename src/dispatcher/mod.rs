@@ -45,9 +45,6 @@ use chats::follow_set;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, warn};
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::Frame as WsFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::archivist::{Archived, Job, StoredChat};
 use crate::cluster::{News, Reply, Subscription, Work};
@@ -58,7 +55,7 @@ use crate::ids::ConnId;
 use crate::metrics::stats::{DispatcherView, RecentDrops};
 use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
-use crate::protocol::{self, Frame, Login, Refusal, Request, RoomSummary};
+use crate::protocol::{self, Closing, Login, Reason, Refusal, Request, RequestKind, RoomSummary};
 use history::RecentHistory;
 use room::Room;
 
@@ -296,7 +293,7 @@ impl Dispatcher {
             Event::Shutdown => {
                 self.flush();
                 self.shutting_down = true;
-                let goodbye = close_frame(CloseCode::Away, "server shutting down");
+                let goodbye = protocol::close_frame(&Closing::ShuttingDown);
                 for client in self.clients.values() {
                     client.outbox.close(goodbye.clone());
                 }
@@ -338,7 +335,7 @@ impl Dispatcher {
             r.connection_opened();
         }
         if self.shutting_down {
-            outbox.close(close_frame(CloseCode::Away, "server shutting down"));
+            outbox.close(protocol::close_frame(&Closing::ShuttingDown));
         }
         self.clients.insert(
             id,
@@ -439,18 +436,23 @@ impl Dispatcher {
             // anyway is not trusted.
             Request::TokenLogin { .. } => self.reply(
                 id,
-                Refusal::new(Some("login"), "authentication failed", "sign-in is off"),
+                Refusal::new(
+                    Some(RequestKind::Login),
+                    Reason::AuthenticationFailed,
+                    "sign-in is off",
+                ),
             ),
             Request::Disconnect if logged_in => self.log_out(id),
-            Request::Chat { .. } => self.refuse_not_logged_in(id, "chat"),
-            Request::Disconnect => self.refuse_not_logged_in(id, "disconnect"),
+            Request::Chat { .. } => self.refuse_not_logged_in(id, RequestKind::Chat),
+            Request::Disconnect => self.refuse_not_logged_in(id, RequestKind::Disconnect),
         }
     }
 
-    fn refuse_not_logged_in(&mut self, id: ConnId, kind: &'static str) {
-        warn!("conn {id}: {kind} refused: not logged in");
-        let details = format!("send {{\"type\":\"login\",\"username\":…}} before {kind}");
-        self.reply(id, Refusal::new(Some(kind), "not logged in", details));
+    fn refuse_not_logged_in(&mut self, id: ConnId, kind: RequestKind) {
+        let kind_text = kind.as_str();
+        warn!("conn {id}: {kind_text} refused: not logged in");
+        let details = format!("send {{\"type\":\"login\",\"username\":…}} before {kind_text}");
+        self.reply(id, Refusal::new(Some(kind), Reason::NotLoggedIn, details));
     }
 
     /// Takes a connection out of its room, if it was in, and tells the rest.
@@ -528,7 +530,7 @@ impl Dispatcher {
     /// Sends a refusal to one client. If even that does not fit, the client
     /// is not reading, and is dropped like any other slow client.
     fn reply(&mut self, id: ConnId, refusal: Refusal) {
-        self.metrics.refused(&refusal.error);
+        self.metrics.refused(refusal.reason);
         let Some(client) = self.clients.get(&id) else {
             return;
         };
@@ -549,17 +551,6 @@ impl Dispatcher {
 /// A client whose queue is full is not reading: close it (1008) without
 /// waiting for it. The caller takes it out of its room.
 pub fn drop_too_slow(id: ConnId, outbox: &Outbox) {
-    outbox.abandon(close_frame(
-        CloseCode::Policy,
-        "outbound queue full: client is reading too slowly",
-    ));
+    outbox.abandon(protocol::close_frame(&Closing::TooSlow));
     warn!("conn {id} dropped: outbound queue full (client not reading)");
-}
-
-/// An encoded close frame.
-pub fn close_frame(code: CloseCode, reason: &'static str) -> Frame {
-    protocol::encode(WsFrame::close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    })))
 }

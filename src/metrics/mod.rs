@@ -31,9 +31,9 @@
 //!
 //! ## Bounded labels
 //!
-//! Every label value comes from an enum (`MessageKind`, `RefusalError`,
+//! Every label value comes from an enum (`MessageKind`, `protocol::Reason`,
 //! `CloseReason`, `HandshakeStatus`), so no client can make the server invent
-//! time series: a refusal text that is not in the list counts as `other`.
+//! time series, and no refusal can go uncounted.
 //!
 //! ## Gauges: kept, or looked up when asked
 //!
@@ -66,6 +66,8 @@ use crate::config::{
     BATCH_EVENTS_BUCKETS, COMMIT_MESSAGES_BUCKETS, COMMIT_SECONDS_BUCKETS, FANOUT_SECONDS_BUCKETS,
     HEALTH_STALE_AFTER,
 };
+pub use crate::protocol::CloseReason;
+use crate::protocol::{Reason, RequestKind};
 
 /// The `Content-Type` of `render`'s output: the OpenMetrics text format,
 /// which Prometheus asks for first and parses natively.
@@ -99,12 +101,12 @@ pub enum MessageKind {
 impl MessageKind {
     /// From the type a message claims (`protocol::request_kind`, or a
     /// refusal's `request`).
-    pub fn of(request_type: Option<&str>) -> MessageKind {
-        match request_type {
-            Some("login") => MessageKind::Login,
-            Some("chat") => MessageKind::Chat,
-            Some("disconnect") => MessageKind::Disconnect,
-            _ => MessageKind::Other,
+    pub fn of(request: Option<RequestKind>) -> MessageKind {
+        match request {
+            Some(RequestKind::Login) => MessageKind::Login,
+            Some(RequestKind::Chat) => MessageKind::Chat,
+            Some(RequestKind::Disconnect) => MessageKind::Disconnect,
+            None => MessageKind::Other,
         }
     }
 }
@@ -125,142 +127,24 @@ impl LabelValue for MessageKind {
     }
 }
 
-/// Why something a client sent was refused: the `error` text of the refusal
-/// it was sent, one value per text the server can send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalError {
-    DecodingJson,
-    DecodingMessage,
-    UnknownType,
-    InvalidUsername,
-    UsernameTaken,
-    NotLoggedIn,
-    InvalidChat,
-    EmptyMessage,
-    MessageTooLong,
-    RateLimit,
-    Binary,
-    AuthenticationFailed,
-    InvalidSince,
-    LoginInProgress,
-    ChatUnavailable,
-    ChatNotStored,
-    /// A text not listed here: counted, under one label, rather than let any
-    /// string become a time series.
-    Other,
-}
-
-impl RefusalError {
-    /// The value for a refusal's `error` text.
-    pub fn of(error: &str) -> RefusalError {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|known| known.label() == error)
-            .unwrap_or(RefusalError::Other)
-    }
-}
-
-impl LabelValue for RefusalError {
-    const ALL: &'static [Self] = &[
-        Self::DecodingJson,
-        Self::DecodingMessage,
-        Self::UnknownType,
-        Self::InvalidUsername,
-        Self::UsernameTaken,
-        Self::NotLoggedIn,
-        Self::InvalidChat,
-        Self::EmptyMessage,
-        Self::MessageTooLong,
-        Self::RateLimit,
-        Self::Binary,
-        Self::AuthenticationFailed,
-        Self::InvalidSince,
-        Self::LoginInProgress,
-        Self::ChatUnavailable,
-        Self::ChatNotStored,
-        Self::Other,
-    ];
+/// A refusal is counted under its `error` text (`protocol::Reason`).
+impl LabelValue for Reason {
+    const ALL: &'static [Self] = Reason::ALL;
     const KEY: &'static str = "error";
     fn label(self) -> &'static str {
-        match self {
-            Self::DecodingJson => "error decoding JSON",
-            Self::DecodingMessage => "error decoding message",
-            Self::UnknownType => "unknown message type",
-            Self::InvalidUsername => "invalid username",
-            Self::UsernameTaken => "username is taken",
-            Self::NotLoggedIn => "not logged in",
-            Self::InvalidChat => "invalid chat message",
-            Self::EmptyMessage => "empty message",
-            Self::MessageTooLong => "message too long",
-            Self::RateLimit => "rate limit exceeded",
-            Self::Binary => "binary messages are not supported",
-            Self::AuthenticationFailed => "authentication failed",
-            Self::InvalidSince => "invalid since",
-            Self::LoginInProgress => "login in progress",
-            Self::ChatUnavailable => "chat is briefly unavailable",
-            Self::ChatNotStored => "chat not stored",
-            Self::Other => "other",
-        }
+        self.text()
     }
     fn index(self) -> usize {
         self as usize
     }
 }
 
-/// Why a chat connection ended. Each connection is counted once, by the
-/// thread that sees it end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed, or its socket went away.
-    ClientClose,
-    /// Its outbox filled: it was not reading (close 1008).
-    SlowConsumer,
-    /// Silent past the idle timeout (close 1001).
-    Idle,
-    /// Kept exceeding the rate limit (close 1008).
-    RateLimit,
-    /// Sent a message over the size limit (close 1009).
-    Size,
-    /// Broke the WebSocket protocol or sent invalid UTF-8 (close 1002, 1007).
-    ProtocolError,
-    /// The server is stopping (close 1001).
-    Shutdown,
-    /// Anything else: an internal error, a panic.
-    Other,
-}
-
-impl CloseReason {
-    /// Whether the server ended the connection against the client's will:
-    /// what the live view lists as a drop.
-    pub fn is_drop(self) -> bool {
-        !matches!(self, CloseReason::ClientClose | CloseReason::Shutdown)
-    }
-}
-
+/// A closed connection is counted under its reason's label.
 impl LabelValue for CloseReason {
-    const ALL: &'static [Self] = &[
-        Self::ClientClose,
-        Self::SlowConsumer,
-        Self::Idle,
-        Self::RateLimit,
-        Self::Size,
-        Self::ProtocolError,
-        Self::Shutdown,
-        Self::Other,
-    ];
+    const ALL: &'static [Self] = CloseReason::ALL;
     const KEY: &'static str = "reason";
     fn label(self) -> &'static str {
-        match self {
-            Self::ClientClose => "client_close",
-            Self::SlowConsumer => "slow_consumer",
-            Self::Idle => "idle",
-            Self::RateLimit => "rate_limit",
-            Self::Size => "size",
-            Self::ProtocolError => "protocol_error",
-            Self::Shutdown => "shutdown",
-            Self::Other => "other",
-        }
+        CloseReason::label(self)
     }
     fn index(self) -> usize {
         self as usize
@@ -599,7 +483,7 @@ pub struct Metrics {
     chats: Counter,
     delivered: Counter,
     written: Counter,
-    refusals: Labelled<RefusalError>,
+    refusals: Labelled<Reason>,
     closed: Labelled<CloseReason>,
     handshakes_refused: Labelled<HandshakeStatus>,
 
@@ -781,8 +665,8 @@ impl Metrics {
     }
 
     /// A client was sent a refusal with this `error` text.
-    pub fn refused(&self, error: &str) {
-        self.refusals.inc(RefusalError::of(error));
+    pub fn refused(&self, reason: Reason) {
+        self.refusals.inc(reason);
     }
 
     /// A chat connection ended. Call exactly once per connection.
@@ -881,8 +765,8 @@ impl Metrics {
         self.written.get()
     }
 
-    pub fn refusals_total(&self, error: RefusalError) -> u64 {
-        self.refusals.get(error)
+    pub fn refusals_total(&self, reason: Reason) -> u64 {
+        self.refusals.get(reason)
     }
 
     pub fn closed_total(&self, reason: CloseReason) -> u64 {
@@ -980,18 +864,18 @@ mod tests {
     #[test]
     fn every_label_list_is_in_declaration_order() {
         in_order::<MessageKind>();
-        in_order::<RefusalError>();
+        in_order::<Reason>();
         in_order::<CloseReason>();
         in_order::<HandshakeStatus>();
     }
 
     #[test]
-    fn unknown_refusal_texts_count_as_other() {
-        assert_eq!(
-            RefusalError::of("username is taken"),
-            RefusalError::UsernameTaken
-        );
-        assert_eq!(RefusalError::of("made up by a client"), RefusalError::Other);
+    fn a_refusal_is_counted_under_the_error_its_client_was_sent() {
+        let metrics = Metrics::new();
+        metrics.refused(Reason::UsernameTaken);
+        assert_eq!(metrics.refusals_total(Reason::UsernameTaken), 1);
+        let text = metrics.render(&GaugeValues::default());
+        assert!(text.contains("threadchat_refusals_total{error=\"username is taken\"} 1"));
     }
 
     #[test]

@@ -9,16 +9,19 @@
 //! bytes: a broadcast to a thousand users is serialized and framed one time
 //! and the same bytes are queued for all of them.
 
+mod refusal;
 pub mod rooms;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 
 use crate::config::MAX_USERNAME_CHARS;
 
+pub use refusal::{CloseReason, Closing, Reason, Refusal, RequestKind};
 pub use rooms::{LOBBY, RoomSummary, room_from_path, valid_room_name};
 
 /// Encoded WebSocket frames (one or several), shared by every recipient's
@@ -42,6 +45,17 @@ pub enum Request {
     /// Say something. `message` is the client's whole chat object, relayed as
     /// it came except for `username`, which the dispatcher stamps.
     Chat { message: Map<String, Value> },
+}
+
+impl Request {
+    /// Which of the three types it is.
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            Request::Login(_) | Request::TokenLogin { .. } => RequestKind::Login,
+            Request::Chat { .. } => RequestKind::Chat,
+            Request::Disconnect => RequestKind::Disconnect,
+        }
+    }
 }
 
 /// A login, as the dispatcher gets it.
@@ -68,45 +82,6 @@ impl Login {
             follows: None,
             signed: false,
         }
-    }
-}
-
-/// A refusal sent back to the one client that caused it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// A short sentence ("username is taken").
-    pub error: String,
-    /// The longer explanation.
-    pub details: String,
-    /// The `type` of the refused message, so a client can show the error next
-    /// to the input concerned; `None` when it was not even readable.
-    pub request: Option<&'static str>,
-}
-
-impl Refusal {
-    pub fn new(request: Option<&'static str>, error: &str, details: impl Into<String>) -> Self {
-        Refusal {
-            error: error.to_string(),
-            details: details.into(),
-            request,
-        }
-    }
-
-    /// The frame `{"type":"error","error":…,"details":…,"request":…}`.
-    pub fn to_frame(&self) -> Frame {
-        #[derive(Serialize)]
-        struct ErrorMessage<'a> {
-            r#type: &'static str,
-            error: &'a str,
-            details: &'a str,
-            request: Option<&'static str>,
-        }
-        json_frame(&ErrorMessage {
-            r#type: "error",
-            error: &self.error,
-            details: &self.details,
-            request: self.request,
-        })
     }
 }
 
@@ -150,14 +125,14 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
         Ok(_) => {
             return Err(Refusal::new(
                 None,
-                "error decoding message",
+                Reason::DecodingMessage,
                 "a message must be a JSON object with a \"type\" field",
             ));
         }
         Err(e) => {
             return Err(Refusal::new(
                 None,
-                "error decoding JSON",
+                Reason::DecodingJson,
                 format!("invalid JSON: {e}"),
             ));
         }
@@ -167,7 +142,7 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
         _ => {
             return Err(Refusal::new(
                 None,
-                "error decoding message",
+                Reason::DecodingMessage,
                 "a message must have a string \"type\": login, chat or disconnect",
             ));
         }
@@ -180,8 +155,8 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                     Some(id) => Some(id),
                     None => {
                         return Err(Refusal::new(
-                            Some("login"),
-                            "invalid since",
+                            Some(RequestKind::Login),
+                            Reason::InvalidSince,
                             "\"since\" is the id of the last chat you have: a non-negative integer",
                         ));
                     }
@@ -194,8 +169,8 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                         since,
                     }),
                     _ => Err(Refusal::new(
-                        Some("login"),
-                        "authentication failed",
+                        Some(RequestKind::Login),
+                        Reason::AuthenticationFailed,
                         "this server signs users in: login needs a string \"token\"",
                     )),
                 };
@@ -204,8 +179,8 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                 Some(Value::String(name)) => name,
                 _ => {
                     return Err(Refusal::new(
-                        Some("login"),
-                        "invalid username",
+                        Some(RequestKind::Login),
+                        Reason::InvalidUsername,
                         "login needs a string \"username\"",
                     ));
                 }
@@ -220,24 +195,24 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                 Some(Value::String(text)) => text,
                 _ => {
                     return Err(Refusal::new(
-                        Some("chat"),
-                        "invalid chat message",
+                        Some(RequestKind::Chat),
+                        Reason::InvalidChat,
                         "chat needs a string \"text\"",
                     ));
                 }
             };
             if text.trim().is_empty() {
                 return Err(Refusal::new(
-                    Some("chat"),
-                    "empty message",
+                    Some(RequestKind::Chat),
+                    Reason::EmptyMessage,
                     "chat text must not be empty",
                 ));
             }
             let chars = text.chars().count();
             if chars > limits.max_chat_chars {
                 return Err(Refusal::new(
-                    Some("chat"),
-                    "message too long",
+                    Some(RequestKind::Chat),
+                    Reason::MessageTooLong,
                     format!(
                         "chat text is {chars} characters; the limit is {}",
                         limits.max_chat_chars
@@ -254,7 +229,7 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
         }
         other => Err(Refusal::new(
             None,
-            "unknown message type",
+            Reason::UnknownType,
             format!(
                 "type {:?} is not one of login, chat, disconnect",
                 truncate(other, 40)
@@ -266,23 +241,27 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
 /// The protocol type a message claims to be, if it is one of the three,
 /// without validating the rest: used to label a refusal of a message that is
 /// dropped unread (over the rate limit), so the client knows which it was.
-pub fn request_kind(text: &str) -> Option<&'static str> {
+pub fn request_kind(text: &str) -> Option<RequestKind> {
     #[derive(serde::Deserialize)]
     struct Kind<'a> {
         #[serde(rename = "type", borrow)]
         kind: Option<std::borrow::Cow<'a, str>>,
     }
     let kind = serde_json::from_str::<Kind>(text).ok()?.kind?;
-    ["login", "chat", "disconnect"]
-        .into_iter()
-        .find(|known| *known == kind)
+    RequestKind::named(&kind)
 }
 
 /// Trims a username and checks it: 1 to 32 characters, no control characters.
 /// Uniqueness is the dispatcher's to check, as only it knows who is online.
 pub fn validate_username(raw: &str) -> Result<String, Refusal> {
     let name = raw.trim();
-    let refuse = |details: String| Err(Refusal::new(Some("login"), "invalid username", details));
+    let refuse = |details: String| {
+        Err(Refusal::new(
+            Some(RequestKind::Login),
+            Reason::InvalidUsername,
+            details,
+        ))
+    };
     if name.is_empty() {
         return refuse("a username must not be empty".to_string());
     }
@@ -385,7 +364,7 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
 }
 
-fn json_frame(value: &impl Serialize) -> Frame {
+pub(crate) fn json_frame(value: &impl Serialize) -> Frame {
     text_frame(&serde_json::to_vec(value).expect("protocol messages always serialize"))
 }
 
@@ -416,6 +395,15 @@ pub fn encode(frame: WsFrame) -> Frame {
         .format(&mut bytes)
         .expect("formatting into a Vec cannot fail");
     bytes.into()
+}
+
+/// A close frame for `closing`, encoded (the dispatcher's goodbyes; the
+/// reader's go through tungstenite).
+pub fn close_frame(closing: &Closing) -> Frame {
+    encode(WsFrame::close(Some(CloseFrame {
+        code: closing.code(),
+        reason: closing.reason().into_owned().into(),
+    })))
 }
 
 /// Whether encoded frame bytes start a close frame (FIN bit and opcode 0x8).
