@@ -23,9 +23,11 @@
 //! - `metrics`: what the server counts, `/metrics` and `/api/stats`;
 //! - `config`: every limit and timeout, with its reason, and the flags;
 //! - `ids`: a connection's id and the wall clock;
-//! - `net`: one fact about blocking sockets.
+//! - `net`: one fact about blocking sockets;
+//! - `ask`: asking the thread that owns an answer, with a timeout.
 
 pub mod archivist;
+pub mod ask;
 pub mod auth;
 pub mod cluster;
 pub mod config;
