@@ -18,7 +18,7 @@ use bytes::Bytes;
 use common::{TestServer, WAIT, eventually, raw_http};
 use serde_json::{Value, json};
 use threadchat::Config;
-use threadchat::dispatcher::{Dispatcher, Event};
+use threadchat::dispatcher::{Dispatcher, Event, Keeper};
 use threadchat::metrics::{CloseReason, Metrics};
 use threadchat::outbox;
 use threadchat::protocol::{Login, Request};
@@ -404,7 +404,7 @@ fn head_gets_the_metrics_headers_without_the_body() {
 }
 
 // --- Cost -----------------------------------------------------------------------
-// [integration] Drives the dispatcher directly: Dispatcher::new, Event::Stats.
+// Drives the dispatcher directly: Dispatcher::new, Event::Stats.
 
 /// Building the dispatcher's part of a snapshot with 10,000 logged-in
 /// clients, every outbox holding something: one pass, two atomic loads per
@@ -424,7 +424,7 @@ fn a_snapshot_of_10000_clients_is_cheap() {
             history: 0,
             ..Config::ephemeral()
         };
-        std::thread::spawn(move || Dispatcher::new(&config, None, metrics).run(receiver))
+        std::thread::spawn(move || Dispatcher::new(&config, Keeper::Nobody, metrics).run(receiver))
     };
     let mut inboxes = Vec::new();
     for id in 1..=CLIENTS {

@@ -1,11 +1,13 @@
-//! A chat's trip: from its sender, through the store, to its audience.
+//! A chat's trip: from its sender, through its room's keeper, to its
+//! audience.
 //!
-//! With history on, a chat goes to the archivist first (`Job::Append`) and
-//! comes back committed, with its id and time (`Archived::Committed`); only
-//! then is it broadcast, so nobody ever sees a chat that a crash could lose.
-//! The broadcasts of a room are therefore in the order of its ids. The
-//! dispatcher bounds what it has handed over (`MAX_UNARCHIVED`) rather than
-//! ever waiting for the disk.
+//! Unless nobody keeps order (`--history 0`), a chat is handed to the keeper
+//! (`keeper.rs`) and comes back ordered, with its id and time: committed by
+//! the archivist (`Archived::Committed`), or heard from Redis
+//! (`News::Chat`). Only then is it broadcast, so nobody ever sees a chat
+//! that a crash could lose, and the broadcasts of a room are in the order
+//! of its ids. The dispatcher bounds what it has handed over
+//! (`MAX_UNARCHIVED`) rather than ever waiting for the keeper.
 //!
 //! Its audience is the room, or under `--mutual-follows` the sender and the
 //! members who follow the sender and whom the sender follows; those chats
@@ -15,40 +17,42 @@ use std::collections::HashSet;
 
 use log::warn;
 
-use super::history;
 use super::{Client, Dispatcher};
-use crate::archivist::{Archived, Job};
+use crate::archivist::{Archived, StoredChat};
 use crate::config::MAX_UNARCHIVED;
 use crate::ids::ConnId;
 use crate::protocol::{self, Reason, Refusal, RequestKind};
 
 impl Dispatcher {
-    /// A chat from a logged-in client. With history on it goes to the
-    /// archivist first and is broadcast when committed (`archived`), so that
-    /// nobody sees a chat a crash could lose.
+    /// A chat from a logged-in client: to its keeper, or with nobody
+    /// keeping order straight to its room.
     pub(super) fn chat(&mut self, id: ConnId, room: String, json: Vec<u8>) {
-        let Some(store) = &self.store else {
-            self.deliver(&room, id, &json);
-            return;
-        };
         if self.unarchived >= MAX_UNARCHIVED {
             warn!(
                 "conn {id}: chat refused: {} chats wait for the store",
                 self.unarchived
             );
             let details = "the history store is behind; try again in a moment";
-            self.reply(
-                id,
-                Refusal::new(Some(RequestKind::Chat), Reason::ChatUnavailable, details),
-            );
+            let refusal = Refusal::new(Some(RequestKind::Chat), Reason::ChatUnavailable, details);
+            self.reply(id, refusal);
             return;
         }
-        self.unarchived += 1;
-        let _ = store.send(Job::Append {
-            room,
-            conn: id,
-            json,
-        });
+        match self.keeper.hand_over(room, id, json) {
+            Ok(()) => self.unarchived += 1,
+            Err((room, json)) => self.deliver(&room, id, &json),
+        }
+    }
+
+    /// A chat the keeper has ordered, from `sender` (0 when it came from
+    /// another node): kept in the room's tail, and broadcast unless the
+    /// room has it already or is still loading (its load will hand it back).
+    pub(super) fn ordered(&mut self, room: &str, sender: ConnId, chat: StoredChat) {
+        let Some(tail) = self.rooms.get_mut(room).and_then(|r| r.recent.as_mut()) else {
+            return; // nobody here any more
+        };
+        if let Some(chat) = tail.arrived(chat) {
+            self.deliver(room, sender, &chat.json);
+        }
     }
 
     /// Sends a chat from `sender` to its room: to everyone, or under
@@ -76,20 +80,14 @@ impl Dispatcher {
         self.appended(room);
     }
 
-    /// What the archivist reports.
+    /// What the keeper reports: chats ordered or lost, a room's tail, a
+    /// login's `since`.
     pub(super) fn archived(&mut self, news: Archived) {
         match news {
             Archived::Committed(chats) => {
                 self.unarchived = self.unarchived.saturating_sub(chats.len());
                 for (room, sender, chat) in chats {
-                    // A room that went (and maybe came back, loading) has
-                    // nobody to tell; its next load reads the chat back.
-                    let json = chat.json.clone();
-                    if let Some(r) = self.rooms.get_mut(&room)
-                        && r.committed(chat)
-                    {
-                        self.deliver(&room, sender, &json);
-                    }
+                    self.ordered(&room, sender, chat);
                 }
             }
             Archived::Failed(chats) => {
@@ -97,10 +95,9 @@ impl Dispatcher {
                 for (_, id, why) in chats {
                     warn!("conn {id}: chat not stored: {why}");
                     let details = format!("the chat could not be stored, so nobody got it: {why}");
-                    self.reply(
-                        id,
-                        Refusal::new(Some(RequestKind::Chat), Reason::ChatNotStored, details),
-                    );
+                    let refusal =
+                        Refusal::new(Some(RequestKind::Chat), Reason::ChatNotStored, details);
+                    self.reply(id, refusal);
                 }
             }
             Archived::Loaded {
@@ -108,48 +105,24 @@ impl Dispatcher {
                 last_id,
                 recent,
             } => {
-                let cluster = self.cluster.is_some();
-                let Some(history) = self.rooms.get_mut(&room).and_then(|r| r.recent.as_mut())
-                else {
+                let Some(tail) = self.rooms.get_mut(&room).and_then(|r| r.recent.as_mut()) else {
                     return;
                 };
-                let (waiting, fresh) = if cluster {
-                    history.synced(last_id, recent)
-                } else {
-                    (history.loaded(last_id, recent), Vec::new())
-                };
+                let (waiting, missed) = tail.loaded(last_id, recent);
                 // After a catch-up (`--redis`): what the room missed.
-                for chat in fresh {
+                for chat in missed {
                     self.deliver(&room, 0, &chat.json);
                 }
-                for (id, login) in waiting {
-                    if let Some(client) = self.clients.get_mut(&id) {
-                        client.joining = None;
-                        self.log_in(id, login);
-                    }
+                for id in waiting {
+                    self.tail_loaded(id);
                 }
             }
             Archived::SinceLoaded {
-                room,
                 conn,
                 chats,
                 complete,
-            } => {
-                let Some(login) = self.clients.get_mut(&conn).and_then(|c| c.joining.take()) else {
-                    return; // gone meanwhile
-                };
-                if self.cluster.is_some() {
-                    // The history is made when the claim comes back,
-                    // from this answer and whatever the tail has by then.
-                    if let Some(client) = self.clients.get_mut(&conn) {
-                        client.earlier = Some((chats, complete));
-                    }
-                    self.enter(conn, login, Some(Vec::new()));
-                    return;
-                }
-                let json = history::history_message(&room, &chats, complete);
-                self.enter(conn, login, Some(json));
-            }
+                ..
+            } => self.since_loaded(conn, chats, complete),
         }
     }
 }
@@ -163,7 +136,7 @@ pub(super) fn follow_set(follows: Option<Vec<String>>) -> Option<HashSet<String>
 /// has no `follows` claim follows everyone, so without the claims everyone
 /// hears everyone, as before.
 fn follows(a: &Client, b: &Client) -> bool {
-    match (&a.follows, &b.username) {
+    match (&a.follows, b.login.name()) {
         (None, _) => true,
         (Some(list), Some(name)) => list.contains(&protocol::username_key(name)),
         (Some(_), None) => false,

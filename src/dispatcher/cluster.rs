@@ -1,19 +1,20 @@
-//! The dispatcher as one node of a cluster (`--redis`).
+//! The dispatcher as one node of a cluster (`--redis`): the news only
+//! Redis sends.
 //!
 //! The dispatcher still owns everything local: its clients, its rooms,
 //! their members and outboxes. What changes is that a room's shared facts
 //! (the order of chats, who holds which name, the list of users) are
-//! decided in Redis, by the courier's scripts (`cluster/`). So:
+//! decided in Redis, by the courier's scripts (`cluster/`); `keeper.rs`
+//! hands chats, claims and releases over, and this file hears back:
 //!
-//! - a chat is broadcast when the listener hears it back (`News::Chat`), as
-//!   on every other node, deduped by id, so the room's tail and its members
+//! - a chat is broadcast when the listener hears it (`News::Chat`), as on
+//!   every other node, deduped by id, so the room's tail and its members
 //!   see one order;
-//! - a login is *claimed* (`Work::Claim`); the client becomes a member when
-//!   its own `login` message comes back (`News::Presence` with `own`), which
-//!   is also when its history is taken from the tail, so no chat falls
-//!   between the two;
-//! - a departure is *released* (`Work::Release`), and the `disconnect`
-//!   message the cluster publishes is what the room hears;
+//! - a claimed login is admitted when its own `login` message comes back
+//!   (`News::Presence` with `own`), which is also when its history is taken
+//!   from the tail, so no chat falls between the two (`login.rs`);
+//! - a departure's `disconnect` message, published by the cluster, is what
+//!   the room hears;
 //! - when Redis is back after an outage, the courier is handed the node's
 //!   rooms and users to announce again (`Work::Resync`), and each room the
 //!   listener subscribes to again is caught up from the stream.
@@ -24,78 +25,73 @@
 use log::{debug, warn};
 
 use super::Dispatcher;
-use crate::archivist::Job;
-use crate::cluster::{News, Refusal, RoomState, Work};
+use super::keeper::Keeper;
+use crate::cluster::{News, Refusal as ClaimRefusal, RoomState, Work};
 use crate::ids::ConnId;
-use crate::protocol::{self, Login, Reason, RequestKind};
+use crate::protocol::{self, Reason, Refusal, RequestKind};
 
 impl Dispatcher {
     /// What the courier and the listener report.
     pub(super) fn cluster_news(&mut self, news: News) {
         match news {
-            News::Chat { room, chat } => {
-                let Some(recent) = self.rooms.get_mut(&room).and_then(|r| r.recent.as_mut()) else {
-                    return; // nobody here any more
-                };
-                if let Some(chat) = recent.arrived(chat) {
-                    self.deliver(&room, 0, &chat.json);
-                }
-            }
+            News::Chat { room, chat } => self.ordered(&room, 0, chat),
             News::Presence {
                 room,
                 own,
                 joined,
                 json,
             } => {
-                let admitted = joined && own.is_some_and(|id| self.admit_claimed(id, &room, &json));
+                let admitted = joined && own.is_some_and(|id| self.claim_heard(id, &json));
                 if !admitted {
                     self.broadcast(&room, &json);
                 }
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    r.last_presence = Some(json);
-                }
+                self.heard(&room, json);
             }
             News::Roster { room, names } => self.roster_heard(&room, &names),
-            News::Subscribed { room } => {
-                let Some(r) = self.rooms.get_mut(&room) else {
-                    return;
-                };
-                if let Some(recent) = r.recent.as_mut() {
-                    recent.begin_sync();
-                }
-                // Heard by members before: presence may have been missed
-                // while the listener was away. Compare with the cluster's.
-                if r.last_presence.is_some()
-                    && let Some(link) = &self.cluster
-                {
-                    let _ = link.work.send(Work::Roster { room: room.clone() });
-                }
-                if let Some(store) = &self.store {
-                    let _ = store.send(Job::Load {
-                        room,
-                        recent: self.tail_capacity(),
-                    });
-                }
-            }
+            News::Subscribed { room } => self.subscribed(room),
             News::Stored { count } => self.unarchived = self.unarchived.saturating_sub(count),
             News::Unavailable { senders } => {
                 self.unarchived = self.unarchived.saturating_sub(senders.len());
                 for id in senders {
                     let details =
                         "the chat's store (Redis) cannot be reached; try again in a moment";
-                    self.reply(
-                        id,
-                        protocol::Refusal::new(
-                            Some(RequestKind::Chat),
-                            Reason::ChatUnavailable,
-                            details,
-                        ),
-                    );
+                    let refusal =
+                        Refusal::new(Some(RequestKind::Chat), Reason::ChatUnavailable, details);
+                    self.reply(id, refusal);
                 }
             }
-            News::Refused { conn, why } => self.claim_refused(conn, why),
+            News::Refused { conn, why } => self.refused(conn, why),
             News::Back => self.resync(),
         }
+    }
+
+    /// Remembers the presence message `room`'s members last heard.
+    fn heard(&mut self, room: &str, json: Vec<u8>) {
+        if let Keeper::Redis(redis) = &mut self.keeper
+            && self.rooms.contains_key(room)
+        {
+            redis.heard.insert(room.to_string(), json);
+        }
+    }
+
+    /// The listener hears `room` now (again, after a reconnect): the tail
+    /// is loaded, or caught up, from the stream.
+    fn subscribed(&mut self, room: String) {
+        let capacity = self.tail_capacity();
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if let Some(tail) = r.recent.as_mut() {
+            tail.begin_catch_up();
+        }
+        // Heard by members before: presence may have been missed while the
+        // listener was away. Compare with the cluster's.
+        if let Keeper::Redis(redis) = &self.keeper
+            && redis.heard.contains_key(&room)
+        {
+            let _ = redis.link.work.send(Work::Roster { room: room.clone() });
+        }
+        self.keeper.load(&room, capacity);
     }
 
     /// The cluster's roster of `room`, heard in order with its presence
@@ -103,10 +99,10 @@ impl Dispatcher {
     /// away while users came and went), they are told the difference as
     /// the `disconnect` and `login` messages they missed.
     fn roster_heard(&mut self, room: &str, names: &[u8]) {
-        let Some(last) = self.rooms.get(room).and_then(|r| r.last_presence.as_ref()) else {
+        let Keeper::Redis(redis) = &self.keeper else {
             return;
         };
-        let Some(heard) = active_users(last) else {
+        let Some(heard) = redis.heard.get(room).and_then(|last| active_users(last)) else {
             return;
         };
         let Ok(now) = serde_json::from_slice::<Vec<String>>(names) else {
@@ -122,86 +118,29 @@ impl Dispatcher {
         }
         for json in missed {
             self.broadcast(room, &json);
-            if let Some(r) = self.rooms.get_mut(room) {
-                r.last_presence = Some(json);
-            }
+            self.heard(room, json);
         }
-    }
-
-    /// Sends the login to the cluster to claim its name.
-    pub(super) fn claim(&mut self, id: ConnId, login: Login, wants_history: bool) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        let Some(link) = &self.cluster else {
-            return;
-        };
-        let _ = link.work.send(Work::Claim {
-            room: client.room.clone(),
-            conn: id,
-            name: login.username.clone(),
-            old: client.username.clone(),
-        });
-        client.claimed = Some(wants_history);
-        client.joining = Some(login);
-    }
-
-    /// A `login` message for one of this node's connections: if it is the
-    /// answer to its claim, the client becomes a member now (true).
-    fn admit_claimed(&mut self, id: ConnId, room: &str, json: &[u8]) -> bool {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return false;
-        };
-        let Some(wants_history) = client.claimed.take() else {
-            return false; // a re-announcement after an outage
-        };
-        let Some(login) = client.joining.take() else {
-            return false;
-        };
-        let earlier = client.earlier.take();
-        let history = match self.rooms.get(room).and_then(|r| r.recent.as_ref()) {
-            Some(recent) if wants_history => Some(recent.history_at_admission(
-                room,
-                login.since,
-                earlier,
-                self.history,
-                self.history_max,
-            )),
-            _ => None,
-        };
-        self.admit(id, login, history, Some(json.to_vec()));
-        true
     }
 
     /// The cluster refused a claim: the name is another's, or Redis is away.
     /// A user already in (re-announced after an outage) whose name another
     /// node gave out meanwhile is logged out here.
-    fn claim_refused(&mut self, id: ConnId, why: Refusal) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        let (error, details) = match why {
-            Refusal::Taken => (
+    fn refused(&mut self, id: ConnId, why: ClaimRefusal) {
+        let (reason, details) = match why {
+            ClaimRefusal::Taken => (
                 Reason::UsernameTaken,
                 "another user in this room has that name",
             ),
-            Refusal::Unavailable => (
+            ClaimRefusal::Unavailable => (
                 Reason::ChatUnavailable,
                 "the chat's shared store (Redis) cannot be reached; try again in a moment",
             ),
         };
-        if client.claimed.take().is_some() {
-            client.joining = None;
-            client.earlier = None;
-            warn!("conn {id}: login refused by the cluster: {error}");
-            self.reply(
-                id,
-                protocol::Refusal::new(Some(RequestKind::Login), error, details),
-            );
-            self.unpark(id);
+        let refusal = Refusal::new(Some(RequestKind::Login), reason, details);
+        if self.claim_refused(id, refusal) {
             return;
         }
-        let Some(name) = &client.username else {
+        let Some(name) = self.clients.get(&id).and_then(|c| c.login.name()) else {
             return;
         };
         warn!("conn {id}: {name} lost the name to another node while Redis was away");
@@ -209,41 +148,12 @@ impl Dispatcher {
         // held by the other node's connection, not this one.
         self.log_out(id);
         let details = "another user took the name while this server was cut off; log in again";
-        self.reply(
-            id,
-            protocol::Refusal::new(Some(RequestKind::Login), error, details),
-        );
-    }
-
-    /// A connection ends while its claim is out: whatever the cluster
-    /// answers, the name is released after it.
-    pub(super) fn abandon_claim(&mut self, id: ConnId) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        if client.claimed.take().is_none() {
-            return;
-        }
-        if let Some(login) = client.joining.take() {
-            let room = client.room.clone();
-            self.release(&room, id, login.username);
-        }
-    }
-
-    /// Tells the cluster `name` has left `room` (with `--redis`).
-    pub(super) fn release(&self, room: &str, id: ConnId, name: String) {
-        if let Some(link) = &self.cluster {
-            let _ = link.work.send(Work::Release {
-                room: room.to_string(),
-                conn: id,
-                name,
-            });
-        }
+        self.reply(id, Refusal::new(Some(RequestKind::Login), reason, details));
     }
 
     /// Redis is back: hands the courier every room's last id and users.
     fn resync(&mut self) {
-        let Some(link) = &self.cluster else {
+        let Keeper::Redis(redis) = &self.keeper else {
             return;
         };
         let rooms: Vec<RoomState> = self
@@ -259,7 +169,7 @@ impl Dispatcher {
             })
             .collect();
         debug!("cluster: resync of {} room(s)", rooms.len());
-        let _ = link.work.send(Work::Resync(rooms));
+        let _ = redis.link.work.send(Work::Resync(rooms));
     }
 }
 

@@ -16,7 +16,7 @@ impl Dispatcher {
         self.drops.record(DropView {
             conn: id,
             user: client
-                .and_then(|c| c.username.clone())
+                .and_then(|c| c.login.name().map(str::to_string))
                 .filter(|_| self.show_names),
             room: client.map(|c| c.room.clone()).unwrap_or_default(),
             reason,
@@ -37,7 +37,11 @@ impl Dispatcher {
             if fullest.wants(messages, bytes) {
                 fullest.add(OutboxView {
                     conn,
-                    user: client.username.clone().filter(|_| self.show_names),
+                    user: client
+                        .login
+                        .name()
+                        .map(str::to_string)
+                        .filter(|_| self.show_names),
                     room: client.room.clone(),
                     messages,
                     bytes,

@@ -26,16 +26,28 @@
 //! appended to one buffer, and the rooms that have something pending are
 //! flushed when the channel runs dry or a buffer is large.
 //!
-//! This file routes. What happens to a chat (to the store and back, to its
-//! audience) is in `chats.rs`; how a login becomes a member, history first,
-//! is in `joining.rs`; what the dispatcher tells `/inside` is in `inside.rs`.
-//! They are all `impl Dispatcher`: one owner, its work in several files.
+//! This file routes. The rest are all `impl Dispatcher`: one owner, its
+//! work in several files, each named for what it does:
+//!
+//! - `login.rs`: a login's life as one named state, from the handshake to
+//!   the room (history first) and out again;
+//! - `chats.rs`: a chat's trip, to its room's keeper and back to its
+//!   audience;
+//! - `keeper.rs`: the one seam between the dispatcher and whoever keeps a
+//!   room's order (nobody, the archivist, or Redis);
+//! - `cluster.rs`: what only Redis reports (`--redis`);
+//! - `fanout.rs`: pushing to outboxes, batching, dropping the slow;
+//! - `room.rs` and `history.rs`: a room's members and its recent chats,
+//!   plain data the dispatcher owns;
+//! - `inside.rs`: what the dispatcher tells `/inside`.
 
 mod chats;
 mod cluster;
+mod fanout;
 mod history;
 mod inside;
-mod joining;
+mod keeper;
+mod login;
 mod room;
 
 use std::collections::{HashMap, HashSet};
@@ -46,8 +58,8 @@ use chats::follow_set;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, warn};
 
-use crate::archivist::{Archived, Job, StoredChat};
-use crate::cluster::{News, Reply, Subscription, Work};
+use crate::archivist::Archived;
+use crate::cluster::{News, Reply};
 use crate::config::{
     Config, HEARTBEAT_INTERVAL, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH, RECENT_PER_ROOM,
 };
@@ -55,8 +67,9 @@ use crate::ids::ConnId;
 use crate::metrics::stats::{DispatcherView, RecentDrops};
 use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
-use crate::protocol::{self, Closing, Login, Reason, Refusal, Request, RequestKind, RoomSummary};
-use history::RecentHistory;
+use crate::protocol::{self, Closing, Reason, Refusal, Request, RequestKind, RoomSummary};
+pub use keeper::{ClusterLink, Keeper};
+use login::LoginState;
 use room::Room;
 
 /// A chat text that makes the dispatcher panic, in builds with the
@@ -113,37 +126,16 @@ impl From<Reply> for Event {
     }
 }
 
-/// With `--redis`, the dispatcher's ways to the cluster's threads.
-pub struct ClusterLink {
-    /// The courier: claims, releases, the resync, the room list.
-    pub work: Sender<Work>,
-    /// The listener: which rooms to hear.
-    pub subscriptions: Sender<Subscription>,
-}
-
 /// A connected client, as the dispatcher sees it.
 struct Client {
     outbox: Outbox,
     /// The room its WebSocket path named; fixed for the connection's life.
     room: String,
-    /// `Some` once logged in; only logged-in clients receive broadcasts.
-    username: Option<String>,
-    /// Whether this socket has been sent its room's history (only the
-    /// first login on a socket is).
-    history_sent: bool,
-    /// A login waiting for its history (the room loading, or the archivist
-    /// looking up what the client missed).
-    joining: Option<Login>,
+    /// Where its login is (`login.rs`); only clients that are in receive
+    /// broadcasts.
+    login: LoginState,
     /// With sign-in, the (lower-cased) names the user's token follows.
     follows: Option<HashSet<String>>,
-    /// Chats and disconnects sent while the login was not finished, handled
-    /// (in order) when it is.
-    parked: Vec<Request>,
-    /// With `--redis`: the login is claimed, and waits for its `login`
-    /// message to come back; and what the store answered for its `since`.
-    /// `Some(wants history)` while claimed.
-    claimed: Option<bool>,
-    earlier: Option<(Vec<StoredChat>, bool)>,
 }
 
 pub struct Dispatcher {
@@ -159,10 +151,10 @@ pub struct Dispatcher {
     batch_bytes: usize,
     /// Rooms that may exist at once (`--max-rooms`).
     max_rooms: usize,
-    /// The archivist's queue, when history is on: chats go there first and
-    /// are broadcast when it reports them committed.
-    store: Option<Sender<Job>>,
-    /// Chats handed to the archivist and not yet reported back.
+    /// Who keeps the rooms' order and history: chats go there first and
+    /// are broadcast when they come back ordered (`keeper.rs`).
+    keeper: Keeper,
+    /// Chats handed to the keeper and not yet reported back.
     unarchived: usize,
     /// `--history` and `--history-max`.
     history: usize,
@@ -178,15 +170,12 @@ pub struct Dispatcher {
     show_names: bool,
     /// Logged-in users in every room, for the gauge.
     logged_in: usize,
-    /// With `--redis`: the courier and the listener.
-    cluster: Option<ClusterLink>,
 }
 
 impl Dispatcher {
-    /// A dispatcher; `store` is the archivist's queue when history is on.
-    pub fn new(config: &Config, store: Option<Sender<Job>>, metrics: Arc<Metrics>) -> Self {
+    /// A dispatcher whose rooms' order is kept by `keeper`.
+    pub fn new(config: &Config, keeper: Keeper, metrics: Arc<Metrics>) -> Self {
         Dispatcher {
-            cluster: None,
             metrics,
             fanout: FanoutClock::default(),
             drops: RecentDrops::new(INSIDE_RECENT_DROPS),
@@ -198,25 +187,11 @@ impl Dispatcher {
             shutting_down: false,
             batch_bytes: config.broadcast_batch_bytes,
             max_rooms: config.max_rooms,
-            store,
+            keeper,
             unarchived: 0,
             history: config.history,
             history_max: config.history_max,
             mutual_follows: config.mutual_follows,
-        }
-    }
-
-    /// A dispatcher of one node of a cluster (`--redis`): `store` is the
-    /// courier's job queue.
-    pub fn in_cluster(
-        config: &Config,
-        store: Sender<Job>,
-        link: ClusterLink,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Dispatcher {
-            cluster: Some(link),
-            ..Dispatcher::new(config, Some(store), metrics)
         }
     }
 
@@ -271,13 +246,12 @@ impl Dispatcher {
             }
             Event::Archived(news) => self.archived(news),
             Event::Cluster(news) => self.cluster_news(news),
-            Event::ListRooms { reply } if self.cluster.is_some() => {
-                // The whole cluster's rooms are in Redis: the courier answers.
-                if let Some(link) = &self.cluster {
-                    let _ = link.work.send(Work::ListRooms { reply });
-                }
-            }
             Event::ListRooms { reply } => {
+                // With Redis the whole cluster's rooms are there: the
+                // courier answers.
+                let Some(reply) = self.keeper.list_rooms(reply) else {
+                    return false;
+                };
                 let mut rooms: Vec<RoomSummary> = self
                     .rooms
                     .values()
@@ -342,13 +316,8 @@ impl Dispatcher {
             Client {
                 outbox,
                 room,
-                username: None,
-                history_sent: false,
-                joining: None,
+                login: LoginState::New,
                 follows: None,
-                parked: Vec::new(),
-                claimed: None,
-                earlier: None,
             },
         );
         let _ = admitted.send(Ok(()));
@@ -360,25 +329,12 @@ impl Dispatcher {
         RECENT_PER_ROOM.max(self.history)
     }
 
-    /// A room appears. With history on, its tail is loaded from the store;
-    /// logins wait for it (`history.rs`).
+    /// A room appears. If its keeper keeps history, its tail is loaded;
+    /// logins wait for it (`login.rs`).
     fn open_room(&mut self, name: &str) {
-        let mut room = Room::new(name.to_string(), self.metrics.clone());
-        if let Some(link) = &self.cluster {
-            // Heard first, then loaded (when the listener says `Subscribed`),
-            // so that no chat falls between the load and the subscription.
-            room.announces = false;
-            room.recent = Some(RecentHistory::loading(self.tail_capacity()));
-            let _ = link
-                .subscriptions
-                .send(Subscription::Join(name.to_string()));
-        } else if let Some(store) = &self.store {
-            room.recent = Some(RecentHistory::loading(self.tail_capacity()));
-            let _ = store.send(Job::Load {
-                room: name.to_string(),
-                recent: self.tail_capacity(),
-            });
-        }
+        let recent = self.keeper.room_opened(name, self.tail_capacity());
+        let announces = self.keeper.announces_presence();
+        let room = Room::new(name.to_string(), self.metrics.clone(), recent, announces);
         self.rooms.insert(name.to_string(), room);
         self.metrics.set_rooms(self.rooms.len());
     }
@@ -395,11 +351,7 @@ impl Dispatcher {
                 // Nobody is left to receive what may be pending.
                 self.rooms.remove(&client.room);
                 self.metrics.set_rooms(self.rooms.len());
-                if let Some(link) = &self.cluster {
-                    let _ = link
-                        .subscriptions
-                        .send(Subscription::Leave(client.room.clone()));
-                }
+                self.keeper.room_closed(&client.room);
                 debug!("room {} is gone", client.room);
             }
         }
@@ -409,8 +361,8 @@ impl Dispatcher {
         let Some(client) = self.clients.get(&id) else {
             return; // already gone (dropped as too slow, say)
         };
-        let logged_in = client.username.is_some();
-        let parking = client.joining.is_some()
+        let name = client.login.name();
+        let parking = client.login.is_pending()
             && matches!(request, Request::Chat { .. } | Request::Disconnect);
         if parking {
             self.park(id, request);
@@ -425,8 +377,8 @@ impl Dispatcher {
             {
                 panic!("fault injection: dispatcher panic requested");
             }
-            Request::Chat { message } if logged_in => {
-                let username = client.username.as_deref().unwrap_or_default();
+            Request::Chat { message } if name.is_some() => {
+                let username = name.unwrap_or_default();
                 debug!("conn {id}: chat from {username}");
                 let json = protocol::chat_json(&message, username, &client.room);
                 let room = client.room.clone();
@@ -442,7 +394,7 @@ impl Dispatcher {
                     "sign-in is off",
                 ),
             ),
-            Request::Disconnect if logged_in => self.log_out(id),
+            Request::Disconnect if name.is_some() => self.log_out(id),
             Request::Chat { .. } => self.refuse_not_logged_in(id, RequestKind::Chat),
             Request::Disconnect => self.refuse_not_logged_in(id, RequestKind::Disconnect),
         }
@@ -454,103 +406,4 @@ impl Dispatcher {
         let details = format!("send {{\"type\":\"login\",\"username\":…}} before {kind_text}");
         self.reply(id, Refusal::new(Some(kind), Reason::NotLoggedIn, details));
     }
-
-    /// Takes a connection out of its room, if it was in, and tells the rest.
-    /// Safe to call twice: a user leaves exactly once.
-    fn log_out(&mut self, id: ConnId) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        let Some(name) = client.username.take() else {
-            return;
-        };
-        self.logged_in -= 1;
-        self.metrics.set_logged_in(self.logged_in);
-        let room_name = client.room.clone();
-        let Some(room) = self.rooms.get_mut(&room_name) else {
-            return;
-        };
-        let dropped = room.log_out(id);
-        self.release(&room_name, id, name);
-        self.forget_dropped(dropped);
-        self.appended(&room_name);
-    }
-
-    /// Adds a message for every logged-in member of `room`.
-    fn broadcast(&mut self, room: &str, json: &[u8]) {
-        if let Some(r) = self.rooms.get_mut(room) {
-            r.broadcast(json);
-            self.appended(room);
-        }
-    }
-
-    /// Something was appended to `room`'s batch: flush it now if it is
-    /// large, else remember to flush it at the end of this batch of events.
-    fn appended(&mut self, room: &str) {
-        let Some(r) = self.rooms.get_mut(room) else {
-            return;
-        };
-        if r.pending_bytes() >= self.batch_bytes {
-            self.flush_room(room);
-        } else if r.mark_for_flush() {
-            self.dirty.push(room.to_string());
-        }
-    }
-
-    /// Queues every room's pending batch for its members.
-    fn flush(&mut self) {
-        for room in std::mem::take(&mut self.dirty) {
-            self.flush_room(&room);
-        }
-        self.fanout.queued_for_all(&self.metrics);
-    }
-
-    fn flush_room(&mut self, room: &str) {
-        if let Some(r) = self.rooms.get_mut(room) {
-            let dropped = r.flush();
-            self.forget_dropped(dropped);
-        }
-    }
-
-    /// Clients a room dropped as too slow are no longer logged in.
-    fn forget_dropped(&mut self, dropped: Vec<ConnId>) {
-        for id in dropped {
-            self.record_drop(id, CloseReason::SlowConsumer);
-            if let Some(client) = self.clients.get_mut(&id)
-                && let Some(name) = client.username.take()
-            {
-                self.logged_in -= 1;
-                let room = client.room.clone();
-                self.release(&room, id, name);
-            }
-        }
-        self.metrics.set_logged_in(self.logged_in);
-    }
-
-    /// Sends a refusal to one client. If even that does not fit, the client
-    /// is not reading, and is dropped like any other slow client.
-    fn reply(&mut self, id: ConnId, refusal: Refusal) {
-        self.metrics.refused(refusal.reason);
-        let Some(client) = self.clients.get(&id) else {
-            return;
-        };
-        // Everything broadcast before this refusal reaches the client first.
-        let room = client.room.clone();
-        self.flush_room(&room);
-        let Some(client) = self.clients.get(&id) else {
-            return;
-        };
-        if client.outbox.push(refusal.to_frame()).is_err() {
-            drop_too_slow(id, &client.outbox);
-            self.record_drop(id, CloseReason::SlowConsumer);
-            self.log_out(id);
-        }
-    }
-}
-
-/// A client whose queue is full is not reading: close it (1008) without
-/// waiting for it. The caller takes it out of its room.
-pub fn drop_too_slow(id: ConnId, outbox: &Outbox) {
-    outbox.abandon(protocol::close_frame(&Closing::TooSlow));
-    warn!("conn {id} dropped: outbound queue full (client not reading)");
 }

@@ -30,9 +30,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::drop_too_slow;
+use super::fanout::drop_too_slow;
 use super::history::RecentHistory;
-use crate::archivist::StoredChat;
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -74,20 +73,23 @@ pub struct Room {
     metrics: Arc<Metrics>,
     /// Whether the dispatcher has this room on its list to flush.
     marked: bool,
-    /// The room's recent chats, with history on (`history.rs`).
+    /// The room's recent chats, when its keeper keeps history
+    /// (`history.rs`).
     pub recent: Option<RecentHistory>,
     /// Whether the room builds its own `login` and `disconnect` messages.
     /// With `--redis` it does not: those come from the cluster, listing the
-    /// users of every node, and the dispatcher broadcasts them as they come.
-    pub announces: bool,
-    /// With `--redis`: the last `login` or `disconnect` relayed to the
-    /// members. Its `active_users` is the roster as they last heard it, to
-    /// compare with the cluster's after the node was deaf for a while.
-    pub last_presence: Option<Vec<u8>>,
+    /// users of every node, and the dispatcher broadcasts them as they come
+    /// (`Keeper::announces_presence`).
+    announces: bool,
 }
 
 impl Room {
-    pub fn new(name: String, metrics: Arc<Metrics>) -> Room {
+    pub fn new(
+        name: String,
+        metrics: Arc<Metrics>,
+        recent: Option<RecentHistory>,
+        announces: bool,
+    ) -> Room {
         Room {
             name,
             pending_frames: 0,
@@ -98,9 +100,8 @@ impl Room {
             pending: Vec::new(),
             segments: Vec::new(),
             marked: false,
-            recent: None,
-            announces: true,
-            last_presence: None,
+            recent,
+            announces,
         }
     }
 
@@ -211,20 +212,6 @@ impl Room {
     /// the last flush, so the dispatcher lists each room once.
     pub fn mark_for_flush(&mut self) -> bool {
         !std::mem::replace(&mut self.marked, true)
-    }
-
-    /// A chat the archivist has committed: keep it in the recent history;
-    /// true if the room should now hear it. A room whose history is still
-    /// loading has no members yet, and its load will read the chat back, so
-    /// it skips it (false).
-    pub fn committed(&mut self, chat: StoredChat) -> bool {
-        if !self.recent.as_ref().is_some_and(RecentHistory::is_loaded) {
-            return false;
-        }
-        if let Some(recent) = self.recent.as_mut() {
-            recent.push(chat);
-        }
-        true
     }
 
     /// Sends a message to the members `allowed` picks, each on its own push

@@ -39,7 +39,7 @@ use crate::config::{
     Config, EVENT_QUEUE_CAPACITY, MAX_ADMIN_CONNECTIONS, READER_STACK_BYTES, SHUTDOWN_GRACE,
 };
 use crate::connection;
-use crate::dispatcher::{ClusterLink, Dispatcher, Event};
+use crate::dispatcher::{ClusterLink, Dispatcher, Event, Keeper};
 use crate::http;
 use crate::ids::ConnId;
 use crate::metrics::{HandshakeStatus, Metrics};
@@ -221,12 +221,16 @@ impl Server {
                     work,
                     subscriptions,
                 };
-                let dispatcher =
-                    Dispatcher::in_cluster(&self.config, jobs.clone(), link, metrics.clone());
+                let keeper = Keeper::redis(jobs.clone(), link);
+                let dispatcher = Dispatcher::new(&self.config, keeper, metrics.clone());
                 (dispatcher, Some(jobs), Some(handles))
             }
             None => (
-                Dispatcher::new(&self.config, store.clone(), metrics.clone()),
+                Dispatcher::new(
+                    &self.config,
+                    store.clone().map_or(Keeper::Nobody, Keeper::archivist),
+                    metrics.clone(),
+                ),
                 store,
                 None,
             ),

@@ -1,0 +1,204 @@
+//! The seam between the dispatcher and whatever keeps a room's order.
+//!
+//! A chat needs an id, a place in its room's order and a place in the
+//! room's history before anyone sees it, and the dispatcher must never wait
+//! for a disk or a network to get them. So it hands the chat over and hears
+//! it back as an event, ordered; the same for the room's history when the
+//! room appears, and for a reconnecting client's `since`. Who does the
+//! ordering is this module's one question, asked in one place:
+//!
+//! - `Nobody` (`--history 0`): the dispatcher broadcasts each chat as it
+//!   comes, in the order its events arrive;
+//! - `Archivist` (the default): the archivist thread commits chats to
+//!   SQLite and hands them back (`Archived::Committed`);
+//! - `Redis` (`--redis`): the courier runs one script per chat on Redis,
+//!   and every node, this one included, hears the chat back from the
+//!   listener (`News::Chat`). The names in a room are Redis's too: a login
+//!   is *claimed* there and admitted when its `login` message comes back,
+//!   and a departure is *released*.
+//!
+//! Everything the dispatcher does differently with Redis is a method here
+//! or a branch of `cluster.rs` (the news only Redis sends). The alternative
+//! rejected: `if self.cluster …` wherever the two differ, which spread one
+//! feature over every file of the dispatcher, the rooms and the tails.
+
+use std::collections::HashMap;
+
+use crossbeam_channel::Sender;
+
+use super::history::RecentHistory;
+use crate::archivist::Job;
+use crate::cluster::{Subscription, Work};
+use crate::ids::ConnId;
+use crate::protocol::RoomSummary;
+
+/// With `--redis`, the dispatcher's ways to the cluster's threads.
+pub struct ClusterLink {
+    /// The courier: claims, releases, the resync, the room list.
+    pub work: Sender<Work>,
+    /// The listener: which rooms to hear.
+    pub subscriptions: Sender<Subscription>,
+}
+
+/// Who keeps the rooms' order and history (see the module comment).
+pub enum Keeper {
+    Nobody,
+    /// The archivist's queue.
+    Archivist(Sender<Job>),
+    Redis(RedisKeeper),
+}
+
+/// What the dispatcher holds of a cluster.
+pub struct RedisKeeper {
+    /// The courier's queue of store jobs (the archivist's jobs, answered
+    /// the archivist's way).
+    pub(super) jobs: Sender<Job>,
+    pub(super) link: ClusterLink,
+    /// Per room, the last `login` or `disconnect` relayed to its members:
+    /// its `active_users` is the roster as they last heard it, to compare
+    /// with the cluster's after this node was deaf for a while.
+    pub(super) heard: HashMap<String, Vec<u8>>,
+}
+
+impl Keeper {
+    /// The archivist keeps order, in its SQLite file.
+    pub fn archivist(jobs: Sender<Job>) -> Keeper {
+        Keeper::Archivist(jobs)
+    }
+
+    /// Redis keeps order, through the courier's `jobs` and `link`.
+    pub fn redis(jobs: Sender<Job>, link: ClusterLink) -> Keeper {
+        Keeper::Redis(RedisKeeper {
+            jobs,
+            link,
+            heard: HashMap::new(),
+        })
+    }
+
+    fn jobs(&self) -> Option<&Sender<Job>> {
+        match self {
+            Keeper::Nobody => None,
+            Keeper::Archivist(jobs) => Some(jobs),
+            Keeper::Redis(redis) => Some(&redis.jobs),
+        }
+    }
+
+    /// A room appears: its tail, loading, if there is history to load.
+    /// With Redis the room is heard first and loaded when the listener says
+    /// it is subscribed (`News::Subscribed`), so that no chat falls between
+    /// the load and the subscription.
+    pub(super) fn room_opened(&self, room: &str, capacity: usize) -> Option<RecentHistory> {
+        match self {
+            Keeper::Nobody => return None,
+            Keeper::Archivist(_) => self.load(room, capacity),
+            Keeper::Redis(redis) => {
+                let _ = redis
+                    .link
+                    .subscriptions
+                    .send(Subscription::Join(room.to_string()));
+            }
+        }
+        Some(RecentHistory::loading(capacity))
+    }
+
+    /// Asks for a room's newest `capacity` chats and last id; answered by
+    /// `Archived::Loaded`.
+    pub(super) fn load(&self, room: &str, capacity: usize) {
+        if let Some(jobs) = self.jobs() {
+            let _ = jobs.send(Job::Load {
+                room: room.to_string(),
+                recent: capacity,
+            });
+        }
+    }
+
+    /// The room's last connection has gone.
+    pub(super) fn room_closed(&mut self, room: &str) {
+        if let Keeper::Redis(redis) = self {
+            redis.heard.remove(room);
+            let _ = redis
+                .link
+                .subscriptions
+                .send(Subscription::Leave(room.to_string()));
+        }
+    }
+
+    /// Whether a room builds its own presence messages; with Redis they
+    /// come from the cluster, listing the users of every node.
+    pub(super) fn announces_presence(&self) -> bool {
+        !matches!(self, Keeper::Redis(_))
+    }
+
+    /// Whether a login must be claimed before it is admitted (`claim`).
+    pub(super) fn claims_names(&self) -> bool {
+        matches!(self, Keeper::Redis(_))
+    }
+
+    /// Hands connection `conn`'s chat over to be ordered. If nobody keeps
+    /// order, the chat comes straight back, for the dispatcher to
+    /// broadcast now.
+    pub(super) fn hand_over(
+        &self,
+        room: String,
+        conn: ConnId,
+        json: Vec<u8>,
+    ) -> Result<(), (String, Vec<u8>)> {
+        let Some(jobs) = self.jobs() else {
+            return Err((room, json));
+        };
+        let _ = jobs.send(Job::Append { room, conn, json });
+        Ok(())
+    }
+
+    /// Asks for the chats of `room` after `after`; answered by
+    /// `Archived::SinceLoaded`.
+    pub(super) fn ask_since(&self, room: &str, conn: ConnId, after: u64) {
+        if let Some(jobs) = self.jobs() {
+            let _ = jobs.send(Job::Since {
+                room: room.to_string(),
+                conn,
+                after,
+            });
+        }
+    }
+
+    /// Claims `name` in `room` for `conn` (renaming it from `old`);
+    /// answered by its `login` message, or `News::Refused`.
+    pub(super) fn claim(&self, room: &str, conn: ConnId, name: &str, old: Option<&str>) {
+        if let Keeper::Redis(redis) = self {
+            let _ = redis.link.work.send(Work::Claim {
+                room: room.to_string(),
+                conn,
+                name: name.to_string(),
+                old: old.map(str::to_string),
+            });
+        }
+    }
+
+    /// `conn` has left `room` as `name` (with Redis, which announces it).
+    pub(super) fn release(&self, room: &str, conn: ConnId, name: String) {
+        if let Keeper::Redis(redis) = self {
+            let _ = redis.link.work.send(Work::Release {
+                room: room.to_string(),
+                conn,
+                name,
+            });
+        }
+    }
+
+    /// `GET /api/rooms`: with Redis the whole cluster's rooms are there, and
+    /// the courier answers; otherwise the reply comes back, for the
+    /// dispatcher to answer from its own rooms.
+    pub(super) fn list_rooms(
+        &self,
+        reply: Sender<Vec<RoomSummary>>,
+    ) -> Option<Sender<Vec<RoomSummary>>> {
+        match self {
+            Keeper::Redis(redis) => {
+                let _ = redis.link.work.send(Work::ListRooms { reply });
+                None
+            }
+            _ => Some(reply),
+        }
+    }
+}

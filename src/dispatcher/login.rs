@@ -1,0 +1,393 @@
+//! A login's life, from the handshake to the room and out again: one named
+//! state per connection (`LoginState`), and every transition, here.
+//!
+//! A login is not always finished when it arrives. A socket's first login
+//! is sent the room's history before its own `login` broadcast, and that
+//! history may not be at hand yet: the room's tail may still be loading, or
+//! a reconnecting client may ask for more than the tail holds (`since`).
+//! With `--redis` the name must also be claimed in the cluster, and the
+//! login is finished when its own `login` message comes back from Redis.
+//! The dispatcher never waits for any of that: the login waits in its
+//! state, and the answer, an event, moves it on. The alternative rejected,
+//! a blocking query here, would stall every room for one user's join.
+//!
+//! ```text
+//!            login                      login (history due)
+//!   New ─────────────────┬────────────────────────────────────┐
+//!   Out ──────────────┐  │        tail loading: AwaitingTail ──┤ tail loaded: again
+//!   In(name) rename ──┤  │  tail lacks `since`: AwaitingSince ─┤ keeper answers
+//!                     ▼  ▼                                     ▼
+//!                  (name free?) ──── --redis: Claimed ── its `login` heard ──▶ In(name)
+//!                        └───────────────────────────────────────────────────▶ In(name)
+//!   In(name) ── logout, or dropped ──▶ Out
+//! ```
+//!
+//! A refused login (name taken, claim refused) goes back to where it came
+//! from: `New` (history still due), `Out`, or `In` under the old name. The
+//! name is checked when the login arrives and again when a wait ends,
+//! since another user may have taken it meanwhile. Chats and disconnects
+//! that come while a login is pending are parked with it and handled, in
+//! order, once it is finished or refused: a client may send its login and
+//! its first chat without waiting in between.
+
+use log::{debug, info, warn};
+
+use super::fanout::drop_too_slow;
+use super::history::Plan;
+use super::{Dispatcher, follow_set};
+use crate::archivist::StoredChat;
+use crate::config::MAX_PARKED_REQUESTS;
+use crate::ids::ConnId;
+use crate::protocol::{self, Login, Reason, Refusal, Request, RequestKind};
+
+/// Where a connection is in its login.
+pub(super) enum LoginState {
+    /// Connected, never admitted: its first login is sent the room's
+    /// history (if the room keeps one).
+    New,
+    /// Waiting for the room's tail to load (the keeper's `Loaded`).
+    AwaitingTail(Pending),
+    /// Waiting for the keeper's answer to `since` (`SinceLoaded`).
+    AwaitingSince(Pending),
+    /// With `--redis`: the name is claimed, and the login waits for its own
+    /// `login` message to come back. `current` is the name it is in the
+    /// room under meanwhile (a rename), if any.
+    Claimed {
+        pending: Pending,
+        history: History,
+        current: Option<String>,
+    },
+    /// In the room under this name.
+    In(String),
+    /// Logged out on an open socket: a new login is not sent history again.
+    Out,
+}
+
+/// A login that is not finished, and what the client sent meanwhile.
+pub(super) struct Pending {
+    login: Login,
+    parked: Vec<Request>,
+}
+
+/// What a login is sent before it is in, decided now and made as it is
+/// admitted (which with `--redis` is a while later: the tail has moved on).
+pub(super) enum History {
+    /// Nothing: not a socket's first login, or the room keeps no history.
+    None,
+    /// The `history` message from the room's tail.
+    FromTail,
+    /// What the keeper answered for `since`, joined to the tail.
+    After(Vec<StoredChat>, bool),
+}
+
+impl LoginState {
+    /// The name the connection is in its room under, if it is in.
+    pub(super) fn name(&self) -> Option<&str> {
+        match self {
+            LoginState::In(name) => Some(name),
+            LoginState::Claimed { current, .. } => current.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub(super) fn is_pending(&self) -> bool {
+        matches!(
+            self,
+            LoginState::AwaitingTail(_) | LoginState::AwaitingSince(_) | LoginState::Claimed { .. }
+        )
+    }
+
+    /// Leaves the room (logout, or dropped): the name it was in under.
+    pub(super) fn leave(&mut self) -> Option<String> {
+        match self {
+            LoginState::In(_) => match std::mem::replace(self, LoginState::Out) {
+                LoginState::In(name) => Some(name),
+                _ => None,
+            },
+            LoginState::Claimed { current, .. } => current.take(),
+            _ => None,
+        }
+    }
+}
+
+impl Dispatcher {
+    /// A login: into the room, or a rename if the client already is in.
+    pub(super) fn log_in(&mut self, id: ConnId, login: Login) {
+        self.start_login(id, login, Vec::new());
+    }
+
+    /// A login, with what the client sent after it while an earlier wait
+    /// ran (the tail loading).
+    fn start_login(&mut self, id: ConnId, login: Login, parked: Vec<Request>) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.login.is_pending() {
+            let details = "wait for the answer to your first login";
+            let refusal = Refusal::new(Some(RequestKind::Login), Reason::LoginInProgress, details);
+            self.reply(id, refusal);
+            return;
+        }
+        // A fresh token for the name already signed in extends the session
+        // (the reader keeps its end); the room hears nothing new.
+        if login.signed && client.login.name() == Some(login.username.as_str()) {
+            client.follows = follow_set(login.follows);
+            debug!("conn {id}: session of {} extended", login.username);
+            return;
+        }
+        if !self.name_free(id, &login.username) {
+            self.handle_parked(id, parked);
+            return;
+        }
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let history_due =
+            matches!(client.login, LoginState::New) && !self.mutual_follows && self.history > 0;
+        let tail = self
+            .rooms
+            .get_mut(&client.room)
+            .and_then(|room| room.recent.as_mut())
+            .filter(|_| history_due);
+        let Some(tail) = tail else {
+            return self.proceed(id, Pending { login, parked }, History::None);
+        };
+        match tail.plan(id, login.since) {
+            Plan::FromTail => self.proceed(id, Pending { login, parked }, History::FromTail),
+            Plan::Wait => client.login = LoginState::AwaitingTail(Pending { login, parked }),
+            Plan::Ask { after } => {
+                self.keeper.ask_since(&client.room, id, after);
+                client.login = LoginState::AwaitingSince(Pending { login, parked });
+            }
+        }
+    }
+
+    /// The room's tail has loaded: a login that waited for it starts again.
+    pub(super) fn tail_loaded(&mut self, id: ConnId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let LoginState::AwaitingTail(pending) =
+            std::mem::replace(&mut client.login, LoginState::New)
+        {
+            self.start_login(id, pending.login, pending.parked);
+        }
+    }
+
+    /// The keeper's answer to a login's `since`: the chats after it, and
+    /// whether none is missing.
+    pub(super) fn since_loaded(&mut self, id: ConnId, chats: Vec<StoredChat>, complete: bool) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return; // gone meanwhile
+        };
+        let LoginState::AwaitingSince(pending) =
+            std::mem::replace(&mut client.login, LoginState::New)
+        else {
+            return;
+        };
+        // The name may have been taken while the login waited.
+        if !self.name_free(id, &pending.login.username) {
+            self.handle_parked(id, pending.parked);
+            return;
+        }
+        self.proceed(id, pending, History::After(chats, complete));
+    }
+
+    /// Whether `username` is free in the client's room; refuses it if not.
+    fn name_free(&mut self, id: ConnId, username: &str) -> bool {
+        let free = self
+            .clients
+            .get(&id)
+            .and_then(|c| self.rooms.get(&c.room))
+            .is_some_and(|room| room.name_free(id, username));
+        if !free {
+            warn!("conn {id}: login as {username:?} refused: name taken");
+            let details = format!("{username:?} is already in the chat; choose another name");
+            let refusal = Refusal::new(Some(RequestKind::Login), Reason::UsernameTaken, details);
+            self.reply(id, refusal);
+        }
+        free
+    }
+
+    /// A login with its history decided: claimed first with `--redis`,
+    /// else admitted now.
+    fn proceed(&mut self, id: ConnId, pending: Pending, history: History) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let current = client.login.name().map(str::to_string);
+        if self.keeper.claims_names() {
+            self.keeper.claim(
+                &client.room,
+                id,
+                &pending.login.username,
+                current.as_deref(),
+            );
+            client.login = LoginState::Claimed {
+                pending,
+                history,
+                current,
+            };
+            return;
+        }
+        self.admit(id, pending, current, history, None);
+    }
+
+    /// With `--redis`, a `login` message for one of this node's
+    /// connections: if it answers its claim, the client is in now (true).
+    pub(super) fn claim_heard(&mut self, id: ConnId, json: &[u8]) -> bool {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return false;
+        };
+        if !matches!(client.login, LoginState::Claimed { .. }) {
+            return false; // a re-announcement after an outage
+        }
+        let LoginState::Claimed {
+            pending,
+            history,
+            current,
+        } = std::mem::replace(&mut client.login, LoginState::Out)
+        else {
+            return false;
+        };
+        self.admit(id, pending, current, history, Some(json.to_vec()));
+        true
+    }
+
+    /// With `--redis`, the cluster refused a claim: the login goes back to
+    /// where it came from. True if there was a claim to refuse.
+    pub(super) fn claim_refused(&mut self, id: ConnId, refusal: Refusal) -> bool {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return false;
+        };
+        if !matches!(client.login, LoginState::Claimed { .. }) {
+            return false;
+        }
+        let LoginState::Claimed {
+            pending,
+            history,
+            current,
+        } = std::mem::replace(&mut client.login, LoginState::Out)
+        else {
+            return false;
+        };
+        client.login = match (current, history) {
+            (Some(name), _) => LoginState::In(name),
+            (None, History::None) => LoginState::Out,
+            (None, _) => LoginState::New,
+        };
+        warn!(
+            "conn {id}: login refused by the cluster: {}",
+            refusal.reason
+        );
+        self.reply(id, refusal);
+        self.handle_parked(id, pending.parked);
+        true
+    }
+
+    /// A connection ends while its claim is out: whatever the cluster
+    /// answers, the claimed name is released after it.
+    pub(super) fn abandon_claim(&mut self, id: ConnId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if !matches!(client.login, LoginState::Claimed { .. }) {
+            return;
+        }
+        if let LoginState::Claimed {
+            pending, current, ..
+        } = std::mem::replace(&mut client.login, LoginState::Out)
+        {
+            client.login = current.map_or(LoginState::Out, LoginState::In);
+            let room = client.room.clone();
+            self.keeper.release(&room, id, pending.login.username);
+        }
+    }
+
+    /// Makes the client a member under its new name: its history first (to
+    /// it alone), then the `login` message to the room: built by the room,
+    /// or with `--redis` the cluster's (`announced`).
+    fn admit(
+        &mut self,
+        id: ConnId,
+        pending: Pending,
+        old: Option<String>,
+        history: History,
+        announced: Option<Vec<u8>>,
+    ) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&client.room) else {
+            return;
+        };
+        let Pending { login, parked } = pending;
+        let earlier = match history {
+            History::None => None,
+            History::FromTail => Some(None),
+            History::After(chats, complete) => Some(Some((chats, complete))),
+        };
+        let json = earlier.and_then(|earlier| {
+            let tail = room.recent.as_ref()?;
+            let (history, max) = (self.history, self.history_max);
+            Some(tail.history_for(&client.room, login.since, earlier, history, max))
+        });
+        if let Some(json) = json
+            && client.outbox.push(protocol::text_frame(&json)).is_err()
+        {
+            client.login = LoginState::Out;
+            drop_too_slow(id, &client.outbox);
+            return;
+        }
+        let username = login.username;
+        client.follows = follow_set(login.follows);
+        client.login = LoginState::In(username.clone());
+        if old.is_none() {
+            self.logged_in += 1;
+            self.metrics.set_logged_in(self.logged_in);
+        }
+        match &old {
+            Some(old) => info!("{old} is now {username} in {}", client.room),
+            None => info!(
+                "{username} joined {} ({} online here)",
+                client.room,
+                room.users() + 1
+            ),
+        }
+        room.log_in(id, &client.outbox, &username, old.as_deref());
+        if let Some(json) = announced {
+            room.broadcast(&json);
+        }
+        let room = client.room.clone();
+        self.appended(&room);
+        self.handle_parked(id, parked);
+    }
+
+    /// A chat or disconnect that came while the login was pending waits
+    /// for it, rather than being refused as "not logged in".
+    pub(super) fn park(&mut self, id: ConnId, request: Request) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let pending = match &mut client.login {
+            LoginState::AwaitingTail(pending)
+            | LoginState::AwaitingSince(pending)
+            | LoginState::Claimed { pending, .. } => pending,
+            _ => return,
+        };
+        if pending.parked.len() >= MAX_PARKED_REQUESTS {
+            let details = "wait for the answer to your login";
+            let refusal = Refusal::new(Some(request.kind()), Reason::LoginInProgress, details);
+            self.reply(id, refusal);
+            return;
+        }
+        pending.parked.push(request);
+    }
+
+    /// The login is over (finished or refused): what waited is handled now.
+    fn handle_parked(&mut self, id: ConnId, parked: Vec<Request>) {
+        for request in parked {
+            self.request(id, request);
+        }
+    }
+}
