@@ -194,9 +194,9 @@ pub const WAL_CHECKPOINT_PAGES: i64 = 4096;
 pub const WAL_CHECKPOINT_PAGES_FSYNC: i64 = 1000;
 
 /// How long opening the history file waits for a lock another process
-/// holds: not at all. The only other holder is another server on the same
-/// file, which will not let go; waiting would only delay the error that
-/// says so ("locked by another process").
+/// holds: not at all. That process is almost always a second server on the
+/// same file, which keeps its lock for its lifetime; waiting would only
+/// delay the error that says so ("locked by another process").
 pub const ARCHIVE_LOCK_WAIT: Duration = Duration::ZERO;
 
 /// A node's lease in the cluster (`--redis`): a node that has not renewed
