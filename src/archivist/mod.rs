@@ -42,16 +42,18 @@
 //! connection checkpointing in its own thread was rejected: the file is
 //! locked to this one.)
 //!
-//! The SQL lives in `sqlite.rs`.
+//! The messages in and out are in `jobs.rs`, the start-up error in
+//! `error.rs`, and the SQL in `sqlite/` (opening and checking the file in
+//! `schema.rs`, the queries in `mod.rs`).
 
+mod error;
+mod jobs;
 mod sqlite;
 
-use std::fmt;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{error, warn};
 
@@ -59,10 +61,11 @@ use crate::config::{
     ARCHIVE_IDLE, ARCHIVE_JOBS_PER_TRANSACTION, DEFAULT_HISTORY_MAX, DEFAULT_RETAIN,
     RETENTION_EVERY_COMMITS, RETENTION_ROWS_PER_PASS,
 };
-use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use sqlite::{Append, Store};
 
+pub use error::{ArchiveError, ArchiveErrorKind};
+pub use jobs::{Archived, Job, StoredChat};
 pub use sqlite::SCHEMA_VERSION;
 
 /// Where and how chats are kept.
@@ -90,121 +93,6 @@ impl ArchiveConfig {
             history_max: DEFAULT_HISTORY_MAX,
         }
     }
-}
-
-/// Why the history file could not be opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveErrorKind {
-    /// Not an SQLite file, or a damaged one.
-    NotADatabase,
-    /// Another process (another server) has the file open.
-    Locked,
-    /// A schema this server does not know: newer, or not threadchat's.
-    SchemaVersion,
-    /// The file or its directory cannot be created or written.
-    Unwritable,
-    /// Anything else SQLite reported.
-    Other,
-}
-
-/// A start-up error: which file, and what is wrong with it.
-#[derive(Debug, Clone)]
-pub struct ArchiveError {
-    pub kind: ArchiveErrorKind,
-    pub path: String,
-    /// What is wrong, in a sentence.
-    pub cause: String,
-}
-
-impl ArchiveError {
-    fn new(kind: ArchiveErrorKind, path: &str, cause: String) -> ArchiveError {
-        ArchiveError {
-            kind,
-            path: path.to_string(),
-            cause,
-        }
-    }
-}
-
-impl fmt::Display for ArchiveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "history database {}: {}", self.path, self.cause)
-    }
-}
-
-impl std::error::Error for ArchiveError {}
-
-/// One stored chat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredChat {
-    /// Its id, increasing per room from 1.
-    pub id: u64,
-    /// When it was stored, in ms since the Unix epoch.
-    pub ts: u64,
-    /// The exact JSON text that is broadcast, `"id"` and `"ts"` included.
-    pub json: Bytes,
-}
-
-/// Work for the archivist. A `conn` only routes the answer back (to the
-/// connection that sent the chat or asked): the archivist never looks at it.
-#[derive(Debug)]
-pub enum Job {
-    /// Store a chat. `json` is the chat object's text without id and ts,
-    /// ending in `}`; the archivist adds `,"id":N,"ts":T` before that brace
-    /// and stores and reports exactly that text.
-    Append {
-        room: String,
-        conn: ConnId,
-        json: Vec<u8>,
-    },
-    /// The room's newest `recent` chats (at most `history_max`) and its last
-    /// id (0 if none): for a room that appears.
-    Load { room: String, recent: usize },
-    /// The chats after the id `after` (at most `history_max`, the newest),
-    /// for a client that reconnects.
-    Since {
-        room: String,
-        conn: ConnId,
-        after: u64,
-    },
-    /// Older chats for the HTTP endpoint, answered on `reply`: those before
-    /// the id `before` (or the newest), at most `limit` (and 200), oldest
-    /// first.
-    Page {
-        room: String,
-        before: Option<u64>,
-        limit: usize,
-        reply: Sender<Result<Vec<StoredChat>, String>>,
-    },
-    /// Readiness check: answered on `reply` once a trivial write transaction
-    /// has succeeded (or with why it failed).
-    Probe { reply: Sender<Result<(), String>> },
-}
-
-/// What the archivist tells the dispatcher.
-#[derive(Debug)]
-pub enum Archived {
-    /// Chats committed by one transaction, in commit order (per room that is
-    /// id order): (room, conn, chat).
-    Committed(Vec<(String, ConnId, StoredChat)>),
-    /// Chats that could not be stored (disk full, I/O error, not a JSON
-    /// object): (room, conn, reason). They got no id and must not be sent.
-    Failed(Vec<(String, ConnId, String)>),
-    /// The answer to `Load`; on a read error it is empty (and logged).
-    Loaded {
-        room: String,
-        last_id: u64,
-        recent: Vec<StoredChat>,
-    },
-    /// The answer to `Since`. `complete` is false if `after` is an id the
-    /// room never gave out, or chats after it were left out (the cap, or
-    /// deleted by retention), or they could not be read.
-    SinceLoaded {
-        room: String,
-        conn: ConnId,
-        chats: Vec<StoredChat>,
-        complete: bool,
-    },
 }
 
 /// The history file, open, checked and locked, not yet served.
@@ -415,6 +303,7 @@ impl<E: From<Archived>> Archivist<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ConnId;
     use std::time::Duration;
 
     const WAIT: Duration = Duration::from_secs(10);

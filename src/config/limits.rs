@@ -197,6 +197,12 @@ pub const WAL_CHECKPOINT_PAGES: i64 = 4096;
 /// longer with the larger bound in the full-speed bench.
 pub const WAL_CHECKPOINT_PAGES_FSYNC: i64 = 1000;
 
+/// How long opening the history file waits for a lock another process
+/// holds: not at all. That process is almost always a second server on the
+/// same file, which keeps its lock for its lifetime; waiting would only
+/// delay the error that says so ("locked by another process").
+pub const ARCHIVE_LOCK_WAIT: Duration = Duration::ZERO;
+
 /// A node's lease in the cluster (`--redis`): a node that has not renewed
 /// it for this long is taken for dead, and its users are announced gone.
 /// Long enough to ride out a slow Redis or a paused process; with
@@ -269,6 +275,12 @@ pub const MIN_RSA_KEY_BITS: usize = 2048;
 /// it is closed with 1008: enough for a person who pasted the wrong token,
 /// too few for a script to try tokens at leisure.
 pub const MAX_LOGIN_FAILURES: u32 = 5;
+
+/// Most characters of a token's `alg` quoted back in a refusal: the header
+/// is the sender's text, and a refusal should not carry much of it; 16 is
+/// longer than any real algorithm name, so the sender still sees what went
+/// wrong.
+pub const ALG_QUOTE_CHARS: usize = 16;
 
 /// Longest the dispatcher waits for an event before it beats its heartbeat
 /// anyway, so that an idle dispatcher still shows it is alive.

@@ -1,5 +1,7 @@
-//! The history file: its schema and versions, and every statement the
-//! archivist runs. Only the archivist thread holds a `Store` (it is moved
+//! The history file, open: every statement the archivist runs on it
+//! (storing chats with their ids, reading them back, the readiness probe,
+//! checkpoints and retention). Opening, checking and migrating the file is
+//! `schema.rs`. Only the archivist thread holds a `Store` (it is moved
 //! there by `Archive::spawn`), so nothing here locks or shares anything.
 //!
 //! Ids are given out here, not by the dispatcher, because only what is
@@ -9,48 +11,20 @@
 //! retention has deleted the rows that carried them. (Taking `MAX(id)` from
 //! the chats instead was rejected: it forgets ids whose rows were deleted.)
 
+mod schema;
+
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::time::Duration;
 
 use bytes::Bytes;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{ArchiveConfig, ArchiveError, ArchiveErrorKind, StoredChat};
-use crate::config::{
-    HISTORY_PAGE_MAX, WAL_CHECKPOINT_PAGES, WAL_CHECKPOINT_PAGES_FSYNC, WAL_SIZE_LIMIT_BYTES,
-};
+use super::StoredChat;
+use crate::config::HISTORY_PAGE_MAX;
 use crate::ids::{ConnId, now_ms};
 
-/// The schema, as steps: entry `i` takes a file from version `i` to `i + 1`
-/// (`PRAGMA user_version`). A version 2 is one more entry; a file is brought
-/// up to date step by step, inside the transaction that opens it.
-const MIGRATIONS: &[&str] = &[
-    // 0 -> 1
-    "CREATE TABLE rooms (
-         name    TEXT PRIMARY KEY,
-         last_id INTEGER NOT NULL, -- last id given out; kept when its row is deleted
-         last_ts INTEGER NOT NULL  -- so that ts never decreases, even if the clock does
-     ) WITHOUT ROWID;
-     CREATE TABLE chats (
-         room TEXT NOT NULL,
-         id   INTEGER NOT NULL,
-         ts   INTEGER NOT NULL,    -- ms since the Unix epoch
-         json TEXT NOT NULL,       -- the exact text that was broadcast
-         UNIQUE (room, id)         -- the index every query reads
-     );
-     CREATE TABLE meta (
-         key   TEXT PRIMARY KEY,   -- opened_ms, probe_ms: when the file was last written
-         value
-     ) WITHOUT ROWID;",
-];
-
-/// The schema version this server writes and reads.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub use schema::{SCHEMA_VERSION, open};
 
 /// A chat waiting to be stored.
 pub struct Append {
@@ -86,182 +60,6 @@ pub struct Store {
     history_max: usize,
     /// Rooms known to hold more than `retain` chats.
     over_retention: BTreeSet<String>,
-}
-
-/// Opens, locks, checks and (if need be) migrates the file.
-pub fn open(config: &ArchiveConfig) -> Result<Store, ArchiveError> {
-    let path = config.path.as_str();
-    let fail = |error: rusqlite::Error| sqlite_error(path, error);
-    check_writable(path)?;
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(fail)?;
-    // Another server holding the file is an error at once, not a wait.
-    conn.busy_timeout(Duration::ZERO).map_err(fail)?;
-    // Once taken, the lock is kept until the connection closes: a second
-    // server on the same file cannot start, instead of interleaving ids. Set
-    // before the first read, so that WAL needs no shared-memory file either.
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
-        .map_err(fail)?;
-    check_and_migrate(&mut conn, path)?;
-    // Only now, once the file is known to be ours: switching the journal
-    // mode rewrites the file's header.
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(fail)?;
-    if mode != "wal" && path != ":memory:" {
-        return Err(ArchiveError::new(
-            ArchiveErrorKind::Other,
-            path,
-            format!("cannot use a write-ahead log (journal mode stays {mode:?})"),
-        ));
-    }
-    // NORMAL: a commit is in the operating system's hands when it returns, so
-    // it survives the process being killed, but a power loss may take the last
-    // commits. FULL waits for the disk on every commit.
-    let synchronous = if config.fsync { "FULL" } else { "NORMAL" };
-    conn.pragma_update(None, "synchronous", synchronous)
-        .map_err(fail)?;
-    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
-        .map_err(fail)?;
-    // A checkpoint inside a commit makes every chat in it wait for the disk;
-    // the archivist checkpoints when idle (`Store::checkpoint`), and SQLite
-    // only past this bound.
-    let checkpoint_pages = if config.fsync {
-        WAL_CHECKPOINT_PAGES_FSYNC
-    } else {
-        WAL_CHECKPOINT_PAGES
-    };
-    conn.pragma_update(None, "wal_autocheckpoint", checkpoint_pages)
-        .map_err(fail)?;
-    let mut store = Store {
-        conn,
-        retain: config.retain as u64,
-        history_max: config.history_max,
-        over_retention: BTreeSet::new(),
-    };
-    store.over_retention = store.rooms_over_retention().map_err(fail)?;
-    Ok(store)
-}
-
-/// Takes the write lock, refuses a file that is not ours (or is newer than
-/// this server), migrates an older one, and writes once, so that a file or
-/// directory that cannot be written is found now and not at the first chat.
-/// Everything happens in one transaction: on any refusal it is rolled back
-/// and the file is as it was.
-fn check_and_migrate(conn: &mut Connection, path: &str) -> Result<(), ArchiveError> {
-    let fail = |error: rusqlite::Error| sqlite_error(path, error);
-    let refuse = |cause: String| ArchiveError::new(ArchiveErrorKind::SchemaVersion, path, cause);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Exclusive)
-        .map_err(fail)?;
-    let version: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(fail)?;
-    if !(0..=SCHEMA_VERSION).contains(&version) {
-        return Err(refuse(format!(
-            "schema version {version} is not one this server knows (it knows 1 to {SCHEMA_VERSION}); \
-             it was written by a newer threadchat, which this one will not change"
-        )));
-    }
-    if version == 0 {
-        let tables: i64 = tx
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
-            .map_err(fail)?;
-        if tables > 0 {
-            return Err(refuse(
-                "an SQLite file with tables of its own and no threadchat schema version: \
-                 not a threadchat history file"
-                    .to_string(),
-            ));
-        }
-    }
-    migrate(&tx, version, SCHEMA_VERSION).map_err(fail)?;
-    tx.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_ms', ?1)",
-        [now_ms() as i64],
-    )
-    .map_err(fail)?;
-    tx.commit().map_err(fail)
-}
-
-/// Finds a file or directory this process may not write before SQLite
-/// does: SQLite's own error for it ("disk I/O error", "attempt to write a
-/// readonly database") does not say which. The directory matters too: the
-/// write-ahead log is made beside the file.
-fn check_writable(path: &str) -> Result<(), ArchiveError> {
-    if path == ":memory:" {
-        return Ok(());
-    }
-    let file = Path::new(path);
-    let dir = match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    for (what, target) in [("the file", file), ("its directory", dir)] {
-        let Ok(c_path) = CString::new(target.as_os_str().as_bytes()) else {
-            return Err(ArchiveError::new(
-                ArchiveErrorKind::Other,
-                path,
-                "the path contains a NUL byte".to_string(),
-            ));
-        };
-        // SAFETY: a valid C string; faccessat only reads it.
-        let status = unsafe {
-            libc::faccessat(
-                libc::AT_FDCWD,
-                c_path.as_ptr(),
-                libc::W_OK,
-                libc::AT_EACCESS,
-            )
-        };
-        if status != 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() == std::io::ErrorKind::NotFound {
-                // A file not made yet; a missing directory is SQLite's to report.
-                continue;
-            }
-            return Err(ArchiveError::new(
-                ArchiveErrorKind::Unwritable,
-                path,
-                format!(
-                    "{what} ({}) cannot be written ({error}); the file and its directory must be writable",
-                    target.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Brings the schema from version `from` to `to`, one step at a time, inside
-/// the caller's transaction.
-fn migrate(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<()> {
-    for step in &MIGRATIONS[from as usize..to as usize] {
-        conn.execute_batch(step)?;
-    }
-    conn.pragma_update(None, "user_version", to)
-}
-
-/// An SQLite error at start-up, in words an operator can act on.
-fn sqlite_error(path: &str, error: rusqlite::Error) -> ArchiveError {
-    let (kind, cause) = match error.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => (
-            ArchiveErrorKind::NotADatabase,
-            format!("file is not a database, or is damaged ({error}); it was left as it is"),
-        ),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (
-            ArchiveErrorKind::Locked,
-            "locked by another process (another threadchat server?)".to_string(),
-        ),
-        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => (
-            ArchiveErrorKind::Unwritable,
-            format!("cannot be written ({error}); the file and its directory must be writable"),
-        ),
-        _ => (ArchiveErrorKind::Other, error.to_string()),
-    };
-    ArchiveError::new(kind, path, cause)
 }
 
 /// Ids and counts are `u64` in Rust and `INTEGER` (i64) in SQLite; no id
@@ -583,6 +381,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archivist::ArchiveConfig;
+    use crate::config::WAL_CHECKPOINT_PAGES;
 
     fn memory(retain: usize, history_max: usize) -> Store {
         open(&ArchiveConfig {
@@ -642,50 +442,6 @@ mod tests {
             Some((3, "the chat is not UTF-8 text".to_string()))
         );
         assert_eq!(refused(b" {} \n"), None);
-    }
-
-    #[test]
-    fn a_new_file_gets_the_current_schema_version() {
-        let store = memory(10, 10);
-        let version: i64 = store
-            .conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 1);
-    }
-
-    #[test]
-    fn a_file_is_in_wal_mode_and_fsync_chooses_full_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        for (fsync, expected) in [(false, 1), (true, 2)] {
-            let path = dir.path().join(format!("fsync-{fsync}.db"));
-            let store = open(&ArchiveConfig {
-                fsync,
-                ..ArchiveConfig::new(path.to_str().unwrap())
-            })
-            .unwrap();
-            let pragma = |name: &str| -> String {
-                store
-                    .conn
-                    .pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
-                    .map(|value| format!("{value:?}"))
-                    .unwrap()
-            };
-            assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
-            assert_eq!(pragma("locking_mode"), "Text(\"exclusive\")");
-            // 1 is NORMAL, 2 is FULL.
-            assert_eq!(pragma("synchronous"), format!("Integer({expected})"));
-            let checkpoint_pages = if fsync {
-                WAL_CHECKPOINT_PAGES_FSYNC
-            } else {
-                WAL_CHECKPOINT_PAGES
-            };
-            assert_eq!(
-                pragma("wal_autocheckpoint"),
-                format!("Integer({checkpoint_pages})")
-            );
-        }
     }
 
     #[test]

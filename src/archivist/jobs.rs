@@ -1,0 +1,89 @@
+//! What goes in and out of the archivist thread: a `Job` in, an `Archived`
+//! out, and the `StoredChat` both carry. These are the archivist's whole
+//! interface; nothing else reaches its database.
+//!
+//! Two kinds of asker, two ways back. The dispatcher must never wait, so its
+//! answers (`Committed`, `Failed`, `Loaded`, `SinceLoaded`) come back as
+//! events on its own channel (`Archive::spawn` takes any `E: From<Archived>`)
+//! and are handled among its other events. An HTTP request thread may wait,
+//! with a timeout, so `Page` and `Probe` carry a reply channel of their own.
+//! (Routing those answers through the dispatcher too would put the HTTP
+//! API's reads in the path of every chat.)
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+
+use crate::ids::ConnId;
+
+/// One stored chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChat {
+    /// Its id, increasing per room from 1.
+    pub id: u64,
+    /// When it was stored, in ms since the Unix epoch.
+    pub ts: u64,
+    /// The exact JSON text that is broadcast, `"id"` and `"ts"` included.
+    pub json: Bytes,
+}
+
+/// Work for the archivist. A `conn` only routes the answer back (to the
+/// connection that sent the chat or asked): the archivist never looks at it.
+#[derive(Debug)]
+pub enum Job {
+    /// Store a chat. `json` is the chat object's text without id and ts,
+    /// ending in `}`; the archivist adds `,"id":N,"ts":T` before that brace
+    /// and stores and reports exactly that text.
+    Append {
+        room: String,
+        conn: ConnId,
+        json: Vec<u8>,
+    },
+    /// The room's newest `recent` chats (at most `history_max`) and its last
+    /// id (0 if none): for a room that appears.
+    Load { room: String, recent: usize },
+    /// The chats after the id `after` (at most `history_max`, the newest),
+    /// for a client that reconnects.
+    Since {
+        room: String,
+        conn: ConnId,
+        after: u64,
+    },
+    /// Older chats for the HTTP endpoint, answered on `reply`: those before
+    /// the id `before` (or the newest), at most `limit` (and
+    /// `HISTORY_PAGE_MAX`), oldest first.
+    Page {
+        room: String,
+        before: Option<u64>,
+        limit: usize,
+        reply: Sender<Result<Vec<StoredChat>, String>>,
+    },
+    /// Readiness check: answered on `reply` once a trivial write transaction
+    /// has succeeded (or with why it failed).
+    Probe { reply: Sender<Result<(), String>> },
+}
+
+/// What the archivist tells the dispatcher.
+#[derive(Debug)]
+pub enum Archived {
+    /// Chats committed by one transaction, in commit order (per room that is
+    /// id order): (room, conn, chat).
+    Committed(Vec<(String, ConnId, StoredChat)>),
+    /// Chats that could not be stored (disk full, I/O error, not a JSON
+    /// object): (room, conn, reason). They got no id and must not be sent.
+    Failed(Vec<(String, ConnId, String)>),
+    /// The answer to `Load`; on a read error it is empty (and logged).
+    Loaded {
+        room: String,
+        last_id: u64,
+        recent: Vec<StoredChat>,
+    },
+    /// The answer to `Since`. `complete` is false if `after` is an id the
+    /// room never gave out, or chats after it were left out (the cap, or
+    /// deleted by retention), or they could not be read.
+    SinceLoaded {
+        room: String,
+        conn: ConnId,
+        chats: Vec<StoredChat>,
+        complete: bool,
+    },
+}
