@@ -4,7 +4,7 @@
 //! file, the sockets) before anything runs, and `Server::spawn` starts the
 //! threads and hands back a `ServerHandle` to stop them with.
 //!
-//! One chat's path through the threads:
+//! The threads, and what passes between them:
 //!
 //! ```text
 //! accept loop ──spawns──▶ reader (one per connection) ──spawns──▶ writer
@@ -26,8 +26,9 @@
 //! accept loop        accept          one                    server/accept.rs
 //! reader             reader-<conn>   one per connection     src/connection/
 //! writer             writer-<conn>   one per connection     src/connection/writer.rs
-//! dispatcher         dispatcher      one                    src/dispatcher/ (watched by
-//!                                                           server/shutdown.rs)
+//! dispatcher         dispatcher      one                    src/dispatcher/, run by
+//!                                                           server/shutdown.rs's
+//!                                                           supervise_dispatcher
 //! archivist          archivist       one, with history and  src/archivist/
 //!                                    without --redis
 //! courier            redis-courier   one, with --redis      src/cluster/
@@ -44,11 +45,6 @@
 //! serves `--admin-listen`, `shutdown.rs` stops it all (and ends the
 //! process if the dispatcher dies), and `os_limits.rs` reads what the
 //! operating system lets one process hold.
-//!
-//! The accept loop does as little as possible: it accepts, counts, and hands
-//! each socket to a new thread. Reading the HTTP request happens on that
-//! thread, never here, so a client that connects and then says nothing
-//! (slowloris) delays nobody else.
 //!
 //! The design's limit, stated plainly: every connection costs two threads, so
 //! the number of connections is capped (`--max-connections`); above the cap
