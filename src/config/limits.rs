@@ -106,6 +106,52 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(5);
 /// their sockets are shut down regardless.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
+/// How long shutdown waits, after it has shut down the sockets of the clients
+/// still open at the end of `SHUTDOWN_GRACE`, for their connection threads to
+/// end: a shut-down socket wakes a blocked read or write at once, so this
+/// only covers a thread finishing its exit.
+pub const FORCE_CLOSE_WAIT: Duration = Duration::from_millis(400);
+
+/// Exit status of the process when the dispatcher has died: 70, EX_SOFTWARE
+/// of `sysexits.h` ("internal software error"), so that a supervisor sees a
+/// crash to restart, not a clean stop.
+pub const DISPATCHER_DIED: i32 = 70;
+
+/// Connections the kernel may hold waiting for `accept` (capped by the
+/// system's `net.core.somaxconn`, 4096 by default).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// How long the accept loop pauses after a failed `accept`. Out of file
+/// descriptors, mostly: back off briefly rather than spin, and keep serving
+/// the connections we have.
+pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Over-cap connections waiting for their 503; more than this are dropped
+/// without an answer.
+pub const REJECT_QUEUE: usize = 64;
+
+/// How long the rejecter waits for an over-cap client's request before
+/// answering anyway.
+pub const REJECT_READ_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Most bytes of an over-cap client's request the rejecter reads, and throws
+/// away, before its 503: closing a socket with unread data resets it, and
+/// the client might miss the 503. A WebSocket handshake request is usually
+/// well under this, so one read takes all of it.
+pub const REJECT_READ_BYTES: usize = 2048;
+
+/// Memory mappings one connection costs: two threads, each with stack,
+/// guard page, signal stack and its guard page.
+pub const MAPPINGS_PER_CONNECTION: usize = 8;
+
+/// Mappings kept for everything else: the binary, libraries, heap arenas and
+/// the server's own threads.
+pub const MAPPINGS_RESERVE: usize = 1024;
+
+/// Descriptors kept for everything else: the listener, logging, the
+/// connections waiting for their 503.
+pub const FILES_RESERVE: usize = 128;
+
 /// Longest HTTP request head (request line plus headers) accepted.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;
 

@@ -19,17 +19,7 @@
 
 use std::fs;
 
-/// Memory mappings one connection costs: two threads, each with stack,
-/// guard page, signal stack and its guard page.
-pub const MAPPINGS_PER_CONNECTION: usize = 8;
-
-/// Mappings kept for everything else: the binary, libraries, heap arenas and
-/// the server's own threads.
-const MAPPINGS_RESERVE: usize = 1024;
-
-/// Descriptors kept for everything else: the listener, logging, the
-/// connections waiting for their 503.
-const FILES_RESERVE: usize = 128;
+use crate::config::{FILES_RESERVE, MAPPINGS_PER_CONNECTION, MAPPINGS_RESERVE};
 
 /// The most connections this process can serve, as far as it can tell, and
 /// which limit says so.

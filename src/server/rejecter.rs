@@ -1,0 +1,46 @@
+//! The rejecter: one thread that answers connections over the cap with
+//! HTTP 503, so that refusing costs no thread per connection.
+//!
+//! The cap exists because every connection costs two threads; spawning a
+//! thread to refuse each one would spend exactly what the cap protects.
+//! Instead the accept loop hands an over-cap socket to this thread through
+//! a bounded queue (`REJECT_QUEUE`), and if even that is full the socket is
+//! dropped without an answer: under a flood, refusing must stay cheap.
+//! Each refusal is bounded in time (`REJECT_READ_TIMEOUT` to read the
+//! request, as much to write the answer, then `http::linger_close`'s own
+//! bound), so a silent client cannot hold the rejecter for long.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::Sender;
+
+use crate::config::{REJECT_QUEUE, REJECT_READ_BYTES, REJECT_READ_TIMEOUT};
+use crate::http;
+use crate::metrics::{HandshakeStatus, Metrics};
+
+/// Starts the rejecter; the accept loop sends it the sockets to refuse.
+pub(super) fn spawn(metrics: Arc<Metrics>) -> io::Result<Sender<TcpStream>> {
+    let (sender, receiver) = crossbeam_channel::bounded::<TcpStream>(REJECT_QUEUE);
+    thread::Builder::new()
+        .name("rejecter".into())
+        .spawn(move || {
+            for mut socket in receiver {
+                // Read (some of) the request first: closing a socket with
+                // unread data resets it, and the client might miss the 503.
+                let _ = socket.set_read_timeout(Some(REJECT_READ_TIMEOUT));
+                let _ = socket.set_write_timeout(Some(REJECT_READ_TIMEOUT));
+                let mut request = [0u8; REJECT_READ_BYTES];
+                let _ = socket.read(&mut request);
+                metrics.handshake_refused(HandshakeStatus::Unavailable);
+                let _ = socket.write_all(&http::status_response(
+                    "503 Service Unavailable",
+                    "the server is full; try again later",
+                ));
+                http::linger_close(&socket);
+            }
+        })?;
+    Ok(sender)
+}
