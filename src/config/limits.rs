@@ -289,6 +289,11 @@ pub const INSIDE_RECENT_DROPS: usize = 10;
 /// dispatcher that takes longer is itself the news (503).
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Room reserved for the text of one `/metrics` scrape: the exposition is
+/// about 8.5 KB (every label value is listed from the start), so one scrape
+/// allocates its buffer once.
+pub const EXPOSITION_CAPACITY_BYTES: usize = 16 * 1024;
+
 /// Histogram buckets of events per dispatcher batch: powers of two up to
 /// `MAX_EVENTS_PER_BATCH` (a batch is one event plus at most that many).
 pub const BATCH_EVENTS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
