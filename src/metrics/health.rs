@@ -108,7 +108,6 @@ impl Drop for Alive {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use crate::metrics::Metrics;
