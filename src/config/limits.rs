@@ -158,6 +158,32 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;
 /// Most headers in one request.
 pub const MAX_REQUEST_HEADERS: usize = 32;
 
+/// Bytes read from the socket at a time while a request head arrives: a
+/// browser's WebSocket handshake is well under a kilobyte, so one read
+/// usually holds a whole head.
+pub const REQUEST_READ_BYTES: usize = 1024;
+
+/// How often a handshake blocked on a silent client checks whether the server
+/// is shutting down: well within `SHUTDOWN_GRACE`, so clients that never
+/// finish a request do not hold up shutdown.
+pub const HANDSHAKE_POLL: Duration = Duration::from_millis(250);
+
+/// Chats a page of `/api/rooms/<name>/messages` holds when the request does
+/// not say (`limit`): as many as a newcomer is shown by default, a screen
+/// or two.
+pub const DEFAULT_HISTORY_PAGE: usize = 50;
+
+/// Most a client may still send after its response, and how long it gets to
+/// send it, before its socket is closed regardless (`http::linger_close`):
+/// room for the rest of a request it was sending (a head is at most
+/// `MAX_REQUEST_HEAD_BYTES`), too little for a client to hold the thread.
+pub const LINGER_BYTES: usize = 64 * 1024;
+pub const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// Bytes `http::linger_close` reads, and discards, at a time: a page of
+/// stack, so a client that sends its last bytes takes few reads.
+pub const LINGER_READ_BYTES: usize = 4 * 1024;
+
 /// tungstenite's read buffer per connection. Its default is 128 KiB, which for
 /// 10,000 idle connections would be over a gigabyte; chat frames are a few
 /// hundred bytes, and the buffer grows on demand for a larger message (up to
@@ -346,6 +372,11 @@ pub const INSIDE_RECENT_DROPS: usize = 10;
 /// Longest `/api/stats` waits for the dispatcher's part of the snapshot; a
 /// dispatcher that takes longer is itself the news (503).
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Room reserved for the text of one `/metrics` scrape: the exposition is
+/// about 8.5 KB (every label value is listed from the start), so one scrape
+/// allocates its buffer once.
+pub const EXPOSITION_CAPACITY_BYTES: usize = 16 * 1024;
 
 /// Histogram buckets of events per dispatcher batch: powers of two up to
 /// `MAX_EVENTS_PER_BATCH` (a batch is one event plus at most that many).

@@ -4,8 +4,9 @@
 //! Answered on the connection's own thread, like any page. `/metrics` and
 //! the health checks read only atomics (`Metrics`) and the channel's length,
 //! so they answer even when the dispatcher is stuck; `/api/stats` also asks
-//! the dispatcher for what only it knows (the outboxes), and waits for the
-//! answer at most `STATS_TIMEOUT`.
+//! the dispatcher for what only it knows (the outboxes), and `/readyz` asks
+//! the archivist to write, each waiting for the answer at most
+//! `STATS_TIMEOUT` (`crate::ask`).
 
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use crossbeam_channel::Sender;
 use log::warn;
 
 use crate::archivist::Job;
+use crate::ask::{Unanswered, ask};
 use crate::config::{Config, STATS_TIMEOUT};
 use crate::dispatcher::Event;
 use crate::http::{self, AdminRequest};
@@ -74,27 +76,26 @@ pub fn answer(request: AdminRequest, cx: &Context, include_body: bool) -> Vec<u8
 /// Asks the archivist to write a trivial transaction: the store is ready
 /// if it can. Bounded by `STATS_TIMEOUT`, like `/api/stats`.
 fn probe(store: &Sender<Job>) -> Result<(), String> {
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    store
-        .send(Job::Probe { reply })
-        .map_err(|_| "the history store has stopped".to_string())?;
-    answer
-        .recv_timeout(STATS_TIMEOUT)
-        .map_err(|_| "the history store did not answer in time".to_string())?
-        .map_err(|e| format!("the history store cannot write: {e}"))
+    match ask(store, |reply| Job::Probe { reply }, STATS_TIMEOUT) {
+        Ok(written) => written.map_err(|e| format!("the history store cannot write: {e}")),
+        Err(Unanswered::Gone) => Err("the history store has stopped".to_string()),
+        Err(Unanswered::Late) => Err("the history store did not answer in time".to_string()),
+    }
 }
 
 fn stats(cx: &Context, include_body: bool) -> Vec<u8> {
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    if cx.events.send(Event::Stats { reply }).is_err() {
-        return http::status_response("503 Service Unavailable", "the chat is stopping");
-    }
-    let Ok(view) = answer.recv_timeout(STATS_TIMEOUT) else {
-        warn!("/api/stats: the dispatcher did not answer within {STATS_TIMEOUT:?}");
-        return http::status_response(
-            "503 Service Unavailable",
-            "the dispatcher did not answer in time",
-        );
+    let view = match ask(cx.events, |reply| Event::Stats { reply }, STATS_TIMEOUT) {
+        Ok(view) => view,
+        Err(Unanswered::Gone) => {
+            return http::status_response("503 Service Unavailable", "the chat is stopping");
+        }
+        Err(Unanswered::Late) => {
+            warn!("/api/stats: the dispatcher did not answer within {STATS_TIMEOUT:?}");
+            return http::status_response(
+                "503 Service Unavailable",
+                "the dispatcher did not answer in time",
+            );
+        }
     };
     let limits = Limits {
         messages: cx.config.outbound_messages,

@@ -3,23 +3,25 @@
 //! `GET /api/rooms` wants to know which rooms have users, and only the
 //! dispatcher knows; `GET /api/rooms/<name>/messages` wants older chats, and
 //! only the archivist may read the history file. The connection's own thread
-//! (which read the request) sends the owner a request carrying a one-shot
-//! reply channel, waits for the answer with a timeout, and writes the
-//! response itself. The owner spends a moment answering and never waits on
-//! the HTTP client; the waiting happens on the thread that would wait anyway.
+//! (which read the request) asks the owner (`crate::ask`: a question that
+//! carries a one-shot reply channel, and a wait of at most `API_TIMEOUT`),
+//! and writes the response itself. The owner spends a moment answering and
+//! never waits on the HTTP client; the waiting happens on the thread that
+//! would wait anyway.
 //!
 //! The alternative rejected: a copy of the room list behind a `Mutex` (or an
 //! `RwLock`) that the dispatcher keeps up to date for readers. It would cost
 //! the dispatcher a lock on every login and leave, to serve a request that
 //! is rare; asking is cheaper, and it keeps one owner per piece of state.
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use log::warn;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::archivist::Job;
-use crate::config::{API_TIMEOUT, Config};
+use crate::ask::{Unanswered, ask};
+use crate::config::{API_TIMEOUT, Config, MAX_ROOM_NAME_CHARS};
 use crate::dispatcher::Event;
 use crate::http::{self, ApiRequest};
 use crate::protocol::RoomSummary;
@@ -41,15 +43,17 @@ pub fn answer(
 ) -> Vec<u8> {
     match request {
         ApiRequest::Rooms => {
-            let (reply, answer) = crossbeam_channel::bounded(1);
-            if owners.events.send(Event::ListRooms { reply }).is_err() {
-                return unavailable("the chat is stopping");
-            }
             #[derive(Serialize)]
             struct Rooms {
                 rooms: Vec<RoomSummary>,
             }
-            match wait("/api/rooms", answer) {
+            let question = |reply| Event::ListRooms { reply };
+            match ask_owner(
+                owners.events,
+                question,
+                "/api/rooms",
+                "the chat is stopping",
+            ) {
                 Ok(rooms) => json(&Rooms { rooms }, include_body),
                 Err(response) => response,
             }
@@ -70,17 +74,19 @@ pub fn answer(
                     "history is private with --mutual-follows",
                 );
             }
-            let (reply, answer) = crossbeam_channel::bounded(1);
-            let job = Job::Page {
+            let question = |reply| Job::Page {
                 room: room.clone(),
                 before,
                 limit,
                 reply,
             };
-            if store.send(job).is_err() {
-                return unavailable("the history store is stopping");
-            }
-            let chats = match wait("/api/rooms/…/messages", answer) {
+            let asked = ask_owner(
+                store,
+                question,
+                "/api/rooms/…/messages",
+                "the history store is stopping",
+            );
+            let chats = match asked {
                 Ok(Ok(chats)) => chats,
                 Ok(Err(why)) => {
                     warn!("older messages of {room}: {why}");
@@ -116,7 +122,7 @@ pub fn answer(
             struct Info<'a> {
                 auth: &'static str,
                 history: usize,
-                room_name_pattern: &'static str,
+                room_name_pattern: String,
                 #[serde(skip_serializing_if = "Option::is_none")]
                 cluster: Option<&'a str>,
                 #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,18 +133,28 @@ pub fn answer(
                 node: config.node.as_deref(),
                 auth: if owners.signed { "jwt" } else { "none" },
                 history: config.history,
-                room_name_pattern: "^[a-z0-9_-]{1,32}$",
+                room_name_pattern: format!("^[a-z0-9_-]{{1,{MAX_ROOM_NAME_CHARS}}}$"),
             };
             json(&info, include_body)
         }
     }
 }
 
-/// Waits for an owner's answer, or makes the 503 that says it did not come.
-fn wait<T>(what: &str, answer: Receiver<T>) -> Result<T, Vec<u8>> {
-    answer.recv_timeout(API_TIMEOUT).map_err(|_| {
-        warn!("{what}: no answer within {API_TIMEOUT:?}");
-        unavailable("the server did not answer in time")
+/// Asks an owner (`crate::ask`) for the answer to `what`, or makes the 503
+/// that says why none came: `stopping` if the owner has stopped; if it did
+/// not answer within `API_TIMEOUT`, a line in the log and a 503 that says so.
+fn ask_owner<Q, A>(
+    owner: &Sender<Q>,
+    question: impl FnOnce(Sender<A>) -> Q,
+    what: &str,
+    stopping: &str,
+) -> Result<A, Vec<u8>> {
+    ask(owner, question, API_TIMEOUT).map_err(|why| match why {
+        Unanswered::Gone => unavailable(stopping),
+        Unanswered::Late => {
+            warn!("{what}: no answer within {API_TIMEOUT:?}");
+            unavailable("the server did not answer in time")
+        }
     })
 }
 
