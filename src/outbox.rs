@@ -146,7 +146,7 @@ impl Outbox {
         }
     }
 
-    /// [metrics integration] What waits in the queue now: messages (pushes)
+    /// What waits in the queue now: messages (pushes)
     /// and bytes. Two atomic loads; the dispatcher reads it for `/api/stats`.
     pub fn queued(&self) -> (usize, usize) {
         (
@@ -155,12 +155,12 @@ impl Outbox {
         )
     }
 
-    /// [metrics integration] The bounds this queue was made with.
+    /// The bounds this queue was made with.
     pub fn limits(&self) -> (usize, usize) {
         (self.max_messages, self.max_bytes)
     }
 
-    /// [metrics integration] Whether the dispatcher has dropped this client
+    /// Whether the dispatcher has dropped this client
     /// (`abandon`): how its reader tells a slow consumer from a client close.
     pub fn is_abandoned(&self) -> bool {
         self.shared.is_abandoned()

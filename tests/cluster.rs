@@ -1,4 +1,4 @@
-//! Several threadchat nodes on one real Redis (issue 12): three nodes are
+//! Several threadchat nodes on one real Redis: three nodes are
 //! one chat (presence, order, names, history), and a node or Redis itself
 //! going away costs only what it must.
 //!

@@ -201,7 +201,7 @@ fn metrics_parse_and_list_every_family_and_label_from_the_start() {
 }
 
 // --- The counters move as a session goes ---------------------------------------
-// [integration] Every assertion below depends on the calls the lead places:
+// Every assertion below depends on where the counts are made:
 // received/refused (reader and dispatcher), chat_broadcast, delivered and the
 // fan-out clock (dispatcher flush), closed (reader guard, slow consumer via
 // Outbox::is_abandoned), handshake_refused (connection, rejecter), written
@@ -436,7 +436,7 @@ fn a_snapshot_of_10000_clients_is_cheap() {
         let (admitted, _) = crossbeam_channel::bounded(1);
         let room = "lobby".to_string();
         let connected = Event::Connected {
-            id,
+            conn: id,
             room,
             outbox,
             admitted,
@@ -447,7 +447,12 @@ fn a_snapshot_of_10000_clients_is_cheap() {
         if id % 500 == 0 {
             let username = format!("user{id}");
             let login = Request::Login(Login::named(username));
-            events.send(Event::Request { id, request: login }).unwrap();
+            events
+                .send(Event::Request {
+                    conn: id,
+                    request: login,
+                })
+                .unwrap();
         }
     }
     let ask = || {
@@ -473,7 +478,9 @@ fn a_snapshot_of_10000_clients_is_cheap() {
     );
     for id in 1..=CLIENTS {
         let reason = CloseReason::ClientClose;
-        events.send(Event::Disconnected { id, reason }).unwrap();
+        events
+            .send(Event::Disconnected { conn: id, reason })
+            .unwrap();
     }
     drop(events);
     dispatcher.join().unwrap();

@@ -43,6 +43,7 @@
 
 mod chats;
 mod cluster;
+mod event;
 mod fanout;
 mod history;
 mod inside;
@@ -58,16 +59,15 @@ use chats::follow_set;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, warn};
 
-use crate::archivist::Archived;
-use crate::cluster::{News, Reply};
 use crate::config::{
     Config, HEARTBEAT_INTERVAL, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH, RECENT_PER_ROOM,
 };
 use crate::ids::ConnId;
-use crate::metrics::stats::{DispatcherView, RecentDrops};
+use crate::metrics::stats::RecentDrops;
 use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
 use crate::protocol::{self, Closing, Reason, Refusal, Request, RequestKind, RoomSummary};
+pub use event::Event;
 pub use keeper::{ClusterLink, Keeper};
 use login::LoginState;
 use room::Room;
@@ -77,54 +77,6 @@ use room::Room;
 /// exits rather than living on without a chat.
 #[cfg(feature = "fault-injection")]
 pub const DISPATCHER_PANIC_TRIGGER: &str = "__threadchat_fault_injection_dispatcher__";
-
-/// What readers (and the server) tell the dispatcher.
-pub enum Event {
-    /// A WebSocket handshake is under way for `room`; here is the way to
-    /// reach the client. The dispatcher answers on `admitted`: `Ok` to go on
-    /// with the upgrade, or the reason to refuse it (too many rooms).
-    Connected {
-        id: ConnId,
-        room: String,
-        outbox: Outbox,
-        admitted: Sender<Result<(), String>>,
-    },
-    /// The client sent a valid request.
-    Request { id: ConnId, request: Request },
-    /// The connection is over, for `reason`. Sent exactly once per
-    /// connection that sent `Connected`, by the reader, even when it panics.
-    Disconnected { id: ConnId, reason: CloseReason },
-    /// `/api/stats` asks for the fullest outboxes and the recent drops.
-    Stats { reply: Sender<DispatcherView> },
-    /// `GET /api/rooms`: every room with a logged-in user, by name.
-    ListRooms { reply: Sender<Vec<RoomSummary>> },
-    /// The archivist's news: chats committed (to broadcast now), a room's
-    /// history loaded, a reconnecting client's missed chats.
-    Archived(Archived),
-    /// The server is stopping: say goodbye (close 1001) to every client.
-    Shutdown,
-    /// Grace is over: shut every remaining socket down now.
-    ForceClose,
-    /// With `--redis`: what the cluster's threads hear and do.
-    Cluster(News),
-    /// Every connection has ended: return (and so let the archivist end).
-    Stop,
-}
-
-impl From<Archived> for Event {
-    fn from(news: Archived) -> Event {
-        Event::Archived(news)
-    }
-}
-
-impl From<Reply> for Event {
-    fn from(reply: Reply) -> Event {
-        match reply {
-            Reply::Archived(news) => Event::Archived(news),
-            Reply::Cluster(news) => Event::Cluster(news),
-        }
-    }
-}
 
 /// A connected client, as the dispatcher sees it.
 struct Client {
@@ -227,13 +179,13 @@ impl Dispatcher {
     fn handle(&mut self, event: Event) -> bool {
         match event {
             Event::Connected {
-                id,
+                conn,
                 room,
                 outbox,
                 admitted,
-            } => self.connected(id, room, outbox, admitted),
-            Event::Request { id, request } => self.request(id, request),
-            Event::Disconnected { id, reason } => {
+            } => self.connected(conn, room, outbox, admitted),
+            Event::Request { conn, request } => self.request(conn, request),
+            Event::Disconnected { conn: id, reason } => {
                 // A slow consumer was recorded when it was dropped; other
                 // drops are the reader's news.
                 if reason.is_drop() && reason != CloseReason::SlowConsumer {

@@ -1,0 +1,165 @@
+//! Every message the server sends, encoded once: as JSON text, then as
+//! complete WebSocket frame bytes. A broadcast to a thousand users is
+//! serialized and framed one time, and the same bytes (`Frame`, a
+//! reference-counted `Bytes`) are queued for all of them.
+//!
+//! The presence and history messages are written by hand into one buffer
+//! rather than through `serde`: in a login storm the presence list is the
+//! largest message the server builds (every login lists every user), and
+//! stored chats are already JSON, copied in byte for byte as they were
+//! broadcast.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
+
+use super::{Closing, Frame};
+
+/// `{"type":"history","room":…,"messages":[…],"complete":…}`, as JSON
+/// text: the stored chats are already JSON, so they are copied in as they
+/// are, byte for byte as they were broadcast.
+pub fn history_json<'a>(
+    room: &str,
+    chats: impl Iterator<Item = &'a [u8]>,
+    complete: bool,
+) -> Vec<u8> {
+    let mut json = Vec::with_capacity(256);
+    json.extend_from_slice(b"{\"type\":\"history\",\"room\":");
+    write_json_string(&mut json, room);
+    json.extend_from_slice(b",\"messages\":[");
+    write_separated(&mut json, chats, |json, chat| json.extend_from_slice(chat));
+    json.extend_from_slice(b"],\"complete\":");
+    json.extend_from_slice(if complete { b"true" } else { b"false" });
+    json.push(b'}');
+    json
+}
+
+/// `{"type":"login","user_joined":…,"active_users":[…],"room":…}`, as JSON
+/// text.
+pub fn login_json<'a>(
+    joined: &str,
+    active_users: impl Iterator<Item = &'a str>,
+    room: &str,
+) -> Vec<u8> {
+    presence_json("login", "user_joined", joined, active_users, room)
+}
+
+/// `{"type":"disconnect","user_left":…,"active_users":[…],"room":…}`, as
+/// JSON text.
+pub fn disconnect_json<'a>(
+    left: &str,
+    active_users: impl Iterator<Item = &'a str>,
+    room: &str,
+) -> Vec<u8> {
+    presence_json("disconnect", "user_left", left, active_users, room)
+}
+
+/// Both presence messages have one shape; it is written by hand into one
+/// buffer because in a login storm it is the largest message the server
+/// builds (every login lists every user).
+fn presence_json<'a>(
+    kind: &str,
+    who_key: &str,
+    who: &str,
+    active_users: impl Iterator<Item = &'a str>,
+    room: &str,
+) -> Vec<u8> {
+    let mut json = Vec::with_capacity(64);
+    json.extend_from_slice(b"{\"type\":\"");
+    json.extend_from_slice(kind.as_bytes());
+    json.extend_from_slice(b"\",\"");
+    json.extend_from_slice(who_key.as_bytes());
+    json.extend_from_slice(b"\":");
+    write_json_string(&mut json, who);
+    json.extend_from_slice(b",\"active_users\":[");
+    write_separated(&mut json, active_users, write_json_string);
+    json.extend_from_slice(b"],\"room\":");
+    write_json_string(&mut json, room);
+    json.push(b'}');
+    json
+}
+
+/// The chat object as relayed, as JSON text: the client's fields, with
+/// `username` and `room` stamped.
+pub fn chat_json(message: &Map<String, Value>, username: &str, room: &str) -> Vec<u8> {
+    // Serialize the client's object and add the stamped fields, without
+    // cloning the map; `parse_request` removed any of them it carried.
+    let mut json = serde_json::to_vec(message).expect("a JSON map always serializes");
+    json.pop(); // the closing '}'
+    if json.len() > 1 {
+        json.push(b',');
+    }
+    json.extend_from_slice(b"\"username\":");
+    write_json_string(&mut json, username);
+    json.extend_from_slice(b",\"room\":");
+    write_json_string(&mut json, room);
+    json.push(b'}');
+    json
+}
+
+/// Writes the items of a JSON list, commas between them.
+fn write_separated<T>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
+}
+
+pub(crate) fn json_frame(value: &impl Serialize) -> Frame {
+    text_frame(&serde_json::to_vec(value).expect("protocol messages always serialize"))
+}
+
+/// Wraps UTF-8 bytes in a final, unmasked text frame.
+pub fn text_frame(payload: &[u8]) -> Frame {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    append_text_frame(&mut out, payload);
+    out.into()
+}
+
+/// Appends one final, unmasked text frame to `out`, which may already hold
+/// other frames: the dispatcher gathers consecutive broadcasts this way.
+pub fn append_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    header
+        .format(payload.len() as u64, out)
+        .expect("formatting into a Vec cannot fail");
+    out.extend_from_slice(payload);
+}
+
+/// Encodes any frame (used for the pings the reader sends).
+pub fn encode(frame: WsFrame) -> Frame {
+    let mut bytes = Vec::with_capacity(frame.len());
+    frame
+        .format(&mut bytes)
+        .expect("formatting into a Vec cannot fail");
+    bytes.into()
+}
+
+/// A close frame for `closing`, encoded (the dispatcher's goodbyes; the
+/// reader's go through tungstenite).
+pub fn close_frame(closing: &Closing) -> Frame {
+    encode(WsFrame::close(Some(CloseFrame {
+        code: closing.code(),
+        reason: closing.reason().into_owned().into(),
+    })))
+}
+
+/// Whether encoded frame bytes start a close frame (FIN bit and opcode 0x8).
+pub fn is_close_frame(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x88)
+}
