@@ -78,9 +78,9 @@ impl Dispatcher {
                 }
             }
             News::Stored { count } => self.unarchived = self.unarchived.saturating_sub(count),
-            News::Unavailable { senders } => {
-                self.unarchived = self.unarchived.saturating_sub(senders.len());
-                for id in senders {
+            News::Unavailable { conns } => {
+                self.unarchived = self.unarchived.saturating_sub(conns.len());
+                for id in conns {
                     let details =
                         "the chat's store (Redis) cannot be reached; try again in a moment";
                     self.reply(
