@@ -33,14 +33,11 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, info, warn};
 use redis::{Connection, RedisError};
 
-use super::courier::is_connection_error;
+use super::link::{self, Outage, is_connection_error};
 use super::scripts::Keys;
 use super::{ClusterConfig, News, Reply, Subscription};
 use crate::archivist::StoredChat;
-use crate::config::{
-    REDIS_BACKOFF_MAX, REDIS_BACKOFF_MIN, REDIS_COMMAND_TIMEOUT, REDIS_LISTEN_PING,
-    REDIS_LISTEN_POLL,
-};
+use crate::config::{REDIS_COMMAND_TIMEOUT, REDIS_LISTEN_PING, REDIS_LISTEN_POLL};
 use crate::ids::ConnId;
 
 pub struct Listener<E> {
@@ -81,13 +78,12 @@ impl<E: From<Reply>> Listener<E> {
     }
 
     pub fn run(mut self, subscriptions: Receiver<Subscription>) {
-        let mut backoff = REDIS_BACKOFF_MIN;
-        let mut down_since: Option<Instant> = None;
+        let mut outage = Outage::new();
         loop {
             let Some(mut con) = self.con.take() else {
                 // Wait out the backoff on the dispatcher's channel, so that
                 // rooms still come and go meanwhile.
-                let deadline = Instant::now() + backoff;
+                let deadline = Instant::now() + outage.backoff();
                 loop {
                     match subscriptions.recv_deadline(deadline) {
                         Ok(change) => self.note(change),
@@ -95,16 +91,15 @@ impl<E: From<Reply>> Listener<E> {
                         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                     }
                 }
-                match self.connect() {
+                match link::open(&self.config.url, REDIS_COMMAND_TIMEOUT) {
                     Ok(con) => {
-                        let outage = down_since.take().map(|t| t.elapsed()).unwrap_or_default();
+                        let outage = outage.over();
                         info!("redis listener: back after {outage:.1?}; subscribing again");
                         self.con = Some(con);
-                        backoff = REDIS_BACKOFF_MIN;
                     }
                     Err(e) => {
                         debug!("redis listener: still unreachable: {e}");
-                        backoff = (backoff * 2).min(REDIS_BACKOFF_MAX);
+                        outage.retry_failed();
                     }
                 }
                 continue;
@@ -112,19 +107,13 @@ impl<E: From<Reply>> Listener<E> {
             match self.listen(&mut con, &subscriptions) {
                 Turn::Done => return,
                 Turn::Lost(e) => {
-                    if down_since.is_none() {
+                    if outage.lost() {
                         info!("redis listener: connection lost ({e}); reconnecting");
-                        down_since = Some(Instant::now());
                     }
                     self.metrics.set_redis_up(false);
                 }
             }
         }
-    }
-
-    fn connect(&self) -> Result<Connection, RedisError> {
-        let client = redis::Client::open(self.config.url.as_str())?;
-        client.get_connection_with_timeout(REDIS_COMMAND_TIMEOUT)
     }
 
     /// A subscription change while there is no connection: remembered.

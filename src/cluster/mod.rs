@@ -33,11 +33,17 @@
 //! Two threads talk to Redis, each with its own connection, because a
 //! connection that subscribes can do nothing else:
 //!
-//! - the **courier** (`courier.rs`) takes the dispatcher's jobs and runs the
+//! - the **courier** (`courier/`) takes the dispatcher's jobs and runs the
 //!   scripts (chats grouped into one pipeline: one round trip for all that
-//!   wait), renews the lease and clears lapsed nodes;
+//!   wait), renews the lease and clears lapsed nodes: its loop in
+//!   `courier/mod.rs`, its work by role in `chats.rs` (storing and reading
+//!   history), `presence.rs` (claims, releases, resync, rosters, the room
+//!   list) and `lease.rs` (the lease, sweeping, joining and leaving);
 //! - the **listener** (`listener.rs`) subscribes to the rooms this node has
 //!   connections in, and turns what is published there into events.
+//!
+//! Both open their connection, tell a broken connection from a failed
+//! command, and back off while Redis is away the same way: `link.rs`.
 //!
 //! Both go back to the dispatcher as `Event::Cluster` news. When Redis goes
 //! away they say so once, refuse chats and logins ("briefly unavailable")
@@ -48,15 +54,16 @@
 //! order.
 
 mod courier;
+mod link;
 mod listener;
 mod scripts;
 
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::archivist::{Archived, Job, StoredChat};
+use crate::config::{NODE_ID_HOST_CHARS, REDIS_CONNECT_TIMEOUT};
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::protocol::RoomSummary;
@@ -98,7 +105,7 @@ fn node_id() -> String {
     let host: String = host
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(32)
+        .take(NODE_ID_HOST_CHARS)
         .collect();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -178,8 +185,9 @@ pub enum News {
     Subscribed { room: String },
     /// The courier has stored `count` chats; they come back as `Chat`.
     Stored { count: usize },
-    /// Chats not stored because Redis is away (their senders' connections).
-    Unavailable { senders: Vec<ConnId> },
+    /// Chats not stored because Redis is away: the connections that sent
+    /// them.
+    Unavailable { conns: Vec<ConnId> },
     /// A claim was refused.
     Refused { conn: ConnId, why: Refusal },
     /// The courier reached Redis again: send it `Work::Resync`.
@@ -213,22 +221,14 @@ pub struct Cluster {
     listener: redis::Connection,
 }
 
-/// How long start-up waits for Redis before saying it cannot reach it.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// Connects both threads' connections and loads the scripts, in the
 /// caller's thread, so that a wrong URL or a Redis that is down stops the
 /// server before it listens.
 pub fn connect(config: ClusterConfig) -> Result<Cluster, ClusterError> {
     let fail =
         |e: redis::RedisError| ClusterError(format!("redis {}: cannot connect: {e}", config.url));
-    let client = redis::Client::open(config.url.as_str()).map_err(fail)?;
-    let mut courier = client
-        .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .map_err(fail)?;
-    let listener = client
-        .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .map_err(fail)?;
+    let mut courier = link::open(&config.url, REDIS_CONNECT_TIMEOUT).map_err(fail)?;
+    let listener = link::open(&config.url, REDIS_CONNECT_TIMEOUT).map_err(fail)?;
     scripts::load(&mut courier).map_err(fail)?;
     Ok(Cluster {
         config,

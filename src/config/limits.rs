@@ -310,6 +310,18 @@ pub const REDIS_LISTEN_POLL: Duration = Duration::from_millis(50);
 /// interval is all it costs.
 pub const REDIS_LISTEN_PING: Duration = Duration::from_secs(2);
 
+/// How long start-up waits for Redis (`--redis`) to accept a connection
+/// before it stops with "cannot connect": long enough for a lost SYN to be
+/// sent again (after 1 s) to a Redis on another host, short enough that a
+/// wrong address stops the start at once rather than leaving it hanging.
+/// (Reconnects later wait `REDIS_COMMAND_TIMEOUT`, and retry with backoff.)
+pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Characters of the host name kept in a node's id (`<host>-<pid>-<4 hex>`):
+/// enough to tell machines apart in logs, and short because the id is in
+/// every line a node publishes (`c <node>/<conn> …`) and in its keys.
+pub const NODE_ID_HOST_CHARS: usize = 32;
+
 /// Chats a client may send before its login is finished (the room's
 /// history loading, or the name being claimed in the cluster); they are
 /// handled once it is. More than a client's rate limit allows in a second

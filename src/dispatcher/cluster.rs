@@ -50,9 +50,9 @@ impl Dispatcher {
             News::Roster { room, names } => self.roster_heard(&room, &names),
             News::Subscribed { room } => self.subscribed(room),
             News::Stored { count } => self.unarchived = self.unarchived.saturating_sub(count),
-            News::Unavailable { senders } => {
-                self.unarchived = self.unarchived.saturating_sub(senders.len());
-                for id in senders {
+            News::Unavailable { conns } => {
+                self.unarchived = self.unarchived.saturating_sub(conns.len());
+                for id in conns {
                     let details =
                         "the chat's store (Redis) cannot be reached; try again in a moment";
                     let refusal =
