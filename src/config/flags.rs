@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::Secret;
-use super::limits::*;
+use super::*;
 
 /// How the server is run. `threadchat --help` documents each flag; the
 /// defaults are the constants above.

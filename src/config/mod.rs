@@ -6,14 +6,25 @@
 //! sign-in check, the store, the cluster's connections) is built by the
 //! module that owns it, at start-up (`auth::from_config`, `server`).
 //!
-//! - `limits.rs`: each limit as a named constant with its reason;
+//! - `limits.rs`: clients and connections: sizes, rates, queues, timeouts,
+//!   threads; `history.rs`, `cluster.rs`, `sign_in.rs`, `inside.rs`: the
+//!   numbers of the store, of Redis, of sign-in and of looking inside,
+//!   each a named constant with its reason;
 //! - `flags.rs`: `Config`, the command line, with those constants as defaults;
 //! - `secret.rs`: a secret from the command line, redacted in every log.
 
+mod cluster;
 mod flags;
+mod history;
+mod inside;
 mod limits;
 mod secret;
+mod sign_in;
 
+pub use cluster::*;
 pub use flags::{Command, Config, check_ttl, parse_ttl};
+pub use history::*;
+pub use inside::*;
 pub use limits::*;
 pub use secret::Secret;
+pub use sign_in::*;

@@ -23,12 +23,14 @@
 //! (`protocol`), and a sign-in token (`session.rs`); the dispatcher gets only
 //! valid requests and verified names.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::Frame as WsFrame;
@@ -39,15 +41,38 @@ use tungstenite::{Message, Utf8Bytes};
 use super::PANIC_TRIGGER;
 use super::rate_limit::{RateLimiter, Verdict};
 use super::session::{Refused, SignIn};
-use super::upgrade::ReaderGuard;
 use crate::auth::AuthConfig;
 use crate::config::{Config, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, READ_BUFFER_BYTES};
 use crate::dispatcher::Event;
 use crate::ids::ConnId;
-use crate::metrics::{CloseReason, MessageKind};
+use crate::metrics::{CloseReason, MessageKind, Metrics};
 use crate::net::is_timeout;
 use crate::outbox::Outbox;
 use crate::protocol::{self, Closing, Reason, Refusal, Request, TextLimits};
+
+/// Sends `Disconnected` and finishes the writer's queue, however the reader
+/// stops, including by panic.
+pub(super) struct ReaderGuard<'a> {
+    pub(super) id: ConnId,
+    pub(super) events: &'a Sender<Event>,
+    pub(super) outbox: &'a Outbox,
+    pub(super) metrics: &'a Metrics,
+    /// Why the connection ended, set as the read pump returns; a panic
+    /// leaves `Other`. Counted here, once.
+    pub(super) reason: Cell<CloseReason>,
+}
+
+impl Drop for ReaderGuard<'_> {
+    fn drop(&mut self) {
+        let reason = self.reason.get();
+        self.metrics.closed(reason);
+        let _ = self.events.send(Event::Disconnected {
+            conn: self.id,
+            reason,
+        });
+        self.outbox.finish();
+    }
+}
 
 /// The stream under the reader's `WebSocket`: reads come from the socket,
 /// writes (pongs, close frames) go to the writer's queue. See the module

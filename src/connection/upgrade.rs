@@ -6,7 +6,8 @@
 //!
 //! The dispatcher must hear about every connection that ends, or a vanished
 //! user would stay in everyone's list. `ReaderGuard` sends the event from its
-//! `Drop`, so it is sent on a clean close, on an error and on a panic alike.
+//! `Drop` (`reader.rs`), so it is sent on a clean close, on an error and on
+//! a panic alike.
 
 use std::cell::Cell;
 use std::io::Write;
@@ -14,18 +15,17 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::thread;
 
-use crossbeam_channel::Sender;
 use log::{debug, warn};
 
-use super::reader::read_pump;
+use super::reader::{ReaderGuard, read_pump};
 use super::{Services, respond, writer};
 use crate::ask::{Unanswered, ask};
 use crate::config::{ADMISSION_TIMEOUT, Config, WRITER_STACK_BYTES};
 use crate::dispatcher::Event;
 use crate::http;
 use crate::ids::ConnId;
-use crate::metrics::{CloseReason, HandshakeStatus, Metrics};
-use crate::outbox::{self, Outbox};
+use crate::metrics::{CloseReason, HandshakeStatus};
+use crate::outbox;
 
 /// An upgrade `http::route` accepted, waiting for the dispatcher's word.
 pub(super) struct Upgrade {
@@ -119,28 +119,4 @@ pub(super) fn chat(
     drop(guard);
     let _ = writer.join();
     debug!("conn {id}: closed");
-}
-
-/// Sends `Disconnected` and finishes the writer's queue, however the reader
-/// stops, including by panic.
-pub(super) struct ReaderGuard<'a> {
-    pub(super) id: ConnId,
-    pub(super) events: &'a Sender<Event>,
-    pub(super) outbox: &'a Outbox,
-    pub(super) metrics: &'a Metrics,
-    /// Why the connection ended, set as the read pump returns; a panic
-    /// leaves `Other`. Counted here, once.
-    pub(super) reason: Cell<CloseReason>,
-}
-
-impl Drop for ReaderGuard<'_> {
-    fn drop(&mut self) {
-        let reason = self.reason.get();
-        self.metrics.closed(reason);
-        let _ = self.events.send(Event::Disconnected {
-            conn: self.id,
-            reason,
-        });
-        self.outbox.finish();
-    }
 }
