@@ -97,6 +97,23 @@ impl LoginState {
         )
     }
 
+    /// Takes a claim out of its state (leaving `Out`, for the caller to
+    /// set where it leads): what was pending, the history it was due, and
+    /// the name it was in under meanwhile.
+    fn take_claim(&mut self) -> Option<(Pending, History, Option<String>)> {
+        if !matches!(self, LoginState::Claimed { .. }) {
+            return None;
+        }
+        match std::mem::replace(self, LoginState::Out) {
+            LoginState::Claimed {
+                pending,
+                history,
+                current,
+            } => Some((pending, history, current)),
+            _ => None,
+        }
+    }
+
     /// Leaves the room (logout, or dropped): the name it was in under.
     pub(super) fn leave(&mut self) -> Option<String> {
         match self {
@@ -239,16 +256,8 @@ impl Dispatcher {
         let Some(client) = self.clients.get_mut(&id) else {
             return false;
         };
-        if !matches!(client.login, LoginState::Claimed { .. }) {
+        let Some((pending, history, current)) = client.login.take_claim() else {
             return false; // a re-announcement after an outage
-        }
-        let LoginState::Claimed {
-            pending,
-            history,
-            current,
-        } = std::mem::replace(&mut client.login, LoginState::Out)
-        else {
-            return false;
         };
         self.admit(id, pending, current, history, Some(json.to_vec()));
         true
@@ -260,15 +269,7 @@ impl Dispatcher {
         let Some(client) = self.clients.get_mut(&id) else {
             return false;
         };
-        if !matches!(client.login, LoginState::Claimed { .. }) {
-            return false;
-        }
-        let LoginState::Claimed {
-            pending,
-            history,
-            current,
-        } = std::mem::replace(&mut client.login, LoginState::Out)
-        else {
+        let Some((pending, history, current)) = client.login.take_claim() else {
             return false;
         };
         client.login = match (current, history) {
@@ -291,13 +292,7 @@ impl Dispatcher {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        if !matches!(client.login, LoginState::Claimed { .. }) {
-            return;
-        }
-        if let LoginState::Claimed {
-            pending, current, ..
-        } = std::mem::replace(&mut client.login, LoginState::Out)
-        {
+        if let Some((pending, _, current)) = client.login.take_claim() {
             client.login = current.map_or(LoginState::Out, LoginState::In);
             let room = client.room.clone();
             self.keeper.release(&room, id, pending.login.username);
