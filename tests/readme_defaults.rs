@@ -1,4 +1,4 @@
-//! The README's table of defaults says what `src/config.rs` says.
+//! The README's table of defaults says what `src/config/` says.
 
 use std::time::Duration;
 

@@ -22,17 +22,18 @@
 //! Every thread the server starts, by the name it carries, and where it lives:
 //!
 //! ```text
-//! thread             name            how many               file
+//! thread             name            how many               file (under src/)
 //! accept loop        accept          one                    server/accept.rs
-//! reader             reader-<conn>   one per connection     src/connection/
-//! writer             writer-<conn>   one per connection     src/connection/writer.rs
-//! dispatcher         dispatcher      one                    src/dispatcher/, run by
+//! reader             reader-<conn>   one per connection     connection/reader.rs (its
+//!                                                           front door: connection/)
+//! writer             writer-<conn>   one per connection     connection/writer.rs
+//! dispatcher         dispatcher      one                    dispatcher/, run by
 //!                                                           server/shutdown.rs's
 //!                                                           supervise_dispatcher
-//! archivist          archivist       one, with history and  src/archivist/
+//! archivist          archivist       one, with history and  archivist/
 //!                                    without --redis
-//! courier            redis-courier   one, with --redis      src/cluster/
-//! listener           redis-listener  one, with --redis      src/cluster/
+//! courier            redis-courier   one, with --redis      cluster/courier/
+//! listener           redis-listener  one, with --redis      cluster/listener.rs
 //! rejecter           rejecter        one                    server/rejecter.rs
 //! admin accept loop  admin-accept    one, --admin-listen    server/admin_listen.rs
 //! admin request      admin           one per request, at    server/admin_listen.rs
