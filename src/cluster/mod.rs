@@ -160,7 +160,7 @@ pub enum Subscription {
 
 /// Why a claim was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum ClaimRefusal {
     /// Someone holds the name, on this node or another.
     Taken,
     /// Redis cannot be reached right now.
@@ -189,7 +189,7 @@ pub enum News {
     /// them.
     Unavailable { conns: Vec<ConnId> },
     /// A claim was refused.
-    Refused { conn: ConnId, why: Refusal },
+    Refused { conn: ConnId, why: ClaimRefusal },
     /// The courier reached Redis again: send it `Work::Resync`.
     Back,
     /// `room`'s users, a JSON array of names in join order, as asked with

@@ -21,13 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{info, warn};
 
 use crate::auth::AuthConfig;
-use crate::config::MAX_LOGIN_FAILURES;
+use crate::config::{MAX_LOGIN_FAILURES, MIN_WAKE};
 use crate::ids::ConnId;
 use crate::protocol::{Login, Reason, Refusal, RequestKind};
-
-/// Shortest read timeout set while waiting for an expiry (the OS refuses
-/// zero, and a busy loop helps nobody).
-const MIN_WAKE: Duration = Duration::from_millis(10);
 
 pub struct SignIn<'a> {
     auth: &'a AuthConfig,

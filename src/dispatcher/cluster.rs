@@ -26,7 +26,7 @@ use log::{debug, warn};
 
 use super::Dispatcher;
 use super::keeper::Keeper;
-use crate::cluster::{News, Refusal as ClaimRefusal, RoomState, Work};
+use crate::cluster::{ClaimRefusal, News, RoomState, Work};
 use crate::ids::ConnId;
 use crate::protocol::{self, Reason, Refusal, RequestKind};
 

@@ -14,7 +14,7 @@ use log::info;
 use redis::RedisError;
 
 use super::{Courier, evalsha, unavailable};
-use crate::cluster::{News, Refusal, Reply, RoomState, json_string};
+use crate::cluster::{ClaimRefusal, News, Reply, RoomState, json_string};
 use crate::ids::ConnId;
 use crate::protocol::{RoomSummary, username_key};
 
@@ -27,21 +27,21 @@ impl<E: From<Reply>> Courier<E> {
         if self.con.is_none() || self.resyncing {
             self.send(News::Refused {
                 conn,
-                why: Refusal::Unavailable,
+                why: ClaimRefusal::Unavailable,
             });
             return;
         }
         match self.claim(room, conn, name, old) {
             Ok(0) => self.send(News::Refused {
                 conn,
-                why: Refusal::Taken,
+                why: ClaimRefusal::Taken,
             }),
             Ok(_) => {} // its `login` comes back through the listener
             Err(e) => {
                 self.failed(&e, &format!("claim of {name:?}"));
                 self.send(News::Refused {
                     conn,
-                    why: Refusal::Unavailable,
+                    why: ClaimRefusal::Unavailable,
                 });
             }
         }
@@ -144,7 +144,7 @@ impl<E: From<Reply>> Courier<E> {
                 for conn in lost {
                     self.send(News::Refused {
                         conn,
-                        why: Refusal::Taken,
+                        why: ClaimRefusal::Taken,
                     });
                 }
                 self.publish_rosters();
