@@ -915,3 +915,46 @@ fn start_up_with_redis_unreachable_or_with_mutual_follows_exits_with_the_cause()
         "names both flags: {output}"
     );
 }
+
+#[test]
+fn the_redis_password_appears_in_no_log_line_error_or_answer() {
+    const PASSWORD: &str = "hunter2-very-secret-redis-password";
+    let mut redis = RedisServer::start();
+    let _: String = redis
+        .command(&["CONFIG", "SET", "requirepass", PASSWORD])
+        .expect("set a password");
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{}/", redis.port());
+    let mut node = BinaryServer::start_logged(&["--redis", &url, "--log-level", "debug"]);
+    for path in ["/api/info", "/readyz", "/metrics"] {
+        let (_, body) = http_get(node.addr, path);
+        assert!(
+            !body.contains(PASSWORD),
+            "{path} shows the password: {body}"
+        );
+    }
+    // With Redis gone, /readyz says why, and the log says it once: neither
+    // with the password.
+    redis.stop();
+    let mut said = String::new();
+    let unready = eventually(Duration::from_secs(10), || {
+        let (status, body) = http_get(node.addr, "/readyz");
+        said = body;
+        status == 503
+    });
+    assert!(unready, "/readyz stayed ready with Redis gone: {said}");
+    assert!(
+        !said.contains(PASSWORD),
+        "/readyz shows the password: {said}"
+    );
+    let log = node.stop_and_read_log();
+    assert!(log.contains("127.0.0.1"), "the log names the Redis: {log}");
+    assert!(
+        !log.contains(PASSWORD),
+        "the log shows the password:\n{log}"
+    );
+
+    // A start-up that cannot connect names the URL without its password.
+    let (_, output) = BinaryServer::run_to_end(&["--redis", &url]);
+    assert!(output.contains("cannot connect"), "{output}");
+    assert!(!output.contains(PASSWORD), "{output}");
+}

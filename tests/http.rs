@@ -149,3 +149,32 @@ fn the_handshake_answers_with_the_rfc_accept_key() {
         Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     );
 }
+
+#[test]
+fn no_other_site_may_frame_the_chat_page() {
+    let server = TestServer::start();
+    for path in ["/", "/r/algebra"] {
+        let response = get(&server, path);
+        let csp = header(&response, "content-security-policy").expect("a CSP header");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+    }
+}
+
+#[test]
+fn json_and_error_answers_are_not_sniffed() {
+    let server = TestServer::start();
+    for path in [
+        "/api/rooms",
+        "/api/info",
+        "/nowhere",
+        "/r/bad%20name",
+        "/metrics",
+    ] {
+        let response = get(&server, path);
+        assert_eq!(
+            header(&response, "x-content-type-options"),
+            Some("nosniff"),
+            "{path}: {response}"
+        );
+    }
+}

@@ -92,3 +92,25 @@ fn a_rename_frees_the_old_name() {
     let joined = other.login("walter");
     assert_eq!(users(&joined), ["heisenberg", "walter"]);
 }
+
+#[test]
+fn a_look_alike_name_is_taken_and_an_invisible_one_refused() {
+    let server = TestServer::start();
+    let mut walter = server.login("walter");
+    let mut impostor = server.connect();
+    // A Cyrillic "а" in place of the Latin "a": the same name to the eye.
+    impostor.send_json(json!({"type": "login", "username": "w\u{430}lter"}));
+    let error = impostor.expect_error();
+    assert_eq!(error["error"], "username is taken", "{error}");
+    // A zero-width space and a right-to-left override: names that hide.
+    for hidden in ["wal\u{200B}ter", "\u{202E}retlaw", "\u{3164}"] {
+        impostor.send_json(json!({"type": "login", "username": hidden}));
+        let error = impostor.expect_error();
+        assert_eq!(error["error"], "invalid username", "{hidden:?}: {error}");
+    }
+    // The same name typed as "e" and a combining accent is the composed one.
+    impostor.send_json(json!({"type": "login", "username": "Jose\u{301}"}));
+    let joined = impostor.recv_until(|m| m["type"] == "login");
+    assert_eq!(joined["user_joined"], "José");
+    walter.recv_until(|m| m["type"] == "login" && m["user_joined"] == "José");
+}

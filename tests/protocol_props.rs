@@ -7,6 +7,8 @@ use threadchat::http::parse_request_head;
 use threadchat::protocol::{
     Login, Request, RequestKind, TextLimits, parse_request, validate_username,
 };
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 const LIMITS: TextLimits = TextLimits {
     max_chat_chars: 2000,
@@ -49,12 +51,14 @@ proptest! {
     }
 
     #[test]
-    fn accepted_logins_are_trimmed_short_and_free_of_control_characters(name in any::<String>()) {
+    fn accepted_logins_are_trimmed_normalised_short_and_visible(name in any::<String>()) {
         let text = json!({"type": "login", "username": name}).to_string();
         if let Ok(Request::Login(Login { username, .. })) = parse_request(&text, LIMITS) {
-            prop_assert_eq!(username.as_str(), name.trim());
+            let normalised: String = name.trim().nfc().collect();
+            prop_assert_eq!(username.as_str(), normalised.as_str());
             prop_assert!((1..=32).contains(&username.chars().count()));
             prop_assert!(!username.chars().any(char::is_control));
+            prop_assert!(!username.chars().any(|c| c.general_category() == GeneralCategory::Format));
         }
     }
 

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, RedisError, RedisResult};
 
-use crate::config::{REDIS_BACKOFF_MAX, REDIS_BACKOFF_MIN, REDIS_COMMAND_TIMEOUT};
+use crate::config::{REDIS_BACKOFF_MAX, REDIS_BACKOFF_MIN, REDIS_COMMAND_TIMEOUT, RedisUrl};
 
 /// Opens a connection to the Redis at `url`, giving up after `wait`.
-pub fn open(url: &str, wait: Duration) -> RedisResult<Connection> {
-    redis::Client::open(url)?.get_connection_with_timeout(wait)
+pub fn open(url: &RedisUrl, wait: Duration) -> RedisResult<Connection> {
+    redis::Client::open(url.expose())?.get_connection_with_timeout(wait)
 }
 
 /// Bounds every read and write on `con` by `REDIS_COMMAND_TIMEOUT`: a

@@ -63,7 +63,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::archivist::{Archived, Job, StoredChat};
-use crate::config::{NODE_ID_HOST_CHARS, REDIS_CONNECT_TIMEOUT};
+use crate::config::{NODE_ID_HOST_CHARS, REDIS_CONNECT_TIMEOUT, RedisUrl};
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::protocol::RoomSummary;
@@ -74,7 +74,7 @@ pub use scripts::Keys;
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     /// `--redis`: redis://host:port/db
-    pub url: String,
+    pub url: RedisUrl,
     /// `--cluster`: the prefix of every key and channel.
     pub name: String,
     /// This node's id, unique in the cluster (host, pid, random).
@@ -85,9 +85,9 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    pub fn new(url: &str, name: &str, retain: usize, history_max: usize) -> ClusterConfig {
+    pub fn new(url: &RedisUrl, name: &str, retain: usize, history_max: usize) -> ClusterConfig {
         ClusterConfig {
-            url: url.to_string(),
+            url: url.clone(),
             name: name.to_string(),
             node: node_id(),
             retain: retain.max(1),

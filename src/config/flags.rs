@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::Secret;
 use super::*;
 
 /// How the server is run. `threadchat --help` documents each flag; the
@@ -93,7 +92,7 @@ pub struct Config {
     /// Several nodes as one chat: the Redis they share (redis://host:port/).
     /// History then lives in Redis, not in --db.
     #[arg(long, env = "THREADCHAT_REDIS")]
-    pub redis: Option<String>,
+    pub redis: Option<RedisUrl>,
 
     /// With --redis: the name of this chat in Redis (several can share one).
     #[arg(long, default_value = DEFAULT_CLUSTER, value_parser = parse_cluster_name)]

@@ -26,5 +26,5 @@ pub use flags::{Command, Config, check_ttl, parse_ttl};
 pub use history::*;
 pub use inside::*;
 pub use limits::*;
-pub use secret::Secret;
+pub use secret::{RedisUrl, Secret};
 pub use sign_in::*;

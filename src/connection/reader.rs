@@ -323,10 +323,15 @@ fn handle_text(
 }
 
 /// A client's message as it may appear in the log: cut short, and never a
-/// token (a message that mentions one is not quoted at all).
+/// token. A message that could carry one is not quoted at all: one that
+/// names a token in any case (`"Token"`), one with a `\u` escape (which can
+/// spell the word), and one with what looks like a JWT (`eyJ`, the start of
+/// a base64url JSON header), whatever its field is called.
 fn loggable(text: &str) -> &str {
-    if text.contains("token") {
-        "(a message with a token; not shown)"
+    let could_hold_a_token =
+        text.to_ascii_lowercase().contains("token") || text.contains("\\u") || text.contains("eyJ");
+    if could_hold_a_token {
+        "(a message that could hold a token; not shown)"
     } else {
         protocol::truncate(text, LOG_PAYLOAD_CHARS)
     }
@@ -361,5 +366,24 @@ fn ending_for(id: ConnId, error: WsError) -> Ending {
             warn!("conn {id}: closed: {other}");
             Ending::Close(Closing::Internal)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn no_spelling_of_a_token_is_quoted_in_the_log() {
+        for text in [
+            r#"{"type":"login","token":"abc"}"#,
+            r#"{"type":"login","TOKEN":"abc"}"#,
+            r#"{"type":"login","\u0074oken":"abc"}"#,
+            r#"{"type":"login","jwt":"eyJhbGciOiJIUzI1NiJ9.e30.sig"}"#,
+        ] {
+            assert!(loggable(text).contains("not shown"), "{text}");
+        }
+        let chat = r#"{"type":"chat","text":"hello"}"#;
+        assert_eq!(loggable(chat), chat);
     }
 }

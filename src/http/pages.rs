@@ -53,9 +53,11 @@ const INSIDE_CSS: Embedded = Embedded {
 };
 
 /// The page may load only its own files and talk only WebSocket: even if a
-/// bug let a message be inserted as HTML, no injected script could run.
+/// bug let a message be inserted as HTML, no injected script could run. No
+/// other site may show it in a frame (`frame-ancestors`), so none can lay
+/// its own buttons over the chat's (clickjacking).
 const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:";
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'";
 
 /// The live view loads its own files and fetches `/api/stats`, nothing else.
 const INSIDE_SECURITY_POLICY: &str =
@@ -85,8 +87,8 @@ pub fn inside_page(page: InsidePage, include_body: bool) -> Vec<u8> {
 }
 
 /// A page's file, under its security `policy`. `no-cache` makes a browser
-/// ask again rather than reuse its copy, so a new build is seen at once;
-/// `nosniff` keeps it from reading a file as another type than it is sent.
+/// ask again rather than reuse its copy, so a new build is seen at once
+/// (and, like every answer, it says `nosniff`: `response.rs`).
 fn serve(file: Embedded, policy: &str, include_body: bool) -> Vec<u8> {
     response(
         "200 OK",
@@ -94,7 +96,6 @@ fn serve(file: Embedded, policy: &str, include_body: bool) -> Vec<u8> {
         &[
             ("Cache-Control", "no-cache"),
             ("Content-Security-Policy", policy),
-            ("X-Content-Type-Options", "nosniff"),
         ],
         file.body.as_bytes(),
         include_body,

@@ -16,7 +16,9 @@ use std::time::Instant;
 use crate::config::{LINGER_BYTES, LINGER_READ_BYTES, LINGER_TIME};
 
 /// A complete `HTTP/1.1` response; every connection that gets one is closed
-/// after it, so each says so.
+/// after it, so each says so. Every answer, page, JSON or error, says
+/// `nosniff`: a browser must not read it as another type than it is sent
+/// (a chat text in an error message taken for HTML, say).
 pub fn response(
     status: &str,
     content_type: &str,
@@ -25,7 +27,8 @@ pub fn response(
     include_body: bool,
 ) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         X-Content-Type-Options: nosniff\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in extra_headers {

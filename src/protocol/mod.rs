@@ -11,19 +11,19 @@
 //! by its path (`rooms.rs`).
 
 mod encode;
+mod names;
 mod refusal;
 pub mod rooms;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::config::MAX_USERNAME_CHARS;
-
 pub(crate) use encode::json_frame;
 pub use encode::{
     append_text_frame, chat_json, close_frame, disconnect_json, encode, history_json,
     is_close_frame, login_json, text_frame,
 };
+pub use names::{username_key, validate_username};
 pub use refusal::{CloseReason, Closing, Reason, Refusal, RequestKind};
 pub use rooms::{LOBBY, RoomSummary, room_from_path, valid_room_name};
 
@@ -233,38 +233,6 @@ pub fn request_kind(text: &str) -> Option<RequestKind> {
     }
     let kind = serde_json::from_str::<Kind>(text).ok()?.kind?;
     RequestKind::named(&kind)
-}
-
-/// Trims a username and checks it: 1 to 32 characters, no control characters.
-/// Uniqueness is the dispatcher's to check, as only it knows who is online.
-pub fn validate_username(raw: &str) -> Result<String, Refusal> {
-    let name = raw.trim();
-    let refuse = |details: String| {
-        Err(Refusal::new(
-            Some(RequestKind::Login),
-            Reason::InvalidUsername,
-            details,
-        ))
-    };
-    if name.is_empty() {
-        return refuse("a username must not be empty".to_string());
-    }
-    let chars = name.chars().count();
-    if chars > MAX_USERNAME_CHARS {
-        return refuse(format!(
-            "a username has at most {MAX_USERNAME_CHARS} characters; this one has {chars}"
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return refuse("a username must not contain control characters".to_string());
-    }
-    Ok(name.to_string())
-}
-
-/// The key under which usernames are compared: "Walter" and "walter" are the
-/// same person as far as uniqueness goes.
-pub fn username_key(name: &str) -> String {
-    name.to_lowercase()
 }
 
 /// Cuts `text` to at most `max` characters for a log line.
