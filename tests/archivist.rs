@@ -349,6 +349,60 @@ fn retention_deletes_old_chats_but_ids_are_never_reused() {
 }
 
 #[test]
+fn the_whole_store_is_bounded_and_the_stalest_rooms_lose_their_chats_first() {
+    let dir = temp_dir();
+    let path = dir.path().join("h.db");
+    let mut cfg = config(&path);
+    cfg.retain_total = 10;
+    {
+        let archive = Running::start(&cfg);
+        // Oldest activity first: "old" is the stalest room once "new" talks.
+        archive.append_committed("old", 6);
+        archive.append_committed("mid", 4);
+        std::thread::sleep(Duration::from_millis(5)); // a later ms for "new"
+        archive.append_committed("new", 4);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let kept = [
+                ids(&archive.page("old", None, 200)),
+                ids(&archive.page("mid", None, 200)),
+                ids(&archive.page("new", None, 200)),
+            ];
+            if kept.iter().map(Vec::len).sum::<usize>() <= 10 {
+                // Only the stalest room paid, its oldest chats first.
+                assert_eq!(kept[0], [5, 6], "{kept:?}");
+                assert_eq!(kept[1], [1, 2, 3, 4], "{kept:?}");
+                assert_eq!(kept[2], [1, 2, 3, 4], "{kept:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "still stored: {kept:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Ids go on where they were.
+        assert_eq!(ids(&archive.append_committed("old", 1)), [7]);
+    }
+    // The bound counts what the file holds at start-up too. "old" spoke
+    // last now, so "mid" goes first, then the oldest of "new".
+    cfg.retain_total = 4;
+    let archive = Running::start(&cfg);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let total: usize = ["old", "mid", "new"]
+            .iter()
+            .map(|room| archive.page(room, None, 200).len())
+            .sum();
+        if total <= 4 {
+            assert!(archive.page("mid", None, 200).is_empty());
+            assert_eq!(ids(&archive.page("new", None, 200)), [4]);
+            assert_eq!(ids(&archive.page("old", None, 200)), [5, 6, 7]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{total} chats still stored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_corrupt_file_is_refused_and_left_as_it_is() {
     let dir = temp_dir();
     let path = dir.path().join("history.db");

@@ -37,6 +37,7 @@ fn readme_defaults_table_matches_the_config() {
         ("--history", format!("`{}`", c.history)),
         ("--history-max", format!("`{}`", c.history_max)),
         ("--retain", format!("`{}`", c.retain)),
+        ("--retain-total", format!("`{}`", c.retain_total)),
         ("--db", format!("`{}`", c.db)),
         ("--fsync", on_off(c.fsync)),
         ("--cluster", format!("`{}`", c.cluster)),

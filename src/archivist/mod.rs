@@ -59,7 +59,7 @@ use log::{error, warn};
 
 use crate::config::{
     ARCHIVE_IDLE, ARCHIVE_JOBS_PER_TRANSACTION, DEFAULT_HISTORY_MAX, DEFAULT_RETAIN,
-    RETENTION_EVERY_COMMITS, RETENTION_ROWS_PER_PASS,
+    DEFAULT_RETAIN_TOTAL, RETENTION_EVERY_COMMITS, RETENTION_ROWS_PER_PASS,
 };
 use crate::metrics::Metrics;
 use sqlite::{Append, Store};
@@ -79,6 +79,9 @@ pub struct ArchiveConfig {
     pub fsync: bool,
     /// Chats kept per room; older ones are deleted in the background.
     pub retain: usize,
+    /// Chats kept in the whole store; past it, the least recently active
+    /// rooms lose their oldest chats first, in the background too.
+    pub retain_total: usize,
     /// Most chats one `Since` answer holds.
     pub history_max: usize,
 }
@@ -90,6 +93,7 @@ impl ArchiveConfig {
             path: path.into(),
             fsync: false,
             retain: DEFAULT_RETAIN,
+            retain_total: DEFAULT_RETAIN_TOTAL,
             history_max: DEFAULT_HISTORY_MAX,
         }
     }

@@ -85,6 +85,11 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_RETAIN)]
     pub retain: usize,
 
+    /// Chats kept in the whole store, all rooms together; past it the least
+    /// recently active rooms lose their oldest chats first.
+    #[arg(long, default_value_t = DEFAULT_RETAIN_TOTAL)]
+    pub retain_total: usize,
+
     /// The SQLite history file (":memory:" keeps history for this process only).
     #[arg(long, default_value = DEFAULT_DB)]
     pub db: String,
@@ -202,6 +207,7 @@ impl Default for Config {
             history: DEFAULT_HISTORY,
             history_max: DEFAULT_HISTORY_MAX,
             retain: DEFAULT_RETAIN,
+            retain_total: DEFAULT_RETAIN_TOTAL,
             db: DEFAULT_DB.to_string(),
             fsync: false,
             redis: None,

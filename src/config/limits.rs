@@ -80,6 +80,13 @@ pub const DEFAULT_HISTORY_MAX: usize = 1_000;
 /// the background. Ten thousand is days of a class's chat, a few MB.
 pub const DEFAULT_RETAIN: usize = 10_000;
 
+/// Chats kept in the whole store, every room together (`--retain-total`).
+/// `--retain` bounds one room, but a script that opens rooms `/r/a1`,
+/// `/r/a2`, … could still fill the disk one room at a time; past this
+/// bound, the rooms that were active least recently lose their oldest chats
+/// first. A million chats of a few hundred bytes is a few hundred MB.
+pub const DEFAULT_RETAIN_TOTAL: usize = 1_000_000;
+
 /// The history file, in the working directory, so `make run` needs nothing.
 pub const DEFAULT_DB: &str = "threadchat.db";
 

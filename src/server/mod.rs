@@ -192,6 +192,7 @@ impl Server {
                 path: config.db.clone(),
                 fsync: config.fsync,
                 retain: config.retain,
+                retain_total: config.retain_total,
                 history_max: config.history_max,
             };
             Some(archivist::open(&store).map_err(StartError::Store)?)

@@ -56,6 +56,10 @@ pub struct Store {
     conn: Connection,
     /// Chats kept per room.
     retain: u64,
+    /// Chats kept in the whole store, and how many it holds now (counted at
+    /// start-up, then kept up to date by every commit and deletion).
+    retain_total: u64,
+    total: u64,
     /// Most chats one `since` answer holds.
     history_max: usize,
     /// Rooms known to hold more than `retain` chats.
@@ -225,6 +229,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.total += appends.len() as u64;
         for (name, room) in rooms {
             if room.last_id - room.first_id + 1 > self.retain {
                 self.over_retention.insert(name.to_string());
@@ -324,13 +329,16 @@ impl Store {
             })
     }
 
-    /// True while some room holds more chats than it keeps.
+    /// True while some room holds more chats than it keeps, or the whole
+    /// store does.
     pub fn over_retention(&self) -> bool {
-        !self.over_retention.is_empty()
+        !self.over_retention.is_empty() || self.total > self.retain_total
     }
 
-    /// One retention pass: deletes at most `budget` of the oldest chats of
-    /// rooms over the limit, in one transaction.
+    /// One retention pass, in one transaction: deletes at most `budget` of
+    /// the oldest chats of rooms over their limit, then, with what is left
+    /// of the budget, of the least recently active rooms while the whole
+    /// store is over its own.
     pub fn prune(&mut self, budget: u64) -> rusqlite::Result<()> {
         let tx = self
             .conn
@@ -352,11 +360,31 @@ impl Store {
                     continue;
                 }
                 let upper = cutoff.min(room.first_id + left - 1);
-                delete.execute(params![name, sql_int(upper)])?;
+                let deleted = delete.execute(params![name, sql_int(upper)])? as u64;
                 left -= upper - room.first_id + 1;
+                self.total = self.total.saturating_sub(deleted);
                 if upper == cutoff {
                     done.push(name.clone());
                 }
+            }
+            // The whole store: the room whose last chat is oldest goes first.
+            let mut stalest = tx.prepare_cached(
+                "SELECT name FROM rooms WHERE EXISTS (SELECT 1 FROM chats WHERE chats.room = rooms.name)
+                 ORDER BY last_ts LIMIT 1",
+            )?;
+            while left > 0 && self.total > self.retain_total {
+                let Some(name) = stalest
+                    .query_row([], |row| row.get::<_, String>(0))
+                    .optional()?
+                else {
+                    break;
+                };
+                let room = load_room(&tx, &name)?;
+                let excess = self.total - self.retain_total;
+                let upper = room.last_id.min(room.first_id + left.min(excess) - 1);
+                let deleted = delete.execute(params![name, sql_int(upper)])? as u64;
+                left = left.saturating_sub(upper - room.first_id + 1);
+                self.total = self.total.saturating_sub(deleted);
             }
         }
         tx.commit()?;
@@ -364,6 +392,13 @@ impl Store {
             self.over_retention.remove(&name);
         }
         Ok(())
+    }
+
+    /// Chats in the whole store (at start-up).
+    fn count_chats(&self) -> rusqlite::Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM chats", [], |row| row.get::<_, i64>(0))
+            .map(|n| n as u64)
     }
 
     /// Rooms that hold more than `retain` chats (at start-up: the limit may
@@ -389,6 +424,7 @@ mod tests {
             path: ":memory:".to_string(),
             fsync: false,
             retain,
+            retain_total: crate::config::DEFAULT_RETAIN_TOTAL,
             history_max,
         })
         .expect("open an in-memory database")

@@ -101,10 +101,13 @@ pub fn open(config: &ArchiveConfig) -> Result<Store, ArchiveError> {
     let mut store = Store {
         conn,
         retain: config.retain as u64,
+        retain_total: config.retain_total as u64,
+        total: 0,
         history_max: config.history_max,
         over_retention: BTreeSet::new(),
     };
     store.over_retention = store.rooms_over_retention().map_err(fail)?;
+    store.total = store.count_chats().map_err(fail)?;
     Ok(store)
 }
 
