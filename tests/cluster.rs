@@ -958,3 +958,32 @@ fn the_redis_password_appears_in_no_log_line_error_or_answer() {
     assert!(output.contains("cannot connect"), "{output}");
     assert!(!output.contains(PASSWORD), "{output}");
 }
+
+#[test]
+fn the_whole_redis_store_is_bounded_and_the_stalest_rooms_lose_their_chats_first() {
+    let redis = RedisServer::start();
+    let node = BinaryServer::start(&["--redis", &redis.url(), "--retain-total", "6"]);
+    for (room, count) in [("old", 4), ("mid", 2), ("new", 3)] {
+        let mut client = join(&node, room, "walter");
+        for n in 0..count {
+            client.chat(&format!("{room} {n}"));
+            client.recv_until(|m| m["type"] == "chat" && m["text"] == format!("{room} {n}"));
+        }
+        // Rooms are ordered by their last chat's millisecond: a later one.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The courier trims on its timer (every 2 s): "new" and "mid" are kept
+    // whole, "old", the stalest, keeps what is left of the six.
+    let length = |room: &str| -> u64 {
+        redis
+            .command(&["XLEN", &format!("threadchat:{{{room}}}:log")])
+            .unwrap_or(0)
+    };
+    let trimmed = eventually(Duration::from_secs(10), || length("old") == 1);
+    assert!(trimmed, "old keeps {} chats", length("old"));
+    assert_eq!((length("mid"), length("new")), (2, 3));
+    // What is left is still read as history: the newest of "old".
+    let (status, page) = get_json(node.addr, "/api/rooms/old/messages");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"][0]["text"], "old 3", "{page}");
+}

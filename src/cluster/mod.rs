@@ -82,15 +82,24 @@ pub struct ClusterConfig {
     /// Chats kept per room (`--retain`), and most one `Since` answer holds.
     pub retain: usize,
     pub history_max: usize,
+    /// Chats kept in the whole cluster's store (`--retain-total`).
+    pub retain_total: usize,
 }
 
 impl ClusterConfig {
-    pub fn new(url: &RedisUrl, name: &str, retain: usize, history_max: usize) -> ClusterConfig {
+    pub fn new(
+        url: &RedisUrl,
+        name: &str,
+        retain: usize,
+        history_max: usize,
+        retain_total: usize,
+    ) -> ClusterConfig {
         ClusterConfig {
             url: url.clone(),
             name: name.to_string(),
             node: node_id(),
             retain: retain.max(1),
+            retain_total,
             history_max,
         }
     }

@@ -73,6 +73,12 @@ impl Keys {
     pub fn rooms(&self) -> String {
         format!("{}:rooms", self.prefix)
     }
+
+    /// Every room with stored chats, scored by its last chat's time: the
+    /// order in which the whole store's bound takes chats away.
+    pub fn active(&self) -> String {
+        format!("{}:active", self.prefix)
+    }
 }
 
 /// Builds the roster (the display names in join order) and a presence

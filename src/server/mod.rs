@@ -179,8 +179,13 @@ impl Server {
         let auth = crate::auth::from_config(&config).map_err(StartError::Auth)?;
         let cluster = match &config.redis {
             Some(url) => {
-                let settings =
-                    ClusterConfig::new(url, &config.cluster, config.retain, config.history_max);
+                let settings = ClusterConfig::new(
+                    url,
+                    &config.cluster,
+                    config.retain,
+                    config.history_max,
+                    config.retain_total,
+                );
                 let cluster = cluster::connect(settings).map_err(StartError::Cluster)?;
                 config.node = Some(cluster.node().to_string());
                 Some(cluster)

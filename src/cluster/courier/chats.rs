@@ -11,6 +11,7 @@
 //! client is waiting for it), and a room's load or catch-up waits for its
 //! return.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use crate::archivist::{Archived, Job, StoredChat};
 use crate::cluster::link::is_connection_error;
 use crate::cluster::{News, Reply};
 use crate::config::HISTORY_PAGE_MAX;
-use crate::ids::ConnId;
+use crate::ids::{ConnId, now_ms};
 
 /// A chat waiting in the pipeline being built.
 pub(super) struct Pending {
@@ -60,6 +61,12 @@ impl<E: From<Reply>> Courier<E> {
             return;
         }
         let chats = std::mem::take(pending);
+        // Each room's last activity, for the whole store's bound (`trim`).
+        let now = now_ms();
+        let rooms: HashSet<&str> = chats.iter().map(|c| c.room.as_str()).collect();
+        for room in rooms {
+            pipe.cmd("ZADD").arg(self.keys.active()).arg(now).arg(room);
+        }
         let started = Instant::now();
         let outcome: Option<Result<Vec<Value>, RedisError>> =
             self.con.as_mut().map(|con| pipe.query(con));
@@ -87,6 +94,48 @@ impl<E: From<Reply>> Courier<E> {
                 self.send(News::Unavailable { conns });
             }
         }
+    }
+
+    /// Keeps the whole store within `--retain-total`: counting from the
+    /// most recently active room, the rooms past the bound lose their
+    /// oldest chats, or all of them. Each command touches one room's keys
+    /// (a Redis Cluster needs no more), and the counting and the trimming
+    /// are a pipeline each, so a pass is two round trips whatever the
+    /// number of rooms. Run on the courier's timer, never in a chat's way.
+    pub(super) fn trim(&mut self) -> Result<(), RedisError> {
+        let Some(con) = self.con.as_mut() else {
+            return Ok(());
+        };
+        let rooms: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(self.keys.active())
+            .arg(0)
+            .arg(-1)
+            .query(con)?;
+        let mut count = redis::pipe();
+        for room in &rooms {
+            count.cmd("XLEN").arg(self.keys.room_key(room, "log"));
+        }
+        let lengths: Vec<u64> = count.query(con)?;
+        let mut trims = redis::pipe();
+        let mut kept = 0u64;
+        let max = self.config.retain_total as u64;
+        for (room, length) in rooms.iter().zip(lengths) {
+            let log = self.keys.room_key(room, "log");
+            let keep = max.saturating_sub(kept);
+            if length == 0 || keep == 0 {
+                trims.cmd("DEL").arg(&log).ignore();
+                trims.cmd("ZREM").arg(self.keys.active()).arg(room).ignore();
+            } else if length > keep {
+                trims
+                    .cmd("XTRIM")
+                    .arg(&log)
+                    .arg("MAXLEN")
+                    .arg(keep)
+                    .ignore();
+            }
+            kept += length.min(keep);
+        }
+        trims.query::<()>(con)
     }
 
     /// Answers a read; while Redis is away, what can wait does.

@@ -207,6 +207,9 @@ impl<E: From<Reply>> Courier<E> {
         if let Err(e) = self.renew_and_sweep() {
             self.failed(&e, "lease");
         }
+        if let Err(e) = self.trim() {
+            self.failed(&e, "trim");
+        }
     }
 
     /// One attempt to reach Redis again: on success the node rejoins (and
