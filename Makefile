@@ -2,10 +2,13 @@
 # Each target installs what it needs; nothing has to be set up by hand.
 
 CARGO ?= cargo
-# Extra server flags for `make run`, e.g. make run ARGS="--port 9000 --host 0.0.0.0"
+# Extra server flags for `make run` and `make conformance`, e.g.
+# make run ARGS="--port 9000 --host 0.0.0.0"
 ARGS ?=
+# Autobahn case globs for `make conformance` (empty: groups 1-7 and 10).
+CASES ?=
 
-.PHONY: run build test test-rust test-browser fmt lint clean bench
+.PHONY: run build test test-rust test-browser conformance fmt lint clean bench
 
 run:
 	$(CARGO) run --release --bin threadchat -- $(ARGS)
@@ -21,16 +24,28 @@ test: test-rust lint test-browser
 
 # tests/metrics.rs parses /metrics with Python's prometheus_client, which
 # this installs into target/prometheus-venv when missing; tests/cluster.rs
-# starts its own redis-server, Debian's package, installed when missing.
+# starts its own redis-server, Debian's package, installed when missing;
+# tests/conformance.rs runs the Autobahn cases (`make conformance`, about
+# 10 s) with kosoku, installed into target/conformance-venv when missing.
 test-rust:
 	bash tests/prometheus/setup.sh >/dev/null
 	bash tests/redis/setup.sh
+	bash tests/conformance/setup.sh >/dev/null
 	$(CARGO) test --workspace --all-targets
 
 test-browser:
 	$(CARGO) build --bin threadchat
 	bash client/tests/setup.sh
 	cd client && THREADCHAT_BIN=$(CURDIR)/target/debug/threadchat npm test
+
+# The Autobahn TestSuite's WebSocket cases against the server's
+# --conformance-echo path (kosoku, installed into target/conformance-venv):
+# groups 1-7 and 10, a table of verdicts, reports in target/conformance/.
+# The large-message cases need larger limits:
+#   make conformance CASES='9.*' ARGS='--max-message-bytes 16777216 --outbound-bytes 67108864'
+conformance:
+	$(CARGO) build --bin threadchat
+	CASES="$(CASES)" bash tests/conformance/run.sh $(ARGS)
 
 fmt:
 	$(CARGO) fmt --all

@@ -44,6 +44,7 @@ fn help_documents_every_flag() {
         "--inside-names",
         "--no-admin",
         "--admin-listen",
+        "--conformance-echo",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -145,4 +146,68 @@ fn the_connection_cap_is_lowered_to_what_the_open_file_limit_allows() {
     drop(clients);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Runs the binary, which is expected to refuse to start: its exit code and
+/// everything it printed. One that starts instead is killed after ten
+/// seconds and the test fails.
+fn refused_start(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--port", "0", "--db", ":memory:"])
+        .args(args)
+        .env_remove("PORT")
+        .env_remove("WS_PORT")
+        .env_remove("THREADCHAT_JWT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("threadchat {args:?} started instead of refusing to");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), printed)
+}
+
+#[test]
+fn the_conformance_echo_is_refused_with_sign_in() {
+    let secret = "a-secret-for-this-test-only-0123456789";
+    let by_flag = refused_start(
+        &["--conformance-echo", "/echo", "--jwt-secret", secret],
+        &[],
+    );
+    let by_env = refused_start(
+        &["--conformance-echo", "/echo"],
+        &[("THREADCHAT_JWT_SECRET", secret)],
+    );
+    for (code, printed) in [by_flag, by_env] {
+        assert_eq!(code, Some(1), "{printed}");
+        assert!(
+            printed.contains("--conformance-echo is for testing") && printed.contains("sign-in"),
+            "{printed}"
+        );
+    }
+}
+
+#[test]
+fn a_conformance_echo_path_is_a_path_and_not_a_room_s() {
+    for bad in ["echo", "/", "/r/echo", "/r", "/echo?x", "/ech o"] {
+        let (code, printed) = refused_start(&["--conformance-echo", bad], &[]);
+        assert_eq!(code, Some(2), "{bad:?} accepted: {printed}");
+        assert!(printed.contains("--conformance-echo"), "{printed}");
+    }
 }

@@ -103,7 +103,7 @@ proptest! {
         bytes.extend_from_slice(&tail);
         if let Ok(Some((head, consumed))) = parse_request_head(&bytes) {
             prop_assert!(consumed <= bytes.len());
-            let _ = threadchat::http::route(&head, &[]);
+            let _ = threadchat::http::route(&head, &[], Some("/echo"));
         }
     }
 }

@@ -157,6 +157,12 @@ pub struct Config {
     #[arg(long)]
     pub no_admin: bool,
 
+    /// Testing only: a WebSocket path (e.g. /echo) that sends every message
+    /// back, for the Autobahn conformance suite (`make conformance`). Not a
+    /// chat; refused together with sign-in.
+    #[arg(long, value_name = "PATH", value_parser = parse_echo_path)]
+    pub conformance_echo: Option<String>,
+
     /// Serve /metrics, /healthz, /readyz, /api/stats and /inside on this
     /// address (host:port) instead of the chat port.
     #[arg(long)]
@@ -224,6 +230,7 @@ impl Default for Config {
             mutual_follows: false,
             inside_names: false,
             no_admin: false,
+            conformance_echo: None,
             admin_listen: None,
             command: None,
             node: None,
@@ -280,6 +287,27 @@ fn parse_cluster_name(text: &str) -> Result<String, String> {
             "{text:?} is not a cluster name: use 1 to 32 of a-z, 0-9, - and _"
         ))
     }
+}
+
+/// A `--conformance-echo` path: `/` and up to `MAX_ECHO_PATH_CHARS` more
+/// of a-z, A-Z, 0-9, `-`, `_`, `.` and `/`, and not a room's (`/`, `/r/…`),
+/// so that the echo can never take the place of a chat.
+fn parse_echo_path(text: &str) -> Result<String, String> {
+    let Some(rest) = text.strip_prefix('/') else {
+        return Err(format!("{text:?} is not a path: start it with /"));
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/');
+    if rest.is_empty() || rest.len() > MAX_ECHO_PATH_CHARS || !rest.chars().all(allowed) {
+        return Err(format!(
+            "{text:?} is not an echo path: use / and 1 to {MAX_ECHO_PATH_CHARS} of a-z, 0-9, -, _, . and /"
+        ));
+    }
+    if text == "/r" || text.starts_with("/r/") {
+        return Err(format!(
+            "{text:?} is a room's path: choose another, such as /echo"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// A token lifetime `threadchat token` may sign: a second to `MAX_TOKEN_TTL`.

@@ -9,11 +9,13 @@
 //! - `limits.rs`: clients and connections: sizes, rates, queues, timeouts,
 //!   threads; `history.rs`, `cluster.rs`, `sign_in.rs`, `inside.rs`: the
 //!   numbers of the store, of Redis, of sign-in and of looking inside,
-//!   each a named constant with its reason;
+//!   each a named constant with its reason; `conformance.rs`, those of the
+//!   testing echo;
 //! - `flags.rs`: `Config`, the command line, with those constants as defaults;
 //! - `secret.rs`: a secret from the command line, redacted in every log.
 
 mod cluster;
+mod conformance;
 mod flags;
 mod history;
 mod inside;
@@ -22,6 +24,7 @@ mod secret;
 mod sign_in;
 
 pub use cluster::*;
+pub use conformance::*;
 pub use flags::{Command, Config, check_ttl, parse_ttl};
 pub use history::*;
 pub use inside::*;

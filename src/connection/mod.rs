@@ -8,11 +8,14 @@
 //! ```text
 //! accept ── serve: read the request head (http::read_request_head)
 //!             ├─ a page, an API or operator endpoint: answer it, close
-//!             └─ a WebSocket upgrade (upgrade.rs):
-//!                  the dispatcher admits it to its room ── or 503
-//!                  101 sent, writer started (writer.rs)
-//!                  read pump (reader.rs) until the connection ends
-//!                  goodbye: Disconnected to the dispatcher, the writer joined
+//!             ├─ a WebSocket upgrade (upgrade.rs):
+//!             │    the dispatcher admits it to its room ── or 503
+//!             │    101 sent, writer started (writer.rs)
+//!             │    read pump (reader.rs) until the connection ends
+//!             │    goodbye: Disconnected to the dispatcher, the writer joined
+//!             └─ with --conformance-echo, an upgrade on its path (upgrade.rs):
+//!                  101 sent, writer started, read pump echoing every message;
+//!                  the dispatcher never hears of it
 //! ```
 //!
 //! Until the writer thread starts, this thread is the socket's only user,
@@ -21,6 +24,7 @@
 pub mod rate_limit;
 mod reader;
 pub mod session;
+mod stream;
 mod upgrade;
 pub mod writer;
 
@@ -99,7 +103,8 @@ pub fn serve(
         answer_admin(id, &socket, &head, request, config, &services);
         return;
     }
-    match http::route(&head, &config.allowed_origins) {
+    let echo = config.conformance_echo.as_deref();
+    match http::route(&head, &config.allowed_origins, echo) {
         Route::Respond(response) => {
             log_response(id, &head, &response, &services.metrics);
             respond(&socket, &response);
@@ -117,11 +122,21 @@ pub fn serve(
         Route::Upgrade { room, response } => {
             let upgrade = upgrade::Upgrade {
                 room,
-                response,
-                leftover,
+                opening: upgrade::Opening { response, leftover },
             };
             let socket = Arc::new(socket);
             upgrade::chat(id, socket, upgrade, config, &services, &shutting_down);
+        }
+        Route::Echo { response } => {
+            let opening = upgrade::Opening { response, leftover };
+            upgrade::echo(
+                id,
+                Arc::new(socket),
+                opening,
+                config,
+                &services,
+                &shutting_down,
+            );
         }
     }
 }

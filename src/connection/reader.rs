@@ -10,30 +10,35 @@
 //! side also writes (it answers pings with pongs and echoes close frames).
 //!
 //! The split used here: the reader owns the `WebSocket`, but over a stream
-//! (`ReaderStream`) whose *read* half is the socket and whose *write* half
-//! does not touch the socket at all: it pushes the bytes tungstenite wants to
-//! send into the client's `Outbox`, the same queue the dispatcher's broadcasts
-//! go through. The writer thread drains that queue, so it is the only thread
-//! that ever writes to the socket, and a pong can never land in the middle of
-//! a broadcast frame. Both threads use the same `Arc<TcpStream>` (`&TcpStream`
+//! (`ReaderStream`, `stream.rs`) whose *read* half is the socket and whose
+//! *write* half does not touch the socket at all: it pushes the bytes
+//! tungstenite wants to send into the client's `Outbox`, the same queue the
+//! dispatcher's broadcasts go through. The writer thread drains that queue,
+//! so it is the only thread that ever writes to the socket, and a pong can
+//! never land in the middle of a broadcast frame. Both threads use the same `Arc<TcpStream>` (`&TcpStream`
 //! is `Read` and `Write`), so a connection costs one file descriptor.
 //!
 //! Each message is checked here, on the connection's own thread, before the
 //! dispatcher sees it: the rate limit (`rate_limit.rs`), the JSON
 //! (`protocol`), and a sign-in token (`session.rs`); the dispatcher gets only
 //! valid requests and verified names.
+//!
+//! On the `--conformance-echo` path (`Purpose::Echo`, see `upgrade.rs`) the
+//! same pump, with the same limits, sends each message back instead: as a
+//! frame encoded here and pushed into the connection's own outbox, which
+//! its writer writes like any other, so the conformance suite tests the
+//! path every chat takes.
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::Frame as WsFrame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
@@ -41,22 +46,37 @@ use tungstenite::{Message, Utf8Bytes};
 use super::PANIC_TRIGGER;
 use super::rate_limit::{RateLimiter, Verdict};
 use super::session::{Refused, SignIn};
+use super::stream::ReaderStream;
 use crate::auth::AuthConfig;
-use crate::config::{Config, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, READ_BUFFER_BYTES};
+use crate::config::{
+    Config, ECHO_STOP_POLL, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, READ_BUFFER_BYTES,
+};
 use crate::dispatcher::Event;
 use crate::ids::ConnId;
 use crate::metrics::{CloseReason, MessageKind, Metrics};
 use crate::net::is_timeout;
 use crate::outbox::Outbox;
-use crate::protocol::{self, Closing, Reason, Refusal, Request, TextLimits};
+use crate::protocol::{self, Closing, Frame, Reason, Refusal, Request, RequestKind, TextLimits};
+
+/// What a connection's messages are for.
+#[derive(Clone, Copy)]
+pub(super) enum Purpose<'a> {
+    /// The chat: each message is a request for the dispatcher; `auth` is
+    /// the sign-in check, when sign-in is on.
+    Chat { auth: Option<&'a AuthConfig> },
+    /// The conformance echo: each message goes back to its sender.
+    Echo,
+}
 
 /// Sends `Disconnected` and finishes the writer's queue, however the reader
 /// stops, including by panic.
 pub(super) struct ReaderGuard<'a> {
     pub(super) id: ConnId,
-    pub(super) events: &'a Sender<Event>,
+    /// The dispatcher, which knows the connection; `None` for an echo,
+    /// which it never knew.
+    pub(super) events: Option<&'a Sender<Event>>,
     pub(super) outbox: &'a Outbox,
-    pub(super) metrics: &'a Metrics,
+    pub(super) metrics: &'a Arc<Metrics>,
     /// Why the connection ended, set as the read pump returns; a panic
     /// leaves `Other`. Counted here, once.
     pub(super) reason: Cell<CloseReason>,
@@ -66,45 +86,13 @@ impl Drop for ReaderGuard<'_> {
     fn drop(&mut self) {
         let reason = self.reason.get();
         self.metrics.closed(reason);
-        let _ = self.events.send(Event::Disconnected {
-            conn: self.id,
-            reason,
-        });
-        self.outbox.finish();
-    }
-}
-
-/// The stream under the reader's `WebSocket`: reads come from the socket,
-/// writes (pongs, close frames) go to the writer's queue. See the module
-/// comment.
-struct ReaderStream {
-    socket: Arc<TcpStream>,
-    outbox: Outbox,
-}
-
-impl Read for ReaderStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.socket).read(buf)
-    }
-}
-
-impl Write for ReaderStream {
-    /// tungstenite hands over each frame it sends in one `write` call
-    /// (its write buffer is configured to size 0), so each push is one whole
-    /// frame, and a close frame can be told apart: it goes last.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if protocol::is_close_frame(buf) {
-            self.outbox.close(Bytes::copy_from_slice(buf));
-        } else {
-            self.outbox
-                .push(Bytes::copy_from_slice(buf))
-                .map_err(|_| io::Error::other("outbound queue full"))?;
+        if let Some(events) = self.events {
+            let _ = events.send(Event::Disconnected {
+                conn: self.id,
+                reason,
+            });
         }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.outbox.finish();
     }
 }
 
@@ -121,10 +109,14 @@ pub(super) fn read_pump(
     socket: Arc<TcpStream>,
     leftover: Vec<u8>,
     config: &Config,
-    auth: Option<&AuthConfig>,
+    purpose: Purpose,
     shutting_down: &dyn Fn() -> bool,
 ) {
     let id = guard.id;
+    let auth = match purpose {
+        Purpose::Chat { auth } => auth,
+        Purpose::Echo => None,
+    };
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -135,7 +127,12 @@ pub(super) fn read_pump(
     // client has been quiet that long, so it is pinged; once the silence
     // reaches the idle timeout (checked at each such wake-up, so within one
     // ping interval of it) the client is dropped. No timer thread needed.
-    if let Err(e) = socket.set_read_timeout(Some(config.ping_interval)) {
+    // An echo wakes more often, to see for itself that the server stops.
+    let mut read_timeout = match purpose {
+        Purpose::Chat { .. } => config.ping_interval,
+        Purpose::Echo => config.ping_interval.min(ECHO_STOP_POLL),
+    };
+    if let Err(e) = socket.set_read_timeout(Some(read_timeout)) {
         debug!("conn {id}: cannot set read timeout: {e}");
         return;
     }
@@ -150,8 +147,10 @@ pub(super) fn read_pump(
     };
     let mut limiter = RateLimiter::new(config.rate_limit);
     let mut last_heard = Instant::now();
+    // The last ping sent, so that a reader woken early pings once per
+    // interval of silence, not at every wake-up.
+    let mut last_ping: Option<Instant> = None;
     let mut sign_in = auth.map(|auth| SignIn::new(auth, config.jwt_leeway));
-    let mut read_timeout = config.ping_interval;
 
     let ending = loop {
         // A signed-in session ends with its token: wake up for that too.
@@ -169,70 +168,66 @@ pub(super) fn read_pump(
         let message = match ws.read() {
             Ok(message) => message,
             Err(WsError::Io(e)) if is_timeout(&e) => {
+                if matches!(purpose, Purpose::Echo) && shutting_down() {
+                    break Ending::Close(Closing::ShuttingDown);
+                }
                 let silence = last_heard.elapsed();
                 if silence >= config.idle_timeout {
                     info!("conn {id}: dropped: silent for {silence:?}");
                     break Ending::Close(Closing::Idle);
                 }
-                if silence < config.ping_interval {
-                    continue; // woken early, for the session's end
+                let since_ping = last_ping.map_or(Duration::MAX, |at| at.elapsed());
+                if silence.min(since_ping) < config.ping_interval {
+                    continue; // woken early, for the session's end or to look at the server
                 }
                 // Quiet, maybe dead: a live client answers a ping.
                 let ping = protocol::encode(WsFrame::ping(Vec::new()));
                 if guard.outbox.push(ping).is_err() {
                     break Ending::Closed;
                 }
+                last_ping = Some(Instant::now());
                 continue;
             }
             Err(e) => break ending_for(id, e),
         };
         last_heard = Instant::now();
-        match message {
-            Message::Text(text) => {
-                match limiter.check(Instant::now()) {
-                    Verdict::Allow => {}
-                    Verdict::Refuse => {
-                        warn!("conn {id}: message dropped: rate limit");
-                        let kind = protocol::request_kind(&text);
-                        guard.metrics.received(MessageKind::of(kind));
-                        let refusal = Refusal::new(
-                            kind,
-                            Reason::RateLimit,
-                            format!(
-                                "at most {} messages per second; this one was dropped",
-                                config.rate_limit
-                            ),
-                        );
-                        guard.metrics.refused(refusal.reason);
-                        if guard.outbox.push(refusal.to_frame()).is_err() {
-                            break Ending::Closed;
-                        }
-                        continue;
-                    }
-                    Verdict::Expel => {
-                        warn!("conn {id}: closed: kept exceeding the rate limit");
-                        break Ending::Close(Closing::RateLimit);
-                    }
-                }
-                match handle_text(guard, &text, limits, sign_in.as_mut(), &mut limiter) {
-                    Next::Go => {}
-                    Next::Stop => break Ending::Closed,
-                    Next::Close(closing) => break Ending::Close(closing),
+        let next = match (message, purpose) {
+            (Message::Text(text), Purpose::Chat { .. }) => {
+                let kind = || protocol::request_kind(&text);
+                match rate_limit(guard, &mut limiter, kind, config) {
+                    Some(refused) => refused,
+                    None => handle_text(guard, &text, limits, sign_in.as_mut(), &mut limiter),
                 }
             }
-            Message::Binary(_) => {
+            (Message::Text(text), Purpose::Echo) => {
+                rate_limit(guard, &mut limiter, || None, config)
+                    .unwrap_or_else(|| echo(guard, protocol::text_frame(text.as_bytes())))
+            }
+            (Message::Binary(data), Purpose::Echo) => {
+                rate_limit(guard, &mut limiter, || None, config).unwrap_or_else(|| {
+                    let frame = WsFrame::message(data, OpCode::Data(Data::Binary), true);
+                    echo(guard, protocol::encode(frame))
+                })
+            }
+            (Message::Binary(_), Purpose::Chat { .. }) => {
                 warn!("conn {id}: binary message refused");
                 let refusal = Refusal::new(None, Reason::Binary, "send JSON in text messages");
                 guard.metrics.received(MessageKind::Other);
                 guard.metrics.refused(refusal.reason);
-                if guard.outbox.push(refusal.to_frame()).is_err() {
-                    break Ending::Closed;
-                }
+                reply(guard, refusal)
             }
             // tungstenite queues the pong (through `ReaderStream`) and the
             // reply to a close by itself; the next `read` flushes them.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-            Message::Close(frame) => debug!("conn {id}: client closed: {frame:?}"),
+            (Message::Ping(_) | Message::Pong(_) | Message::Frame(_), _) => Next::Go,
+            (Message::Close(frame), _) => {
+                debug!("conn {id}: client closed: {frame:?}");
+                Next::Go
+            }
+        };
+        match next {
+            Next::Go => {}
+            Next::Stop => break Ending::Closed,
+            Next::Close(closing) => break Ending::Close(closing),
         }
     };
 
@@ -303,9 +298,12 @@ fn handle_text(
         (Ok(request), _) => Ok(request),
     };
     match checked {
-        Ok(request) => match guard.events.send(Event::Request { conn: id, request }) {
-            Ok(()) => Next::Go,
-            Err(_) => Next::Stop,
+        Ok(request) => match guard
+            .events
+            .map(|e| e.send(Event::Request { conn: id, request }))
+        {
+            Some(Ok(())) => Next::Go,
+            Some(Err(_)) | None => Next::Stop,
         },
         Err(Refused::TryAgain(refusal)) => {
             guard.metrics.refused(refusal.reason);
@@ -313,12 +311,60 @@ fn handle_text(
                 // Each failed sign-in costs a token of the rate limit too.
                 let _ = limiter.check(Instant::now());
             }
-            match guard.outbox.push(refusal.to_frame()) {
-                Ok(()) => Next::Go,
-                Err(_) => Next::Stop,
-            }
+            reply(guard, refusal)
         }
         Err(Refused::Close) => Next::Close(Closing::SignInFailures),
+    }
+}
+
+/// Applies the rate limit to one message: `None` lets it through; else
+/// what the pump does after refusing it. `kind` reads what the message
+/// asked for, for the refusal and its count: only when it is refused, so
+/// that an allowed message is parsed once.
+fn rate_limit(
+    guard: &ReaderGuard,
+    limiter: &mut RateLimiter,
+    kind: impl FnOnce() -> Option<RequestKind>,
+    config: &Config,
+) -> Option<Next> {
+    match limiter.check(Instant::now()) {
+        Verdict::Allow => None,
+        Verdict::Refuse => {
+            warn!("conn {}: message dropped: rate limit", guard.id);
+            let kind = kind();
+            guard.metrics.received(MessageKind::of(kind));
+            let details = format!(
+                "at most {} messages per second; this one was dropped",
+                config.rate_limit
+            );
+            let refusal = Refusal::new(kind, Reason::RateLimit, details);
+            guard.metrics.refused(refusal.reason);
+            Some(reply(guard, refusal))
+        }
+        Verdict::Expel => {
+            warn!("conn {}: closed: kept exceeding the rate limit", guard.id);
+            Some(Next::Close(Closing::RateLimit))
+        }
+    }
+}
+
+/// Sends a refusal to the client; a full queue means it must go.
+fn reply(guard: &ReaderGuard, refusal: Refusal) -> Next {
+    match guard.outbox.push(refusal.to_frame()) {
+        Ok(()) => Next::Go,
+        Err(_) => Next::Stop,
+    }
+}
+
+/// Sends a message back to its sender, on the `--conformance-echo` path:
+/// into its own outbox, for its writer, like every frame it is sent.
+fn echo(guard: &ReaderGuard, frame: Frame) -> Next {
+    match guard.outbox.push(frame) {
+        Ok(()) => Next::Go,
+        Err(_) => {
+            warn!("conn {}: closed: echo queue full", guard.id);
+            Next::Close(Closing::TooSlow)
+        }
     }
 }
 

@@ -8,6 +8,23 @@
 //! user would stay in everyone's list. `ReaderGuard` sends the event from its
 //! `Drop` (`reader.rs`), so it is sent on a clean close, on an error and on
 //! a panic alike.
+//!
+//! ## The conformance echo
+//!
+//! With `--conformance-echo PATH`, an upgrade on that path is not a chat:
+//! every message it sends comes back to it, so that the Autobahn TestSuite
+//! can check the server's WebSocket (`make conformance`). It is handled
+//! here, *before* admission: the dispatcher is never asked and never hears
+//! of it, so it is in no room, counts in no list and receives no broadcast,
+//! and its guard has no dispatcher to tell. Everything else is the chat's:
+//! the same 101, the same outbox and writer thread, the same read pump with
+//! the same size and rate limits; only what the pump does with a message
+//! differs (`reader::Purpose`). The alternative rejected: admitting it to a
+//! hidden room, which would have put a test's connection into the one
+//! thread that owns the chat. The price: the dispatcher cannot tell it the
+//! server is stopping, so its reader looks for itself (`ECHO_STOP_POLL`).
+//! The echo bypasses sign-in, which is why the server refuses to start
+//! with both (`server::Server::bind`).
 
 use std::cell::Cell;
 use std::io::Write;
@@ -17,7 +34,7 @@ use std::thread;
 
 use log::{debug, warn};
 
-use super::reader::{ReaderGuard, read_pump};
+use super::reader::{Purpose, ReaderGuard, read_pump};
 use super::{Services, respond, writer};
 use crate::ask::{Unanswered, ask};
 use crate::config::{ADMISSION_TIMEOUT, Config, WRITER_STACK_BYTES};
@@ -25,15 +42,21 @@ use crate::dispatcher::Event;
 use crate::http;
 use crate::ids::ConnId;
 use crate::metrics::{CloseReason, HandshakeStatus};
-use crate::outbox;
+use crate::outbox::{self, Inbox};
+
+/// What every accepted upgrade carries: the answer to send and the bytes
+/// already read.
+pub(super) struct Opening {
+    /// The 101 response, sent once the connection may go ahead.
+    pub(super) response: Vec<u8>,
+    /// Bytes read past the request head: the start of the WebSocket stream.
+    pub(super) leftover: Vec<u8>,
+}
 
 /// An upgrade `http::route` accepted, waiting for the dispatcher's word.
 pub(super) struct Upgrade {
     pub(super) room: String,
-    /// The 101 response, sent once the room admits the connection.
-    pub(super) response: Vec<u8>,
-    /// Bytes read past the request head: the start of the WebSocket stream.
-    pub(super) leftover: Vec<u8>,
+    pub(super) opening: Opening,
 }
 
 /// Runs a WebSocket connection: asks the dispatcher to admit it to `room`,
@@ -48,22 +71,17 @@ pub(super) fn chat(
     shutting_down: &dyn Fn() -> bool,
 ) {
     let events = &services.events;
-    let _ = socket.set_nodelay(true);
     let (outbox, inbox) = outbox::outbox(
         socket.clone(),
         config.outbound_messages,
         config.outbound_bytes,
     );
-    let Upgrade {
-        room,
-        response,
-        leftover,
-    } = upgrade;
+    let Upgrade { room, opening } = upgrade;
     // The dispatcher may know this connection as soon as it is asked, so
     // every way out from here must tell it: the guard does, on drop.
     let guard = ReaderGuard {
         id,
-        events,
+        events: Some(events),
         outbox: &outbox,
         metrics: &services.metrics,
         reason: Cell::new(CloseReason::Other),
@@ -91,12 +109,73 @@ pub(super) fn chat(
         );
         return;
     }
-    if let Err(e) = (&*socket).write_all(&response) {
+    let purpose = Purpose::Chat {
+        auth: services.auth.as_deref(),
+    };
+    talk(
+        guard,
+        socket,
+        inbox,
+        opening,
+        purpose,
+        config,
+        shutting_down,
+    );
+}
+
+/// Runs a connection on the `--conformance-echo` path: no admission (see
+/// the module comment), then the same handshake, writer and read pump as a
+/// chat's, echoing.
+pub(super) fn echo(
+    id: ConnId,
+    socket: Arc<TcpStream>,
+    opening: Opening,
+    config: &Config,
+    services: &Services,
+    shutting_down: &dyn Fn() -> bool,
+) {
+    let (outbox, inbox) = outbox::outbox(
+        socket.clone(),
+        config.outbound_messages,
+        config.outbound_bytes,
+    );
+    let guard = ReaderGuard {
+        id,
+        events: None,
+        outbox: &outbox,
+        metrics: &services.metrics,
+        reason: Cell::new(CloseReason::Other),
+    };
+    debug!("conn {id}: conformance echo");
+    talk(
+        guard,
+        socket,
+        inbox,
+        opening,
+        Purpose::Echo,
+        config,
+        shutting_down,
+    );
+}
+
+/// Sends the 101, starts the writer, runs the read pump, and says goodbye.
+fn talk(
+    guard: ReaderGuard,
+    socket: Arc<TcpStream>,
+    inbox: Inbox,
+    opening: Opening,
+    purpose: Purpose,
+    config: &Config,
+    shutting_down: &dyn Fn() -> bool,
+) {
+    let id = guard.id;
+    let _ = socket.set_nodelay(true);
+    if let Err(e) = (&*socket).write_all(&opening.response) {
         debug!("conn {id}: handshake write failed: {e}");
         return;
     }
     let (write_timeout, write_batch) = (config.write_timeout, config.write_batch);
-    let writer_metrics = services.metrics.clone();
+    let writer_metrics = guard.metrics.clone();
     let writer = thread::Builder::new()
         .name(format!("writer-{id}"))
         .stack_size(WRITER_STACK_BYTES)
@@ -109,8 +188,14 @@ pub(super) fn chat(
         }
     };
     debug!("conn {id}: WebSocket open");
-    let auth = services.auth.as_deref();
-    read_pump(&guard, socket, leftover, config, auth, shutting_down);
+    read_pump(
+        &guard,
+        socket,
+        opening.leftover,
+        config,
+        purpose,
+        shutting_down,
+    );
     if guard.outbox.is_abandoned() {
         guard.reason.set(CloseReason::SlowConsumer);
     }

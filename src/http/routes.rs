@@ -24,6 +24,9 @@ pub enum Route {
     /// A valid WebSocket handshake for `room`: once the dispatcher admits
     /// it, send `response` (the 101) and talk chat.
     Upgrade { room: String, response: Vec<u8> },
+    /// A valid WebSocket handshake for the `--conformance-echo` path: send
+    /// `response` (the 101) and echo every message; never a chat.
+    Echo { response: Vec<u8> },
     /// Answer with this complete response and close.
     Respond(Vec<u8>),
     /// A question for the thread that owns the answer (`api.rs`).
@@ -79,9 +82,17 @@ fn messages_request(path: &str, query: &str) -> Option<Result<ApiRequest, String
     Some(parse())
 }
 
-/// Decides what a request gets. `allowed_origins` empty means any origin.
-pub fn route(head: &RequestHead, allowed_origins: &[String]) -> Route {
+/// Decides what a request gets. `allowed_origins` empty means any origin;
+/// `echo` is the `--conformance-echo` path, if it is on.
+pub fn route(head: &RequestHead, allowed_origins: &[String], echo: Option<&str>) -> Route {
     if head.is_websocket_upgrade() {
+        let path = head.path.split(['?', '#']).next().unwrap_or_default();
+        if echo == Some(path) {
+            return match accept_upgrade(head, allowed_origins) {
+                Ok(response) => Route::Echo { response },
+                Err(response) => Route::Respond(response),
+            };
+        }
         let room = match protocol::room_from_path(&head.path) {
             Ok(room) => room,
             Err(why) => return Route::Respond(status_response("404 Not Found", &why)),

@@ -103,6 +103,8 @@ pub enum StartError {
     Auth(String),
     /// `--redis`: Redis could not be reached.
     Cluster(ClusterError),
+    /// Flags that must not go together.
+    Conflict(&'static str),
 }
 
 impl std::fmt::Display for StartError {
@@ -112,11 +114,17 @@ impl std::fmt::Display for StartError {
             StartError::Store(e) => write!(f, "cannot open the history store: {e}"),
             StartError::Auth(e) => write!(f, "cannot set up sign-in: {e}"),
             StartError::Cluster(e) => write!(f, "cannot join the cluster: {e}"),
+            StartError::Conflict(e) => write!(f, "cannot start: {e}"),
         }
     }
 }
 
 impl std::error::Error for StartError {}
+
+/// Why `--conformance-echo` and sign-in are refused together.
+pub const ECHO_WITH_SIGN_IN: &str = "--conformance-echo is for testing and answers without a token; \
+     it cannot be used with sign-in (--jwt-secret, --jwt-secret-file, --jwt-public-key or \
+     $THREADCHAT_JWT_SECRET)";
 
 /// A running server. Dropping it does not stop it; `shutdown`
 /// (`shutdown.rs`) does.
@@ -177,6 +185,11 @@ impl Server {
     /// has listened.
     pub fn bind(mut config: Config) -> Result<Server, StartError> {
         let auth = crate::auth::from_config(&config).map_err(StartError::Auth)?;
+        if auth.is_some() && config.conformance_echo.is_some() {
+            // The echo answers anyone, token or not: a server that signs
+            // users in is one that faces people it must keep out.
+            return Err(StartError::Conflict(ECHO_WITH_SIGN_IN));
+        }
         let cluster = match &config.redis {
             Some(url) => {
                 let settings = ClusterConfig::new(
@@ -238,6 +251,11 @@ impl Server {
                 self.config.max_connections
             );
             self.config.max_connections = ceiling;
+        }
+        if let Some(path) = &self.config.conformance_echo {
+            warn!(
+                "ws://{local_addr}{path} sends every message back (--conformance-echo): for testing only"
+            );
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
         let metrics = Arc::new(Metrics::new());
