@@ -11,8 +11,10 @@
 //!   numbers of the store, of Redis, of sign-in and of looking inside,
 //!   each a named constant with its reason;
 //! - `flags.rs`: `Config`, the command line, with those constants as defaults;
+//! - `cidr.rs`: a range of addresses, as `--trusted-proxy` names proxies;
 //! - `secret.rs`: a secret from the command line, redacted in every log.
 
+mod cidr;
 mod cluster;
 mod flags;
 mod history;
@@ -21,6 +23,7 @@ mod limits;
 mod secret;
 mod sign_in;
 
+pub use cidr::Cidr;
 pub use cluster::*;
 pub use flags::{Command, Config, check_ttl, parse_ttl};
 pub use history::*;

@@ -27,7 +27,7 @@ use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
@@ -42,7 +42,9 @@ use super::PANIC_TRIGGER;
 use super::rate_limit::{RateLimiter, Verdict};
 use super::session::{Refused, SignIn};
 use crate::auth::AuthConfig;
-use crate::config::{Config, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, READ_BUFFER_BYTES};
+use crate::config::{
+    Config, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, MIN_READ_WAKE, READ_BUFFER_BYTES,
+};
 use crate::dispatcher::Event;
 use crate::ids::ConnId;
 use crate::metrics::{CloseReason, MessageKind, Metrics};
@@ -134,7 +136,9 @@ pub(super) fn read_pump(
     // The read timeout is the ping interval: a read that times out means the
     // client has been quiet that long, so it is pinged; once the silence
     // reaches the idle timeout (checked at each such wake-up, so within one
-    // ping interval of it) the client is dropped. No timer thread needed.
+    // ping interval of it) the client is dropped. A deadline that comes
+    // sooner (the token's end, the login's) shortens the wait to it. No
+    // timer thread needed.
     if let Err(e) = socket.set_read_timeout(Some(config.ping_interval)) {
         debug!("conn {id}: cannot set read timeout: {e}");
         return;
@@ -152,19 +156,31 @@ pub(super) fn read_pump(
     let mut last_heard = Instant::now();
     let mut sign_in = auth.map(|auth| SignIn::new(auth, config.jwt_leeway));
     let mut read_timeout = config.ping_interval;
+    // Not logged in by then, the connection is closed (`--login-timeout`).
+    let login_timeout = config.login_timeout;
+    let mut login_deadline = (!login_timeout.is_zero()).then(|| Instant::now() + login_timeout);
 
     let ending = loop {
-        // A signed-in session ends with its token: wake up for that too.
-        if let Some(session) = &sign_in {
-            let now = Instant::now();
-            if session.expired(now) {
-                info!("conn {id}: closed: token expired");
-                break Ending::Close(Closing::TokenExpired);
-            }
-            let wanted = session.read_timeout(config.ping_interval, now);
-            if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
-                read_timeout = wanted;
-            }
+        let now = Instant::now();
+        // A signed-in session ends with its token.
+        if sign_in.as_ref().is_some_and(|session| session.expired(now)) {
+            info!("conn {id}: closed: token expired");
+            break Ending::Close(Closing::TokenExpired);
+        }
+        // Only the dispatcher knows whether a login was admitted; it says
+        // so on the outbox, and from then on there is no deadline.
+        if login_deadline.is_some() && guard.outbox.has_logged_in() {
+            login_deadline = None;
+        }
+        if login_deadline.is_some_and(|deadline| now >= deadline) {
+            info!("conn {id}: closed: not logged in within {login_timeout:?}");
+            break Ending::Close(Closing::LoginTimeout);
+        }
+        // Wake up for the session's end and the login deadline too.
+        let session_end = sign_in.as_ref().and_then(SignIn::ends);
+        let wanted = wake_in(config.ping_interval, now, [session_end, login_deadline]);
+        if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
+            read_timeout = wanted;
         }
         let message = match ws.read() {
             Ok(message) => message,
@@ -175,7 +191,7 @@ pub(super) fn read_pump(
                     break Ending::Close(Closing::Idle);
                 }
                 if silence < config.ping_interval {
-                    continue; // woken early, for the session's end
+                    continue; // woken early, for a deadline
                 }
                 // Quiet, maybe dead: a live client answers a ping.
                 let ping = protocol::encode(WsFrame::ping(Vec::new()));
@@ -251,6 +267,17 @@ pub(super) fn read_pump(
         // so it is written before the socket closes.
         let _ = ws.close(Some(frame));
     }
+}
+
+/// How long the reader may block in `read`: the ping interval, or less if
+/// one of `deadlines` comes sooner.
+fn wake_in(ping_interval: Duration, now: Instant, deadlines: [Option<Instant>; 2]) -> Duration {
+    deadlines
+        .into_iter()
+        .flatten()
+        .map(|deadline| deadline.saturating_duration_since(now))
+        .fold(ping_interval, Duration::min)
+        .max(MIN_READ_WAKE)
 }
 
 /// What the read pump does after a message.
@@ -361,5 +388,23 @@ fn ending_for(id: ConnId, error: WsError) -> Ending {
             warn!("conn {id}: closed: {other}");
             Ending::Close(Closing::Internal)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_wakes_for_the_soonest_deadline_but_never_busily() {
+        let now = Instant::now();
+        let ping = Duration::from_secs(30);
+        assert_eq!(wake_in(ping, now, [None, None]), ping);
+        let soon = Some(now + Duration::from_secs(5));
+        let later = Some(now + Duration::from_secs(20));
+        assert_eq!(wake_in(ping, now, [later, soon]), Duration::from_secs(5));
+        assert_eq!(wake_in(ping, now, [Some(now + ping * 2), None]), ping);
+        // A deadline already past still leaves the OS a timeout it accepts.
+        assert_eq!(wake_in(ping, now + ping, [soon, None]), MIN_READ_WAKE);
     }
 }

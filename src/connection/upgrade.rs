@@ -11,11 +11,11 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::reader::{ReaderGuard, read_pump};
 use super::{Services, respond, writer};
@@ -30,6 +30,9 @@ use crate::outbox;
 /// An upgrade `http::route` accepted, waiting for the dispatcher's word.
 pub(super) struct Upgrade {
     pub(super) room: String,
+    /// Who the client is: the socket's peer, or behind a trusted proxy the
+    /// address the proxy named; what this connection's log lines show.
+    pub(super) client: IpAddr,
     /// The 101 response, sent once the room admits the connection.
     pub(super) response: Vec<u8>,
     /// Bytes read past the request head: the start of the WebSocket stream.
@@ -56,6 +59,7 @@ pub(super) fn chat(
     );
     let Upgrade {
         room,
+        client,
         response,
         leftover,
     } = upgrade;
@@ -70,7 +74,7 @@ pub(super) fn chat(
     };
     let connected = |admitted| Event::Connected {
         conn: id,
-        room,
+        room: room.clone(),
         outbox: outbox.clone(),
         admitted,
     };
@@ -81,11 +85,12 @@ pub(super) fn chat(
         Err(Unanswered::Late) => Some("the server is too busy; try again later".to_string()),
     };
     if let Some(why) = refusal {
-        warn!("conn {id}: WebSocket handshake refused: 503: {why}");
+        warn!("conn {id}: WebSocket handshake from {client} refused: 503: {why}");
         services
             .metrics
             .handshake_refused(HandshakeStatus::Unavailable);
         respond(
+            id,
             &socket,
             &http::status_response("503 Service Unavailable", &why),
         );
@@ -108,7 +113,7 @@ pub(super) fn chat(
             return;
         }
     };
-    debug!("conn {id}: WebSocket open");
+    info!("conn {id}: WebSocket open from {client} in room {room:?}");
     let auth = services.auth.as_deref();
     read_pump(&guard, socket, leftover, config, auth, shutting_down);
     if guard.outbox.is_abandoned() {
