@@ -117,25 +117,14 @@ pub fn serve(
             return;
         }
     };
-    // Behind a trusted proxy the client is who the proxy says, and it is
-    // counted under its own address from here on.
     let client = match via_proxy {
         None => peer,
         Some(count_client) => {
-            let client = http::client_address(&head, peer, &config.trusted_proxies);
-            if let Err(turnaway) = count_client(client) {
-                warn!(
-                    "conn {id}: from {client} (via {peer}) refused: {}",
-                    turnaway.text()
-                );
-                let answer = http::status_response(turnaway.status(), &turnaway.text());
-                services
-                    .metrics
-                    .handshake_refused(HandshakeStatus::from_response(&answer));
-                respond(id, &socket, &answer);
-                return;
+            let metrics = &services.metrics;
+            match forwarded_client(id, &socket, &head, peer, count_client, config, metrics) {
+                Some(client) => client,
+                None => return,
             }
-            client
         }
     };
     // Until the writer thread starts, this thread is the socket's only user,
@@ -174,6 +163,30 @@ pub fn serve(
             upgrade::chat(id, socket, upgrade, config, &services, &shutting_down);
         }
     }
+}
+
+/// Behind a trusted proxy the client is who the proxy says, and from here
+/// on it is counted under its own address; `None` (answered 429) if that
+/// address is at its limit.
+fn forwarded_client(
+    id: ConnId,
+    socket: &TcpStream,
+    head: &http::RequestHead,
+    proxy: IpAddr,
+    count_client: CountClient<'_>,
+    config: &Config,
+    metrics: &Metrics,
+) -> Option<IpAddr> {
+    let client = http::client_address(head, proxy, &config.trusted_proxies);
+    let Err(turnaway) = count_client(client) else {
+        return Some(client);
+    };
+    let limit = config.max_connections_per_ip;
+    warn!("conn {id}: from {client} (via {proxy}) refused: {limit} open from that address");
+    let answer = http::status_response(turnaway.status(), &turnaway.text());
+    metrics.handshake_refused(HandshakeStatus::from_response(&answer));
+    respond(id, socket, &answer);
+    None
 }
 
 /// Serves one request on `--admin-listen`: the operator's endpoints only.
