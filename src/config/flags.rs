@@ -81,7 +81,7 @@ pub struct Config {
 
     /// A proxy (an address or a range: 127.0.0.1, 10.0.0.0/8, ::1/128; repeat the flag for
     /// several) whose Forwarded or X-Forwarded-For header names the client. Others' are ignored.
-    #[arg(long = "trusted-proxy")]
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<Cidr>,
 
     /// Most rooms at once; a handshake that would open one more gets HTTP 503
