@@ -53,6 +53,12 @@ pub struct Shared {
     writer: OnceLock<Thread>,
     /// True while the writer is asleep (parked) waiting for work.
     writer_asleep: AtomicBool,
+    /// Set by the dispatcher when it admits the client's first login, and
+    /// never cleared: the reader, which cannot know by itself whether a
+    /// login it passed on was admitted, reads it at its wake-ups to keep
+    /// `--login-timeout`. A flag rather than a message: the reader only
+    /// ever needs its latest value, and reading it never waits.
+    logged_in: AtomicBool,
 }
 
 /// The sending half. Cheap to clone: the dispatcher keeps one, the reader
@@ -85,6 +91,7 @@ pub fn outbox(socket: Arc<TcpStream>, max_messages: usize, max_bytes: usize) -> 
         last_words: OnceLock::new(),
         writer: OnceLock::new(),
         writer_asleep: AtomicBool::new(false),
+        logged_in: AtomicBool::new(false),
     });
     let outbox = Outbox {
         sender,
@@ -164,6 +171,16 @@ impl Outbox {
     /// (`abandon`): how its reader tells a slow consumer from a client close.
     pub fn is_abandoned(&self) -> bool {
         self.shared.is_abandoned()
+    }
+
+    /// The dispatcher has admitted a login on this connection.
+    pub fn mark_logged_in(&self) {
+        self.shared.logged_in.store(true, Ordering::Release);
+    }
+
+    /// Whether a login has ever been admitted on this connection.
+    pub fn has_logged_in(&self) -> bool {
+        self.shared.logged_in.load(Ordering::Acquire)
     }
 
     /// Shuts the socket down at once, waking its reader and writer.

@@ -61,7 +61,12 @@ pub struct Config {
     #[arg(long, value_parser = parse_seconds, default_value = "60")]
     pub idle_timeout: Duration,
 
-    /// Seconds a write may stay blocked, the client taking nothing, before it is dropped.
+    /// Seconds a WebSocket may stay open without logging in before it is closed (1008); 0 turns it off.
+    #[arg(long, value_parser = parse_seconds, default_value = "60")]
+    pub login_timeout: Duration,
+
+    /// Seconds a write may stay blocked, the client taking nothing, before it is dropped
+    /// (a WebSocket's writes and an HTTP answer's alike).
     #[arg(long, value_parser = parse_seconds, default_value = "10")]
     pub write_timeout: Duration,
 
@@ -69,7 +74,17 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
-    /// Most rooms at once; a handshake that would open one more gets HTTP 503.
+    /// Most connections from one client address (IPv6: one /64); more get HTTP 429. 0 turns it off.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+
+    /// A proxy (an address or a range: 127.0.0.1, 10.0.0.0/8, ::1/128; repeat the flag for
+    /// several) whose Forwarded or X-Forwarded-For header names the client. Others' are ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Most rooms at once; a handshake that would open one more gets HTTP 503
+    /// (with sign-in on: the login that would is refused).
     #[arg(long, default_value_t = DEFAULT_MAX_ROOMS)]
     pub max_rooms: usize,
 
@@ -207,8 +222,11 @@ impl Default for Config {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            trusted_proxies: Vec::new(),
             max_rooms: DEFAULT_MAX_ROOMS,
             history: DEFAULT_HISTORY,
             history_max: DEFAULT_HISTORY_MAX,

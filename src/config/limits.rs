@@ -54,7 +54,9 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Time a writer may stay blocked with no byte taken by the client before
-/// it gives the connection up as dead.
+/// it gives the connection up as dead. An HTTP answer (a page, a page of
+/// history) is written under the same bound, so a client that asks for a
+/// large one and never reads frees its thread in as long.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; past this, new ones get HTTP 503. Each
@@ -62,10 +64,32 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// allows 20,000 descriptors per process and 32,768 threads in all.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// Connections from one client address at once (`--max-connections-per-ip`);
+/// past this, new ones from it get HTTP 429. A class behind one school NAT
+/// is one address: 256 fits a class of a few hundred with a tab or two each,
+/// while one address can no longer take all of `--max-connections` (a
+/// script, or slowloris: sockets count from their accept, before any
+/// request). `0` turns the limit off.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
+/// IPv6 clients are counted by the network of this many bits, not by the
+/// whole address: one household, phone or virtual machine is routinely
+/// given a /64 (RFC 6177), and picks new addresses in it at will (privacy
+/// addresses), so counting whole addresses would bound nothing.
+pub const IPV6_CLIENT_PREFIX_BITS: u8 = 64;
+
+/// Time a WebSocket has to log in (`--login-timeout`) before it is closed
+/// with 1008 "login timeout": a connection that never logs in only holds
+/// two threads and a place under the caps. A minute is ample for a person
+/// to type a name or paste a token; `0` turns the deadline off.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Rooms that may exist at once. A room costs a little memory and nothing
 /// while quiet, but each is a name someone chose: without a bound, a script
 /// opening connections to `/r/a1`, `/r/a2`, … could grow the server's state
-/// without limit. Past it, a handshake for a new room gets HTTP 503.
+/// without limit. Past it, a handshake for a new room gets HTTP 503; with
+/// sign-in on, a room opens only at its first verified login, and the login
+/// that would open one too many is refused ("too many rooms").
 pub const DEFAULT_MAX_ROOMS: usize = 1_000;
 
 /// Chats a newcomer to a room is shown (`--history`); `0` turns history off
@@ -229,6 +253,11 @@ pub const WRITE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest reason a close frame carries, in bytes: a control frame's
 /// payload is at most 125 bytes (RFC 6455, 5.5), 2 of them the close code.
 pub const MAX_CLOSE_REASON_BYTES: usize = 123;
+
+/// Shortest read timeout a reader sets while it waits for a deadline (a
+/// token's end, the login deadline): the OS refuses zero, and a busy loop
+/// helps nobody.
+pub const MIN_READ_WAKE: Duration = Duration::from_millis(10);
 
 /// Most bytes of an unrecognised message quoted in the log.
 pub const LOG_PAYLOAD_CHARS: usize = 200;

@@ -12,8 +12,10 @@
 //!   each a named constant with its reason; `conformance.rs`, those of the
 //!   testing echo;
 //! - `flags.rs`: `Config`, the command line, with those constants as defaults;
+//! - `cidr.rs`: a range of addresses, as `--trusted-proxy` names proxies;
 //! - `secret.rs`: a secret from the command line, redacted in every log.
 
+mod cidr;
 mod cluster;
 mod conformance;
 mod flags;
@@ -23,6 +25,7 @@ mod limits;
 mod secret;
 mod sign_in;
 
+pub use cidr::Cidr;
 pub use cluster::*;
 pub use conformance::*;
 pub use flags::{Command, Config, check_ttl, parse_ttl};

@@ -37,7 +37,3 @@ pub const MAX_LOGIN_FAILURES: u32 = 5;
 /// longer than any real algorithm name, so the sender still sees what went
 /// wrong.
 pub const ALG_QUOTE_CHARS: usize = 16;
-
-/// Shortest read timeout a reader sets while waiting for its session's
-/// expiry: the OS refuses zero, and a busy loop helps nobody.
-pub const MIN_WAKE: Duration = Duration::from_millis(10);

@@ -7,6 +7,8 @@
 //!
 //! ```text
 //! accept ── serve: read the request head (http::read_request_head)
+//!             ├─ from a trusted proxy: the client it names, counted
+//!             │  under its address ── or 429
 //!             ├─ a page, an API or operator endpoint: answer it, close
 //!             ├─ a WebSocket upgrade (upgrade.rs):
 //!             │    the dispatcher admits it to its room ── or 503
@@ -20,6 +22,8 @@
 //!
 //! Until the writer thread starts, this thread is the socket's only user,
 //! so it may write HTTP responses itself; after, only the writer writes.
+//! Its writes are bounded by `--write-timeout` like the writer's, so a
+//! client that asks for a large page and never reads it frees the thread.
 
 pub mod rate_limit;
 mod reader;
@@ -29,7 +33,7 @@ mod upgrade;
 pub mod writer;
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,6 +47,7 @@ use crate::dispatcher::Event;
 use crate::http::{self, HeadError, Route, admin, api};
 use crate::ids::ConnId;
 use crate::metrics::{HandshakeStatus, Metrics};
+use crate::protocol::Turnaway;
 
 /// A chat text that makes the reader panic, in builds with the
 /// `fault-injection` feature; tests use it to show that one connection's
@@ -66,31 +71,64 @@ pub struct Services {
     pub connections: Box<dyn Fn() -> usize + Send>,
 }
 
+/// Counts a trusted proxy's connection under the client it names, or says
+/// why not (its address is at its limit).
+pub type CountClient<'a> = &'a mut dyn FnMut(IpAddr) -> Result<(), Turnaway>;
+
+/// An accepted socket, as the accept loop hands it to its thread.
+pub struct Accepted<'a> {
+    pub conn: ConnId,
+    pub socket: TcpStream,
+    /// The socket's peer address.
+    pub peer: IpAddr,
+    /// `Some` when the peer is a trusted proxy (`--trusted-proxy`): the
+    /// connection is counted under its client once the request names it.
+    /// `None`: it was counted under `peer` at its accept.
+    pub via_proxy: Option<CountClient<'a>>,
+}
+
 /// Serves one accepted socket from its HTTP request to its close.
 pub fn serve(
-    id: ConnId,
-    socket: TcpStream,
+    accepted: Accepted<'_>,
     config: &Config,
     services: Services,
     shutting_down: impl Fn() -> bool,
 ) {
+    let Accepted {
+        conn: id,
+        socket,
+        peer,
+        via_proxy,
+    } = accepted;
     let _alive = services.metrics.reader_alive();
+    limit_writes(&socket, config);
     let deadline = Instant::now() + config.handshake_timeout;
     let (head, leftover) = match http::read_request_head(&socket, deadline, &shutting_down) {
         Ok(request) => request,
         Err(HeadError::Malformed(why)) => {
-            warn!("conn {id}: bad HTTP request: {why}");
-            let _ = (&socket).write_all(&http::status_response("400 Bad Request", &why));
-            http::linger_close(&socket);
+            warn!("conn {id}: bad HTTP request from {peer}: {why}");
+            respond(id, &socket, &http::status_response("400 Bad Request", &why));
             return;
         }
         Err(HeadError::TimedOut) => {
-            info!("conn {id}: dropped: no complete request within the handshake timeout");
+            info!(
+                "conn {id}: dropped: no complete request from {peer} within the handshake timeout"
+            );
             return;
         }
         Err(e) => {
             debug!("conn {id}: no request: {e:?}");
             return;
+        }
+    };
+    let client = match via_proxy {
+        None => peer,
+        Some(count_client) => {
+            let metrics = &services.metrics;
+            match forwarded_client(id, &socket, &head, peer, count_client, config, metrics) {
+                Some(client) => client,
+                None => return,
+            }
         }
     };
     // Until the writer thread starts, this thread is the socket's only user,
@@ -100,14 +138,14 @@ pub fn serve(
         && config.admin_listen.is_none()
         && let Some(request) = http::admin_route(&head)
     {
-        answer_admin(id, &socket, &head, request, config, &services);
+        answer_admin(id, client, &socket, &head, request, config, &services);
         return;
     }
     let echo = config.conformance_echo.as_deref();
     match http::route(&head, &config.allowed_origins, echo) {
         Route::Respond(response) => {
-            log_response(id, &head, &response, &services.metrics);
-            respond(&socket, &response);
+            log_response(id, client, &head, &response, &services.metrics);
+            respond(id, &socket, &response);
         }
         Route::Api(request) => {
             let owners = api::Owners {
@@ -116,12 +154,13 @@ pub fn serve(
                 signed: services.auth.is_some(),
             };
             let response = api::answer(request, &owners, config, head.method == "GET");
-            log_response(id, &head, &response, &services.metrics);
-            respond(&socket, &response);
+            log_response(id, client, &head, &response, &services.metrics);
+            respond(id, &socket, &response);
         }
         Route::Upgrade { room, response } => {
             let upgrade = upgrade::Upgrade {
                 room,
+                client,
                 opening: upgrade::Opening { response, leftover },
             };
             let socket = Arc::new(socket);
@@ -141,6 +180,30 @@ pub fn serve(
     }
 }
 
+/// Behind a trusted proxy the client is who the proxy says, and from here
+/// on it is counted under its own address; `None` (answered 429) if that
+/// address is at its limit.
+fn forwarded_client(
+    id: ConnId,
+    socket: &TcpStream,
+    head: &http::RequestHead,
+    proxy: IpAddr,
+    count_client: CountClient<'_>,
+    config: &Config,
+    metrics: &Metrics,
+) -> Option<IpAddr> {
+    let client = http::client_address(head, proxy, &config.trusted_proxies);
+    let Err(turnaway) = count_client(client) else {
+        return Some(client);
+    };
+    let limit = config.max_connections_per_ip;
+    warn!("conn {id}: from {client} (via {proxy}) refused: {limit} open from that address");
+    let answer = http::status_response(turnaway.status(), &turnaway.text());
+    metrics.handshake_refused(HandshakeStatus::from_response(&answer));
+    respond(id, socket, &answer);
+    None
+}
+
 /// Serves one request on `--admin-listen`: the operator's endpoints only.
 pub fn serve_admin(
     socket: TcpStream,
@@ -148,13 +211,19 @@ pub fn serve_admin(
     services: &Services,
     shutting_down: impl Fn() -> bool,
 ) {
+    limit_writes(&socket, config);
     let deadline = Instant::now() + config.handshake_timeout;
     let Ok((head, _)) = http::read_request_head(&socket, deadline, &shutting_down) else {
         return;
     };
+    let peer = socket
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     match http::admin_route(&head) {
-        Some(request) => answer_admin(0, &socket, &head, request, config, services),
+        Some(request) => answer_admin(0, peer, &socket, &head, request, config, services),
         None => respond(
+            0,
             &socket,
             &http::status_response(
                 "404 Not Found",
@@ -167,6 +236,7 @@ pub fn serve_admin(
 /// Answers `/metrics`, `/healthz`, `/readyz`, `/api/stats` or `/inside`.
 fn answer_admin(
     id: ConnId,
+    client: IpAddr,
     socket: &TcpStream,
     head: &http::RequestHead,
     request: http::AdminRequest,
@@ -181,26 +251,51 @@ fn answer_admin(
         connections: &*services.connections,
     };
     let response = admin::answer(request, &context, head.method == "GET");
-    log_response(id, head, &response, &services.metrics);
-    respond(socket, &response);
+    log_response(id, client, head, &response, &services.metrics);
+    respond(id, socket, &response);
 }
 
-/// Writes a complete response and closes the connection.
-pub(super) fn respond(socket: &TcpStream, response: &[u8]) {
-    let _ = (&*socket).write_all(response);
-    http::linger_close(socket);
+/// Bounds this thread's writes to the socket by `--write-timeout`: an
+/// answer the client does not take in that long (each write blocked that
+/// long with no byte taken) is given up, as the writer gives up a chat.
+fn limit_writes(socket: &TcpStream, config: &Config) {
+    if !config.write_timeout.is_zero() {
+        let _ = socket.set_write_timeout(Some(config.write_timeout));
+    }
+}
+
+/// Writes a complete response and closes the connection. A client that
+/// does not take it within the write timeout is not waited for at all.
+pub(super) fn respond(id: ConnId, socket: &TcpStream, response: &[u8]) {
+    match (&*socket).write_all(response) {
+        Ok(()) => http::linger_close(socket),
+        Err(e) => {
+            if crate::net::is_timeout(&e) {
+                info!("conn {id}: dropped: took none of its answer for the write timeout");
+            } else {
+                debug!("conn {id}: answer not sent: {e}");
+            }
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 /// One log line per answered request: refused handshakes at warn level,
 /// and counted by status.
-fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8], metrics: &Metrics) {
+fn log_response(
+    id: ConnId,
+    client: IpAddr,
+    head: &http::RequestHead,
+    response: &[u8],
+    metrics: &Metrics,
+) {
     let status = String::from_utf8_lossy(&response[..response.len().min(40)])
         .lines()
         .next()
         .unwrap_or_default()
         .to_string();
     if head.is_websocket_upgrade() {
-        warn!("conn {id}: WebSocket handshake refused: {status}");
+        warn!("conn {id}: WebSocket handshake from {client} refused: {status}");
         metrics.handshake_refused(HandshakeStatus::from_response(response));
     } else {
         debug!("conn {id}: {} {}: {status}", head.method, head.path);

@@ -49,7 +49,8 @@ use super::session::{Refused, SignIn};
 use super::stream::ReaderStream;
 use crate::auth::AuthConfig;
 use crate::config::{
-    Config, ECHO_STOP_POLL, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, READ_BUFFER_BYTES,
+    Config, ECHO_STOP_POLL, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, MIN_READ_WAKE,
+    READ_BUFFER_BYTES,
 };
 use crate::dispatcher::Event;
 use crate::ids::ConnId;
@@ -126,12 +127,15 @@ pub(super) fn read_pump(
     // The read timeout is the ping interval: a read that times out means the
     // client has been quiet that long, so it is pinged; once the silence
     // reaches the idle timeout (checked at each such wake-up, so within one
-    // ping interval of it) the client is dropped. No timer thread needed.
-    // An echo wakes more often, to see for itself that the server stops.
-    let mut read_timeout = match purpose {
+    // ping interval of it) the client is dropped. A deadline that comes
+    // sooner (the token's end, the login's) shortens the wait to it. No
+    // timer thread needed. An echo wakes more often, to see for itself that
+    // the server stops.
+    let wake_at_least = match purpose {
         Purpose::Chat { .. } => config.ping_interval,
         Purpose::Echo => config.ping_interval.min(ECHO_STOP_POLL),
     };
+    let mut read_timeout = wake_at_least;
     if let Err(e) = socket.set_read_timeout(Some(read_timeout)) {
         debug!("conn {id}: cannot set read timeout: {e}");
         return;
@@ -151,19 +155,35 @@ pub(super) fn read_pump(
     // interval of silence, not at every wake-up.
     let mut last_ping: Option<Instant> = None;
     let mut sign_in = auth.map(|auth| SignIn::new(auth, config.jwt_leeway));
+    // Not logged in by then, a chat connection is closed (`--login-timeout`);
+    // an echo never logs in.
+    let login_timeout = config.login_timeout;
+    let mut login_deadline = match purpose {
+        Purpose::Chat { .. } if !login_timeout.is_zero() => Some(Instant::now() + login_timeout),
+        _ => None,
+    };
 
     let ending = loop {
-        // A signed-in session ends with its token: wake up for that too.
-        if let Some(session) = &sign_in {
-            let now = Instant::now();
-            if session.expired(now) {
-                info!("conn {id}: closed: token expired");
-                break Ending::Close(Closing::TokenExpired);
-            }
-            let wanted = session.read_timeout(config.ping_interval, now);
-            if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
-                read_timeout = wanted;
-            }
+        let now = Instant::now();
+        // A signed-in session ends with its token.
+        if sign_in.as_ref().is_some_and(|session| session.expired(now)) {
+            info!("conn {id}: closed: token expired");
+            break Ending::Close(Closing::TokenExpired);
+        }
+        // Only the dispatcher knows whether a login was admitted; it says
+        // so on the outbox, and from then on there is no deadline.
+        if login_deadline.is_some() && guard.outbox.has_logged_in() {
+            login_deadline = None;
+        }
+        if login_deadline.is_some_and(|deadline| now >= deadline) {
+            info!("conn {id}: closed: not logged in within {login_timeout:?}");
+            break Ending::Close(Closing::LoginTimeout);
+        }
+        // Wake up for the session's end and the login deadline too.
+        let session_end = sign_in.as_ref().and_then(SignIn::ends);
+        let wanted = wake_in(wake_at_least, now, [session_end, login_deadline]);
+        if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
+            read_timeout = wanted;
         }
         let message = match ws.read() {
             Ok(message) => message,
@@ -178,7 +198,7 @@ pub(super) fn read_pump(
                 }
                 let since_ping = last_ping.map_or(Duration::MAX, |at| at.elapsed());
                 if silence.min(since_ping) < config.ping_interval {
-                    continue; // woken early, for the session's end or to look at the server
+                    continue; // woken early, for a deadline or to look at the server
                 }
                 // Quiet, maybe dead: a live client answers a ping.
                 let ping = protocol::encode(WsFrame::ping(Vec::new()));
@@ -246,6 +266,17 @@ pub(super) fn read_pump(
         // so it is written before the socket closes.
         let _ = ws.close(Some(frame));
     }
+}
+
+/// How long the reader may block in `read`: `at_least_every` (the ping
+/// interval), or less if one of `deadlines` comes sooner.
+fn wake_in(at_least_every: Duration, now: Instant, deadlines: [Option<Instant>; 2]) -> Duration {
+    deadlines
+        .into_iter()
+        .flatten()
+        .map(|deadline| deadline.saturating_duration_since(now))
+        .fold(at_least_every, Duration::min)
+        .max(MIN_READ_WAKE)
 }
 
 /// What the read pump does after a message.
@@ -417,7 +448,20 @@ fn ending_for(id: ConnId, error: WsError) -> Ending {
 
 #[cfg(test)]
 mod tests {
-    use super::loggable;
+    use super::*;
+
+    #[test]
+    fn the_reader_wakes_for_the_soonest_deadline_but_never_busily() {
+        let now = Instant::now();
+        let ping = Duration::from_secs(30);
+        assert_eq!(wake_in(ping, now, [None, None]), ping);
+        let soon = Some(now + Duration::from_secs(5));
+        let later = Some(now + Duration::from_secs(20));
+        assert_eq!(wake_in(ping, now, [later, soon]), Duration::from_secs(5));
+        assert_eq!(wake_in(ping, now, [Some(now + ping * 2), None]), ping);
+        // A deadline already past still leaves the OS a timeout it accepts.
+        assert_eq!(wake_in(ping, now + ping, [soon, None]), MIN_READ_WAKE);
+    }
 
     #[test]
     fn no_spelling_of_a_token_is_quoted_in_the_log() {

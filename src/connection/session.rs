@@ -11,7 +11,8 @@
 //! The session's end is the token's `exp` (plus the clock-skew leeway). The
 //! reader already wakes up at least every ping interval to look after a
 //! quiet client; it wakes up at the expiry too (its read timeout is the
-//! sooner of the two) and closes the connection with 1008 "token expired".
+//! soonest of its deadlines, `reader.rs`) and closes the connection with
+//! 1008 "token expired".
 //! No timer thread, and no timer in the dispatcher: the connection that the
 //! token belongs to keeps its own time. A fresh token for the same name,
 //! sent before that, moves the end.
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{info, warn};
 
 use crate::auth::AuthConfig;
-use crate::config::{MAX_LOGIN_FAILURES, MIN_WAKE};
+use crate::config::MAX_LOGIN_FAILURES;
 use crate::ids::ConnId;
 use crate::protocol::{Login, Reason, Refusal, RequestKind};
 
@@ -97,14 +98,8 @@ impl<'a> SignIn<'a> {
         self.expires.is_some_and(|end| now >= end)
     }
 
-    /// How long the reader may block in `read`: the ping interval, or less
-    /// if the session ends sooner.
-    pub fn read_timeout(&self, ping_interval: Duration, now: Instant) -> Duration {
-        match self.expires {
-            Some(end) => end
-                .saturating_duration_since(now)
-                .clamp(MIN_WAKE, ping_interval.max(MIN_WAKE)),
-            None => ping_interval,
-        }
+    /// When the signed-in session ends, if one is open.
+    pub fn ends(&self) -> Option<Instant> {
+        self.expires
     }
 }

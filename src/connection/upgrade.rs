@@ -28,11 +28,11 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::reader::{Purpose, ReaderGuard, read_pump};
 use super::{Services, respond, writer};
@@ -56,6 +56,9 @@ pub(super) struct Opening {
 /// An upgrade `http::route` accepted, waiting for the dispatcher's word.
 pub(super) struct Upgrade {
     pub(super) room: String,
+    /// Who the client is: the socket's peer, or behind a trusted proxy the
+    /// address the proxy named; what this connection's log lines show.
+    pub(super) client: IpAddr,
     pub(super) opening: Opening,
 }
 
@@ -76,7 +79,11 @@ pub(super) fn chat(
         config.outbound_messages,
         config.outbound_bytes,
     );
-    let Upgrade { room, opening } = upgrade;
+    let Upgrade {
+        room,
+        client,
+        opening,
+    } = upgrade;
     // The dispatcher may know this connection as soon as it is asked, so
     // every way out from here must tell it: the guard does, on drop.
     let guard = ReaderGuard {
@@ -88,7 +95,7 @@ pub(super) fn chat(
     };
     let connected = |admitted| Event::Connected {
         conn: id,
-        room,
+        room: room.clone(),
         outbox: outbox.clone(),
         admitted,
     };
@@ -99,16 +106,18 @@ pub(super) fn chat(
         Err(Unanswered::Late) => Some("the server is too busy; try again later".to_string()),
     };
     if let Some(why) = refusal {
-        warn!("conn {id}: WebSocket handshake refused: 503: {why}");
+        warn!("conn {id}: WebSocket handshake from {client} refused: 503: {why}");
         services
             .metrics
             .handshake_refused(HandshakeStatus::Unavailable);
         respond(
+            id,
             &socket,
             &http::status_response("503 Service Unavailable", &why),
         );
         return;
     }
+    info!("conn {id}: WebSocket open from {client} in room {room:?}");
     let purpose = Purpose::Chat {
         auth: services.auth.as_deref(),
     };
@@ -187,7 +196,6 @@ fn talk(
             return;
         }
     };
-    debug!("conn {id}: WebSocket open");
     read_pump(
         &guard,
         socket,

@@ -21,7 +21,8 @@ use crate::protocol::{Request, RoomSummary};
 pub enum Event {
     /// A WebSocket handshake is under way for `room`; here is the way to
     /// reach the client. The dispatcher answers on `admitted`: `Ok` to go on
-    /// with the upgrade, or the reason to refuse it (too many rooms).
+    /// with the upgrade, or the reason to refuse it (too many rooms; with
+    /// sign-in on a room opens at a login instead, and this is always `Ok`).
     Connected {
         conn: ConnId,
         room: String,

@@ -1,6 +1,12 @@
 //! A login's life, from the handshake to the room and out again: one named
 //! state per connection (`LoginState`), and every transition, here.
 //!
+//! With sign-in on, a login is also where a room opens (`enter_room`): the
+//! reader passes on only logins whose token it verified, so a socket
+//! without a token never holds a room, and `--max-rooms` is spent on signed
+//! users alone. The room's tail starts loading then, and the login waits
+//! for it like any other.
+//!
 //! A login is not always finished when it arrives. A socket's first login
 //! is sent the room's history before its own `login` broadcast, and that
 //! history may not be at hand yet: the room's tail may still be loading, or
@@ -150,6 +156,14 @@ impl Dispatcher {
         if login.signed && client.login.name() == Some(login.username.as_str()) {
             client.follows = follow_set(login.follows);
             debug!("conn {id}: session of {} extended", login.username);
+            return;
+        }
+        // With sign-in on, this is where a room opens: at a verified login.
+        if !self.enter_room(id) {
+            let details = self.too_many_rooms();
+            let refusal = Refusal::new(Some(RequestKind::Login), Reason::TooManyRooms, details);
+            self.reply(id, refusal);
+            self.handle_parked(id, parked);
             return;
         }
         if !self.name_free(id, &login.username) {
@@ -337,6 +351,7 @@ impl Dispatcher {
         let username = login.username;
         client.follows = follow_set(login.follows);
         client.login = LoginState::In(username.clone());
+        client.outbox.mark_logged_in(); // the reader's login deadline is met
         if old.is_none() {
             self.logged_in += 1;
             self.metrics.set_logged_in(self.logged_in);

@@ -83,6 +83,10 @@ struct Client {
     outbox: Outbox,
     /// The room its WebSocket path named; fixed for the connection's life.
     room: String,
+    /// Whether it counts among its room's connections, keeping the room
+    /// open: from the handshake, or with sign-in on from its first
+    /// verified login (`enter_room`).
+    holds_room: bool,
     /// Where its login is (`login.rs`); only clients that are in receive
     /// broadcasts.
     login: LoginState,
@@ -103,6 +107,9 @@ pub struct Dispatcher {
     batch_bytes: usize,
     /// Rooms that may exist at once (`--max-rooms`).
     max_rooms: usize,
+    /// With sign-in on, a room opens at its first verified login rather
+    /// than at a handshake, so that sockets without a token hold no room.
+    rooms_at_login: bool,
     /// Who keeps the rooms' order and history: chats go there first and
     /// are broadcast when they come back ordered (`keeper.rs`).
     keeper: Keeper,
@@ -139,12 +146,20 @@ impl Dispatcher {
             shutting_down: false,
             batch_bytes: config.broadcast_batch_bytes,
             max_rooms: config.max_rooms,
+            rooms_at_login: false,
             keeper,
             unarchived: 0,
             history: config.history,
             history_max: config.history_max,
             mutual_follows: config.mutual_follows,
         }
+    }
+
+    /// With sign-in on: rooms open at their first verified login, not at a
+    /// handshake (`enter_room`).
+    pub fn with_sign_in(mut self) -> Self {
+        self.rooms_at_login = true;
+        self
     }
 
     /// Handles events until told to stop. The wait for the next event is
@@ -235,7 +250,8 @@ impl Dispatcher {
     }
 
     /// A handshake asks to join `room`. A room exists while it has a
-    /// connection, so this may create it, within the `--max-rooms` bound.
+    /// connection, so this may create it, within the `--max-rooms` bound;
+    /// with sign-in on, the room waits for a verified login (`enter_room`).
     fn connected(
         &mut self,
         id: ConnId,
@@ -243,36 +259,63 @@ impl Dispatcher {
         outbox: Outbox,
         admitted: Sender<Result<(), String>>,
     ) {
-        if !self.rooms.contains_key(&room) && self.rooms.len() >= self.max_rooms {
-            warn!(
-                "conn {id}: room {room:?} refused: {} rooms open",
-                self.max_rooms
-            );
-            let _ = admitted.send(Err(format!(
-                "the server holds at most {} rooms at once; try an existing room or later",
-                self.max_rooms
-            )));
+        let client = Client {
+            outbox,
+            room,
+            holds_room: false,
+            login: LoginState::New,
+            follows: None,
+        };
+        self.clients.insert(id, client);
+        if !self.rooms_at_login && !self.enter_room(id) {
+            self.clients.remove(&id);
+            let _ = admitted.send(Err(self.too_many_rooms()));
             return;
         }
-        if !self.rooms.contains_key(&room) {
-            self.open_room(&room);
+        if self.shutting_down
+            && let Some(client) = self.clients.get(&id)
+        {
+            client
+                .outbox
+                .close(protocol::close_frame(&Closing::ShuttingDown));
         }
-        if let Some(r) = self.rooms.get_mut(&room) {
-            r.connection_opened();
-        }
-        if self.shutting_down {
-            outbox.close(protocol::close_frame(&Closing::ShuttingDown));
-        }
-        self.clients.insert(
-            id,
-            Client {
-                outbox,
-                room,
-                login: LoginState::New,
-                follows: None,
-            },
-        );
         let _ = admitted.send(Ok(()));
+    }
+
+    /// Counts a client among its room's connections, opening the room if
+    /// it is the first, within `--max-rooms`; false if the room would be
+    /// one too many.
+    fn enter_room(&mut self, id: ConnId) -> bool {
+        let name = match self.clients.get(&id) {
+            Some(client) if client.holds_room => return true,
+            Some(client) => client.room.clone(),
+            None => return false,
+        };
+        if !self.rooms.contains_key(&name) {
+            if self.rooms.len() >= self.max_rooms {
+                warn!(
+                    "conn {id}: room {name:?} refused: {} rooms open",
+                    self.max_rooms
+                );
+                return false;
+            }
+            self.open_room(&name);
+        }
+        if let Some(room) = self.rooms.get_mut(&name) {
+            room.connection_opened();
+        }
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.holds_room = true;
+        }
+        true
+    }
+
+    /// Why a room could not open.
+    fn too_many_rooms(&self) -> String {
+        format!(
+            "the server holds at most {} rooms at once; try an existing room or later",
+            self.max_rooms
+        )
     }
 
     /// How many chats a room's tail holds: enough for a newcomer's history
@@ -297,6 +340,9 @@ impl Dispatcher {
         let Some(client) = self.clients.remove(&id) else {
             return; // never admitted
         };
+        if !client.holds_room {
+            return;
+        }
         if let Some(room) = self.rooms.get_mut(&client.room) {
             room.connection_closed();
             if room.is_empty() {

@@ -55,8 +55,10 @@ struct Member {
 
 pub struct Room {
     name: String,
-    /// Connections in the room, logged in or not. The room exists while this
-    /// is above zero (`is_empty`): there is no create or delete step.
+    /// Connections that hold the room, logged in or not: each from its
+    /// handshake, or with sign-in on from its first verified login. The
+    /// room exists while this is above zero (`is_empty`): there is no
+    /// create or delete step.
     connections: usize,
     /// Logged-in connections in join order (`active_users` lists them so),
     /// and how to reach them.

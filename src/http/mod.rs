@@ -9,6 +9,8 @@
 //! A request's way through these files:
 //!
 //! - `request.rs`: the request head, read from the socket and parsed;
+//! - `forwarded.rs`: who the client is behind a trusted proxy (`Forwarded`,
+//!   `X-Forwarded-For`);
 //! - `routes.rs`: what the request gets (`route`; `admin_route` for the
 //!   operator's endpoints);
 //! - `handshake.rs`: a WebSocket upgrade checked, and its 101 built;
@@ -22,12 +24,14 @@
 
 pub mod admin;
 pub mod api;
+mod forwarded;
 mod handshake;
 mod pages;
 mod request;
 mod response;
 mod routes;
 
+pub use forwarded::client_address;
 pub use pages::{InsidePage, inside_page};
 pub use request::{HeadError, RequestHead, parse_request_head, read_request_head};
 pub use response::{json_response, linger_close, response, status_response};

@@ -115,6 +115,8 @@ pub enum HandshakeStatus {
     NotFound,
     /// 426: a WebSocket version other than 13.
     UpgradeRequired,
+    /// 429: too many connections from one address.
+    TooManyRequests,
     /// 503: the server is full (connections or rooms).
     Unavailable,
     Other,
@@ -127,6 +129,7 @@ impl HandshakeStatus {
             403 => Self::Forbidden,
             404 => Self::NotFound,
             426 => Self::UpgradeRequired,
+            429 => Self::TooManyRequests,
             503 => Self::Unavailable,
             _ => Self::Other,
         }
@@ -149,6 +152,7 @@ impl LabelValue for HandshakeStatus {
         Self::Forbidden,
         Self::NotFound,
         Self::UpgradeRequired,
+        Self::TooManyRequests,
         Self::Unavailable,
         Self::Other,
     ];
@@ -159,6 +163,7 @@ impl LabelValue for HandshakeStatus {
             Self::Forbidden => "403",
             Self::NotFound => "404",
             Self::UpgradeRequired => "426",
+            Self::TooManyRequests => "429",
             Self::Unavailable => "503",
             Self::Other => "other",
         }

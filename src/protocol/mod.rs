@@ -24,7 +24,7 @@ pub use encode::{
     is_close_frame, login_json, text_frame,
 };
 pub use names::{username_key, validate_username};
-pub use refusal::{CloseReason, Closing, Reason, Refusal, RequestKind};
+pub use refusal::{CloseReason, Closing, Reason, Refusal, RequestKind, Turnaway};
 pub use rooms::{LOBBY, RoomSummary, room_from_path, valid_room_name};
 
 /// Encoded WebSocket frames (one or several), shared by every recipient's

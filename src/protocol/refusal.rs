@@ -65,6 +65,7 @@ pub enum Reason {
     LoginInProgress,
     ChatUnavailable,
     ChatNotStored,
+    TooManyRooms,
 }
 
 impl Reason {
@@ -86,6 +87,7 @@ impl Reason {
         Reason::LoginInProgress,
         Reason::ChatUnavailable,
         Reason::ChatNotStored,
+        Reason::TooManyRooms,
     ];
 
     /// The `error` text on the wire: a short sentence clients may match on
@@ -108,6 +110,7 @@ impl Reason {
             Reason::LoginInProgress => "login in progress",
             Reason::ChatUnavailable => "chat is briefly unavailable",
             Reason::ChatNotStored => "chat not stored",
+            Reason::TooManyRooms => "too many rooms",
         }
     }
 }
@@ -174,6 +177,9 @@ pub enum CloseReason {
     ProtocolError,
     /// The server is stopping (close 1001).
     Shutdown,
+    /// Did not log in within `--login-timeout` (close 1008): a socket held
+    /// open for nothing, so a flood of them is seen as one.
+    LoginTimeout,
     /// Anything else: an expired token, failed sign-ins, an internal
     /// error, a panic.
     Other,
@@ -189,6 +195,7 @@ impl CloseReason {
         CloseReason::Size,
         CloseReason::ProtocolError,
         CloseReason::Shutdown,
+        CloseReason::LoginTimeout,
         CloseReason::Other,
     ];
 
@@ -208,6 +215,7 @@ impl CloseReason {
             CloseReason::Size => "size",
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::LoginTimeout => "login_timeout",
             CloseReason::Other => "other",
         }
     }
@@ -231,6 +239,8 @@ pub enum Closing {
     TokenExpired,
     /// Too many refused sign-ins in a row.
     SignInFailures,
+    /// Not logged in within `--login-timeout`.
+    LoginTimeout,
     /// Its outbox filled: it is not reading.
     TooSlow,
     /// The server is stopping.
@@ -247,6 +257,7 @@ impl Closing {
             Closing::RateLimit
             | Closing::TokenExpired
             | Closing::SignInFailures
+            | Closing::LoginTimeout
             | Closing::TooSlow => CloseCode::Policy,
             Closing::TooBig { .. } => CloseCode::Size,
             Closing::NotUtf8 => CloseCode::Invalid,
@@ -267,6 +278,7 @@ impl Closing {
             Closing::Protocol(why) => return Cow::Borrowed(why),
             Closing::TokenExpired => "token expired",
             Closing::SignInFailures => "too many failed sign-ins",
+            Closing::LoginTimeout => "login timeout",
             Closing::TooSlow => "outbound queue full: client is reading too slowly",
             Closing::ShuttingDown => "server shutting down",
             Closing::Internal => "internal error",
@@ -282,9 +294,43 @@ impl Closing {
             Closing::NotUtf8 | Closing::Protocol(_) => CloseReason::ProtocolError,
             Closing::TooSlow => CloseReason::SlowConsumer,
             Closing::ShuttingDown => CloseReason::Shutdown,
+            Closing::LoginTimeout => CloseReason::LoginTimeout,
             Closing::TokenExpired | Closing::SignInFailures | Closing::Internal => {
                 CloseReason::Other
             }
+        }
+    }
+}
+
+/// Why a socket is turned away at the door, before it is a WebSocket or
+/// gets a page: the HTTP status it is answered with, and the sentence in
+/// the answer's body. Counted by that status (`HandshakeStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turnaway {
+    /// At `--max-connections`.
+    ServerFull,
+    /// Its address already holds `limit` connections
+    /// (`--max-connections-per-ip`).
+    TooManyFromAddress { limit: usize },
+}
+
+impl Turnaway {
+    /// The status line's code and phrase.
+    pub fn status(self) -> &'static str {
+        match self {
+            Turnaway::ServerFull => "503 Service Unavailable",
+            Turnaway::TooManyFromAddress { .. } => "429 Too Many Requests",
+        }
+    }
+
+    /// The answer's body: what happened, and what to do.
+    pub fn text(self) -> String {
+        match self {
+            Turnaway::ServerFull => "the server is full; try again later".to_string(),
+            Turnaway::TooManyFromAddress { limit } => format!(
+                "too many connections from your address (at most {limit} at once); \
+                 close some and try again"
+            ),
         }
     }
 }
@@ -324,6 +370,7 @@ mod tests {
             Closing::NotUtf8,
             Closing::TokenExpired,
             Closing::SignInFailures,
+            Closing::LoginTimeout,
             Closing::TooSlow,
             Closing::ShuttingDown,
             Closing::Internal,

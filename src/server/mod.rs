@@ -8,9 +8,9 @@
 //!
 //! ```text
 //! accept loop ──spawns──▶ reader (one per connection) ──spawns──▶ writer
-//!     │ over the cap           │ Event                            ▲ Outbound
+//!     │ over a cap             │ Event                            ▲ Outbound
 //!     ▼                        ▼                                  │
-//!  rejecter (503)          dispatcher ───── Outbox (per client) ──┘
+//!  rejecter (503, 429)     dispatcher ───── Outbox (per client) ──┘
 //!                            │     ▲
 //!                        Job │     │ Event (committed, loaded, heard)
 //!                            ▼     │
@@ -42,15 +42,17 @@
 //!
 //! The rest of this folder, one role a file: `listen.rs` makes the
 //! listening sockets, `accept.rs` runs the accept loop and keeps the
-//! connection cap, `rejecter.rs` answers over the cap, `admin_listen.rs`
+//! connection caps (in all, and per client address), `rejecter.rs` answers
+//! over them, `admin_listen.rs`
 //! serves `--admin-listen`, `shutdown.rs` stops it all (and ends the
 //! process if the dispatcher dies), and `os_limits.rs` reads what the
 //! operating system lets one process hold.
 //!
 //! The design's limit, stated plainly: every connection costs two threads, so
-//! the number of connections is capped (`--max-connections`); above the cap
-//! the server answers 503 from one small "rejecter" thread instead of
-//! spawning more.
+//! the number of connections is capped (`--max-connections`), and so is the
+//! share of one client address (`--max-connections-per-ip`); above a cap
+//! the server answers 503 or 429 from one small "rejecter" thread instead
+//! of spawning more.
 
 mod accept;
 mod admin_listen;
@@ -145,7 +147,8 @@ pub struct ServerHandle {
 /// chat state: that belongs to the dispatcher alone.
 struct ServerState {
     config: Config,
-    /// Connections open right now, under the cap (`accept.rs`).
+    /// Connections open right now, in all and per client address, under
+    /// the caps (`accept.rs`).
     live: ConnectionCount,
     /// Set first thing in shutdown: the accept loop stops, and every reader
     /// sees it (`connection::serve`'s `shutting_down`).
@@ -300,6 +303,11 @@ impl Server {
                 store,
                 None,
             ),
+        };
+        // With sign-in on, sockets without a token hold no room.
+        let dispatcher = match self.auth {
+            Some(_) => dispatcher.with_sign_in(),
+            None => dispatcher,
         };
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
