@@ -25,6 +25,8 @@
 //! Its writes are bounded by `--write-timeout` like the writer's, so a
 //! client that asks for a large page and never reads it frees the thread.
 
+mod guard;
+mod messages;
 pub mod rate_limit;
 mod reader;
 pub mod session;

@@ -15,13 +15,13 @@
 //! tungstenite wants to send into the client's `Outbox`, the same queue the
 //! dispatcher's broadcasts go through. The writer thread drains that queue,
 //! so it is the only thread that ever writes to the socket, and a pong can
-//! never land in the middle of a broadcast frame. Both threads use the same `Arc<TcpStream>` (`&TcpStream`
-//! is `Read` and `Write`), so a connection costs one file descriptor.
+//! never land in the middle of a broadcast frame. Both threads use the same
+//! `Arc<TcpStream>` (`&TcpStream` is `Read` and `Write`), so a connection
+//! costs one file descriptor.
 //!
-//! Each message is checked here, on the connection's own thread, before the
-//! dispatcher sees it: the rate limit (`rate_limit.rs`), the JSON
-//! (`protocol`), and a sign-in token (`session.rs`); the dispatcher gets only
-//! valid requests and verified names.
+//! Each message is checked on this thread before the dispatcher sees it
+//! (`messages.rs`); however the pump ends, its guard says goodbye
+//! (`guard.rs`).
 //!
 //! On the `--conformance-echo` path (`Purpose::Echo`, see `upgrade.rs`) the
 //! same pump, with the same limits, sends each message back instead: as a
@@ -29,12 +29,10 @@
 //! its writer writes like any other, so the conformance suite tests the
 //! path every chat takes.
 
-use std::cell::Cell;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::Frame as WsFrame;
@@ -42,22 +40,19 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
-#[cfg(feature = "fault-injection")]
-use super::PANIC_TRIGGER;
-use super::rate_limit::{RateLimiter, Verdict};
-use super::session::{Refused, SignIn};
+use super::guard::ReaderGuard;
+use super::messages::{Next, echo, handle_text, rate_limit, reply};
+use super::rate_limit::RateLimiter;
+use super::session::SignIn;
 use super::stream::ReaderStream;
 use crate::auth::AuthConfig;
 use crate::config::{
-    Config, ECHO_STOP_POLL, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, MIN_READ_WAKE,
-    READ_BUFFER_BYTES,
+    Config, ECHO_STOP_POLL, MAX_CLOSE_REASON_BYTES, MIN_READ_WAKE, READ_BUFFER_BYTES,
 };
-use crate::dispatcher::Event;
 use crate::ids::ConnId;
-use crate::metrics::{CloseReason, MessageKind, Metrics};
+use crate::metrics::{CloseReason, MessageKind};
 use crate::net::is_timeout;
-use crate::outbox::Outbox;
-use crate::protocol::{self, Closing, Frame, Reason, Refusal, Request, RequestKind, TextLimits};
+use crate::protocol::{self, Closing, Reason, Refusal, TextLimits};
 
 /// What a connection's messages are for.
 #[derive(Clone, Copy)]
@@ -67,34 +62,6 @@ pub(super) enum Purpose<'a> {
     Chat { auth: Option<&'a AuthConfig> },
     /// The conformance echo: each message goes back to its sender.
     Echo,
-}
-
-/// Sends `Disconnected` and finishes the writer's queue, however the reader
-/// stops, including by panic.
-pub(super) struct ReaderGuard<'a> {
-    pub(super) id: ConnId,
-    /// The dispatcher, which knows the connection; `None` for an echo,
-    /// which it never knew.
-    pub(super) events: Option<&'a Sender<Event>>,
-    pub(super) outbox: &'a Outbox,
-    pub(super) metrics: &'a Arc<Metrics>,
-    /// Why the connection ended, set as the read pump returns; a panic
-    /// leaves `Other`. Counted here, once.
-    pub(super) reason: Cell<CloseReason>,
-}
-
-impl Drop for ReaderGuard<'_> {
-    fn drop(&mut self) {
-        let reason = self.reason.get();
-        self.metrics.closed(reason);
-        if let Some(events) = self.events {
-            let _ = events.send(Event::Disconnected {
-                conn: self.id,
-                reason,
-            });
-        }
-        self.outbox.finish();
-    }
 }
 
 /// How the read pump ends.
@@ -279,141 +246,6 @@ fn wake_in(at_least_every: Duration, now: Instant, deadlines: [Option<Instant>; 
         .max(MIN_READ_WAKE)
 }
 
-/// What the read pump does after a message.
-enum Next {
-    Go,
-    /// The client has to go (its queue is full, or the dispatcher is gone).
-    Stop,
-    /// Close the connection, for this reason.
-    Close(Closing),
-}
-
-/// Parses one text message and passes it on; a token login is checked here
-/// first (`session.rs`), so the dispatcher gets only verified names.
-fn handle_text(
-    guard: &ReaderGuard,
-    text: &str,
-    limits: TextLimits,
-    sign_in: Option<&mut SignIn>,
-    limiter: &mut RateLimiter,
-) -> Next {
-    let id = guard.id;
-    debug!("conn {id}: received {}", loggable(text));
-    #[cfg(feature = "fault-injection")]
-    if text.contains(PANIC_TRIGGER) {
-        panic!("conn {id}: fault injection: reader panic requested");
-    }
-    let parsed = protocol::parse_request(text, limits);
-    guard.metrics.received(MessageKind::of(match &parsed {
-        Ok(request) => Some(request.kind()),
-        Err(refusal) => refusal.request,
-    }));
-    let checked = match (parsed, sign_in) {
-        (Ok(Request::TokenLogin { token, since }), Some(session)) => {
-            session.check(id, &token, since).map(Request::Login)
-        }
-        // A login the parser refused for want of a token counts as a
-        // failed sign-in too.
-        (Err(refusal), Some(session)) if refusal.reason == Reason::AuthenticationFailed => {
-            session.refuse(id, &refusal.details).map(Request::Login)
-        }
-        (Err(refusal), _) => {
-            warn!(
-                "conn {id}: refused ({}: {}): {}",
-                refusal.reason.text(),
-                refusal.details,
-                loggable(text)
-            );
-            Err(Refused::TryAgain(refusal))
-        }
-        (Ok(request), _) => Ok(request),
-    };
-    match checked {
-        Ok(request) => match guard
-            .events
-            .map(|e| e.send(Event::Request { conn: id, request }))
-        {
-            Some(Ok(())) => Next::Go,
-            Some(Err(_)) | None => Next::Stop,
-        },
-        Err(Refused::TryAgain(refusal)) => {
-            guard.metrics.refused(refusal.reason);
-            if refusal.reason == Reason::AuthenticationFailed {
-                // Each failed sign-in costs a token of the rate limit too.
-                let _ = limiter.check(Instant::now());
-            }
-            reply(guard, refusal)
-        }
-        Err(Refused::Close) => Next::Close(Closing::SignInFailures),
-    }
-}
-
-/// Applies the rate limit to one message: `None` lets it through; else
-/// what the pump does after refusing it. `kind` reads what the message
-/// asked for, for the refusal and its count: only when it is refused, so
-/// that an allowed message is parsed once.
-fn rate_limit(
-    guard: &ReaderGuard,
-    limiter: &mut RateLimiter,
-    kind: impl FnOnce() -> Option<RequestKind>,
-    config: &Config,
-) -> Option<Next> {
-    match limiter.check(Instant::now()) {
-        Verdict::Allow => None,
-        Verdict::Refuse => {
-            warn!("conn {}: message dropped: rate limit", guard.id);
-            let kind = kind();
-            guard.metrics.received(MessageKind::of(kind));
-            let details = format!(
-                "at most {} messages per second; this one was dropped",
-                config.rate_limit
-            );
-            let refusal = Refusal::new(kind, Reason::RateLimit, details);
-            guard.metrics.refused(refusal.reason);
-            Some(reply(guard, refusal))
-        }
-        Verdict::Expel => {
-            warn!("conn {}: closed: kept exceeding the rate limit", guard.id);
-            Some(Next::Close(Closing::RateLimit))
-        }
-    }
-}
-
-/// Sends a refusal to the client; a full queue means it must go.
-fn reply(guard: &ReaderGuard, refusal: Refusal) -> Next {
-    match guard.outbox.push(refusal.to_frame()) {
-        Ok(()) => Next::Go,
-        Err(_) => Next::Stop,
-    }
-}
-
-/// Sends a message back to its sender, on the `--conformance-echo` path:
-/// into its own outbox, for its writer, like every frame it is sent.
-fn echo(guard: &ReaderGuard, frame: Frame) -> Next {
-    match guard.outbox.push(frame) {
-        Ok(()) => Next::Go,
-        Err(_) => {
-            warn!("conn {}: closed: echo queue full", guard.id);
-            Next::Close(Closing::TooSlow)
-        }
-    }
-}
-
-/// A client's message as it may appear in the log: cut short, and never a
-/// token. A message that could carry one is not quoted at all: one that
-/// names a token in any case (`"Token"`), one with a `\u` escape (which can
-/// spell the word), and one with what looks like a JWT (`eyJ`, the start of
-/// a base64url JSON header), whatever its field is called.
-fn loggable(text: &str) -> &str {
-    let could_hold_a_token =
-        text.to_ascii_lowercase().contains("token") || text.contains("\\u") || text.contains("eyJ");
-    if could_hold_a_token {
-        "(a message that could hold a token; not shown)"
-    } else {
-        protocol::truncate(text, LOG_PAYLOAD_CHARS)
-    }
-}
-
 /// Maps a tungstenite error to the way the connection ends.
 fn ending_for(id: ConnId, error: WsError) -> Ending {
     match error {
@@ -461,19 +293,5 @@ mod tests {
         assert_eq!(wake_in(ping, now, [Some(now + ping * 2), None]), ping);
         // A deadline already past still leaves the OS a timeout it accepts.
         assert_eq!(wake_in(ping, now + ping, [soon, None]), MIN_READ_WAKE);
-    }
-
-    #[test]
-    fn no_spelling_of_a_token_is_quoted_in_the_log() {
-        for text in [
-            r#"{"type":"login","token":"abc"}"#,
-            r#"{"type":"login","TOKEN":"abc"}"#,
-            r#"{"type":"login","\u0074oken":"abc"}"#,
-            r#"{"type":"login","jwt":"eyJhbGciOiJIUzI1NiJ9.e30.sig"}"#,
-        ] {
-            assert!(loggable(text).contains("not shown"), "{text}");
-        }
-        let chat = r#"{"type":"chat","text":"hello"}"#;
-        assert_eq!(loggable(chat), chat);
     }
 }

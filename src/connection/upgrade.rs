@@ -6,7 +6,7 @@
 //!
 //! The dispatcher must hear about every connection that ends, or a vanished
 //! user would stay in everyone's list. `ReaderGuard` sends the event from its
-//! `Drop` (`reader.rs`), so it is sent on a clean close, on an error and on
+//! `Drop` (`guard.rs`), so it is sent on a clean close, on an error and on
 //! a panic alike.
 //!
 //! ## The conformance echo
@@ -34,7 +34,8 @@ use std::thread;
 
 use log::{debug, info, warn};
 
-use super::reader::{Purpose, ReaderGuard, read_pump};
+use super::guard::ReaderGuard;
+use super::reader::{Purpose, read_pump};
 use super::{Services, respond, writer};
 use crate::ask::{Unanswered, ask};
 use crate::config::{ADMISSION_TIMEOUT, Config, WRITER_STACK_BYTES};

@@ -1,12 +1,6 @@
 //! A login's life, from the handshake to the room and out again: one named
 //! state per connection (`LoginState`), and every transition, here.
 //!
-//! With sign-in on, a login is also where a room opens (`enter_room`): the
-//! reader passes on only logins whose token it verified, so a socket
-//! without a token never holds a room, and `--max-rooms` is spent on signed
-//! users alone. The room's tail starts loading then, and the login waits
-//! for it like any other.
-//!
 //! A login is not always finished when it arrives. A socket's first login
 //! is sent the room's history before its own `login` broadcast, and that
 //! history may not be at hand yet: the room's tail may still be loading, or
@@ -35,6 +29,10 @@
 //! that come while a login is pending are parked with it and handled, in
 //! order, once it is finished or refused: a client may send its login and
 //! its first chat without waiting in between.
+//!
+//! With sign-in on, a login is also where a room opens (`enter_room`), so a
+//! socket without a verified token never holds one: `--max-rooms` is spent
+//! on signed users alone. The room's tail then loads as for any login.
 
 use log::{debug, info, warn};
 
@@ -139,8 +137,7 @@ impl Dispatcher {
         self.start_login(id, login, Vec::new());
     }
 
-    /// A login, with what the client sent after it while an earlier wait
-    /// ran (the tail loading).
+    /// A login, with what the client sent while it waited (for a tail).
     fn start_login(&mut self, id: ConnId, login: Login, parked: Vec<Request>) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;

@@ -36,6 +36,8 @@
 //! - `keeper.rs`: the one seam between the dispatcher and whoever keeps a
 //!   room's order (nobody, the archivist, or Redis);
 //! - `cluster.rs`: what only Redis reports (`--redis`);
+//! - `connections.rs`: a connection's arrival and departure, rooms
+//!   appearing and going;
 //! - `fanout.rs`: pushing to outboxes, batching, dropping the slow;
 //! - `room.rs` and `history.rs`: a room's members and its recent chats,
 //!   plain data the dispatcher owns;
@@ -43,6 +45,7 @@
 
 mod chats;
 mod cluster;
+mod connections;
 mod event;
 mod fanout;
 mod history;
@@ -56,12 +59,10 @@ use std::sync::Arc;
 
 use chats::follow_set;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, warn};
 
-use crate::config::{
-    Config, HEARTBEAT_INTERVAL, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH, RECENT_PER_ROOM,
-};
+use crate::config::{Config, HEARTBEAT_INTERVAL, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH};
 use crate::ids::ConnId;
 use crate::metrics::stats::RecentDrops;
 use crate::metrics::{CloseReason, FanoutClock, Metrics};
@@ -247,112 +248,6 @@ impl Dispatcher {
             Event::Stop => return true,
         }
         false
-    }
-
-    /// A handshake asks to join `room`. A room exists while it has a
-    /// connection, so this may create it, within the `--max-rooms` bound;
-    /// with sign-in on, the room waits for a verified login (`enter_room`).
-    fn connected(
-        &mut self,
-        id: ConnId,
-        room: String,
-        outbox: Outbox,
-        admitted: Sender<Result<(), String>>,
-    ) {
-        let client = Client {
-            outbox,
-            room,
-            holds_room: false,
-            login: LoginState::New,
-            follows: None,
-        };
-        self.clients.insert(id, client);
-        if !self.rooms_at_login && !self.enter_room(id) {
-            self.clients.remove(&id);
-            let _ = admitted.send(Err(self.too_many_rooms()));
-            return;
-        }
-        if self.shutting_down
-            && let Some(client) = self.clients.get(&id)
-        {
-            client
-                .outbox
-                .close(protocol::close_frame(&Closing::ShuttingDown));
-        }
-        let _ = admitted.send(Ok(()));
-    }
-
-    /// Counts a client among its room's connections, opening the room if
-    /// it is the first, within `--max-rooms`; false if the room would be
-    /// one too many.
-    fn enter_room(&mut self, id: ConnId) -> bool {
-        let name = match self.clients.get(&id) {
-            Some(client) if client.holds_room => return true,
-            Some(client) => client.room.clone(),
-            None => return false,
-        };
-        if !self.rooms.contains_key(&name) {
-            if self.rooms.len() >= self.max_rooms {
-                warn!(
-                    "conn {id}: room {name:?} refused: {} rooms open",
-                    self.max_rooms
-                );
-                return false;
-            }
-            self.open_room(&name);
-        }
-        if let Some(room) = self.rooms.get_mut(&name) {
-            room.connection_opened();
-        }
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.holds_room = true;
-        }
-        true
-    }
-
-    /// Why a room could not open.
-    fn too_many_rooms(&self) -> String {
-        format!(
-            "the server holds at most {} rooms at once; try an existing room or later",
-            self.max_rooms
-        )
-    }
-
-    /// How many chats a room's tail holds: enough for a newcomer's history
-    /// and for most reconnects.
-    fn tail_capacity(&self) -> usize {
-        RECENT_PER_ROOM.max(self.history)
-    }
-
-    /// A room appears. If its keeper keeps history, its tail is loaded;
-    /// logins wait for it (`login.rs`).
-    fn open_room(&mut self, name: &str) {
-        let recent = self.keeper.room_opened(name, self.tail_capacity());
-        let announces = self.keeper.announces_presence();
-        let room = Room::new(name.to_string(), self.metrics.clone(), recent, announces);
-        self.rooms.insert(name.to_string(), room);
-        self.metrics.set_rooms(self.rooms.len());
-    }
-
-    fn disconnected(&mut self, id: ConnId) {
-        self.abandon_claim(id);
-        self.log_out(id);
-        let Some(client) = self.clients.remove(&id) else {
-            return; // never admitted
-        };
-        if !client.holds_room {
-            return;
-        }
-        if let Some(room) = self.rooms.get_mut(&client.room) {
-            room.connection_closed();
-            if room.is_empty() {
-                // Nobody is left to receive what may be pending.
-                self.rooms.remove(&client.room);
-                self.metrics.set_rooms(self.rooms.len());
-                self.keeper.room_closed(&client.room);
-                debug!("room {} is gone", client.room);
-            }
-        }
     }
 
     fn request(&mut self, id: ConnId, request: Request) {
