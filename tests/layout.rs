@@ -56,7 +56,8 @@ const THREADS: &[&str] = &[
     "admin accept loop",
 ];
 
-/// Folders the README may name that are not source: cargo's build output.
+/// Folders the README may name that are not source: cargo's build output
+/// and everything in it (reports, venvs).
 const NOT_SOURCE_FOLDERS: &[&str] = &["target/"];
 
 // ---------------------------------------------------------------------------
@@ -672,7 +673,10 @@ fn source_path_in(span: &str) -> Option<String> {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_/".contains(c))
     };
     let is_file = path.strip_suffix(".rs").is_some_and(name_chars);
-    let is_folder = path.ends_with('/') && name_chars(path) && !NOT_SOURCE_FOLDERS.contains(&path);
+    let built = NOT_SOURCE_FOLDERS
+        .iter()
+        .any(|folder| path.starts_with(folder));
+    let is_folder = path.ends_with('/') && name_chars(path) && !built;
     let relative = !path.starts_with('/');
     (relative && (is_file || is_folder)).then(|| path.to_string())
 }

@@ -33,6 +33,11 @@ fn readme_defaults_table_matches_the_config() {
         ("--idle-timeout", seconds(c.idle_timeout)),
         ("--write-timeout", seconds(c.write_timeout)),
         ("--max-connections", format!("`{}`", c.max_connections)),
+        (
+            "--max-connections-per-ip",
+            format!("`{}`", c.max_connections_per_ip),
+        ),
+        ("--login-timeout", seconds(c.login_timeout)),
         ("--max-rooms", format!("`{}`", c.max_rooms)),
         ("--history", format!("`{}`", c.history)),
         ("--history-max", format!("`{}`", c.history_max)),
