@@ -108,9 +108,11 @@ pub fn serve(
             let owners = api::Owners {
                 events: &services.events,
                 store: services.store.as_ref(),
-                signed: services.auth.is_some(),
+                auth: services.auth.as_deref(),
             };
-            let response = api::answer(request, &owners, config, head.method == "GET");
+            let credentials = http::Credentials::of(&head);
+            let include_body = head.method == "GET";
+            let response = api::answer(request, &credentials, &owners, config, include_body);
             log_response(id, &head, &response, &services.metrics);
             respond(&socket, &response);
         }
@@ -188,6 +190,10 @@ fn log_response(id: ConnId, head: &http::RequestHead, response: &[u8], metrics: 
         warn!("conn {id}: WebSocket handshake refused: {status}");
         metrics.handshake_refused(HandshakeStatus::from_response(response));
     } else {
-        debug!("conn {id}: {} {}: {status}", head.method, head.path);
+        debug!(
+            "conn {id}: {} {}: {status}",
+            head.method,
+            head.loggable_path()
+        );
     }
 }

@@ -41,7 +41,6 @@ use tungstenite::{Message, Utf8Bytes};
 use super::PANIC_TRIGGER;
 use super::rate_limit::{RateLimiter, Verdict};
 use super::session::{Refused, SignIn};
-use crate::auth::AuthConfig;
 use crate::config::{Config, LOG_PAYLOAD_CHARS, MAX_CLOSE_REASON_BYTES, READ_BUFFER_BYTES};
 use crate::dispatcher::Event;
 use crate::ids::ConnId;
@@ -116,12 +115,15 @@ enum Ending {
     Close(Closing),
 }
 
+/// Reads the connection's frames until it ends. `sign_in` is the socket's
+/// sign-in (`session.rs`) when sign-in is on: logins must then carry a
+/// token that opens the socket's room.
 pub(super) fn read_pump(
     guard: &ReaderGuard,
     socket: Arc<TcpStream>,
     leftover: Vec<u8>,
     config: &Config,
-    auth: Option<&AuthConfig>,
+    mut sign_in: Option<SignIn>,
     shutting_down: &dyn Fn() -> bool,
 ) {
     let id = guard.id;
@@ -146,11 +148,10 @@ pub(super) fn read_pump(
     let mut ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config));
     let limits = TextLimits {
         max_chat_chars: config.max_chat_chars,
-        tokens: auth.is_some(),
+        tokens: sign_in.is_some(),
     };
     let mut limiter = RateLimiter::new(config.rate_limit);
     let mut last_heard = Instant::now();
-    let mut sign_in = auth.map(|auth| SignIn::new(auth, config.jwt_leeway));
     let mut read_timeout = config.ping_interval;
 
     let ending = loop {

@@ -18,6 +18,7 @@ use std::thread;
 use log::{debug, warn};
 
 use super::reader::{ReaderGuard, read_pump};
+use super::session::SignIn;
 use super::{Services, respond, writer};
 use crate::ask::{Unanswered, ask};
 use crate::config::{ADMISSION_TIMEOUT, Config, WRITER_STACK_BYTES};
@@ -68,6 +69,8 @@ pub(super) fn chat(
         metrics: &services.metrics,
         reason: Cell::new(CloseReason::Other),
     };
+    // The sign-in (if on) keeps the room: a token must open it.
+    let sign_in_room = room.clone();
     let connected = |admitted| Event::Connected {
         conn: id,
         room,
@@ -109,8 +112,11 @@ pub(super) fn chat(
         }
     };
     debug!("conn {id}: WebSocket open");
-    let auth = services.auth.as_deref();
-    read_pump(&guard, socket, leftover, config, auth, shutting_down);
+    let sign_in = services
+        .auth
+        .as_deref()
+        .map(|auth| SignIn::new(auth, config.jwt_leeway, &sign_in_room));
+    read_pump(&guard, socket, leftover, config, sign_in, shutting_down);
     if guard.outbox.is_abandoned() {
         guard.reason.set(CloseReason::SlowConsumer);
     }
