@@ -20,7 +20,8 @@
 //     shows up literally and runs nothing;
 //   - a sign-in token never goes into a URL the page requests: it is read
 //     from the address bar's #fragment (which browsers do not send), removed
-//     from it at once, and only ever sent inside the WebSocket.
+//     from it at once, and only ever sent inside the WebSocket and in the
+//     Authorization header of the page's own API requests (apiFetch).
 
 'use strict';
 
@@ -161,6 +162,20 @@ function serverOrigin() {
 function apiOrigin() {
   const origin = serverOrigin();
   return origin !== null && origin === location.origin ? origin : null;
+}
+
+// With sign-in on, the server shows its rooms and their history only to
+// signed-in readers: the page asks once the chat has accepted its token
+// (a request the server would refuse only puts an error in the console).
+function apiReadable() {
+  return info.auth !== 'jwt' || (token !== null && me !== null);
+}
+
+// GET on the server's API, with the token in an Authorization header when
+// signing in (never in the URL, which ends up in logs).
+function apiFetch(url) {
+  const headers = info.auth === 'jwt' && token ? { Authorization: `Bearer ${token}` } : {};
+  return fetch(url, { cache: 'no-store', headers });
 }
 
 // The room the Server field points at (falls back to the page's room).
@@ -617,7 +632,7 @@ async function loadOlder() {
   const url = `${origin}/api/rooms/${encodeURIComponent(room)}/messages` +
     `?before=${past.oldestId}&limit=${OLDER_PAGE}`;
   try {
-    const response = await fetch(url, { cache: 'no-store' });
+    const response = await apiFetch(url);
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const body = await response.json();
     const messages = Array.isArray(body.messages) ? body.messages : [];
@@ -674,10 +689,19 @@ async function refreshRooms() {
     els.roomsNote.textContent = 'The room list shows when this page comes from the chat server.';
     return;
   }
+  await infoReady;
+  if (!apiReadable()) {
+    els.roomsNote.textContent = 'Sign in to see the rooms.';
+    return;
+  }
   if (roomsInFlight) return;
   roomsInFlight = true;
   try {
-    const response = await fetch(`${origin}/api/rooms`, { cache: 'no-store' });
+    const response = await apiFetch(`${origin}/api/rooms`);
+    if (response.status === 401) {
+      els.roomsNote.textContent = 'Sign in to see the rooms.';
+      return;
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const body = await response.json();
     renderRooms(Array.isArray(body.rooms) ? body.rooms : []);

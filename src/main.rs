@@ -26,8 +26,22 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    if let Some(Command::Token { user, ttl, follows }) = &config.command {
-        return print_token(&config, user, *ttl, follows.clone());
+    if let Some(Command::Token {
+        user,
+        ttl,
+        follows,
+        rooms,
+    }) = &config.command
+    {
+        let grant = auth::Grant {
+            username: user.clone(),
+            ttl: *ttl,
+            follows: follows.clone(),
+            rooms: rooms.clone(),
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+        };
+        return print_token(&config, &grant);
     }
     // Only threadchat's own lines: a library's trace output (tungstenite
     // logs every frame it reads) would print sign-in tokens, which must
@@ -86,13 +100,10 @@ fn main() -> ExitCode {
 }
 
 /// `threadchat token --user NAME`: prints a token signed with the configured
-/// secret (flag, file or environment), for a teacher to hand out.
-fn print_token(
-    config: &Config,
-    user: &str,
-    ttl: std::time::Duration,
-    follows: Option<Vec<String>>,
-) -> ExitCode {
+/// secret (flag, file or environment), for a teacher to hand out. A secret
+/// too short to be safe, or a lifetime the server would refuse
+/// (`--jwt-max-lifetime`), is an error here too.
+fn print_token(config: &Config, grant: &auth::Grant) -> ExitCode {
     let secret = match auth::secret_of(config) {
         Ok(Some(secret)) => secret,
         Ok(None) => {
@@ -107,15 +118,15 @@ fn print_token(
             return ExitCode::from(2);
         }
     };
-    let token = auth::mint(
-        secret.as_bytes(),
-        user,
-        ttl,
-        follows,
-        config.jwt_issuer.as_deref(),
-        config.jwt_audience.as_deref(),
-    );
-    match token {
+    if grant.ttl > config.jwt_max_lifetime {
+        eprintln!(
+            "threadchat token: --ttl is longer than --jwt-max-lifetime ({} s): \
+             the server would refuse the token",
+            config.jwt_max_lifetime.as_secs()
+        );
+        return ExitCode::from(2);
+    }
+    match auth::mint_grant(secret.as_bytes(), grant) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

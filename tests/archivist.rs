@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use threadchat::archivist::{
-    self, ArchiveConfig, ArchiveError, ArchiveErrorKind, Archived, Job, StoredChat,
+    self, ArchiveConfig, ArchiveError, ArchiveErrorKind, Archived, Audience, Job, StoredChat,
 };
 
 /// Longest a test waits for any one answer.
@@ -60,6 +60,7 @@ impl Running {
             room: room.to_string(),
             conn,
             json: chat_json(room, text).into_bytes(),
+            audience: Audience::Room,
         });
     }
 
@@ -221,6 +222,7 @@ fn the_stored_text_is_exactly_the_broadcast_text() {
             room: "lobby".to_string(),
             conn: 42,
             json: json.clone().into_bytes(),
+            audience: Audience::Room,
         });
         let Archived::Committed(mut batch) = archive.next() else {
             panic!("expected a commit")
@@ -650,6 +652,7 @@ fn a_chat_that_is_not_a_json_object_fails_and_takes_no_id() {
         room: "a".to_string(),
         conn: 5,
         json: b"\"just a string\"".to_vec(),
+        audience: Audience::Room,
     });
     match archive.next() {
         Archived::Failed(failed) => {
@@ -788,6 +791,7 @@ fn write_until_killed(path: &Path) {
                 room: room.to_string(),
                 conn: n,
                 json: json.into_bytes(),
+                audience: Audience::Room,
             })
             .unwrap();
         }

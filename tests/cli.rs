@@ -40,6 +40,7 @@ fn help_documents_every_flag() {
         "--jwt-issuer",
         "--jwt-audience",
         "--jwt-leeway",
+        "--jwt-max-lifetime",
         "--mutual-follows",
         "--inside-names",
         "--no-admin",

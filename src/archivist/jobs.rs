@@ -26,20 +26,46 @@ pub struct StoredChat {
     pub json: Bytes,
 }
 
+/// Whom a chat was sent to, stored with it: what decides whether history
+/// may show it to people later, whatever the server's flags are then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Everyone in the room: history shows it to anyone who may read the
+    /// room.
+    Room,
+    /// Only the sender and their mutual followers (`--mutual-follows`):
+    /// history never shows it, since nobody can tell later who those were.
+    Mutual,
+}
+
+impl Audience {
+    /// The value of the `audience` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Room => "room",
+            Audience::Mutual => "mutual",
+        }
+    }
+}
+
 /// Work for the archivist. A `conn` only routes the answer back (to the
 /// connection that sent the chat or asked): the archivist never looks at it.
 #[derive(Debug)]
 pub enum Job {
-    /// Store a chat. `json` is the chat object's text without id and ts,
-    /// ending in `}`; the archivist adds `,"id":N,"ts":T` before that brace
-    /// and stores and reports exactly that text.
+    /// Store a chat sent to `audience`. `json` is the chat object's text
+    /// without id and ts, ending in `}`; the archivist adds
+    /// `,"id":N,"ts":T` before that brace and stores and reports exactly that
+    /// text.
     Append {
         room: String,
         conn: ConnId,
         json: Vec<u8>,
+        audience: Audience,
     },
     /// The room's newest `recent` chats (at most `history_max`) and its last
-    /// id (0 if none): for a room that appears.
+    /// id (0 if none): for a room that appears. The three reads that serve
+    /// history to people (`Load`, `Since`, `Page`) hold only chats sent to
+    /// the whole room (`Audience::Room`).
     Load { room: String, recent: usize },
     /// The chats after the id `after` (at most `history_max`, the newest),
     /// for a client that reconnects.

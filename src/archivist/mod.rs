@@ -65,7 +65,7 @@ use crate::metrics::Metrics;
 use sqlite::{Append, Store};
 
 pub use error::{ArchiveError, ArchiveErrorKind};
-pub use jobs::{Archived, Job, StoredChat};
+pub use jobs::{Archived, Audience, Job, StoredChat};
 pub use sqlite::SCHEMA_VERSION;
 
 /// Where and how chats are kept.
@@ -191,7 +191,17 @@ impl<E: From<Archived>> Archivist<E> {
     /// commits what waits, then is answered.
     fn take(&mut self, job: Job) {
         match job {
-            Job::Append { room, conn, json } => self.pending.push(Append { room, conn, json }),
+            Job::Append {
+                room,
+                conn,
+                json,
+                audience,
+            } => self.pending.push(Append {
+                room,
+                conn,
+                json,
+                audience,
+            }),
             Job::Load { room, recent } => {
                 self.commit();
                 let (last_id, recent) = self.store.recent(&room, recent).unwrap_or_else(|e| {
@@ -317,6 +327,7 @@ mod tests {
             room: room.to_string(),
             conn,
             json: br#"{"type":"chat","text":"hi"}"#.to_vec(),
+            audience: Audience::Room,
         }
     }
 

@@ -38,6 +38,12 @@ pub enum AuthFailure {
     Subject,
     /// `follows` is not a list of usernames.
     Follows,
+    /// `rooms` is not a list of room names.
+    Rooms,
+    /// `exp` is further from `iat` (or from now) than the server allows.
+    TooLong,
+    /// A valid token, but its `rooms` claim does not name the room asked for.
+    RoomClosed,
 }
 
 /// A refused token: which check failed, in a sentence fit to send back to
@@ -61,6 +67,14 @@ impl AuthError {
         AuthError::new(
             AuthFailure::NoToken,
             "no token: this server needs a signed token to sign in",
+        )
+    }
+
+    /// The refusal of a valid token in a room its `rooms` claim leaves out.
+    pub fn room_closed(room: &str) -> AuthError {
+        AuthError::new(
+            AuthFailure::RoomClosed,
+            format!("this token does not open room {room}"),
         )
     }
 

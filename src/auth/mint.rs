@@ -1,8 +1,9 @@
 //! Making a token, for `threadchat token`: the claims for a user, signed
 //! with HS256 and the server's own secret, so that a class can sign in
 //! without running a separate issuer. It checks what it signs by the rules
-//! `verify` applies (a valid username, valid `follows`, a lifetime within
-//! `MAX_TOKEN_TTL`), so it never makes a token the server would refuse.
+//! `verify` applies (a secret long enough, a valid username, valid
+//! `follows` and `rooms`, a lifetime within `MAX_TOKEN_TTL`), so it never
+//! makes a token the server would refuse.
 //!
 //! Only HS256: minting RS256 or EdDSA would need the private key, which the
 //! server never holds (it is given only the public half); such tokens come
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 use super::keys::check_secret;
 use crate::config::check_ttl;
-use crate::protocol::validate_username;
+use crate::protocol::{valid_room_name, validate_username};
 
 /// The claims `mint` signs.
 #[derive(Serialize)]
@@ -29,12 +30,29 @@ struct MintedClaims<'a> {
     aud: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     follows: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rooms: Option<&'a [String]>,
 }
 
-/// A token for `username`, valid from now for `ttl` (whole seconds, at most
-/// `MAX_TOKEN_TTL`), signed with HS256 and `secret`. What `threadchat token`
-/// prints. Checks its inputs by the rules `verify` applies, so that it never
-/// makes a token the server would refuse.
+/// What a token made by `mint_grant` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// The user (`sub`), checked and trimmed like any username.
+    pub username: String,
+    /// How long it is valid, from now (whole seconds, at most
+    /// `MAX_TOKEN_TTL`).
+    pub ttl: Duration,
+    /// The users they follow (`follows`), if the claim is wanted.
+    pub follows: Option<Vec<String>>,
+    /// The only rooms it opens (`rooms`, lower-cased); `None`: every room.
+    pub rooms: Option<Vec<String>>,
+    /// `iss` and `aud`, if the server asks for them.
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// A token for `username`, valid from now for `ttl`, for every room: a
+/// shorthand for `mint_grant`.
 pub fn mint(
     secret: &[u8],
     username: &str,
@@ -43,19 +61,29 @@ pub fn mint(
     issuer: Option<&str>,
     audience: Option<&str>,
 ) -> Result<String, String> {
+    let grant = Grant {
+        username: username.to_string(),
+        ttl,
+        follows,
+        rooms: None,
+        issuer: issuer.map(str::to_string),
+        audience: audience.map(str::to_string),
+    };
+    mint_grant(secret, &grant)
+}
+
+/// A token saying what `grant` says, valid from now for `grant.ttl`, signed
+/// with HS256 and `secret`. What `threadchat token` prints. Checks its
+/// inputs by the rules `verify` applies, so that it never makes a token the
+/// server would refuse.
+pub fn mint_grant(secret: &[u8], grant: &Grant) -> Result<String, String> {
     check_secret(secret)?;
-    let username = validate_username(username).map_err(|r| r.details)?;
-    let follows = follows
-        .map(|names| {
-            names
-                .iter()
-                .map(|name| {
-                    validate_username(name).map_err(|r| format!("follows {name:?}: {}", r.details))
-                })
-                .collect::<Result<Vec<String>, String>>()
-        })
-        .transpose()?;
-    check_ttl(ttl)?;
+    let username = validate_username(&grant.username).map_err(|r| r.details)?;
+    let follows = checked(grant.follows.as_deref(), "follows", |name| {
+        validate_username(name).map_err(|r| r.details)
+    })?;
+    let rooms = checked(grant.rooms.as_deref(), "rooms", valid_room_name)?;
+    check_ttl(grant.ttl)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|_| "the system clock is set before 1970".to_string())?
@@ -63,10 +91,11 @@ pub fn mint(
     let claims = MintedClaims {
         sub: &username,
         iat: now,
-        exp: now + ttl.as_secs(),
-        iss: issuer,
-        aud: audience,
+        exp: now + grant.ttl.as_secs(),
+        iss: grant.issuer.as_deref(),
+        aud: grant.audience.as_deref(),
         follows: follows.as_deref(),
+        rooms: rooms.as_deref(),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -74,6 +103,23 @@ pub fn mint(
         &EncodingKey::from_secret(secret),
     )
     .map_err(|e| format!("cannot sign the token: {e}"))
+}
+
+/// Each name of a list claim checked (and normalised) by `valid`; the
+/// error names the claim and the name.
+fn checked(
+    names: Option<&[String]>,
+    claim: &str,
+    valid: impl Fn(&str) -> Result<String, String>,
+) -> Result<Option<Vec<String>>, String> {
+    names
+        .map(|names| {
+            names
+                .iter()
+                .map(|name| valid(name).map_err(|why| format!("{claim} {name:?}: {why}")))
+                .collect()
+        })
+        .transpose()
 }
 
 #[cfg(test)]
@@ -125,6 +171,28 @@ mod tests {
         );
         assert!(mint(SECRET, "walter", Duration::ZERO, None, None, None).is_err());
         assert!(mint(SECRET, "walter", MAX_TOKEN_TTL * 2, None, None, None).is_err());
+        let grant = Grant {
+            username: "walter".into(),
+            ttl: hour,
+            rooms: Some(vec!["algebra".into(), "no room".into()]),
+            ..Grant::default()
+        };
+        let err = mint_grant(SECRET, &grant).unwrap_err();
+        assert!(err.starts_with("rooms \"no room\""), "{err}");
+    }
+
+    #[test]
+    fn a_minted_rooms_claim_is_lower_cased_and_opens_only_its_rooms() {
+        let grant = Grant {
+            username: "walter".into(),
+            ttl: Duration::from_secs(60),
+            rooms: Some(vec!["Algebra".into(), "staff".into()]),
+            ..Grant::default()
+        };
+        let token = mint_grant(SECRET, &grant).unwrap();
+        let identity = AuthConfig::hs256(SECRET).unwrap().verify(&token).unwrap();
+        assert_eq!(identity.rooms, Some(vec!["algebra".into(), "staff".into()]));
+        assert!(identity.opens("algebra") && !identity.opens("lobby"));
     }
 
     #[test]

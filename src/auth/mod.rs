@@ -3,8 +3,9 @@
 //!
 //! A token is `header.payload.signature`, each part base64url; the payload's
 //! claims say who the holder is (`sub`, the username), until when (`exp`),
-//! and optionally from when (`nbf`), for whom (`aud`), from whom (`iss`), and
-//! which users they follow (`follows`). The cryptography (HMAC-SHA256, RSA
+//! and optionally from when (`nbf`), since when (`iat`), for whom (`aud`),
+//! from whom (`iss`), which users they follow (`follows`) and which rooms
+//! they may enter (`rooms`). The cryptography (HMAC-SHA256, RSA
 //! PKCS#1 v1.5 with SHA-256, Ed25519) and the standard claim checks are the
 //! `jsonwebtoken` crate's; this module decides what the server accepts and
 //! turns each refusal into a short sentence naming the check that failed.
@@ -32,33 +33,34 @@
 //! `Debug` form, so that a stray `{:?}` in a log line cannot leak them.
 //!
 //! The parts, one role a file: this one is the verifier (`AuthConfig`, the
-//! header check, the claims a token must carry); `failure.rs` is the
-//! refusals and their sentences; `keys.rs` is what a key is and which
-//! algorithm it means; `mint.rs` makes tokens; `secret.rs` finds the secret
-//! the operator gave and builds the verifier from the flags.
+//! header check); `claims.rs` is what a token must say beyond the standard
+//! checks (and how long it may live); `failure.rs` is the refusals and
+//! their sentences; `keys.rs` is what a key is and which algorithm it
+//! means; `mint.rs` makes tokens; `secret.rs` finds the secret the operator
+//! gave and builds the verifier from the flags.
 
+mod claims;
 mod failure;
 mod keys;
 mod mint;
 mod secret;
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use crate::config::{ALG_QUOTE_CHARS, JWT_LEEWAY};
-use crate::protocol::validate_username;
+use crate::config::{ALG_QUOTE_CHARS, DEFAULT_JWT_MAX_LIFETIME, JWT_LEEWAY};
+use claims::{Bounds, identity_from};
 use failure::{malformed, refusal};
 use keys::{algorithm_name, check_secret};
 
 pub use crate::config::{Secret, parse_ttl};
 pub use failure::{AuthError, AuthFailure};
-pub use keys::weak_secret_warning;
-pub use mint::mint;
+pub use mint::{Grant, mint, mint_grant};
 pub use secret::{JWT_SECRET_ENV, from_config, secret_from, secret_of};
 
 /// A token as a client sent it, for code that has to keep one around (a
@@ -91,6 +93,19 @@ pub struct Identity {
     pub expires_at: SystemTime,
     /// The `follows` claim, if the token has one.
     pub follows: Option<Vec<String>>,
+    /// The `rooms` claim (room names, lower case): the only rooms the token
+    /// opens. `None` (no claim) opens every room.
+    pub rooms: Option<Vec<String>>,
+}
+
+impl Identity {
+    /// Whether the token opens `room` (a valid room name, lower case): to
+    /// sign in there, and to read its history.
+    pub fn opens(&self, room: &str) -> bool {
+        self.rooms
+            .as_ref()
+            .is_none_or(|rooms| rooms.iter().any(|r| r == room))
+    }
 }
 
 /// What the server accepts: one key, the one algorithm that key implies, and
@@ -108,6 +123,9 @@ pub struct AuthConfig {
     audience: Option<String>,
     /// Clock skew allowed on `exp` and `nbf` (whole seconds count).
     leeway: Duration,
+    /// Longest lifetime a token may have, from its `iat` or from now
+    /// (`claims.rs`).
+    max_lifetime: Duration,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -118,13 +136,14 @@ impl fmt::Debug for AuthConfig {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("max_lifetime", &self.max_lifetime)
             .finish()
     }
 }
 
 impl AuthConfig {
-    /// Tokens signed with HMAC-SHA256 and this shared secret (not empty;
-    /// see `weak_secret_warning` for one that is too short to be safe).
+    /// Tokens signed with HMAC-SHA256 and this shared secret, which must
+    /// be at least `MIN_JWT_SECRET_BYTES` long (a shorter one is refused).
     pub fn hs256(secret: &[u8]) -> Result<AuthConfig, String> {
         check_secret(secret)?;
         Ok(AuthConfig::new(
@@ -148,6 +167,7 @@ impl AuthConfig {
             issuer: None,
             audience: None,
             leeway: JWT_LEEWAY,
+            max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
         }
     }
 
@@ -170,14 +190,25 @@ impl AuthConfig {
         self
     }
 
+    /// Refuse tokens that live longer than this (default
+    /// `DEFAULT_JWT_MAX_LIFETIME`), counted from `iat` or from now,
+    /// whichever is earlier.
+    pub fn with_max_lifetime(mut self, max_lifetime: Duration) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
+    }
+
     /// "HS256", "RS256" or "EdDSA", for the start-up log line.
     pub fn algorithm_name(&self) -> &'static str {
         algorithm_name(self.algorithm)
     }
 
     /// Checks a token: its form, its algorithm, its signature, then its
-    /// claims, in that order, so that nothing in a payload is believed before
-    /// its signature is. Surrounding whitespace (a pasted newline) is ignored.
+    /// claims (`claims.rs`, its lifetime included), in that order, so that
+    /// nothing in a payload is believed before its signature is.
+    /// Surrounding whitespace (a pasted newline) is ignored. Whether the
+    /// token opens a given room is the caller's question
+    /// (`Identity::opens`).
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let token = token.trim();
         if token.is_empty() {
@@ -205,7 +236,11 @@ impl AuthConfig {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &validation)
             .map_err(|e| refusal(e.kind(), self.algorithm_name(), self.audience.is_some()))?
             .claims;
-        identity_from(&claims)
+        let bounds = Bounds {
+            max_lifetime: self.max_lifetime,
+            leeway: self.leeway,
+        };
+        identity_from(&claims, &bounds)
     }
 
     /// The header, decoded without trusting it, must name our algorithm.
@@ -237,81 +272,6 @@ impl AuthConfig {
         }
         Ok(())
     }
-}
-
-/// The claims beyond the standard checks: `sub`, the value of `exp`, and
-/// `follows`.
-fn identity_from(claims: &Map<String, Value>) -> Result<Identity, AuthError> {
-    let username = match claims.get("sub") {
-        Some(Value::String(sub)) => validate_username(sub).map_err(|refusal| {
-            AuthError::new(
-                AuthFailure::Subject,
-                format!("invalid subject (sub): {}", refusal.details),
-            )
-        })?,
-        Some(_) => {
-            return Err(AuthError::new(
-                AuthFailure::Subject,
-                "invalid subject (sub): it must be a username (a string)",
-            ));
-        }
-        None => {
-            return Err(AuthError::new(
-                AuthFailure::Subject,
-                "missing subject (sub): the token must name the user",
-            ));
-        }
-    };
-
-    // jsonwebtoken has already required exp to be a non-negative number; it
-    // rounds fractions, and so does this.
-    let exp = claims.get("exp").and_then(|exp| {
-        exp.as_u64().or_else(|| {
-            exp.as_f64()
-                .filter(|e| e.is_finite() && *e >= 0.0)
-                .map(|e| e.round() as u64)
-        })
-    });
-    let expires_at = exp
-        .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
-        .ok_or_else(|| {
-            AuthError::new(
-                AuthFailure::MissingExpiry,
-                "invalid expiry (exp): not a time this server can represent",
-            )
-        })?;
-
-    let follows = match claims.get("follows") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => {
-            let mut names = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let name = item
-                    .as_str()
-                    .and_then(|name| validate_username(name).ok())
-                    .ok_or_else(|| {
-                        AuthError::new(
-                            AuthFailure::Follows,
-                            format!("invalid follows: item {i} is not a valid username"),
-                        )
-                    })?;
-                names.push(name);
-            }
-            Some(names)
-        }
-        Some(_) => {
-            return Err(AuthError::new(
-                AuthFailure::Follows,
-                "invalid follows: it must be a list of usernames",
-            ));
-        }
-    };
-
-    Ok(Identity {
-        username,
-        expires_at,
-        follows,
-    })
 }
 
 #[cfg(test)]

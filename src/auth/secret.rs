@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::{AuthConfig, Secret, weak_secret_warning};
+use super::{AuthConfig, Secret};
 use crate::config::Config;
 
 /// The environment variable that may hold the HS256 secret.
@@ -29,20 +29,16 @@ pub fn secret_of(config: &Config) -> Result<Option<Secret>, String> {
 }
 
 /// How logins are checked: `None` when sign-in is off (no secret, no
-/// key), else the verifier built from the flags. A bad key or secret is
-/// an error naming it (the file, never the secret).
+/// key), else the verifier built from the flags. A bad key or a secret too
+/// short to be safe is an error naming it (the file, the rule, never the
+/// secret).
 pub fn from_config(config: &Config) -> Result<Option<AuthConfig>, String> {
     let secret = secret_of(config)?;
     let auth = match (secret, &config.jwt_public_key) {
         (Some(_), Some(_)) => {
             return Err("give either a JWT secret or --jwt-public-key, not both".into());
         }
-        (Some(secret), None) => {
-            if let Some(warning) = weak_secret_warning(secret.as_bytes()) {
-                log::warn!("{warning}");
-            }
-            AuthConfig::hs256(secret.as_bytes())?
-        }
+        (Some(secret), None) => AuthConfig::hs256(secret.as_bytes())?,
         (None, Some(path)) => {
             let pem = std::fs::read(path)
                 .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))?;
@@ -54,7 +50,8 @@ pub fn from_config(config: &Config) -> Result<Option<AuthConfig>, String> {
     Ok(Some(
         auth.with_issuer(config.jwt_issuer.clone())
             .with_audience(config.jwt_audience.clone())
-            .with_leeway(config.jwt_leeway),
+            .with_leeway(config.jwt_leeway)
+            .with_max_lifetime(config.jwt_max_lifetime),
     ))
 }
 

@@ -160,6 +160,11 @@ pub struct Config {
     #[arg(long, value_parser = parse_seconds, default_value = "30")]
     pub jwt_leeway: Duration,
 
+    /// Sign-in: seconds a token may live at most, from its iat (or from now,
+    /// if that is earlier); longer-lived tokens are refused.
+    #[arg(long, global = true, value_parser = parse_lifetime, default_value = "2592000")]
+    pub jwt_max_lifetime: Duration,
+
     /// Sign-in: a chat reaches only users who follow the sender and whom the sender follows.
     #[arg(long)]
     pub mutual_follows: bool,
@@ -205,6 +210,10 @@ pub enum Command {
         /// Users this one follows, comma-separated (the `follows` claim).
         #[arg(long, value_delimiter = ',')]
         follows: Option<Vec<String>>,
+        /// The only rooms the token opens, comma-separated (the `rooms`
+        /// claim); without it, every room.
+        #[arg(long, value_delimiter = ',')]
+        rooms: Option<Vec<String>>,
     },
 }
 
@@ -245,6 +254,7 @@ impl Default for Config {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway: JWT_LEEWAY,
+            jwt_max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
             mutual_follows: false,
             inside_names: false,
             no_admin: false,
@@ -290,6 +300,16 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// `--jwt-max-lifetime`: whole seconds, at least one (a maximum of zero
+/// would refuse every token).
+fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("a token's maximum lifetime must be at least 1 second".to_string()),
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => Err(format!("{text:?} is not a whole number of seconds")),
+    }
 }
 
 /// A `--cluster` name: 1 to 32 of a-z, 0-9, - and _ (it starts every key).

@@ -18,9 +18,18 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
 /// that and still covers a bot that runs for a month.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// Shortest HS256 secret accepted, in bytes. RFC 7518 (section 3.2) requires
-/// a key at least as long as the hash (256 bits); a shorter one can be found
-/// by brute force from any token seen. `openssl rand -base64 32` makes one.
+/// Longest a token the server accepts may live (`--jwt-max-lifetime`),
+/// counted from its `iat` or from now, whichever is earlier. The server keeps
+/// no list of revoked tokens, so this bounds how long a leaked token opens
+/// the chat, whoever issued it; it equals `MAX_TOKEN_TTL`, so every token
+/// `threadchat token` makes is accepted.
+pub const DEFAULT_JWT_MAX_LIFETIME: Duration = MAX_TOKEN_TTL;
+
+/// Shortest HS256 secret accepted, in bytes; a shorter one stops the server
+/// at start-up and `threadchat token`. RFC 7518 (section 3.2) requires a key
+/// at least as long as the hash (256 bits); a shorter one can be found by
+/// brute force from any token seen, and then anyone can sign in as anyone.
+/// `openssl rand -base64 32` makes one.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// Smallest RSA public key accepted for RS256, in bits: keys below 2048 bits
@@ -37,3 +46,8 @@ pub const MAX_LOGIN_FAILURES: u32 = 5;
 /// longer than any real algorithm name, so the sender still sees what went
 /// wrong.
 pub const ALG_QUOTE_CHARS: usize = 16;
+
+/// Most characters of a refused token's reason put in a `WWW-Authenticate`
+/// header: the reasons are one sentence, well under this; the bound keeps
+/// the header short whatever a reason quotes.
+pub const AUTH_REASON_HEADER_CHARS: usize = 200;

@@ -153,9 +153,11 @@ pub fn serve(
             let owners = api::Owners {
                 events: &services.events,
                 store: services.store.as_ref(),
-                signed: services.auth.is_some(),
+                auth: services.auth.as_deref(),
             };
-            let response = api::answer(request, &owners, config, head.method == "GET");
+            let credentials = http::Credentials::of(&head);
+            let include_body = head.method == "GET";
+            let response = api::answer(request, &credentials, &owners, config, include_body);
             log_response(id, client, &head, &response, &services.metrics);
             respond(id, &socket, &response);
         }
@@ -300,6 +302,10 @@ fn log_response(
         warn!("conn {id}: WebSocket handshake from {client} refused: {status}");
         metrics.handshake_refused(HandshakeStatus::from_response(response));
     } else {
-        debug!("conn {id}: {} {}: {status}", head.method, head.path);
+        debug!(
+            "conn {id}: {} {}: {status}",
+            head.method,
+            head.loggable_path()
+        );
     }
 }

@@ -57,9 +57,12 @@ use crate::protocol::{self, Closing, Reason, Refusal, TextLimits};
 /// What a connection's messages are for.
 #[derive(Clone, Copy)]
 pub(super) enum Purpose<'a> {
-    /// The chat: each message is a request for the dispatcher; `auth` is
-    /// the sign-in check, when sign-in is on.
-    Chat { auth: Option<&'a AuthConfig> },
+    /// The chat in `room`: each message is a request for the dispatcher;
+    /// `auth` is the sign-in check, when sign-in is on.
+    Chat {
+        auth: Option<&'a AuthConfig>,
+        room: &'a str,
+    },
     /// The conformance echo: each message goes back to its sender.
     Echo,
 }
@@ -72,6 +75,9 @@ enum Ending {
     Close(Closing),
 }
 
+/// Reads the connection's frames until it ends. `sign_in` is the socket's
+/// sign-in (`session.rs`) when sign-in is on: logins must then carry a
+/// token that opens the socket's room.
 pub(super) fn read_pump(
     guard: &ReaderGuard,
     socket: Arc<TcpStream>,
@@ -82,7 +88,7 @@ pub(super) fn read_pump(
 ) {
     let id = guard.id;
     let auth = match purpose {
-        Purpose::Chat { auth } => auth,
+        Purpose::Chat { auth, room } => auth.map(|auth| (auth, room)),
         Purpose::Echo => None,
     };
     let ws_config = WebSocketConfig::default()
@@ -121,7 +127,8 @@ pub(super) fn read_pump(
     // The last ping sent, so that a reader woken early pings once per
     // interval of silence, not at every wake-up.
     let mut last_ping: Option<Instant> = None;
-    let mut sign_in = auth.map(|auth| SignIn::new(auth, config.jwt_leeway));
+    // With sign-in on, logins carry a token that must open this room.
+    let mut sign_in = auth.map(|(auth, room)| SignIn::new(auth, config.jwt_leeway, room));
     // Not logged in by then, a chat connection is closed (`--login-timeout`);
     // an echo never logs in.
     let login_timeout = config.login_timeout;

@@ -3,10 +3,15 @@
 //!
 //! With `--jwt-secret` (or `--jwt-public-key`) a login carries a token
 //! instead of a name. The reader checks it here, on its own thread: the
-//! check is pure computation on an immutable key (`auth.rs`), so it costs
+//! check is pure computation on an immutable key (`auth`), so it costs
 //! the dispatcher nothing, and the dispatcher only ever sees a `Login` whose
 //! name came from a verified token. A token never travels further than this
 //! module, and is never logged.
+//!
+//! A session belongs to the room the socket was opened for: a token whose
+//! `rooms` claim leaves that room out is refused like a bad token (and
+//! counted as a failed try), so a token for `algebra` opens neither the
+//! lobby nor `staff`, whatever it says otherwise.
 //!
 //! The session's end is the token's `exp` (plus the clock-skew leeway). The
 //! reader already wakes up at least every ping interval to look after a
@@ -21,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{info, warn};
 
-use crate::auth::AuthConfig;
+use crate::auth::{AuthConfig, AuthError};
 use crate::config::MAX_LOGIN_FAILURES;
 use crate::ids::ConnId;
 use crate::protocol::{Login, Reason, Refusal, RequestKind};
@@ -29,6 +34,8 @@ use crate::protocol::{Login, Reason, Refusal, RequestKind};
 pub struct SignIn<'a> {
     auth: &'a AuthConfig,
     leeway: Duration,
+    /// The socket's room: a token must open it.
+    room: &'a str,
     /// Refused sign-ins in a row; `MAX_LOGIN_FAILURES` closes the connection.
     failures: u32,
     /// When the signed-in session ends, if one is open.
@@ -44,10 +51,12 @@ pub enum Refused {
 }
 
 impl<'a> SignIn<'a> {
-    pub fn new(auth: &'a AuthConfig, leeway: Duration) -> SignIn<'a> {
+    /// The sign-in of a socket opened for `room`.
+    pub fn new(auth: &'a AuthConfig, leeway: Duration, room: &'a str) -> SignIn<'a> {
         SignIn {
             auth,
             leeway,
+            room,
             failures: 0,
             expires: None,
         }
@@ -56,7 +65,14 @@ impl<'a> SignIn<'a> {
     /// Checks a token login. On success the session runs until the token
     /// expires, and the dispatcher gets a `Login` under the token's `sub`.
     pub fn check(&mut self, id: ConnId, token: &str, since: Option<u64>) -> Result<Login, Refused> {
-        match self.auth.verify(token) {
+        let verified = self.auth.verify(token).and_then(|identity| {
+            if identity.opens(self.room) {
+                Ok(identity)
+            } else {
+                Err(AuthError::room_closed(self.room))
+            }
+        });
+        match verified {
             Ok(identity) => {
                 self.failures = 0;
                 let left = identity

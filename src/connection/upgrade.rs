@@ -121,6 +121,7 @@ pub(super) fn chat(
     info!("conn {id}: WebSocket open from {client} in room {room:?}");
     let purpose = Purpose::Chat {
         auth: services.auth.as_deref(),
+        room: &room,
     };
     talk(
         guard,

@@ -11,14 +11,17 @@
 //!
 //! Its audience is the room, or under `--mutual-follows` the sender and the
 //! members who follow the sender and whom the sender follows; those chats
-//! are pushed one by one, outside the room's shared batch.
+//! are pushed one by one, outside the room's shared batch. The keeper
+//! stores the audience with the chat (`Audience`), so that history, which
+//! shows only chats sent to the whole room, never shows such a chat later,
+//! even from a server restarted without `--mutual-follows`.
 
 use std::collections::HashSet;
 
 use log::warn;
 
 use super::{Client, Dispatcher};
-use crate::archivist::{Archived, StoredChat};
+use crate::archivist::{Archived, Audience, StoredChat};
 use crate::config::MAX_UNARCHIVED;
 use crate::ids::ConnId;
 use crate::protocol::{self, Reason, Refusal, RequestKind};
@@ -37,7 +40,12 @@ impl Dispatcher {
             self.reply(id, refusal);
             return;
         }
-        match self.keeper.hand_over(room, id, json) {
+        let audience = if self.mutual_follows {
+            Audience::Mutual
+        } else {
+            Audience::Room
+        };
+        match self.keeper.hand_over(room, id, json, audience) {
             Ok(()) => self.unarchived += 1,
             Err((room, json)) => self.deliver(&room, id, &json),
         }

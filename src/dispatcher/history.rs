@@ -234,8 +234,11 @@ impl RecentHistory {
             // The tail moved past `since` while the login waited.
             return json(room, last(max).collect(), false);
         }
-        let missed = (self.last_id - since) as usize;
-        json(room, last(missed.min(max)).collect(), missed <= max)
+        // Chosen by id, not counted back from the last id: ids given to
+        // chats that history does not show (`Audience::Mutual`) leave gaps.
+        let missed: Vec<&StoredChat> = self.chats.iter().filter(|c| c.id > since).collect();
+        let cut = missed.len().saturating_sub(max);
+        json(room, missed[cut..].to_vec(), cut == 0)
     }
 }
 
@@ -296,6 +299,18 @@ mod tests {
         let (_, fresh) = tail.loaded(5, vec![chat(2), chat(3), chat(4), chat(5)]);
         assert_eq!(ids(&fresh), [3, 4, 5, 6]);
         assert!(tail.arrived(chat(6)).is_none());
+    }
+
+    #[test]
+    fn a_reconnect_from_the_tail_gets_only_chats_after_its_id_across_gaps() {
+        let mut tail = RecentHistory::loading(10);
+        // Ids 3 and 4 went to chats that history does not show.
+        tail.loaded(5, vec![chat(1), chat(2), chat(5)]);
+        assert_eq!(tail.plan(9, Some(2)), Plan::FromTail);
+        let json = tail.history_for("r", Some(2), None, 50, 100);
+        assert_eq!(history_ids(&json), (vec![5], true));
+        let json = tail.history_for("r", Some(0), None, 50, 2);
+        assert_eq!(history_ids(&json), (vec![2, 5], false));
     }
 
     #[test]

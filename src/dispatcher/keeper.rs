@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use crossbeam_channel::Sender;
 
 use super::history::RecentHistory;
-use crate::archivist::Job;
+use crate::archivist::{Audience, Job};
 use crate::cluster::{Subscription, Work};
 use crate::ids::ConnId;
 use crate::protocol::RoomSummary;
@@ -134,19 +134,25 @@ impl Keeper {
         matches!(self, Keeper::Redis(_))
     }
 
-    /// Hands connection `conn`'s chat over to be ordered. If nobody keeps
-    /// order, the chat comes straight back, for the dispatcher to
-    /// broadcast now.
+    /// Hands connection `conn`'s chat, sent to `audience`, over to be
+    /// ordered and kept with its audience. If nobody keeps order, the chat
+    /// comes straight back, for the dispatcher to broadcast now.
     pub(super) fn hand_over(
         &self,
         room: String,
         conn: ConnId,
         json: Vec<u8>,
+        audience: Audience,
     ) -> Result<(), (String, Vec<u8>)> {
         let Some(jobs) = self.jobs() else {
             return Err((room, json));
         };
-        let _ = jobs.send(Job::Append { room, conn, json });
+        let _ = jobs.send(Job::Append {
+            room,
+            conn,
+            json,
+            audience,
+        });
         Ok(())
     }
 

@@ -13,30 +13,40 @@
 //! `RwLock`) that the dispatcher keeps up to date for readers. It would cost
 //! the dispatcher a lock on every login and leave, to serve a request that
 //! is rare; asking is cheaper, and it keeps one owner per piece of state.
+//!
+//! With sign-in on, the rooms and their history are for signed-in readers
+//! only (`access.rs`): the reader is found before any owner is asked, and
+//! sees only the rooms its token opens. `/api/info` stays open: the page
+//! needs it to know that it must ask for a token.
 
 use crossbeam_channel::Sender;
 use log::warn;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::access::{self, Credentials};
 use crate::archivist::Job;
 use crate::ask::{Unanswered, ask};
+use crate::auth::AuthConfig;
 use crate::config::{API_TIMEOUT, Config, MAX_ROOM_NAME_CHARS};
 use crate::dispatcher::Event;
 use crate::http::{self, ApiRequest};
 use crate::protocol::RoomSummary;
 
 /// The owners it may ask: the dispatcher (`events`) and, with history on,
-/// the archivist (`store`); `signed` says whether sign-in is on.
+/// the archivist (`store`); and the sign-in check (`auth`, `None` with
+/// sign-in off), which decides who may read.
 pub struct Owners<'a> {
     pub events: &'a Sender<Event>,
     pub store: Option<&'a Sender<Job>>,
-    pub signed: bool,
+    pub auth: Option<&'a AuthConfig>,
 }
 
-/// Answers one API request; returns the complete HTTP response.
+/// Answers one API request, from a client that showed `credentials`;
+/// returns the complete HTTP response.
 pub fn answer(
     request: ApiRequest,
+    credentials: &Credentials,
     owners: &Owners,
     config: &Config,
     include_body: bool,
@@ -47,14 +57,17 @@ pub fn answer(
             struct Rooms {
                 rooms: Vec<RoomSummary>,
             }
+            let what = "/api/rooms";
+            let reader = match access::reader(credentials, owners.auth, what, include_body) {
+                Ok(reader) => reader,
+                Err(refused) => return refused,
+            };
             let question = |reply| Event::ListRooms { reply };
-            match ask_owner(
-                owners.events,
-                question,
-                "/api/rooms",
-                "the chat is stopping",
-            ) {
-                Ok(rooms) => json(&Rooms { rooms }, include_body),
+            match ask_owner(owners.events, question, what, "the chat is stopping") {
+                Ok(mut rooms) => {
+                    rooms.retain(|room| reader.may_read(&room.name));
+                    json(&Rooms { rooms }, include_body)
+                }
                 Err(response) => response,
             }
         }
@@ -63,6 +76,12 @@ pub fn answer(
             before,
             limit,
         } => {
+            let what = "/api/rooms/…/messages";
+            match access::reader(credentials, owners.auth, what, include_body) {
+                Ok(reader) if reader.may_read(&room) => {}
+                Ok(_) => return access::room_closed(&room, what, include_body),
+                Err(refused) => return refused,
+            }
             let Some(store) = owners.store else {
                 return http::status_response("404 Not Found", "history is off on this server");
             };
@@ -80,12 +99,7 @@ pub fn answer(
                 limit,
                 reply,
             };
-            let asked = ask_owner(
-                store,
-                question,
-                "/api/rooms/…/messages",
-                "the history store is stopping",
-            );
+            let asked = ask_owner(store, question, what, "the history store is stopping");
             let chats = match asked {
                 Ok(Ok(chats)) => chats,
                 Ok(Err(why)) => {
@@ -131,7 +145,7 @@ pub fn answer(
             let info = Info {
                 cluster: config.redis.as_ref().map(|_| config.cluster.as_str()),
                 node: config.node.as_deref(),
-                auth: if owners.signed { "jwt" } else { "none" },
+                auth: if owners.auth.is_some() { "jwt" } else { "none" },
                 history: config.history,
                 room_name_pattern: format!("^[a-z0-9_-]{{1,{MAX_ROOM_NAME_CHARS}}}$"),
             };

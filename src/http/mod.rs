@@ -17,11 +17,13 @@
 //! - `pages.rs`: the pages compiled into the binary, and their security
 //!   headers;
 //! - `api.rs`: the JSON endpoints, answered by asking the thread that owns
-//!   the data;
+//!   the data; `access.rs`: who may read them (a bearer token, with
+//!   sign-in on);
 //! - `admin.rs`: `/metrics`, `/healthz`, `/readyz` and `/api/stats`;
 //! - `response.rs`: a response built, and the connection closed after it
 //!   without losing it.
 
+mod access;
 pub mod admin;
 pub mod api;
 mod forwarded;
@@ -31,6 +33,7 @@ mod request;
 mod response;
 mod routes;
 
+pub use access::{Credentials, Reader};
 pub use forwarded::client_address;
 pub use pages::{InsidePage, inside_page};
 pub use request::{HeadError, RequestHead, parse_request_head, read_request_head};

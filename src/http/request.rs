@@ -48,6 +48,15 @@ impl RequestHead {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
+    /// The path as a log line may show it: without its query when the
+    /// query mentions a token (a credential must never reach a log).
+    pub fn loggable_path(&self) -> &str {
+        match self.path.split_once('?') {
+            Some((path, query)) if query.to_ascii_lowercase().contains("token") => path,
+            _ => &self.path,
+        }
+    }
+
     pub fn is_websocket_upgrade(&self) -> bool {
         self.header_has_token("upgrade", "websocket")
     }

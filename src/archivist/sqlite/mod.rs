@@ -10,6 +10,13 @@
 //! chats, so ids survive restarts and are never reused, even after
 //! retention has deleted the rows that carried them. (Taking `MAX(id)` from
 //! the chats instead was rejected: it forgets ids whose rows were deleted.)
+//!
+//! Each chat is stored with its audience (`Audience`), and every read that
+//! serves history to people (`recent`, `since`, `page`) keeps only chats
+//! sent to the whole room: a chat that reached only mutual followers stays
+//! out of history whatever flags the server runs with later. Ids are given
+//! out to both, so a room's history may skip ids; nothing here takes a gap
+//! in ids for a missing chat.
 
 mod schema;
 
@@ -20,7 +27,7 @@ use std::collections::hash_map::Entry;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::StoredChat;
+use super::{Audience, StoredChat};
 use crate::config::HISTORY_PAGE_MAX;
 use crate::ids::{ConnId, now_ms};
 
@@ -31,6 +38,7 @@ pub struct Append {
     pub room: String,
     pub conn: ConnId,
     pub json: Vec<u8>,
+    pub audience: Audience,
 }
 
 /// What became of a batch of appends.
@@ -76,6 +84,7 @@ fn sql_int(value: u64) -> i64 {
 struct Checked {
     room: String,
     conn: ConnId,
+    audience: Audience,
     /// The chat's text without the final `}`.
     body: String,
     /// What goes between the body and the added fields.
@@ -85,7 +94,12 @@ struct Checked {
 /// Checks that an append's text is a JSON object's (UTF-8, `{` ... `}`).
 /// A chat that is not is refused on its own, before it takes an id.
 fn check(append: Append) -> Result<Checked, (String, ConnId, String)> {
-    let Append { room, conn, json } = append;
+    let Append {
+        room,
+        conn,
+        json,
+        audience,
+    } = append;
     let split = String::from_utf8(json)
         .map_err(|_| "the chat is not UTF-8 text")
         .and_then(|text| {
@@ -98,6 +112,7 @@ fn check(append: Append) -> Result<Checked, (String, ConnId, String)> {
         Ok((body, separator)) => Ok(Checked {
             room,
             conn,
+            audience,
             body,
             separator,
         }),
@@ -126,6 +141,15 @@ fn split_object(text: &str) -> Result<(usize, &'static str), &'static str> {
 fn stamp(body: &str, separator: &str, id: u64, ts: u64) -> String {
     format!("{body}{separator}\"id\":{id},\"ts\":{ts}}}")
 }
+
+/// A room's newest chats after an id, for people: only those sent to the
+/// whole room (the module comment says why).
+const AFTER: &str = "SELECT id, ts, json FROM chats
+     WHERE room = ?1 AND id > ?2 AND audience = 'room' ORDER BY id DESC LIMIT ?3";
+
+/// A room's newest chats before an id, for people: likewise.
+const BEFORE: &str = "SELECT id, ts, json FROM chats
+     WHERE room = ?1 AND id < ?2 AND audience = 'room' ORDER BY id DESC LIMIT ?3";
 
 fn chat_from_row(row: &rusqlite::Row) -> rusqlite::Result<StoredChat> {
     Ok(StoredChat {
@@ -198,8 +222,9 @@ impl Store {
         let mut rooms: HashMap<&str, Room> = HashMap::new();
         let mut chats = Vec::with_capacity(appends.len());
         {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO chats (room, id, ts, json) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO chats (room, id, ts, json, audience) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for append in appends {
                 let room = match rooms.entry(&append.room) {
                     Entry::Occupied(entry) => entry.into_mut(),
@@ -212,7 +237,8 @@ impl Store {
                     append.room,
                     sql_int(room.last_id),
                     sql_int(room.last_ts),
-                    text
+                    text,
+                    append.audience.as_str(),
                 ])?;
                 chats.push(StoredChat {
                     id: room.last_id,
@@ -238,45 +264,44 @@ impl Store {
         Ok(chats)
     }
 
-    /// The room's last id and its newest `recent` chats, oldest first.
+    /// The room's last id and its newest `recent` chats sent to the whole
+    /// room, oldest first.
     pub fn recent(
         &mut self,
         room: &str,
         recent: usize,
     ) -> rusqlite::Result<(u64, Vec<StoredChat>)> {
         let last_id = load_room(&self.conn, room)?.last_id;
-        let chats = self.newest(
-            "SELECT id, ts, json FROM chats WHERE room = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
-            room,
-            0,
-            recent.min(self.history_max),
-        )?;
+        let chats = self.newest(AFTER, room, 0, recent.min(self.history_max))?;
         Ok((last_id, chats))
     }
 
-    /// The chats after `after` (the newest `history_max` of them), and
-    /// whether they are all of them: false when `after` is an id the room
-    /// never gave out, or chats after it were left out (cap, retention).
+    /// The chats sent to the whole room after `after` (the newest
+    /// `history_max` of them), and whether they are all of them: false when
+    /// `after` is an id the room never gave out, or chats after it were left
+    /// out (the cap, or deleted by retention).
     pub fn since(&mut self, room: &str, after: u64) -> rusqlite::Result<(Vec<StoredChat>, bool)> {
-        let last_id = load_room(&self.conn, room)?.last_id;
-        if after > last_id {
+        let stored = load_room(&self.conn, room)?;
+        if after > stored.last_id {
             // The client's id is from another history (a replaced file):
             // it gets the newest chats, marked incomplete.
             let chats = self.since(room, 0)?.0;
             return Ok((chats, false));
         }
-        let chats = self.newest(
-            "SELECT id, ts, json FROM chats WHERE room = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
-            room,
-            after,
-            self.history_max,
-        )?;
-        let complete = chats.first().is_none_or(|chat| chat.id == after + 1);
+        // One more than the cap, to know whether the cap cut any.
+        let mut chats = self.newest(AFTER, room, after, self.history_max.saturating_add(1))?;
+        let cut = chats.len() > self.history_max;
+        if cut {
+            chats.remove(0);
+        }
+        // Retention deleted nothing after `after` when the oldest chat
+        // still stored (of any audience) comes right after it or earlier.
+        let complete = !cut && stored.first_id <= after + 1;
         Ok((chats, complete))
     }
 
-    /// Up to `limit` (at most `HISTORY_PAGE_MAX`) chats before the id
-    /// `before` (or the newest), oldest first.
+    /// Up to `limit` (at most `HISTORY_PAGE_MAX`) chats sent to the whole
+    /// room before the id `before` (or the newest), oldest first.
     pub fn page(
         &mut self,
         room: &str,
@@ -284,7 +309,7 @@ impl Store {
         limit: usize,
     ) -> rusqlite::Result<Vec<StoredChat>> {
         self.newest(
-            "SELECT id, ts, json FROM chats WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            BEFORE,
             room,
             before.unwrap_or(u64::MAX),
             limit.min(HISTORY_PAGE_MAX),
@@ -436,6 +461,7 @@ mod tests {
                 room: room.to_string(),
                 conn: i as u64,
                 json: format!(r#"{{"type":"chat","text":"{i}"}}"#).into_bytes(),
+                audience: Audience::Room,
             })
             .collect();
         store.append(appends)
@@ -464,6 +490,7 @@ mod tests {
                 room: "a".into(),
                 conn: 3,
                 json: json.to_vec(),
+                audience: Audience::Room,
             })
             .err()
             .map(|(_, conn, reason)| (conn, reason))
@@ -510,11 +537,13 @@ mod tests {
                 room: "a".into(),
                 conn: 1,
                 json: b"not json".to_vec(),
+                audience: Audience::Room,
             },
             Append {
                 room: "a".into(),
                 conn: 2,
                 json: b"{}".to_vec(),
+                audience: Audience::Room,
             },
         ]);
         assert_eq!(outcome.failed.len(), 1);
@@ -543,11 +572,13 @@ mod tests {
                 room: "a".into(),
                 conn: 1,
                 json: b"{}".to_vec(),
+                audience: Audience::Room,
             },
             Append {
                 room: "a".into(),
                 conn: 2,
                 json: big,
+                audience: Audience::Room,
             },
         ]);
         assert!(outcome.committed.is_empty());
@@ -625,5 +656,40 @@ mod tests {
         assert_eq!((ids(&chats), complete), (vec![3, 4, 5], false));
         let (chats, complete) = store.since("nobody", 0).unwrap();
         assert_eq!((ids(&chats), complete), (vec![], true));
+    }
+
+    #[test]
+    fn chats_sent_to_mutual_followers_never_come_back_as_history() {
+        let mut store = memory(100, 100);
+        let chat = |text: &str, audience| Append {
+            room: "a".into(),
+            conn: 1,
+            json: format!(r#"{{"type":"chat","text":"{text}"}}"#).into_bytes(),
+            audience,
+        };
+        let outcome = store.append(vec![
+            chat("public", Audience::Room),
+            chat("private", Audience::Mutual),
+            chat("private too", Audience::Mutual),
+            chat("public again", Audience::Room),
+        ]);
+        // Every chat takes an id; the private ones are stored like the rest.
+        assert_eq!(
+            ids(&outcome
+                .committed
+                .into_iter()
+                .map(|c| c.2)
+                .collect::<Vec<_>>()),
+            [1, 2, 3, 4]
+        );
+        let (last_id, recent) = store.recent("a", 10).unwrap();
+        assert_eq!((last_id, ids(&recent)), (4, vec![1, 4]));
+        assert_eq!(ids(&store.page("a", None, 10).unwrap()), [1, 4]);
+        assert_eq!(ids(&store.page("a", Some(4), 10).unwrap()), [1]);
+        // The gap of private ids is no chat missing: `since` stays complete.
+        let (chats, complete) = store.since("a", 1).unwrap();
+        assert_eq!((ids(&chats), complete), (vec![4], true));
+        let (chats, complete) = store.since("a", 0).unwrap();
+        assert_eq!((ids(&chats), complete), (vec![1, 4], true));
     }
 }

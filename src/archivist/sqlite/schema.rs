@@ -26,8 +26,8 @@ use crate::config::{
 use crate::ids::now_ms;
 
 /// The schema, as steps: entry `i` takes a file from version `i` to `i + 1`
-/// (`PRAGMA user_version`). A version 2 is one more entry; a file is brought
-/// up to date step by step, inside the transaction that opens it.
+/// (`PRAGMA user_version`). A new version is one more entry; a file is
+/// brought up to date step by step, inside the transaction that opens it.
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
     "CREATE TABLE rooms (
@@ -46,6 +46,11 @@ const MIGRATIONS: &[&str] = &[
          key   TEXT PRIMARY KEY,   -- opened_ms, probe_ms: when the file was last written
          value
      ) WITHOUT ROWID;",
+    // 1 -> 2: whom each chat was sent to, so that history never shows a chat
+    // sent under --mutual-follows, even after a restart without it. Every
+    // chat of a version 1 file went to its whole room. (Reads keep only
+    // 'room', so a value this server does not know is never shown.)
+    "ALTER TABLE chats ADD COLUMN audience TEXT NOT NULL DEFAULT 'room'; -- or 'mutual'",
 ];
 
 /// The schema version this server writes and reads.
@@ -242,7 +247,35 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_and_its_chats_went_to_their_rooms() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO rooms VALUES ('a', 1, 5);
+                 INSERT INTO chats VALUES ('a', 1, 5, '{\"text\":\"old\",\"id\":1,\"ts\":5}');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let mut store = open(&ArchiveConfig::new(path.to_str().unwrap())).unwrap();
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let audience: String = store
+            .conn
+            .query_row("SELECT audience FROM chats", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(audience, "room");
+        assert_eq!(store.page("a", None, 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -152,7 +152,11 @@ impl<E: From<Reply>> Courier<E> {
         let mut pending = Vec::new();
         for job in batch {
             match job {
-                Job::Append { room, conn, json } => {
+                // Redis keeps no audience: --mutual-follows, the only
+                // source of other audiences, is refused with --redis.
+                Job::Append {
+                    room, conn, json, ..
+                } => {
                     if self.con.is_none() || self.resyncing {
                         self.send(News::Unavailable { conns: vec![conn] });
                         continue;
