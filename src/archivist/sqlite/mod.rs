@@ -19,6 +19,7 @@
 //! in ids for a missing chat.
 
 mod schema;
+mod stamp;
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use crate::config::HISTORY_PAGE_MAX;
 use crate::ids::{ConnId, now_ms};
 
 pub use schema::{SCHEMA_VERSION, open};
+use stamp::{Checked, check, stamp};
 
 /// A chat waiting to be stored.
 pub struct Append {
@@ -78,68 +80,6 @@ pub struct Store {
 /// gets near the limit, and a larger one from a client means "after all".
 fn sql_int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// An append found to be a JSON object, cut before its final brace.
-struct Checked {
-    room: String,
-    conn: ConnId,
-    audience: Audience,
-    /// The chat's text without the final `}`.
-    body: String,
-    /// What goes between the body and the added fields.
-    separator: &'static str,
-}
-
-/// Checks that an append's text is a JSON object's (UTF-8, `{` ... `}`).
-/// A chat that is not is refused on its own, before it takes an id.
-fn check(append: Append) -> Result<Checked, (String, ConnId, String)> {
-    let Append {
-        room,
-        conn,
-        json,
-        audience,
-    } = append;
-    let split = String::from_utf8(json)
-        .map_err(|_| "the chat is not UTF-8 text")
-        .and_then(|text| {
-            let (len, separator) = split_object(&text)?;
-            let mut body = text;
-            body.truncate(len);
-            Ok((body, separator))
-        });
-    match split {
-        Ok((body, separator)) => Ok(Checked {
-            room,
-            conn,
-            audience,
-            body,
-            separator,
-        }),
-        Err(reason) => Err((room, conn, reason.to_string())),
-    }
-}
-
-/// The length of `text` without its final brace (and the blanks after it),
-/// and the separator to put before the added fields (none when the object
-/// is empty); an error if `text` is not `{` ... `}`.
-fn split_object(text: &str) -> Result<(usize, &'static str), &'static str> {
-    let body = text
-        .trim_end()
-        .strip_suffix('}')
-        .filter(|_| text.trim_start().starts_with('{'))
-        .ok_or("the chat is not a JSON object")?;
-    let separator = if body.trim_end().ends_with('{') {
-        ""
-    } else {
-        ","
-    };
-    Ok((body.len(), separator))
-}
-
-/// The chat's text with its id and time added before the final brace.
-fn stamp(body: &str, separator: &str, id: u64, ts: u64) -> String {
-    format!("{body}{separator}\"id\":{id},\"ts\":{ts}}}")
 }
 
 /// A room's newest chats after an id, for people: only those sent to the
@@ -469,42 +409,6 @@ mod tests {
 
     fn ids(chats: &[StoredChat]) -> Vec<u64> {
         chats.iter().map(|chat| chat.id).collect()
-    }
-
-    #[test]
-    fn stamp_adds_id_and_ts_before_the_final_brace() {
-        let text = r#"{"type":"chat","text":"}"} "#;
-        let (len, sep) = split_object(text).unwrap();
-        assert_eq!(
-            stamp(&text[..len], sep, 7, 1000),
-            r#"{"type":"chat","text":"}","id":7,"ts":1000}"#
-        );
-        let (len, sep) = split_object("{ }").unwrap();
-        assert_eq!(stamp(&"{ }"[..len], sep, 1, 2), r#"{ "id":1,"ts":2}"#);
-    }
-
-    #[test]
-    fn what_is_not_a_json_object_is_refused() {
-        let refused = |json: &[u8]| {
-            check(Append {
-                room: "a".into(),
-                conn: 3,
-                json: json.to_vec(),
-                audience: Audience::Room,
-            })
-            .err()
-            .map(|(_, conn, reason)| (conn, reason))
-        };
-        let not_object = Some((3, "the chat is not a JSON object".to_string()));
-        assert_eq!(refused(b"[1]"), not_object);
-        assert_eq!(refused(b"{\"a\":1"), not_object);
-        assert_eq!(refused(b""), not_object);
-        assert_eq!(refused(b"}"), not_object);
-        assert_eq!(
-            refused(b"{\"a\":\"\xff\"}"),
-            Some((3, "the chat is not UTF-8 text".to_string()))
-        );
-        assert_eq!(refused(b" {} \n"), None);
     }
 
     #[test]
