@@ -47,6 +47,7 @@ fn readme_defaults_table_matches_the_config() {
         ("--fsync", on_off(c.fsync)),
         ("--cluster", format!("`{}`", c.cluster)),
         ("--jwt-leeway", seconds(c.jwt_leeway)),
+        ("--jwt-max-lifetime", seconds(c.jwt_max_lifetime)),
         ("--mutual-follows", on_off(c.mutual_follows)),
         ("--inside-names", on_off(c.inside_names)),
         ("--no-admin", on_off(c.no_admin)),
