@@ -25,11 +25,14 @@ test: test-rust lint test-browser
 # tests/metrics.rs parses /metrics with Python's prometheus_client, which
 # this installs into target/prometheus-venv when missing; tests/cluster.rs
 # starts its own redis-server, Debian's package, installed when missing;
+# tests/nginx.rs starts its own nginx in front of the server, with TLS at
+# nginx (Debian's package, installed when missing, its service never started);
 # tests/conformance.rs runs the Autobahn cases (`make conformance`, about
 # 10 s) with kosoku, installed into target/conformance-venv when missing.
 test-rust:
 	bash tests/prometheus/setup.sh >/dev/null
 	bash tests/redis/setup.sh
+	bash tests/nginx/setup.sh
 	bash tests/conformance/setup.sh >/dev/null
 	$(CARGO) test --workspace --all-targets
 
