@@ -183,6 +183,21 @@ pub struct Config {
     #[arg(long)]
     pub admin_listen: Option<String>,
 
+    /// Serve https and wss with this certificate chain (PEM, leaf first, as
+    /// certbot's fullchain.pem); needs --tls-key. Reloaded on SIGHUP.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC, as certbot's
+    /// privkey.pem); needs --tls-cert. Reloaded on SIGHUP.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// With --tls-cert: answer over https with Strict-Transport-Security
+    /// (a year), so browsers never use plain http for this host again.
+    #[arg(long, requires = "tls_cert")]
+    pub hsts: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -250,6 +265,9 @@ impl Default for Config {
             no_admin: false,
             conformance_echo: None,
             admin_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            hsts: false,
             command: None,
             node: None,
         }

@@ -68,7 +68,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::Sender;
-use log::{info, warn};
+use log::{error, info, warn};
 
 use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Job};
 use crate::auth::AuthConfig;
@@ -77,6 +77,7 @@ use crate::config::{Config, EVENT_QUEUE_CAPACITY};
 use crate::connection;
 use crate::dispatcher::{ClusterLink, Dispatcher, Event, Keeper};
 use crate::metrics::Metrics;
+use crate::tls::{self, Certificates};
 use accept::ConnectionCount;
 
 /// A bound listener and an open history store, not yet serving.
@@ -92,6 +93,8 @@ pub struct Server {
     auth: Option<AuthConfig>,
     /// `--admin-listen`: the operator's endpoints on their own address.
     admin_listener: Option<TcpListener>,
+    /// `--tls-cert` and `--tls-key`, checked; `None` for plain http.
+    tls: Option<Certificates>,
 }
 
 /// Why the server could not start; each names its cause.
@@ -107,6 +110,8 @@ pub enum StartError {
     Cluster(ClusterError),
     /// Flags that must not go together.
     Conflict(&'static str),
+    /// `--tls-cert`/`--tls-key`: the text names the file and the cause.
+    Tls(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -117,6 +122,7 @@ impl std::fmt::Display for StartError {
             StartError::Auth(e) => write!(f, "cannot set up sign-in: {e}"),
             StartError::Cluster(e) => write!(f, "cannot join the cluster: {e}"),
             StartError::Conflict(e) => write!(f, "cannot start: {e}"),
+            StartError::Tls(e) => write!(f, "cannot set up TLS: {e}"),
         }
     }
 }
@@ -163,6 +169,8 @@ struct ServerState {
     metrics: Arc<Metrics>,
     /// Set at the end of shutdown: the `--admin-listen` loop stops.
     admin_closing: AtomicBool,
+    /// With `--tls-cert`: the pair new handshakes use, swapped on reload.
+    tls: Option<Certificates>,
 }
 
 impl ServerState {
@@ -177,6 +185,7 @@ impl ServerState {
             auth: self.auth.clone(),
             metrics: self.metrics.clone(),
             connections: Box::new(move || counter.live.get()),
+            tls: self.tls.as_ref().map(Certificates::current),
         }
     }
 }
@@ -188,6 +197,7 @@ impl Server {
     /// has listened.
     pub fn bind(mut config: Config) -> Result<Server, StartError> {
         let auth = crate::auth::from_config(&config).map_err(StartError::Auth)?;
+        let tls = tls::from_config(&config).map_err(StartError::Tls)?;
         if auth.is_some() && config.conformance_echo.is_some() {
             // The echo answers anyone, token or not: a server that signs
             // users in is one that faces people it must keep out.
@@ -237,6 +247,7 @@ impl Server {
             cluster,
             auth,
             admin_listener,
+            tls,
         })
     }
 
@@ -262,6 +273,9 @@ impl Server {
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
         let metrics = Arc::new(Metrics::new());
+        if let Some(tls) = &self.tls {
+            metrics.set_tls_cert_expiry(tls.expires());
+        }
         // The archivist's queue is unbounded so that the dispatcher never
         // waits on it (it bounds what it hands over itself: MAX_UNARCHIVED).
         let (store, archivist) = match self.archive {
@@ -320,6 +334,7 @@ impl Server {
             auth: self.auth.map(Arc::new),
             metrics: metrics.clone(),
             admin_closing: AtomicBool::new(false),
+            tls: self.tls,
         });
         let rejecter = rejecter::spawn(metrics)?;
         let accept_loop = {
@@ -374,5 +389,24 @@ impl ServerHandle {
     /// This server's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.state.metrics
+    }
+
+    /// Reads `--tls-cert` and `--tls-key` again (on SIGHUP): new handshakes
+    /// use the new pair, open connections keep theirs; a bad pair is
+    /// refused with a log line and the old one stays. Without TLS, nothing.
+    pub fn reload_tls(&self) {
+        let Some(tls) = &self.state.tls else {
+            return;
+        };
+        match tls.reload() {
+            Ok(expires) => {
+                self.state.metrics.set_tls_cert_expiry(expires);
+                let days = expires
+                    .duration_since(std::time::SystemTime::now())
+                    .map_or(0, |left| left.as_secs() / 86_400);
+                info!("TLS certificate reloaded: new handshakes use it; it expires in {days} days");
+            }
+            Err(e) => error!("TLS certificate not reloaded, the previous one stays in use: {e}"),
+        }
     }
 }
