@@ -124,6 +124,55 @@ impl Pki {
         (pem, self.path(&key))
     }
 
+    /// A leaf for localhost that expired in 2020, as `<name>.pem` and
+    /// `<name>.key` (`openssl ca` can back-date; `x509 -days` cannot).
+    fn expired_leaf(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=localhost",
+        ]);
+        let config = "[ca]\ndefault_ca=t\n[t]\ndatabase=index.txt\nnew_certs_dir=.\n\
+                      serial=serial\npolicy=any\ndefault_md=sha256\n[any]\ncommonName=supplied\n";
+        std::fs::write(self.path("ca.cnf"), config).unwrap();
+        std::fs::write(self.path("index.txt"), "").unwrap();
+        std::fs::write(self.path("serial"), "01\n").unwrap();
+        self.openssl(&[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-keyfile",
+            "ca.key",
+            "-cert",
+            "ca.pem",
+            "-in",
+            &csr,
+            "-out",
+            &pem,
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-notext",
+        ]);
+        (self.path(&pem), self.path(&key))
+    }
+
     /// A client configuration that trusts this CA only.
     fn client_config(&self) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
@@ -391,4 +440,156 @@ fn plain_http_on_the_tls_port_is_dropped_and_counted() {
     assert!(eventually(WAIT, || metrics
         .tls_handshakes_failed_total(TlsFailure::NotTls)
         == 1));
+}
+
+/// The start-up error for a configuration, as the operator reads it.
+fn start_error(config: Config) -> String {
+    match threadchat::Server::bind(config) {
+        Ok(_) => panic!("the server started"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_missing_certificate_file_stops_the_start_naming_it() {
+    let pki = Pki::new();
+    let (_, key) = pki.leaf("server", 30);
+    let missing = pki.path("nowhere.pem");
+    let error = start_error(tls_config(&missing, &key));
+    assert!(
+        error.contains("nowhere.pem") && error.contains("cannot read"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_stops_the_start() {
+    let pki = Pki::new();
+    let (cert, _) = pki.leaf("server", 30);
+    let (_, other_key) = pki.leaf("other", 30);
+    let error = start_error(tls_config(&cert, &other_key));
+    assert!(
+        error.contains("other.key") && error.contains("does not match"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_expired_certificate_stops_the_start() {
+    let pki = Pki::new();
+    let (cert, key) = pki.expired_leaf("old");
+    let error = start_error(tls_config(&cert, &key));
+    assert!(
+        error.contains("old.pem") && error.contains("expired"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_key_without_a_certificate_stops_the_start() {
+    let pki = Pki::new();
+    let (_, key) = pki.leaf("server", 30);
+    let config = Config {
+        tls_key: Some(key),
+        ..Config::ephemeral()
+    };
+    let error = start_error(config);
+    assert!(error.contains("--tls-key needs --tls-cert"), "{error}");
+}
+
+#[test]
+fn a_reload_serves_new_handshakes_the_new_certificate_and_keeps_open_connections() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("server", 30);
+    let first = leaf_der(&cert);
+    let server = TestServer::with(tls_config(&cert, &key));
+    let mut ada = Wss::connect(server.addr, pki.client_config(), "lab");
+    ada.login("ada");
+    // certbot renews in place: the same paths, a new pair.
+    let (renewed, renewed_key) = pki.leaf("renewed", 30);
+    std::fs::copy(&renewed, &cert).unwrap();
+    std::fs::copy(&renewed_key, &key).unwrap();
+    server.handle().reload_tls();
+    let stream = tls_connect(server.addr, pki.client_config()).unwrap();
+    assert_eq!(presented(&stream), leaf_der(&renewed));
+    assert_ne!(presented(&stream), first);
+    let mut bob = Wss::connect(server.addr, pki.client_config(), "lab");
+    bob.login("bob");
+    ada.chat("still here");
+    assert_eq!(bob.recv_type("chat")["text"], "still here");
+}
+
+#[test]
+fn a_bad_reload_keeps_the_old_pair() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("server", 30);
+    let server = TestServer::with(tls_config(&cert, &key));
+    let before = leaf_der(&cert);
+    let (_, other_key) = pki.leaf("other", 30);
+    std::fs::copy(&other_key, &key).unwrap(); // a key that does not match
+    server.handle().reload_tls();
+    let stream = tls_connect(server.addr, pki.client_config()).unwrap();
+    assert_eq!(presented(&stream), before);
+}
+
+#[test]
+fn readyz_says_so_within_a_week_of_the_certificates_expiry() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("server", 3);
+    let server = TestServer::with(tls_config(&cert, &key));
+    let answer = https(
+        server.addr,
+        pki.client_config(),
+        "GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("certificate expires in"), "{answer}");
+    let (fresh, fresh_key) = pki.leaf("fresh", 30);
+    let fresh_server = TestServer::with(tls_config(&fresh, &fresh_key));
+    let answer = https(
+        fresh_server.addr,
+        pki.client_config(),
+        "GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn metrics_show_when_the_certificate_expires() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("server", 30);
+    let server = TestServer::with(tls_config(&cert, &key));
+    let answer = https(
+        server.addr,
+        pki.client_config(),
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    let line = answer
+        .lines()
+        .find(|l| l.starts_with("threadchat_tls_certificate_expiry_seconds "))
+        .unwrap_or_else(|| panic!("no expiry in {answer}"));
+    let expires: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let days = (expires - now.as_secs_f64()) / 86_400.0;
+    assert!((29.0..=30.5).contains(&days), "{days} days");
+}
+
+#[test]
+fn hsts_is_sent_over_https_only_when_asked() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("server", 30);
+    let get = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let plain = TestServer::with(tls_config(&cert, &key));
+    assert!(!https(plain.addr, pki.client_config(), get).contains("Strict-Transport-Security"));
+    let strict = TestServer::with(Config {
+        hsts: true,
+        ..tls_config(&cert, &key)
+    });
+    let answer = https(strict.addr, pki.client_config(), get);
+    assert!(
+        answer.contains("Strict-Transport-Security: max-age=31536000"),
+        "{answer}"
+    );
 }

@@ -49,7 +49,7 @@ use log::{debug, info, warn};
 
 use crate::archivist::Job;
 use crate::auth::AuthConfig;
-use crate::config::{Config, HANDSHAKE_POLL};
+use crate::config::{Config, HANDSHAKE_POLL, HSTS_MAX_AGE_SECONDS};
 use crate::dispatcher::Event;
 use crate::http::{self, HeadError, Route, admin, api};
 use crate::ids::ConnId;
@@ -165,9 +165,15 @@ pub fn serve(
         answer_admin(id, client, &socket, &head, request, config, &services);
         return;
     }
+    // With --hsts, every https answer tells the browser to use https only.
+    let hsts = |response: Vec<u8>| match config.hsts && socket.is_tls() {
+        true => http::with_header(response, "Strict-Transport-Security", &hsts_value()),
+        false => response,
+    };
     let echo = config.conformance_echo.as_deref();
     match http::route(&head, &config.allowed_origins, echo) {
         Route::Respond(response) => {
+            let response = hsts(response);
             log_response(id, client, &head, &response, &services.metrics);
             respond(id, &socket, &response);
         }
@@ -177,7 +183,7 @@ pub fn serve(
                 store: services.store.as_ref(),
                 signed: services.auth.is_some(),
             };
-            let response = api::answer(request, &owners, config, head.method == "GET");
+            let response = hsts(api::answer(request, &owners, config, head.method == "GET"));
             log_response(id, client, &head, &response, &services.metrics);
             respond(id, &socket, &response);
         }
@@ -202,6 +208,11 @@ pub fn serve(
             );
         }
     }
+}
+
+/// `Strict-Transport-Security`'s value with `--hsts`.
+fn hsts_value() -> String {
+    format!("max-age={HSTS_MAX_AGE_SECONDS}")
 }
 
 /// Logs a TLS handshake that did not complete (counted by reason).

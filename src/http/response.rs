@@ -44,6 +44,19 @@ pub fn response(
     out
 }
 
+/// `response` with one more header, after its status line.
+pub fn with_header(response: Vec<u8>, name: &str, value: &str) -> Vec<u8> {
+    let Some(end) = response.windows(2).position(|w| w == b"\r\n") else {
+        return response;
+    };
+    let header = format!("\r\n{name}: {value}");
+    let mut out = Vec::with_capacity(response.len() + header.len());
+    out.extend_from_slice(&response[..end]);
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&response[end..]);
+    out
+}
+
 /// A short plain-text response, for errors.
 pub fn status_response(status: &str, message: &str) -> Vec<u8> {
     response(
