@@ -593,3 +593,42 @@ fn hsts_is_sent_over_https_only_when_asked() {
         "{answer}"
     );
 }
+
+#[test]
+fn sighup_makes_the_binary_reload_its_certificate() {
+    use std::io::{BufRead, BufReader};
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("server", 30);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_threadchat"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--db", ":memory:"])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the server binary");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("a start-up line").unwrap();
+        if let Some(rest) = line.split("wss://").nth(1) {
+            break rest.trim_end_matches('/').parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let (renewed, renewed_key) = pki.leaf("renewed", 30);
+    std::fs::copy(&renewed, &cert).unwrap();
+    std::fs::copy(&renewed_key, &key).unwrap();
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on the PID of the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let reloaded = eventually(WAIT, || {
+        tls_connect(addr, pki.client_config())
+            .is_ok_and(|stream| presented(&stream) == leaf_der(&renewed))
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(reloaded, "new handshakes never saw the renewed certificate");
+}
