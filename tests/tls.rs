@@ -335,7 +335,9 @@ fn a_client_that_does_not_trust_the_certificate_cannot_connect() {
     let server = TestServer::with(tls_config(&cert, &key));
     let stranger = Pki::new(); // another CA: the server's is not trusted
     let result = tls_connect(server.addr, stranger.client_config());
-    let error = result.err().expect("the handshake must fail");
+    let Err(error) = result else {
+        panic!("the handshake must fail");
+    };
     assert!(
         error.to_string().contains("invalid peer certificate"),
         "{error}"

@@ -77,8 +77,9 @@ const HANDSHAKE_RECORD: u8 = 22;
 pub enum Stream {
     /// Plain http and ws: the socket itself.
     Plain(TcpStream),
-    /// https and wss: the socket and its TLS session.
-    Tls(TlsStream),
+    /// https and wss: the socket and its TLS session. Boxed, so that a
+    /// plain connection's stream stays the size of a socket.
+    Tls(Box<TlsStream>),
 }
 
 /// A socket with a TLS session shared by its reader and its writer.
@@ -181,10 +182,10 @@ impl Stream {
             read_at: 0,
             ended: false,
         };
-        Ok(Stream::Tls(TlsStream {
+        Ok(Stream::Tls(Box::new(TlsStream {
             socket,
             session: Mutex::new(session),
-        }))
+        })))
     }
 
     /// The socket under the stream (for timeouts, addresses and shutdown;
