@@ -23,7 +23,9 @@
 //! - `metrics`: what the server counts, `/metrics` and `/api/stats`;
 //! - `config`: every limit and timeout, with its reason, and the flags;
 //! - `ids`: a connection's id and the wall clock;
-//! - `net`: one fact about blocking sockets;
+//! - `net`: one fact about blocking sockets, and a connection's byte
+//!   stream, plain or TLS (how a reader and a writer share a TLS session);
+//! - `tls`: native TLS's certificates, checked and reloaded;
 //! - `ask`: asking the thread that owns an answer, with a timeout.
 
 pub mod archivist;
@@ -40,6 +42,7 @@ pub mod net;
 pub mod outbox;
 pub mod protocol;
 pub mod server;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{Server, ServerHandle};

@@ -1,12 +1,13 @@
 //! The `threadchat` binary: parse flags, start logging, serve until SIGINT or
-//! SIGTERM, then shut down gracefully. Everything else is in the library.
+//! SIGTERM, then shut down gracefully; on SIGHUP, reload the TLS
+//! certificate (`--tls-cert`). Everything else is in the library.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use log::{error, info};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 use threadchat::config::Command;
@@ -60,7 +61,7 @@ fn main() -> ExitCode {
     let _ = TermLogger::init(config.log_level, log_config, TerminalMode::Mixed, colour);
 
     // Register for signals before serving, so none is missed.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => {
             error!("cannot handle signals: {e}");
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
         }
     };
     let host = config.host.clone();
+    let tls = config.tls_cert.is_some();
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(StartError::Listen(e)) => {
@@ -87,13 +89,24 @@ fn main() -> ExitCode {
         }
     };
     let addr = handle.local_addr();
-    info!("threadchat listening: open http://{addr}/ in a browser; WebSocket at ws://{addr}/");
+    let (http, ws) = if tls {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    info!("threadchat listening: open {http}://{addr}/ in a browser; WebSocket at {ws}://{addr}/");
     if addr.ip().is_unspecified() {
         info!("listening on every interface: use this machine's address from other machines");
     }
 
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            info!("SIGHUP received: reloading the TLS certificate");
+            handle.reload_tls();
+            continue;
+        }
         info!("signal {signal} received, shutting down");
+        break;
     }
     handle.shutdown();
     ExitCode::SUCCESS

@@ -14,13 +14,14 @@
 //! allocates all its slots up front, which for 10,000 mostly idle clients
 //! would cost more memory than the clients themselves.)
 
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, Thread};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+use crate::net::Stream;
 use crate::protocol::Frame;
 
 /// What the writer thread is asked to do.
@@ -40,7 +41,7 @@ pub struct Shared {
     /// The socket, shared by the reader (which reads) and the writer (which
     /// writes). Anyone may shut it down: that is how a connection is ended
     /// from outside, since it wakes a reader blocked in `read`.
-    pub socket: Arc<TcpStream>,
+    pub socket: Arc<Stream>,
     /// Bytes pushed and not yet taken by the writer.
     queued_bytes: AtomicUsize,
     /// Set when the connection is being dropped (too slow, server shutdown);
@@ -82,7 +83,7 @@ pub struct Inbox {
 pub struct QueueFull;
 
 /// Makes the queue of one connection.
-pub fn outbox(socket: Arc<TcpStream>, max_messages: usize, max_bytes: usize) -> (Outbox, Inbox) {
+pub fn outbox(socket: Arc<Stream>, max_messages: usize, max_bytes: usize) -> (Outbox, Inbox) {
     let (sender, receiver) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         socket,
@@ -171,6 +172,13 @@ impl Outbox {
     /// (`abandon`): how its reader tells a slow consumer from a client close.
     pub fn is_abandoned(&self) -> bool {
         self.shared.is_abandoned()
+    }
+
+    /// Wakes the writer with nothing to write, so that it flushes what the
+    /// TLS session wants to send by itself (`net::Stream::wants_write`).
+    /// Not counted against the bounds: it carries no byte.
+    pub fn wake(&self) {
+        self.send(Outbound::Frame(Frame::new()));
     }
 
     /// The dispatcher has admitted a login on this connection.

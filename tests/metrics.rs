@@ -414,7 +414,9 @@ fn a_snapshot_of_10000_clients_is_cheap() {
     const CLIENTS: u64 = 10_000;
     // Outboxes need a socket; they all share one, which nothing writes.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = Arc::new(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+    let socket = Arc::new(threadchat::net::Stream::Plain(
+        std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap(),
+    ));
     let metrics = Arc::new(Metrics::new());
     let (events, receiver) = crossbeam_channel::bounded(16 * 1024);
     let dispatcher = {

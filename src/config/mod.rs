@@ -10,7 +10,7 @@
 //!   threads; `history.rs`, `cluster.rs`, `sign_in.rs`, `inside.rs`: the
 //!   numbers of the store, of Redis, of sign-in and of looking inside,
 //!   each a named constant with its reason; `conformance.rs`, those of the
-//!   testing echo;
+//!   testing echo; `tls.rs`, those of native TLS;
 //! - `flags.rs`: `Config`, the command line, with those constants as defaults;
 //! - `cidr.rs`: a range of addresses, as `--trusted-proxy` names proxies;
 //! - `secret.rs`: a secret from the command line, redacted in every log.
@@ -22,15 +22,19 @@ mod flags;
 mod history;
 mod inside;
 mod limits;
+mod parse;
 mod secret;
 mod sign_in;
+mod tls;
 
 pub use cidr::Cidr;
 pub use cluster::*;
 pub use conformance::*;
-pub use flags::{Command, Config, check_ttl, parse_ttl};
+pub use flags::{Command, Config};
 pub use history::*;
 pub use inside::*;
 pub use limits::*;
+pub use parse::{check_ttl, parse_ttl};
 pub use secret::{RedisUrl, Secret};
 pub use sign_in::*;
+pub use tls::*;

@@ -6,7 +6,8 @@
 //! and starts a second thread, the *writer* (`writer.rs`).
 //!
 //! ```text
-//! accept ── serve: read the request head (http::read_request_head)
+//! accept ── serve: with --tls-cert, the TLS handshake (net::Stream::accept_tls)
+//!           read the request head (http::read_request_head)
 //!             ├─ from a trusted proxy: the client it names, counted
 //!             │  under its address ── or 429
 //!             ├─ a page, an API or operator endpoint: answer it, close
@@ -19,6 +20,10 @@
 //!                  101 sent, writer started, read pump echoing every message;
 //!                  the dispatcher never hears of it
 //! ```
+//!
+//! The TLS handshake and the request head share one deadline
+//! (`--handshake-timeout`). Over TLS the socket is a `net::Stream` whose
+//! session the reader and the writer share (`net/stream.rs`).
 //!
 //! Until the writer thread starts, this thread is the socket's only user,
 //! so it may write HTTP responses itself; after, only the writer writes.
@@ -44,11 +49,12 @@ use log::{debug, info, warn};
 
 use crate::archivist::Job;
 use crate::auth::AuthConfig;
-use crate::config::Config;
+use crate::config::{Config, HANDSHAKE_POLL, HSTS_MAX_AGE_SECONDS};
 use crate::dispatcher::Event;
 use crate::http::{self, HeadError, Route, admin, api};
 use crate::ids::ConnId;
 use crate::metrics::{HandshakeStatus, Metrics};
+use crate::net::{HandshakeFailure, Stream};
 use crate::protocol::Turnaway;
 
 /// A chat text that makes the reader panic, in builds with the
@@ -71,6 +77,9 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// The server's count of open connections, for `/metrics`.
     pub connections: Box<dyn Fn() -> usize + Send>,
+    /// With `--tls-cert`: the TLS configuration this connection's handshake
+    /// uses (the pair current when it was accepted).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Counts a trusted proxy's connection under the client it names, or says
@@ -104,7 +113,20 @@ pub fn serve(
     } = accepted;
     let _alive = services.metrics.reader_alive();
     limit_writes(&socket, config);
+    // The TLS handshake and the HTTP head share one deadline.
     let deadline = Instant::now() + config.handshake_timeout;
+    let socket = match services.tls.clone() {
+        None => Stream::Plain(socket),
+        Some(tls) => {
+            match Stream::accept_tls(socket, tls, deadline, HANDSHAKE_POLL, &shutting_down) {
+                Ok(stream) => stream,
+                Err(failure) => {
+                    tls_failed(id, peer, &failure, &services.metrics);
+                    return;
+                }
+            }
+        }
+    };
     let (head, leftover) = match http::read_request_head(&socket, deadline, &shutting_down) {
         Ok(request) => request,
         Err(HeadError::Malformed(why)) => {
@@ -143,9 +165,15 @@ pub fn serve(
         answer_admin(id, client, &socket, &head, request, config, &services);
         return;
     }
+    // With --hsts, every https answer tells the browser to use https only.
+    let hsts = |response: Vec<u8>| match config.hsts && socket.is_tls() {
+        true => http::with_header(response, "Strict-Transport-Security", &hsts_value()),
+        false => response,
+    };
     let echo = config.conformance_echo.as_deref();
     match http::route(&head, &config.allowed_origins, echo) {
         Route::Respond(response) => {
+            let response = hsts(response);
             log_response(id, client, &head, &response, &services.metrics);
             respond(id, &socket, &response);
         }
@@ -157,7 +185,8 @@ pub fn serve(
             };
             let credentials = http::Credentials::of(&head);
             let include_body = head.method == "GET";
-            let response = api::answer(request, &credentials, &owners, config, include_body);
+            let answer = api::answer(request, &credentials, &owners, config, include_body);
+            let response = hsts(answer);
             log_response(id, client, &head, &response, &services.metrics);
             respond(id, &socket, &response);
         }
@@ -184,12 +213,33 @@ pub fn serve(
     }
 }
 
+/// `Strict-Transport-Security`'s value with `--hsts`.
+fn hsts_value() -> String {
+    format!("max-age={HSTS_MAX_AGE_SECONDS}")
+}
+
+/// Logs a TLS handshake that did not complete (counted by reason).
+fn tls_failed(id: ConnId, peer: IpAddr, failure: &HandshakeFailure, metrics: &Metrics) {
+    match failure {
+        HandshakeFailure::TimedOut => {
+            info!("conn {id}: dropped: no TLS handshake from {peer} within the handshake timeout")
+        }
+        HandshakeFailure::NotTls => info!("conn {id}: dropped: {peer} does not speak TLS"),
+        HandshakeFailure::Refused(e) => info!("conn {id}: TLS handshake with {peer} failed: {e}"),
+        HandshakeFailure::Closed | HandshakeFailure::ShuttingDown => {
+            debug!("conn {id}: no TLS handshake: {failure:?}")
+        }
+        HandshakeFailure::Io(e) => debug!("conn {id}: TLS handshake with {peer}: {e}"),
+    }
+    metrics.tls_handshake_failed(failure);
+}
+
 /// Behind a trusted proxy the client is who the proxy says, and from here
 /// on it is counted under its own address; `None` (answered 429) if that
 /// address is at its limit.
 fn forwarded_client(
     id: ConnId,
-    socket: &TcpStream,
+    socket: &Stream,
     head: &http::RequestHead,
     proxy: IpAddr,
     count_client: CountClient<'_>,
@@ -217,13 +267,11 @@ pub fn serve_admin(
 ) {
     limit_writes(&socket, config);
     let deadline = Instant::now() + config.handshake_timeout;
+    let socket = Stream::Plain(socket);
     let Ok((head, _)) = http::read_request_head(&socket, deadline, &shutting_down) else {
         return;
     };
-    let peer = socket
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let peer = socket.peer_ip().unwrap_or(IpAddr::from([0, 0, 0, 0]));
     match http::admin_route(&head) {
         Some(request) => answer_admin(0, peer, &socket, &head, request, config, services),
         None => respond(
@@ -241,7 +289,7 @@ pub fn serve_admin(
 fn answer_admin(
     id: ConnId,
     client: IpAddr,
-    socket: &TcpStream,
+    socket: &Stream,
     head: &http::RequestHead,
     request: http::AdminRequest,
     config: &Config,
@@ -270,9 +318,9 @@ fn limit_writes(socket: &TcpStream, config: &Config) {
 
 /// Writes a complete response and closes the connection. A client that
 /// does not take it within the write timeout is not waited for at all.
-pub(super) fn respond(id: ConnId, socket: &TcpStream, response: &[u8]) {
+pub(super) fn respond(id: ConnId, socket: &Stream, response: &[u8]) {
     match (&*socket).write_all(response) {
-        Ok(()) => http::linger_close(socket),
+        Ok(()) => http::linger_close_stream(socket),
         Err(e) => {
             if crate::net::is_timeout(&e) {
                 info!("conn {id}: dropped: took none of its answer for the write timeout");

@@ -29,7 +29,6 @@
 //! its writer writes like any other, so the conformance suite tests the
 //! path every chat takes.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +50,7 @@ use crate::config::{
 };
 use crate::ids::ConnId;
 use crate::metrics::{CloseReason, MessageKind};
-use crate::net::is_timeout;
+use crate::net::{Stream, is_timeout};
 use crate::protocol::{self, Closing, Reason, Refusal, TextLimits};
 
 /// What a connection's messages are for.
@@ -80,7 +79,7 @@ enum Ending {
 /// token that opens the socket's room.
 pub(super) fn read_pump(
     guard: &ReaderGuard,
-    socket: Arc<TcpStream>,
+    socket: Arc<Stream>,
     leftover: Vec<u8>,
     config: &Config,
     purpose: Purpose,

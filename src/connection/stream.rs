@@ -2,27 +2,34 @@
 //! the socket, its *write* half the client's outbox, so that everything
 //! tungstenite sends on its own (pongs, the reply to a close) reaches the
 //! socket through the writer thread, the only one that writes to it. Why
-//! the reader and the writer split a socket this way: `reader.rs`.
+//! the reader and the writer split a socket this way: `reader.rs`; over
+//! TLS, how they share the session: `net/stream.rs`.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::net::Stream;
 use crate::outbox::Outbox;
 use crate::protocol;
 
 /// The stream under the reader's `WebSocket`: reads come from the socket,
 /// writes (pongs, close frames) go to the writer's queue.
 pub(super) struct ReaderStream {
-    pub(super) socket: Arc<TcpStream>,
+    pub(super) socket: Arc<Stream>,
     pub(super) outbox: Outbox,
 }
 
 impl Read for ReaderStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.socket).read(buf)
+        let read = (&*self.socket).read(buf);
+        // What the client sent may make its TLS session want to answer (an
+        // alert, a key update): only the writer may write it.
+        if self.socket.wants_write() {
+            self.outbox.wake();
+        }
+        read
     }
 }
 

@@ -28,7 +28,7 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread;
 
@@ -43,6 +43,7 @@ use crate::dispatcher::Event;
 use crate::http;
 use crate::ids::ConnId;
 use crate::metrics::{CloseReason, HandshakeStatus};
+use crate::net::Stream;
 use crate::outbox::{self, Inbox};
 
 /// What every accepted upgrade carries: the answer to send and the bytes
@@ -68,7 +69,7 @@ pub(super) struct Upgrade {
 /// connection ends.
 pub(super) fn chat(
     id: ConnId,
-    socket: Arc<TcpStream>,
+    socket: Arc<Stream>,
     upgrade: Upgrade,
     config: &Config,
     services: &Services,
@@ -139,7 +140,7 @@ pub(super) fn chat(
 /// chat's, echoing.
 pub(super) fn echo(
     id: ConnId,
-    socket: Arc<TcpStream>,
+    socket: Arc<Stream>,
     opening: Opening,
     config: &Config,
     services: &Services,
@@ -172,7 +173,7 @@ pub(super) fn echo(
 /// Sends the 101, starts the writer, runs the read pump, and says goodbye.
 fn talk(
     guard: ReaderGuard,
-    socket: Arc<TcpStream>,
+    socket: Arc<Stream>,
     inbox: Inbox,
     opening: Opening,
     purpose: Purpose,

@@ -12,9 +12,17 @@
 //! writer stuck on a client that stopped reading still notices, within that
 //! interval, that the dispatcher has given up on the client, and gives up too
 //! once the client has taken no bytes for as long as the write timeout.
+//!
+//! Over TLS the batch is first encrypted, under the session's short lock,
+//! into one buffer of ciphertext (`TlsStream::seal`), which the same loop
+//! then writes outside the lock; an empty batch (the reader's wake-up,
+//! `Outbox::wake`) flushes what the session wants to send by itself. Why
+//! and how: `net/stream.rs`.
 
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
+
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +31,7 @@ use log::{debug, info};
 use crate::config::WRITE_POLL_INTERVAL;
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
-use crate::net::is_timeout;
+use crate::net::{Stream, is_timeout};
 use crate::outbox::{Inbox, Outbound, Shared};
 use crate::protocol::Frame;
 
@@ -78,7 +86,17 @@ pub fn run(
             return;
         }
         let bytes: usize = batch.iter().map(|frame| frame.len()).sum();
-        let result = write_batch(socket, &batch, write_timeout, shared, &metrics);
+        let result = match socket {
+            Stream::Plain(socket) => write_batch(socket, &batch, write_timeout, shared, &metrics),
+            Stream::Tls(tls) => match tls.seal(&batch) {
+                Ok(sealed) if sealed.is_empty() => Ok(()),
+                Ok(sealed) => {
+                    let sealed = [Bytes::from(sealed)];
+                    write_batch(socket.socket(), &sealed, write_timeout, shared, &metrics)
+                }
+                Err(e) => Err(WriteError::Io(e)),
+            },
+        };
         shared.taken(bytes);
         batch.clear();
         match result {
@@ -139,15 +157,31 @@ fn write_batch(
 /// connection. A client that stopped reading will not see it; one that is
 /// merely being shut down with the server will.
 fn say_last_words(shared: &Shared) {
-    if let Some(frame) = shared.last_words() {
-        let _ = (&*shared.socket).write(frame);
+    let Some(frame) = shared.last_words() else {
+        return;
+    };
+    match &*shared.socket {
+        Stream::Plain(socket) => {
+            let _ = (&*socket).write(frame);
+        }
+        Stream::Tls(tls) => {
+            if let Ok(sealed) = tls.seal(&[frame]) {
+                let _ = shared.socket.socket().write(&sealed);
+            }
+        }
     }
 }
 
-struct ShutdownOnDrop<'a>(&'a TcpStream);
+/// Ends the connection when the writer ends: over TLS a `close_notify`
+/// first (written by this thread, the socket's one writer), then the
+/// socket is shut down, which also wakes the reader.
+struct ShutdownOnDrop<'a>(&'a Stream);
 
 impl Drop for ShutdownOnDrop<'_> {
     fn drop(&mut self) {
+        if self.0.is_tls() {
+            self.0.close_write();
+        }
         let _ = self.0.shutdown(Shutdown::Both);
     }
 }

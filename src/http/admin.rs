@@ -8,14 +8,14 @@
 //! the archivist to write, each waiting for the answer at most
 //! `STATS_TIMEOUT` (`crate::ask`).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use log::warn;
 
 use crate::archivist::Job;
 use crate::ask::{Unanswered, ask};
-use crate::config::{Config, STATS_TIMEOUT};
+use crate::config::{CERT_EXPIRY_WARNING, Config, STATS_TIMEOUT};
 use crate::dispatcher::Event;
 use crate::http::{self, AdminRequest};
 use crate::metrics::stats::{Limits, Snapshot};
@@ -63,13 +63,28 @@ pub fn answer(request: AdminRequest, cx: &Context, include_body: bool) -> Vec<u8
                 Some(store) => probe(store),
                 None => Ok(()),
             };
-            health(
-                cx.metrics.health().ready(Instant::now(), store),
-                include_body,
-            )
+            let ready = cx.metrics.health().ready(Instant::now(), store);
+            let certificate = cx
+                .metrics
+                .tls_cert_expiry()
+                .map_or(Ok(()), certificate_ready);
+            health(ready.and(certificate), include_body)
         }
         AdminRequest::Stats => stats(cx, include_body),
         AdminRequest::Page(page) => http::inside_page(page, include_body),
+    }
+}
+
+/// Not ready with a TLS certificate within `CERT_EXPIRY_WARNING` of its
+/// end, or past it: the renewal has failed, and browsers will soon refuse.
+fn certificate_ready(expires: SystemTime) -> Result<(), String> {
+    match expires.duration_since(SystemTime::now()) {
+        Ok(left) if left >= CERT_EXPIRY_WARNING => Ok(()),
+        Ok(left) => Err(format!(
+            "the TLS certificate expires in {} hours: renew it and send SIGHUP",
+            left.as_secs() / 3600
+        )),
+        Err(_) => Err("the TLS certificate has expired: renew it and send SIGHUP".to_string()),
     }
 }
 

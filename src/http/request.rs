@@ -11,8 +11,8 @@
 //! keep the thread from noticing that the server is shutting down, and a
 //! deadline (`--handshake-timeout`) so that it cannot keep the thread long.
 
+use crate::net::Stream;
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::time::Instant;
 
 use crate::config::{
@@ -114,7 +114,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
 /// Reads one request head from the socket, giving up at `deadline` or when
 /// `shutting_down()` says so. Returns the head and any bytes read past it.
 pub fn read_request_head(
-    mut socket: &TcpStream,
+    mut socket: &Stream,
     deadline: Instant,
     shutting_down: impl Fn() -> bool,
 ) -> Result<(RequestHead, Vec<u8>), HeadError> {

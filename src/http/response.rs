@@ -11,6 +11,8 @@
 
 use std::io::Read;
 use std::net::TcpStream;
+
+use crate::net::Stream;
 use std::time::Instant;
 
 use crate::config::{LINGER_BYTES, LINGER_READ_BYTES, LINGER_TIME};
@@ -42,6 +44,19 @@ pub fn response(
     out
 }
 
+/// `response` with one more header, after its status line.
+pub fn with_header(response: Vec<u8>, name: &str, value: &str) -> Vec<u8> {
+    let Some(end) = response.windows(2).position(|w| w == b"\r\n") else {
+        return response;
+    };
+    let header = format!("\r\n{name}: {value}");
+    let mut out = Vec::with_capacity(response.len() + header.len());
+    out.extend_from_slice(&response[..end]);
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&response[end..]);
+    out
+}
+
 /// A short plain-text response, for errors.
 pub fn status_response(status: &str, message: &str) -> Vec<u8> {
     response(
@@ -70,8 +85,23 @@ pub fn json_response(body: &[u8], include_body: bool) -> Vec<u8> {
 /// reset, and a reset can destroy the response before the client reads it.
 /// So: send FIN, read and discard what the client still sends (bounded in
 /// bytes and time), then close.
-pub fn linger_close(mut socket: &TcpStream) {
+///
+/// Over TLS the session's `close_notify` goes first, then the FIN; what
+/// follows is discarded unread, as ciphertext.
+pub fn linger_close_stream(stream: &Stream) {
+    stream.close_write();
+    discard_then_close(stream.socket());
+}
+
+/// `linger_close_stream` for a plain socket (the rejecter's).
+pub fn linger_close(socket: &TcpStream) {
     let _ = socket.shutdown(std::net::Shutdown::Write);
+    discard_then_close(socket);
+}
+
+/// Reads and discards what the client still sends, bounded in bytes and
+/// time, so that closing does not reset the connection.
+fn discard_then_close(mut socket: &TcpStream) {
     let _ = socket.set_read_timeout(Some(LINGER_TIME));
     let deadline = Instant::now() + LINGER_TIME;
     let mut discarded = 0;

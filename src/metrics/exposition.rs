@@ -98,6 +98,17 @@ impl Metrics {
             self.handshakes_refused.family.clone(),
         );
         r.register(
+            "tls_handshakes_failed",
+            "With --tls-cert: TLS handshakes that did not complete, by reason",
+            self.tls_handshakes_failed.family.clone(),
+        );
+        r.register_with_unit(
+            "tls_certificate_expiry",
+            "With --tls-cert: when the certificate in use expires (Unix time; 0 without TLS)",
+            Unit::Seconds,
+            self.tls_cert_expiry.clone(),
+        );
+        r.register(
             "dispatcher_heartbeats",
             "Turns of the dispatcher's loop, idle wake-ups included",
             self.health.beats.clone(),

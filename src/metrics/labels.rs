@@ -4,7 +4,7 @@
 //! (`LabelValue::ALL`), never from a string a client sent, so no client can
 //! make the server invent time series. The protocol's `Reason` and
 //! `CloseReason` carry their label text themselves (and their `ALL`); the
-//! two kinds only metrics needs (`MessageKind`, `HandshakeStatus`) are
+//! kinds only metrics needs (`MessageKind`, `HandshakeStatus`, `TlsFailure`) are
 //! defined here. The alternative, labels as strings matched from messages,
 //! would let a reworded message silently move or lose its count.
 //!
@@ -20,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::{Serialize, Serializer};
 
+use crate::net::HandshakeFailure;
 use crate::protocol::{CloseReason, Reason, RequestKind};
 
 /// A label value with a fixed set of possibilities.
@@ -143,6 +144,62 @@ impl HandshakeStatus {
             .and_then(|digits| digits.parse().ok())
             .unwrap_or(0);
         Self::from_code(code)
+    }
+}
+
+/// Why a TLS handshake did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Not done within `--handshake-timeout`.
+    Timeout,
+    /// The client closed the socket (or it failed) mid-handshake.
+    Closed,
+    /// The client spoke plain http (or anything else) to the TLS port.
+    NotTls,
+    /// The client refused the handshake with an alert: mostly, it does not
+    /// trust the certificate.
+    ClientAlert,
+    /// No common version or cipher suite, or a malformed message.
+    Protocol,
+    /// The server was shutting down.
+    Shutdown,
+}
+
+impl From<&HandshakeFailure> for TlsFailure {
+    fn from(failure: &HandshakeFailure) -> TlsFailure {
+        match failure {
+            HandshakeFailure::TimedOut => Self::Timeout,
+            HandshakeFailure::Closed | HandshakeFailure::Io(_) => Self::Closed,
+            HandshakeFailure::NotTls => Self::NotTls,
+            HandshakeFailure::Refused(rustls::Error::AlertReceived(_)) => Self::ClientAlert,
+            HandshakeFailure::Refused(_) => Self::Protocol,
+            HandshakeFailure::ShuttingDown => Self::Shutdown,
+        }
+    }
+}
+
+impl LabelValue for TlsFailure {
+    const ALL: &'static [Self] = &[
+        Self::Timeout,
+        Self::Closed,
+        Self::NotTls,
+        Self::ClientAlert,
+        Self::Protocol,
+        Self::Shutdown,
+    ];
+    const KEY: &'static str = "reason";
+    fn label(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::NotTls => "not_tls",
+            Self::ClientAlert => "client_alert",
+            Self::Protocol => "protocol",
+            Self::Shutdown => "shutdown",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
     }
 }
 

@@ -63,7 +63,7 @@ mod histogram;
 mod labels;
 pub mod stats;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -73,7 +73,7 @@ pub use self::exposition::{CONTENT_TYPE, GaugeValues, process_threads};
 pub use self::health::{Alive, Health};
 pub use self::histogram::AtomicHistogram;
 use self::labels::Labelled;
-pub use self::labels::{HandshakeStatus, LabelValue, MessageKind};
+pub use self::labels::{HandshakeStatus, LabelValue, MessageKind, TlsFailure};
 use crate::config::{
     BATCH_EVENTS_BUCKETS, COMMIT_MESSAGES_BUCKETS, COMMIT_SECONDS_BUCKETS, FANOUT_SECONDS_BUCKETS,
 };
@@ -101,6 +101,10 @@ pub struct Metrics {
     refusals: Labelled<Reason>,
     closed: Labelled<CloseReason>,
     handshakes_refused: Labelled<HandshakeStatus>,
+    tls_handshakes_failed: Labelled<TlsFailure>,
+    /// With `--tls-cert`: the certificate's `notAfter`, in Unix seconds;
+    /// 0 without TLS.
+    tls_cert_expiry: Gauge,
 
     batch_events: AtomicHistogram,
     fanout: AtomicHistogram,
@@ -135,6 +139,8 @@ impl Metrics {
             refusals: Labelled::new(),
             closed: Labelled::new(),
             handshakes_refused: Labelled::new(),
+            tls_handshakes_failed: Labelled::new(),
+            tls_cert_expiry: Gauge::default(),
             batch_events: AtomicHistogram::new(BATCH_EVENTS_BUCKETS),
             fanout: AtomicHistogram::new(FANOUT_SECONDS_BUCKETS),
             commit_seconds: AtomicHistogram::new(COMMIT_SECONDS_BUCKETS),
@@ -191,6 +197,19 @@ impl Metrics {
     /// A WebSocket handshake was refused.
     pub fn handshake_refused(&self, status: HandshakeStatus) {
         self.handshakes_refused.inc(status);
+    }
+
+    /// A TLS handshake did not complete.
+    pub fn tls_handshake_failed(&self, failure: impl Into<TlsFailure>) {
+        self.tls_handshakes_failed.inc(failure.into());
+    }
+
+    /// The TLS certificate in use (at start-up, and after each reload).
+    pub fn set_tls_cert_expiry(&self, expires: SystemTime) {
+        let seconds = expires
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.tls_cert_expiry.set(seconds as i64);
     }
 
     /// The dispatcher handled a batch of `events` events.
@@ -298,6 +317,16 @@ impl Metrics {
 
     pub fn handshakes_refused_total(&self, status: HandshakeStatus) -> u64 {
         self.handshakes_refused.get(status)
+    }
+
+    pub fn tls_handshakes_failed_total(&self, failure: TlsFailure) -> u64 {
+        self.tls_handshakes_failed.get(failure)
+    }
+
+    /// When the TLS certificate in use expires; `None` without TLS.
+    pub fn tls_cert_expiry(&self) -> Option<SystemTime> {
+        let seconds = u64::try_from(self.tls_cert_expiry.get()).ok()?;
+        (seconds > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
     }
 
     /// Events the dispatcher has handled.

@@ -43,10 +43,11 @@
 //! The rest of this folder, one role a file: `listen.rs` makes the
 //! listening sockets, `accept.rs` runs the accept loop and keeps the
 //! connection caps (in all, and per client address), `rejecter.rs` answers
-//! over them, `admin_listen.rs`
-//! serves `--admin-listen`, `shutdown.rs` stops it all (and ends the
-//! process if the dispatcher dies), and `os_limits.rs` reads what the
-//! operating system lets one process hold.
+//! over them, `admin_listen.rs` serves `--admin-listen`, `handle.rs` is what
+//! a running server answers to (its address, its counts, a certificate
+//! reload), `shutdown.rs` stops it all (and ends the process if the
+//! dispatcher dies), and `os_limits.rs` reads what the operating system
+//! lets one process hold.
 //!
 //! The design's limit, stated plainly: every connection costs two threads, so
 //! the number of connections is capped (`--max-connections`), and so is the
@@ -56,6 +57,7 @@
 
 mod accept;
 mod admin_listen;
+mod handle;
 mod listen;
 mod os_limits;
 mod rejecter;
@@ -77,6 +79,7 @@ use crate::config::{Config, EVENT_QUEUE_CAPACITY};
 use crate::connection;
 use crate::dispatcher::{ClusterLink, Dispatcher, Event, Keeper};
 use crate::metrics::Metrics;
+use crate::tls::{self, Certificates};
 use accept::ConnectionCount;
 
 /// A bound listener and an open history store, not yet serving.
@@ -92,6 +95,8 @@ pub struct Server {
     auth: Option<AuthConfig>,
     /// `--admin-listen`: the operator's endpoints on their own address.
     admin_listener: Option<TcpListener>,
+    /// `--tls-cert` and `--tls-key`, checked; `None` for plain http.
+    tls: Option<Certificates>,
 }
 
 /// Why the server could not start; each names its cause.
@@ -107,6 +112,8 @@ pub enum StartError {
     Cluster(ClusterError),
     /// Flags that must not go together.
     Conflict(&'static str),
+    /// `--tls-cert`/`--tls-key`: the text names the file and the cause.
+    Tls(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -117,6 +124,7 @@ impl std::fmt::Display for StartError {
             StartError::Auth(e) => write!(f, "cannot set up sign-in: {e}"),
             StartError::Cluster(e) => write!(f, "cannot join the cluster: {e}"),
             StartError::Conflict(e) => write!(f, "cannot start: {e}"),
+            StartError::Tls(e) => write!(f, "cannot set up TLS: {e}"),
         }
     }
 }
@@ -163,6 +171,8 @@ struct ServerState {
     metrics: Arc<Metrics>,
     /// Set at the end of shutdown: the `--admin-listen` loop stops.
     admin_closing: AtomicBool,
+    /// With `--tls-cert`: the pair new handshakes use, swapped on reload.
+    tls: Option<Certificates>,
 }
 
 impl ServerState {
@@ -177,6 +187,7 @@ impl ServerState {
             auth: self.auth.clone(),
             metrics: self.metrics.clone(),
             connections: Box::new(move || counter.live.get()),
+            tls: self.tls.as_ref().map(Certificates::current),
         }
     }
 }
@@ -188,6 +199,7 @@ impl Server {
     /// has listened.
     pub fn bind(mut config: Config) -> Result<Server, StartError> {
         let auth = crate::auth::from_config(&config).map_err(StartError::Auth)?;
+        let tls = tls::from_config(&config).map_err(StartError::Tls)?;
         if auth.is_some() && config.conformance_echo.is_some() {
             // The echo answers anyone, token or not: a server that signs
             // users in is one that faces people it must keep out.
@@ -237,6 +249,7 @@ impl Server {
             cluster,
             auth,
             admin_listener,
+            tls,
         })
     }
 
@@ -262,6 +275,9 @@ impl Server {
         }
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
         let metrics = Arc::new(Metrics::new());
+        if let Some(tls) = &self.tls {
+            metrics.set_tls_cert_expiry(tls.expires());
+        }
         // The archivist's queue is unbounded so that the dispatcher never
         // waits on it (it bounds what it hands over itself: MAX_UNARCHIVED).
         let (store, archivist) = match self.archive {
@@ -320,6 +336,7 @@ impl Server {
             auth: self.auth.map(Arc::new),
             metrics: metrics.clone(),
             admin_closing: AtomicBool::new(false),
+            tls: self.tls,
         });
         let rejecter = rejecter::spawn(metrics)?;
         let accept_loop = {
@@ -353,26 +370,5 @@ impl Server {
             archivist,
             cluster,
         })
-    }
-}
-
-impl ServerHandle {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Connections open right now (handshaking, chatting or closing).
-    pub fn connections(&self) -> usize {
-        self.state.live.get()
-    }
-
-    /// Where `--admin-listen` serves, if it does.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|(addr, _)| *addr)
-    }
-
-    /// This server's counters.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.state.metrics
     }
 }
