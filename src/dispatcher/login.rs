@@ -145,11 +145,20 @@ impl Dispatcher {
             self.reply(id, refusal);
             return;
         }
-        // A fresh token for the name already signed in extends the session
-        // (the reader keeps its end); the room hears nothing new.
-        if login.signed && client.login.name() == Some(login.username.as_str()) {
-            client.follows = follow_set(login.follows);
-            debug!("conn {id}: session of {} extended", login.username);
+        // The name it is in under already, exactly (a rename to another
+        // case of it is a rename): the room hears nothing, so that repeating
+        // a login costs the others nothing. A fresh token extends the
+        // session (the reader keeps its end); a plain login is answered, to
+        // this client alone, with the `login` message it waits for.
+        if client.login.name() == Some(login.username.as_str()) {
+            if login.signed {
+                client.follows = follow_set(login.follows);
+                debug!("conn {id}: session of {} extended", login.username);
+            } else {
+                debug!("conn {id}: login as {} again", login.username);
+                self.log_in_again(id);
+            }
+            self.handle_parked(id, parked);
             return;
         }
         if !self.name_free(id, &login.username) {
@@ -322,13 +331,13 @@ impl Dispatcher {
             History::FromTail => Some(None),
             History::After(chats, complete) => Some(Some((chats, complete))),
         };
-        let json = earlier.and_then(|earlier| {
+        let messages = earlier.and_then(|earlier| {
             let tail = room.recent.as_ref()?;
-            let (history, max) = (self.history, self.history_max);
-            Some(tail.history_for(&client.room, login.since, earlier, history, max))
+            Some(tail.history_for(&client.room, login.since, earlier, &self.allowance))
         });
-        if let Some(json) = json
-            && client.outbox.push(protocol::text_frame(&json)).is_err()
+        // A catch-up's pages go in one push: queued together or not at all.
+        if let Some(messages) = messages
+            && client.outbox.push(protocol::text_frames(messages)).is_err()
         {
             client.login = LoginState::Out;
             drop_too_slow(id, &client.outbox);
@@ -356,6 +365,23 @@ impl Dispatcher {
         let room = client.room.clone();
         self.appended(&room);
         self.handle_parked(id, parked);
+    }
+
+    /// A login under the name the client is in under already: it alone is
+    /// sent the room's `login` message for it, listing who is in (with
+    /// `--redis`, as the room last heard it from the cluster).
+    fn log_in_again(&mut self, id: ConnId) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let (Some(name), Some(room)) = (client.login.name(), self.rooms.get(&client.room)) else {
+            return;
+        };
+        let users = self
+            .cluster_roster(room.name())
+            .unwrap_or_else(|| room.active_users().map(str::to_string).collect());
+        let json = protocol::login_json(name, users.iter().map(String::as_str), room.name());
+        self.tell(id, protocol::text_frame(&json));
     }
 
     /// A chat or disconnect that came while the login was pending waits

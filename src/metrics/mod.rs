@@ -106,6 +106,7 @@ pub struct Metrics {
     fanout: AtomicHistogram,
     commit_seconds: AtomicHistogram,
     commit_messages: AtomicHistogram,
+    probes: Counter,
 
     redis_up: Gauge,
     redis_reconnects: Counter,
@@ -139,6 +140,7 @@ impl Metrics {
             fanout: AtomicHistogram::new(FANOUT_SECONDS_BUCKETS),
             commit_seconds: AtomicHistogram::new(COMMIT_SECONDS_BUCKETS),
             commit_messages: AtomicHistogram::new(COMMIT_MESSAGES_BUCKETS),
+            probes: Counter::default(),
             redis_up: Gauge::default(),
             redis_reconnects: Counter::default(),
         };
@@ -208,6 +210,12 @@ impl Metrics {
     pub fn commit(&self, took: Duration, messages: usize) {
         self.commit_seconds.observe(took.as_secs_f64());
         self.commit_messages.observe(messages as f64);
+    }
+
+    /// The store ran a readiness probe (a write, or with `--redis` a round
+    /// trip) for `/readyz`, having written nothing recently.
+    pub fn probed(&self) {
+        self.probes.inc();
     }
 
     /// Whether Redis can be reached (with `--redis`).
@@ -298,6 +306,11 @@ impl Metrics {
 
     pub fn handshakes_refused_total(&self, status: HandshakeStatus) -> u64 {
         self.handshakes_refused.get(status)
+    }
+
+    /// Readiness probes the store has run.
+    pub fn probes_total(&self) -> u64 {
+        self.probes.get()
     }
 
     /// Events the dispatcher has handled.
