@@ -68,6 +68,7 @@ impl<E: From<Reply>> Courier<E> {
         match outcome {
             Some(Ok(_)) => {
                 self.metrics.commit(started.elapsed(), chats.len());
+                self.last_write.record(Instant::now(), Ok(()));
                 self.send(News::Stored { count: chats.len() });
             }
             Some(Err(e)) if is_connection_error(&e) => {
@@ -92,7 +93,7 @@ impl<E: From<Reply>> Courier<E> {
 
     /// Answers an HTTP request's read (`Page`, `Probe`); while Redis is
     /// away, at once with why not (someone is waiting for it). A probe is
-    /// answered from the last one if it was recent (`LastWrite`).
+    /// answered from the last write if it was recent (`LastWrite`).
     pub(super) fn answer(&mut self, read: Read) {
         match read {
             Read::Page { reply, .. } if self.con.is_none() => {
@@ -124,14 +125,14 @@ impl<E: From<Reply>> Courier<E> {
             }
             Read::Probe { reply } => {
                 let now = Instant::now();
-                let outcome = match self.last_probe.recent(now) {
+                let outcome = match self.last_write.recent(now) {
                     Some(outcome) => outcome,
                     None => {
                         self.metrics.probed();
                         let lease = self.keys.lease(&self.config.node);
                         let result = self.query::<Value>(redis::cmd("EXISTS").arg(lease));
                         let outcome = result.map(|_| ()).map_err(|e| e.to_string());
-                        self.last_probe.record(now, outcome.clone());
+                        self.last_write.record(now, outcome.clone());
                         outcome
                     }
                 };

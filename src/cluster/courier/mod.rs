@@ -71,9 +71,9 @@ pub struct Courier<E> {
     /// The dispatcher's reads that came while Redis was away, answered once
     /// it is back.
     deferred: Vec<Job>,
-    /// The last readiness probe and how it went, to answer the next ones
-    /// with for a second.
-    last_probe: LastWrite,
+    /// The last write to Redis (chats stored, or a probe) and how it went,
+    /// to answer readiness probes with for a second.
+    last_write: LastWrite,
     /// When the connection broke, and how long to wait before the next try.
     outage: Outage,
     /// The next lease renewal (and sweep), or reconnect attempt.
@@ -104,7 +104,7 @@ impl<E: From<Reply>> Courier<E> {
             metrics,
             resyncing: false,
             deferred: Vec::new(),
-            last_probe: LastWrite::default(),
+            last_write: LastWrite::default(),
             outage: Outage::new(),
             next_tick: Instant::now(),
             listed: HashSet::new(),
