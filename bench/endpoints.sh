@@ -9,7 +9,8 @@
 # REQUESTS_PER_S together (200 by default). Prints, per binary, the medians
 # of the chat's p99 alone and with the requests, and their ratio.
 #
-# To compare with an older commit, build it first (bench/ab.sh shows how)
+# SERVER_FLAGS adds flags to every server (say `--fsync`, where a probe
+# per /readyz costs a disk sync). To compare with an older commit, build it first (bench/ab.sh shows how)
 # and pass both binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 REQUESTS_PER_S=${REQUESTS_PER_S:-200}
 MESSAGES=${MESSAGES:-2000}
+IDLE=${IDLE:-0} # connections held open, silent, besides the room's users
+read -r -a SERVER_FLAGS <<<"${SERVER_FLAGS:-}" # more flags for every server, e.g. --fsync
 RESULTS=${RESULTS:-bench/endpoints.jsonl}
 STRESS=${STRESS:-${CARGO_TARGET_DIR:-target}/release/chat-stress}
 SERVER_CORE=0
@@ -41,9 +44,9 @@ for round in $(seq "$ROUNDS"); do
     for i in "${!binaries[@]}"; do
         binary=${binaries[$i]}
         start_server bench/endpoints.log "$binary" --rate-limit 0 --log-level warn \
-            --db "$DB_DIR/round-$round-$i.db"
+            --db "$DB_DIR/round-$round-$i.db" "${SERVER_FLAGS[@]}"
         stress "$i $binary" endpoints --users 100 --senders 10 --messages "$MESSAGES" \
-            --requests-per-s "$REQUESTS_PER_S" --timeout 120
+            --requests-per-s "$REQUESTS_PER_S" --idle "$IDLE" --timeout 120
         stop_server
     done
 done

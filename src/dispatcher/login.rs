@@ -22,6 +22,10 @@
 //!   In(name) ── logout, or dropped ──▶ Out
 //! ```
 //!
+//! A login under the very name the connection is in under (case included)
+//! goes nowhere: the room hears nothing, and the client alone is answered
+//! (`log_in_again`), so that repeating it costs the other members nothing.
+//!
 //! A refused login (name taken, claim refused) goes back to where it came
 //! from: `New` (history still due), `Out`, or `In` under the old name. The
 //! name is checked when the login arrives and again when a wait ends,

@@ -66,6 +66,11 @@ pub struct EndpointsArgs {
     /// The room the chat runs in, whose older messages are asked for.
     #[arg(long, default_value = "lobby")]
     pub room: String,
+
+    /// Connections opened first and held, silent and not logged in, through
+    /// both runs: clients the server has, that `/api/stats` looks through.
+    #[arg(long, default_value = "0")]
+    pub idle: usize,
 }
 
 /// What one endpoint answered during the loaded run.
@@ -98,6 +103,11 @@ pub struct EndpointsResult {
 
 pub fn run(args: &EndpointsArgs) -> Result<Report, String> {
     let targets = args.common.targets()?;
+    let sources = net::Sources::for_connections(args.idle, args.common.source_addrs);
+    let idle = (0..args.idle)
+        .map(|_| net::open(&targets[0], &sources, 1024))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| format!("an idle connection: {e}"))?;
     let half = args.common.timeout() / 2;
     let plan = RoomPlan {
         targets: targets.clone(),
@@ -132,6 +142,7 @@ pub fn run(args: &EndpointsArgs) -> Result<Report, String> {
     let loaded = room::run_rooms(&plan);
     let (answers, sent_per_s) = load.stop(&paths);
     let loaded = loaded?;
+    drop(idle);
     let ratio = |with: u64, without: u64| with as f64 / without.max(1) as f64;
     let result = EndpointsResult {
         p99_ratio: ratio(loaded.latency.p99_us, baseline.latency.p99_us),
@@ -146,8 +157,9 @@ pub fn run(args: &EndpointsArgs) -> Result<Report, String> {
     let mut rows = vec![(
         "load".to_string(),
         format!(
-            "{} users, {} senders × {} messages at full speed; then with {} HTTP requests/s",
-            args.users, plan.senders, args.messages, args.requests_per_s
+            "{} users ({} more idle), {} senders × {} messages at full speed; \
+             then with {} HTTP requests/s",
+            args.users, args.idle, plan.senders, args.messages, args.requests_per_s
         ),
     )];
     rows.push(("— baseline (no requests)".into(), String::new()));
