@@ -13,9 +13,9 @@
 //! owner keeps up to date for readers. It would cost the owner a lock on
 //! every change, to serve questions that are rare.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 
 /// Why no answer came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,17 +24,44 @@ pub enum Unanswered {
     Gone,
     /// The owner did not answer within the timeout.
     Late,
+    /// The owner's queue was full, so the question was not even asked
+    /// (`try_ask`).
+    Busy,
 }
 
-/// Sends `owner` the question `question(reply)` and waits up to `timeout`
-/// for the answer on `reply`.
+/// Sends `owner` the question `question(reply)` and waits for the answer
+/// on `reply`: `timeout` in all, a wait for room in a bounded queue
+/// included.
 pub fn ask<Q, A>(
     owner: &Sender<Q>,
     question: impl FnOnce(Sender<A>) -> Q,
     timeout: Duration,
 ) -> Result<A, Unanswered> {
+    let deadline = Instant::now() + timeout;
     let (reply, answer) = crossbeam_channel::bounded(1);
-    owner.send(question(reply)).map_err(|_| Unanswered::Gone)?;
+    owner
+        .send_deadline(question(reply), deadline)
+        .map_err(|e| match e {
+            SendTimeoutError::Disconnected(_) => Unanswered::Gone,
+            SendTimeoutError::Timeout(_) => Unanswered::Late,
+        })?;
+    answer.recv_deadline(deadline).map_err(|_| Unanswered::Late)
+}
+
+/// As `ask`, but if the owner's (bounded) queue is full the question is
+/// not asked at all: `Busy`, at once. For questions anyone may ask many
+/// times a second, which are better refused than queued past their
+/// timeout.
+pub fn try_ask<Q, A>(
+    owner: &Sender<Q>,
+    question: impl FnOnce(Sender<A>) -> Q,
+    timeout: Duration,
+) -> Result<A, Unanswered> {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    owner.try_send(question(reply)).map_err(|e| match e {
+        TrySendError::Disconnected(_) => Unanswered::Gone,
+        TrySendError::Full(_) => Unanswered::Busy,
+    })?;
     answer.recv_timeout(timeout).map_err(|_| Unanswered::Late)
 }
 
@@ -56,6 +83,16 @@ mod tests {
             ask(&owner, |reply| reply, Duration::from_secs(5)),
             Err(Unanswered::Gone)
         );
+    }
+
+    #[test]
+    fn a_full_queue_is_busy_to_try_ask_and_late_to_ask() {
+        let (owner, _questions) = crossbeam_channel::bounded::<Sender<u32>>(1);
+        let (filler, _) = crossbeam_channel::bounded(1);
+        owner.send(filler).unwrap();
+        let wait = Duration::from_millis(10);
+        assert_eq!(try_ask(&owner, |reply| reply, wait), Err(Unanswered::Busy));
+        assert_eq!(ask(&owner, |reply| reply, wait), Err(Unanswered::Late));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use threadchat::archivist::{
-    self, ArchiveConfig, ArchiveError, ArchiveErrorKind, Archived, Audience, Job, StoredChat,
+    self, ArchiveConfig, ArchiveError, ArchiveErrorKind, Archived, Audience, Job, Read, StoredChat,
 };
 
 /// Longest a test waits for any one answer.
@@ -30,6 +30,7 @@ const CHILD_PATH: &str = "THREADCHAT_ARCHIVIST_PATH";
 /// An archivist thread on a file, stopped (and the file closed) when dropped.
 struct Running {
     jobs: Option<Sender<Job>>,
+    reads: Sender<Read>,
     events: Receiver<Archived>,
     handle: Option<JoinHandle<()>>,
 }
@@ -39,9 +40,13 @@ impl Running {
         let archive = archivist::open(config).expect("open the history file");
         let (jobs, jobs_rx) = crossbeam_channel::unbounded();
         let (events_tx, events) = crossbeam_channel::unbounded();
-        let handle = archive.spawn(jobs_rx, events_tx, None).expect("spawn");
+        let (reads, reads_rx) = archivist::read_queue();
+        let handle = archive
+            .spawn(jobs_rx, reads_rx, events_tx, None)
+            .expect("spawn");
         Running {
             jobs: Some(jobs),
+            reads,
             events,
             handle: Some(handle),
         }
@@ -117,12 +122,13 @@ impl Running {
 
     fn page(&self, room: &str, before: Option<u64>, limit: usize) -> Vec<StoredChat> {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        self.send(Job::Page {
+        let page = Read::Page {
             room: room.to_string(),
             before,
             limit,
             reply,
-        });
+        };
+        self.reads.send(page).expect("archivist alive");
         answer
             .recv_timeout(WAIT)
             .expect("a page in time")
@@ -636,11 +642,61 @@ fn a_read_is_answered_after_the_appends_sent_before_it_are_committed() {
 }
 
 #[test]
+fn reads_wait_in_their_own_bounded_queue_behind_the_chats() {
+    let dir = temp_dir();
+    let archive = archivist::open(&config(&dir.path().join("h.db"))).expect("open");
+    let (jobs, jobs_rx) = crossbeam_channel::unbounded();
+    let (events_tx, events) = crossbeam_channel::unbounded::<Archived>();
+    let (reads, reads_rx) = archivist::read_queue();
+    // Before the archivist starts: its queue of reads filled to the brim,
+    // then a chat.
+    let mut answers = Vec::new();
+    for _ in 0..threadchat::config::READ_QUEUE_CAPACITY {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let page = Read::Page {
+            room: "a".to_string(),
+            before: None,
+            limit: 10,
+            reply,
+        };
+        reads.try_send(page).expect("room in the queue");
+        answers.push(answer);
+    }
+    let (reply, _) = crossbeam_channel::bounded(1);
+    let one_more = Read::Probe { reply };
+    assert!(
+        reads.try_send(one_more).is_err(),
+        "the queue of reads is bounded"
+    );
+    jobs.send(Job::Append {
+        room: "a".to_string(),
+        conn: 1,
+        json: chat_json("a", "first").into_bytes(),
+        audience: Audience::Room,
+    })
+    .unwrap();
+    let handle = archive
+        .spawn(jobs_rx, reads_rx, events_tx, None)
+        .expect("spawn");
+    // The chat is committed before any read is answered: every page has it.
+    assert!(matches!(
+        events.recv_timeout(WAIT).expect("a commit"),
+        Archived::Committed(chats) if chats.len() == 1
+    ));
+    for answer in answers {
+        let page = answer.recv_timeout(WAIT).expect("a page").expect("read");
+        assert_eq!(ids(&page), [1]);
+    }
+    drop(jobs);
+    handle.join().unwrap();
+}
+
+#[test]
 fn a_probe_is_answered_after_a_write() {
     let dir = temp_dir();
     let archive = Running::start(&config(&dir.path().join("h.db")));
     let (reply, answer) = crossbeam_channel::bounded(1);
-    archive.send(Job::Probe { reply });
+    archive.reads.send(Read::Probe { reply }).unwrap();
     assert_eq!(answer.recv_timeout(WAIT).expect("an answer"), Ok(()));
 }
 
@@ -778,7 +834,8 @@ fn write_until_killed(path: &Path) {
     let archive = archivist::open(&config(path)).expect("open");
     let (jobs, jobs_rx) = crossbeam_channel::unbounded();
     let (events_tx, events) = crossbeam_channel::unbounded::<Archived>();
-    let _handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
+    let (_reads, reads_rx) = archivist::read_queue();
+    let _handle = archive.spawn(jobs_rx, reads_rx, events_tx, None).unwrap();
     let stop = Instant::now() + Duration::from_secs(30);
     let mut out = std::io::stdout().lock();
     let mut n = 0u64;

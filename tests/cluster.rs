@@ -832,6 +832,29 @@ fn history_and_since_are_shared_by_all_nodes() {
     let path = format!("/api/rooms/hist/messages?before={}&limit=1", id(&sent[2]));
     let (_, page) = get_json(nodes[2].addr, &path);
     assert_eq!(page["messages"].as_array().unwrap(), &sent[1..2], "{page}");
+    // Readiness asks the courier, on the same queue as the pages.
+    for _ in 0..3 {
+        let (status, body) = http_get(nodes[1].addr, "/readyz");
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[test]
+fn a_login_under_ones_own_name_is_answered_with_the_clusters_roster_alone() {
+    let redis = RedisServer::start();
+    let nodes = redis.start_nodes(2, &[]);
+    let mut alice = join(&nodes[0], "lab", "alice");
+    let mut bob = join(&nodes[1], "lab", "bob");
+    alice.recv_until(|m| m["type"] == "login" && m["user_joined"] == "bob");
+    alice.send_json(json!({"type": "login", "username": "alice"}));
+    let again = alice.recv_json();
+    assert_eq!(again["type"], "login", "{again}");
+    assert_eq!(again["user_joined"], "alice");
+    assert_eq!(users(&again), ["alice", "bob"]);
+    // Bob, on the other node, heard nothing of it.
+    bob.chat("barrier");
+    let next = bob.recv_json();
+    assert_eq!(next["text"], "barrier", "{next}");
 }
 
 #[test]

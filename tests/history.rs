@@ -153,6 +153,106 @@ fn a_reconnect_with_since_gets_exactly_what_it_missed() {
     assert_eq!(next["text"], "after");
 }
 
+/// The next text message, as the raw text it came as.
+fn recv_text(client: &mut Client) -> String {
+    loop {
+        match client.ws.read().expect("a message") {
+            tungstenite::Message::Text(text) => return text.to_string(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// A chat as large as a chat may be: 2,000 two-byte characters of text and
+/// nearly the whole allowance of other fields: about 8 KB relayed.
+fn big_chat(client: &mut Client, label: &str) {
+    let padding = "p".repeat(threadchat::config::MAX_CHAT_EXTRA_BYTES - 100);
+    let text = format!("{label} {}", "é".repeat(1990));
+    client.send_json(json!({"type": "chat", "text": text, "padding": padding}));
+}
+
+fn ids(messages: &Value) -> Vec<u64> {
+    messages
+        .as_array()
+        .expect("messages is a list")
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_newcomers_history_is_one_message_within_its_byte_budget() {
+    let server = TestServer::with(unlimited());
+    let mut walter = server.login_in("algebra", "walter");
+    let mut last = 0;
+    for i in 0..30 {
+        big_chat(&mut walter, &format!("m{i}"));
+        last = walter.recv_json()["id"].as_u64().unwrap();
+    }
+    let mut maria = Client::connect_to(server.addr, "/r/algebra");
+    maria.send_json(json!({"type": "login", "username": "maria"}));
+    let text = recv_text(&mut maria);
+    assert!(
+        text.len() <= threadchat::config::HISTORY_MESSAGE_BYTES,
+        "a history of {} bytes",
+        text.len()
+    );
+    let history: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(history["type"], "history");
+    // The newest that fit, in order; older ones are left out, and said so.
+    let got = ids(&history["messages"]);
+    assert!(got.len() >= 4 && got.len() < 30, "{got:?}");
+    assert_eq!(
+        got,
+        ((last + 1 - got.len() as u64)..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(history["complete"], false);
+    assert_eq!(maria.recv_json()["type"], "login");
+}
+
+#[test]
+fn a_long_catch_up_arrives_paged_in_order_and_complete() {
+    let server = TestServer::with(unlimited());
+    let mut walter = server.login_in("algebra", "walter");
+    let first = chat_burst(&mut walter, "old", 1);
+    let since = first[0]["id"].as_u64().unwrap();
+    // About 650 KB missed: ten times what one message holds, and more than
+    // the room keeps in memory.
+    let mut last = 0;
+    for i in 0..80 {
+        big_chat(&mut walter, &format!("m{i}"));
+        last = walter.recv_json()["id"].as_u64().unwrap();
+    }
+    let mut back = Client::connect_to(server.addr, "/r/algebra");
+    back.send_json(json!({"type": "login", "username": "maria", "since": since}));
+    let mut pages = Vec::new();
+    loop {
+        let text = recv_text(&mut back);
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if message["type"] == "login" {
+            break;
+        }
+        assert_eq!(message["type"], "history", "{message}");
+        assert!(
+            text.len() <= threadchat::config::HISTORY_MESSAGE_BYTES,
+            "a page of {} bytes",
+            text.len()
+        );
+        pages.push(message);
+    }
+    assert!(pages.len() > 1, "one message of all 80 chats");
+    let (last_page, earlier) = pages.split_last().unwrap();
+    for page in earlier {
+        assert_eq!(page["more"], true);
+        assert!(page.get("complete").is_none(), "{page}");
+    }
+    assert_eq!(last_page["complete"], true);
+    assert!(last_page.get("more").is_none());
+    let got: Vec<u64> = pages.iter().flat_map(|p| ids(&p["messages"])).collect();
+    assert_eq!(got, ((since + 1)..=last).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_reconnect_past_the_memory_tail_is_answered_from_the_store() {
     let server = TestServer::with(unlimited());
@@ -229,6 +329,48 @@ fn older_messages_page_back_over_http() {
     assert_eq!(server.get("/api/rooms/algebra/messages?limit=201").0, 400);
     assert_eq!(server.get("/api/rooms/Bad%20Name/messages").0, 400);
     assert_eq!(texts(&page("?before=1")), Vec::<String>::new());
+}
+
+#[test]
+fn a_page_is_refused_at_once_when_the_stores_read_queue_is_full() {
+    use threadchat::archivist::{self, Read};
+    use threadchat::http::{ApiRequest, Credentials, RequestHead, api};
+    // A store that has fallen behind: its queue of reads full, nobody
+    // taking from it.
+    let (reads, _stalled) = archivist::read_queue();
+    while reads
+        .try_send(Read::Probe {
+            reply: crossbeam_channel::bounded(1).0,
+        })
+        .is_ok()
+    {}
+    let (events, _dispatcher) = crossbeam_channel::bounded(1);
+    let owners = api::Owners {
+        events: &events,
+        store: Some(&reads),
+        auth: None,
+    };
+    let head = RequestHead {
+        method: "GET".to_string(),
+        path: "/api/rooms/algebra/messages".to_string(),
+        version: 1,
+        headers: Vec::new(),
+    };
+    let request = ApiRequest::Messages {
+        room: "algebra".to_string(),
+        before: None,
+        limit: 10,
+    };
+    let response = api::answer(
+        request,
+        &Credentials::of(&head),
+        &owners,
+        &unlimited(),
+        true,
+    );
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.contains("busy"), "{response}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod common;
 
 use common::TestServer;
+use serde_json::json;
 use threadchat::Config;
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -122,4 +123,98 @@ fn deeply_nested_json_is_refused_without_harm() {
     );
     walter.send_text(&fine);
     assert_eq!(walter.recv_json()["text"], "y");
+}
+
+#[test]
+fn a_chat_whose_other_fields_exceed_the_bound_is_refused_and_not_relayed() {
+    let server = TestServer::start();
+    let mut walter = server.login("walter");
+    let mut maria = server.login("maria");
+    walter.recv_json(); // maria's login
+    let limit = threadchat::config::MAX_CHAT_EXTRA_BYTES;
+    // A short text, and a field far bigger than the text limit allows.
+    walter.send_json(json!({"type": "chat", "text": "hi", "padding": "x".repeat(limit)}));
+    let error = walter.expect_error();
+    assert_eq!(error["error"], "message too large");
+    assert_eq!(error["request"], "chat");
+    // Maria got nothing of it: her next message is her own chat.
+    maria.chat("after");
+    assert_eq!(maria.recv_json()["text"], "after");
+}
+
+#[test]
+fn extra_fields_within_the_bound_are_relayed_as_sent() {
+    let server = TestServer::start();
+    let mut walter = server.login("walter");
+    let mut maria = server.login("maria");
+    walter.recv_json(); // maria's login
+    // Counted as relayed: `"type":"chat",` is 14 bytes, `"color":"teal",`
+    // 15, and `"padding":"…",` 13 and its value's length.
+    let limit = threadchat::config::MAX_CHAT_EXTRA_BYTES;
+    let at_the_bound = limit - 14 - 15 - 13;
+    let padding = "x".repeat(at_the_bound + 1);
+    walter.send_json(json!({
+        "type": "chat", "text": "hi", "color": "teal", "padding": padding,
+    }));
+    let error = walter.recv_json();
+    assert_eq!(
+        error["error"], "message too large",
+        "one byte over: {error}"
+    );
+    let padding = "x".repeat(at_the_bound);
+    walter.send_json(json!({
+        "type": "chat", "text": "hi", "color": "teal", "padding": padding,
+    }));
+    for client in [&mut walter, &mut maria] {
+        let chat = client.recv_json();
+        assert_eq!(
+            (&chat["text"], &chat["color"], &chat["padding"]),
+            (&json!("hi"), &json!("teal"), &json!(padding))
+        );
+    }
+}
+
+#[test]
+fn a_flood_of_renames_is_refused_by_the_rate_limit() {
+    let server = TestServer::with(Config {
+        rate_limit: 5,
+        ..Config::ephemeral()
+    });
+    let mut walter = server.login("walter");
+    let mut maria = server.login("maria");
+    walter.recv_json(); // maria's login
+    // Thirty renames at once: the burst (2 × 5, the login included) passes,
+    // the rest are refused, unless the bucket refilled meanwhile.
+    let started = std::time::Instant::now();
+    for i in 0..30 {
+        walter.send_json(json!({"type": "login", "username": format!("w{i}")}));
+    }
+    let (mut renamed, mut refused) = (0, 0);
+    for _ in 0..30 {
+        let message = walter.recv_json();
+        match message["type"].as_str() {
+            Some("login") => renamed += 1,
+            Some("error") => {
+                assert_eq!(message["error"], "rate limit exceeded");
+                assert_eq!(message["request"], "login");
+                refused += 1;
+            }
+            _ => panic!("unexpected {message}"),
+        }
+    }
+    let refills = (started.elapsed().as_millis() / 200) as usize;
+    assert!(
+        renamed <= 9 + refills,
+        "renamed {renamed}, refused {refused}"
+    );
+    assert!(
+        refused >= 21 - refills,
+        "renamed {renamed}, refused {refused}"
+    );
+    // The room heard only the renames that passed.
+    for _ in 0..renamed {
+        assert_eq!(maria.recv_json()["type"], "login");
+    }
+    maria.chat("after");
+    assert_eq!(maria.recv_json()["text"], "after");
 }

@@ -171,6 +171,7 @@ fn metrics_parse_and_list_every_family_and_label_from_the_start() {
         ("chat_fanout_seconds", "histogram"),
         ("archive_commit_seconds", "histogram"),
         ("archive_commit_messages", "histogram"),
+        ("archive_probes", "counter"),
     ] {
         let name = format!("threadchat_{family}");
         assert_eq!(scrape.family(&name)["type"], kind, "{name}");
@@ -523,6 +524,33 @@ fn readyz_checks_that_the_history_store_can_write() {
     let response = raw_http(server.addr, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(body(&response).trim() == "ok", "{response}");
+}
+
+#[test]
+fn readyz_probes_the_store_at_most_once_a_second_however_many_ask() {
+    let server = TestServer::start(); // history on, in memory, no chats
+    let started = Instant::now();
+    let askers: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let ready = raw_http(addr, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+                    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+                }
+            })
+        })
+        .collect();
+    for asker in askers {
+        asker.join().unwrap();
+    }
+    // Two hundred asked; one probe per second begun, at most.
+    let seconds = started.elapsed().as_secs_f64().ceil();
+    let probes = Scrape::of(&server).counter("archive_probes", None);
+    assert!(
+        (1.0..=seconds + 1.0).contains(&probes),
+        "{probes} probes for 200 requests in {seconds} s"
+    );
 }
 
 #[test]

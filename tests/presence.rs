@@ -76,3 +76,28 @@ fn a_user_who_left_is_gone_from_the_list_and_the_name_is_free_again() {
     let mut again = server.connect();
     assert_eq!(users(&again.login("walter")), ["walter"]);
 }
+
+#[test]
+fn a_login_under_ones_own_name_costs_the_room_nothing() {
+    let server = TestServer::start();
+    let mut walter = server.login("walter");
+    let mut maria = server.login("maria");
+    walter.recv_json(); // maria's login
+    for _ in 0..5 {
+        walter.send_json(json!({"type": "login", "username": "walter"}));
+        // Walter alone is answered, as a login is: who is in.
+        let again = walter.recv_json();
+        assert_eq!(
+            tutorial_view(&again),
+            json!({"type": "login", "user_joined": "walter", "active_users": ["walter", "maria"]})
+        );
+    }
+    // Maria heard nothing of it: her next message is her own chat.
+    maria.chat("barrier");
+    assert_eq!(maria.recv_json()["text"], "barrier");
+    // Another case of the name is a rename, which the room hears.
+    walter.send_json(json!({"type": "login", "username": "Walter"}));
+    let renamed = maria.recv_json();
+    assert_eq!(renamed["user_joined"], "Walter");
+    assert_eq!(users(&renamed), ["Walter", "maria"]);
+}

@@ -2,17 +2,24 @@
 //! out, and the `StoredChat` both carry. These are the archivist's whole
 //! interface; nothing else reaches its database.
 //!
-//! Two kinds of asker, two ways back. The dispatcher must never wait, so its
-//! answers (`Committed`, `Failed`, `Loaded`, `SinceLoaded`) come back as
-//! events on its own channel (`Archive::spawn` takes any `E: From<Archived>`)
-//! and are handled among its other events. An HTTP request thread may wait,
-//! with a timeout, so `Page` and `Probe` carry a reply channel of their own.
-//! (Routing those answers through the dispatcher too would put the HTTP
-//! API's reads in the path of every chat.)
+//! Two kinds of asker, two queues, two ways back. The dispatcher must never
+//! wait, so its `Job`s go on an unbounded queue (it bounds what it hands
+//! over itself), and their answers (`Committed`, `Failed`, `Loaded`,
+//! `SinceLoaded`) come back as events on its own channel (`Archive::spawn`
+//! takes any `E: From<Archived>`) and are handled among its other events.
+//! An HTTP request thread may wait, with a timeout, so its `Read`s (`Page`,
+//! `Probe`) carry a reply channel of their own, on a queue of their own
+//! that is bounded (`READ_QUEUE_CAPACITY`): a flood of reads is refused at
+//! the door (503) rather than queued in front of the chats. (Routing those
+//! answers through the dispatcher too would put the HTTP API's reads in the
+//! path of every chat.)
+
+use std::time::Instant;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
+use crate::config::{READ_QUEUE_CAPACITY, STORE_PROBE_INTERVAL};
 use crate::ids::ConnId;
 
 /// One stored chat.
@@ -74,6 +81,11 @@ pub enum Job {
         conn: ConnId,
         after: u64,
     },
+}
+
+/// A read for an HTTP request thread, which waits for its `reply`.
+#[derive(Debug)]
+pub enum Read {
     /// Older chats for the HTTP endpoint, answered on `reply`: those before
     /// the id `before` (or the newest), at most `limit` (and
     /// `HISTORY_PAGE_MAX`), oldest first.
@@ -83,9 +95,41 @@ pub enum Job {
         limit: usize,
         reply: Sender<Result<Vec<StoredChat>, String>>,
     },
-    /// Readiness check: answered on `reply` once a trivial write transaction
-    /// has succeeded (or with why it failed).
+    /// Readiness check: is the store writable? Answered on `reply` from the
+    /// store's last write if it is recent (`STORE_PROBE_INTERVAL`), else
+    /// once a trivial write transaction has succeeded (or with why not).
     Probe { reply: Sender<Result<(), String>> },
+}
+
+/// The queue of `Read`s, bounded: `READ_QUEUE_CAPACITY`.
+pub fn read_queue() -> (Sender<Read>, Receiver<Read>) {
+    crossbeam_channel::bounded(READ_QUEUE_CAPACITY)
+}
+
+/// The store's last write (a commit of chats, or a probe) and how it went:
+/// what a probe within `STORE_PROBE_INTERVAL` of it is answered with, so
+/// that many `/readyz` cost one transaction per interval, and none while
+/// chats are committed. Kept by the thread that owns the store (the
+/// archivist, or with `--redis` the courier), which is the one to know;
+/// nobody else reads it, so it needs no lock.
+#[derive(Debug, Default)]
+pub struct LastWrite(Option<(Instant, Result<(), String>)>);
+
+impl LastWrite {
+    /// How the last write went, if it was recent enough to stand for now.
+    pub fn recent(&self, now: Instant) -> Option<Result<(), String>> {
+        match &self.0 {
+            Some((at, outcome)) if now.saturating_duration_since(*at) < STORE_PROBE_INTERVAL => {
+                Some(outcome.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// A write has just been done (or failed).
+    pub fn record(&mut self, now: Instant, outcome: Result<(), String>) {
+        self.0 = Some((now, outcome));
+    }
 }
 
 /// What the archivist tells the dispatcher.

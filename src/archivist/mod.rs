@@ -18,11 +18,20 @@
 //! idle, a chat is committed on its own at once.
 //!
 //! Jobs are handled in the order they arrive. Before it answers a read
-//! (`Load`, `Since`, `Page`, `Probe`) the archivist commits the appends
-//! waiting and reports them, so an answer includes every chat sent before it
-//! and every `Committed` after it holds only chats sent after it. The
-//! dispatcher relies on this to give a joining client its history without a
-//! gap or a repeat.
+//! (`Load`, `Since`) the archivist commits the appends waiting and reports
+//! them, so an answer includes every chat sent before it and every
+//! `Committed` after it holds only chats sent after it. The dispatcher
+//! relies on this to give a joining client its history without a gap or a
+//! repeat.
+//!
+//! HTTP requests' reads (`Read::Page`, `Read::Probe`) come on a queue of
+//! their own, bounded, and are served between commits, at most one between
+//! two (all of them when no chat waits), each after the chats already
+//! waiting are committed: a flood of `/api/rooms/…/messages` delays a
+//! commit by one page at most, and what does not fit the queue is refused
+//! at the door. A probe is answered from the last write if it was
+//! recent (`LastWrite`): however many `/readyz` ask, one probe transaction
+//! a second at most, and none while chats are being committed.
 //!
 //! There is no `Mutex` around the connection: only this thread has it
 //! (SQLite connections are not to be shared, and a pool would let two
@@ -54,7 +63,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, warn};
 
 use crate::config::{
@@ -65,7 +74,7 @@ use crate::metrics::Metrics;
 use sqlite::{Append, Store};
 
 pub use error::{ArchiveError, ArchiveErrorKind};
-pub use jobs::{Archived, Audience, Job, StoredChat};
+pub use jobs::{Archived, Audience, Job, LastWrite, Read, StoredChat, read_queue};
 pub use sqlite::SCHEMA_VERSION;
 
 /// Where and how chats are kept.
@@ -115,11 +124,13 @@ impl Archive {
     /// Starts the archivist thread. It runs until `jobs` is disconnected,
     /// then commits what is left, reports it, and returns (closing the file).
     /// The dispatcher must not block on sending jobs (an unbounded channel):
-    /// this thread may block sending `events` to it.
-    /// `metrics`, if given, counts each commit's duration and size.
+    /// this thread may block sending `events` to it. `reads` are the HTTP
+    /// requests' (`read_queue`). `metrics`, if given, counts each commit's
+    /// duration and size, and the probes.
     pub fn spawn<E: From<Archived> + Send + 'static>(
         self,
         jobs: Receiver<Job>,
+        reads: Receiver<Read>,
         events: Sender<E>,
         metrics: Option<Arc<Metrics>>,
     ) -> std::io::Result<JoinHandle<()>> {
@@ -132,10 +143,11 @@ impl Archive {
             idle_at: Instant::now() + ARCHIVE_IDLE,
             checkpoint_due: false,
             dispatcher_gone: false,
+            last_write: LastWrite::default(),
         };
         thread::Builder::new()
             .name("archivist".to_string())
-            .spawn(move || archivist.run(jobs))
+            .spawn(move || archivist.run(jobs, reads))
     }
 }
 
@@ -156,35 +168,87 @@ struct Archivist<E> {
     checkpoint_due: bool,
     /// The dispatcher has gone (its channel is closed); said once in the log.
     dispatcher_gone: bool,
+    /// The last write and how it went, for probes.
+    last_write: LastWrite,
 }
 
 impl<E: From<Archived>> Archivist<E> {
-    fn run(mut self, jobs: Receiver<Job>) {
-        loop {
-            let first = if self.store.over_retention() || self.checkpoint_due {
-                match jobs.recv_deadline(self.idle_at) {
-                    Ok(job) => job,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.tidy();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
+    fn run(mut self, jobs: Receiver<Job>, reads: Receiver<Read>) {
+        // `None` once every HTTP asker has gone (the server is stopping).
+        let mut reads = Some(reads);
+        let no_reads = crossbeam_channel::never();
+        'serve: loop {
+            // Housekeeping waits for the chat to be idle until `idle_at`.
+            let idle = if self.store.over_retention() || self.checkpoint_due {
+                crossbeam_channel::at(self.idle_at)
             } else {
-                match jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
-                }
+                crossbeam_channel::never()
             };
-            self.take(first);
-            // Group commit: whatever else is already waiting joins this
-            // transaction, without waiting for more.
-            for job in jobs.try_iter().take(ARCHIVE_JOBS_PER_TRANSACTION - 1) {
-                self.take(job);
+            select! {
+                recv(jobs) -> job => {
+                    let Ok(job) = job else { break 'serve };
+                    self.take(job);
+                    // Group commit: whatever else is already waiting joins
+                    // this transaction, without waiting for more.
+                    for job in jobs.try_iter().take(ARCHIVE_JOBS_PER_TRANSACTION - 1) {
+                        self.take(job);
+                    }
+                    self.commit();
+                    // One read between two commits, so that reads are not
+                    // starved by the chat, nor the chat delayed by more.
+                    if let Some(read) = reads.as_ref().and_then(|r| r.try_recv().ok()) {
+                        self.read(read, &jobs);
+                    }
+                }
+                recv(reads.as_ref().unwrap_or(&no_reads)) -> read => match read {
+                    Ok(read) => self.read(read, &jobs),
+                    Err(_) => reads = None,
+                },
+                recv(idle) -> _ => {
+                    if jobs.is_empty() {
+                        self.tidy();
+                    }
+                }
             }
-            self.commit();
         }
         self.commit();
+    }
+
+    /// Answers an HTTP request's read, after committing the chats already
+    /// waiting: they go first, and a page holds every chat sent before it.
+    fn read(&mut self, read: Read, jobs: &Receiver<Job>) {
+        for job in jobs.try_iter().take(ARCHIVE_JOBS_PER_TRANSACTION) {
+            self.take(job);
+        }
+        self.commit();
+        match read {
+            Read::Page {
+                room,
+                before,
+                limit,
+                reply,
+            } => {
+                let page = self.store.page(&room, before, limit).map_err(|e| {
+                    error!("history of room {room:?} could not be read: {e}");
+                    e.to_string()
+                });
+                // The asker may have given up (timeout); nothing to do then.
+                let _ = reply.send(page);
+            }
+            Read::Probe { reply } => {
+                let now = Instant::now();
+                let outcome = self.last_write.recent(now).unwrap_or_else(|| {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.probed();
+                    }
+                    self.checkpoint_due = true;
+                    let outcome = self.store.probe().map_err(|e| e.to_string());
+                    self.last_write.record(now, outcome.clone());
+                    outcome
+                });
+                let _ = reply.send(outcome);
+            }
+        }
     }
 
     /// Handles one job: an append waits for the commit; a read first
@@ -227,25 +291,6 @@ impl<E: From<Archived>> Archivist<E> {
                     complete,
                 });
             }
-            Job::Page {
-                room,
-                before,
-                limit,
-                reply,
-            } => {
-                self.commit();
-                let page = self.store.page(&room, before, limit).map_err(|e| {
-                    error!("history of room {room:?} could not be read: {e}");
-                    e.to_string()
-                });
-                // The asker may have given up (timeout); nothing to do then.
-                let _ = reply.send(page);
-            }
-            Job::Probe { reply } => {
-                self.commit();
-                let _ = reply.send(self.store.probe().map_err(|e| e.to_string()));
-                self.checkpoint_due = true;
-            }
         }
     }
 
@@ -256,12 +301,14 @@ impl<E: From<Archived>> Archivist<E> {
         }
         let started = Instant::now();
         let outcome = self.store.append(std::mem::take(&mut self.pending));
-        if !outcome.committed.is_empty() {
+        let wrote = !outcome.committed.is_empty();
+        if wrote {
             if let Some(metrics) = &self.metrics {
                 metrics.commit(started.elapsed(), outcome.committed.len());
             }
             self.commits += 1;
             self.checkpoint_due = true;
+            self.last_write.record(Instant::now(), Ok(()));
             self.idle_at = Instant::now() + ARCHIVE_IDLE;
             self.send(Archived::Committed(outcome.committed));
             if self.commits.is_multiple_of(RETENTION_EVERY_COMMITS) && self.store.over_retention() {
@@ -274,6 +321,10 @@ impl<E: From<Archived>> Archivist<E> {
                 outcome.failed.len(),
                 outcome.failed[0].2
             );
+            if !wrote {
+                let why = outcome.failed[0].2.clone();
+                self.last_write.record(Instant::now(), Err(why));
+            }
             self.send(Archived::Failed(outcome.failed));
         }
     }
@@ -339,7 +390,9 @@ mod tests {
         for conn in 0..(ARCHIVE_JOBS_PER_TRANSACTION as u64 + 10) {
             jobs.send(chat("a", conn)).unwrap();
         }
-        let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
+        let handle = archive
+            .spawn(jobs_rx, read_queue().1, events_tx, None)
+            .unwrap();
         let mut sizes = Vec::new();
         while sizes.iter().sum::<usize>() < ARCHIVE_JOBS_PER_TRANSACTION + 10 {
             match events.recv_timeout(WAIT).expect("a commit") {
@@ -361,7 +414,9 @@ mod tests {
         let before = size();
         let (jobs, jobs_rx) = crossbeam_channel::unbounded();
         let (events_tx, events) = crossbeam_channel::unbounded::<Archived>();
-        let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
+        let handle = archive
+            .spawn(jobs_rx, read_queue().1, events_tx, None)
+            .unwrap();
         for conn in 0..500 {
             jobs.send(chat("a", conn)).unwrap();
         }
@@ -395,7 +450,9 @@ mod tests {
         })
         .unwrap();
         jobs.send(chat("a", 2)).unwrap();
-        let handle = archive.spawn(jobs_rx, events_tx, None).unwrap();
+        let handle = archive
+            .spawn(jobs_rx, read_queue().1, events_tx, None)
+            .unwrap();
         drop(jobs);
         handle.join().unwrap();
         let got: Vec<Archived> = events.try_iter().collect();

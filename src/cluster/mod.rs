@@ -62,7 +62,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::archivist::{Archived, Job, StoredChat};
+use crate::archivist::{Archived, Job, Read, StoredChat};
 use crate::config::{NODE_ID_HOST_CHARS, REDIS_CONNECT_TIMEOUT, RedisUrl};
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
@@ -257,13 +257,14 @@ impl Cluster {
         &self.config.node
     }
 
-    /// Starts the courier (taking `jobs` and `work`) and the listener
+    /// Starts the courier (taking `jobs`, `reads` and `work`) and the listener
     /// (taking `subscriptions`); both report to `events`. The courier ends
     /// when `jobs` and `work` are closed, after taking this node out of the
     /// cluster; the listener when `subscriptions` is.
     pub fn spawn<E: From<Reply> + Send + 'static>(
         self,
         jobs: Receiver<Job>,
+        reads: Receiver<Read>,
         work: Receiver<Work>,
         subscriptions: Receiver<Subscription>,
         events: Sender<E>,
@@ -279,7 +280,7 @@ impl Cluster {
         );
         let courier = std::thread::Builder::new()
             .name("redis-courier".into())
-            .spawn(move || courier.run(jobs, work))?;
+            .spawn(move || courier.run(jobs, reads, work))?;
         let listener = listener::Listener::new(self.config, keys, self.listener, events, metrics);
         let listener = std::thread::Builder::new()
             .name("redis-listener".into())

@@ -7,6 +7,20 @@ use std::time::Duration;
 /// costs a bounded amount of reading and encoding.
 pub const HISTORY_PAGE_MAX: usize = 200;
 
+/// HTTP reads (a page of older chats, a readiness probe) that may wait for
+/// the store at once, apart from the chats it stores. A page costs about a
+/// millisecond, and the store serves at most one between two commits, so
+/// chats never wait behind more than one read; a burst past this many gets
+/// 503 at once rather than a place in a queue it would time out in.
+pub const READ_QUEUE_CAPACITY: usize = 64;
+
+/// How long a successful write to the store (a commit of chats, or a
+/// probe) stands for "the store is writable" in `/readyz`. However many
+/// ask, the store runs at most one probe transaction per interval, and
+/// none while chats are being committed. A second: far below a load
+/// balancer's check interval, far above the cost of one probe.
+pub const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Most jobs the archivist takes into one transaction (group commit). A
 /// commit costs the same for 1 row as for 1000, so batching is what makes
 /// the database keep up; the bound keeps one transaction, and the wait of

@@ -17,6 +17,16 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest chat text, in characters, that is relayed to everyone.
 pub const DEFAULT_MAX_CHAT_CHARS: usize = 2000;
 
+/// Bytes of JSON a chat may carry besides its `text`: `"type":"chat"` and
+/// whatever else a client adds (a colour, the id it replies to), measured
+/// as relayed. The tutorial's client adds nothing the server keeps (its
+/// `username` is replaced by the server's); 4 KiB leaves room for any small
+/// extra a course invents. Without it, a client could send 64 KiB chats
+/// under a short `text`, and every room would keep megabytes of them in
+/// memory and replay them to each newcomer. With it, a chat is at most
+/// about 12 KiB (2,000 characters of text, escaped, and this).
+pub const MAX_CHAT_EXTRA_BYTES: usize = 4 * 1024;
+
 /// Longest username, in characters, after trimming.
 pub const MAX_USERNAME_CHARS: usize = 32;
 
@@ -118,6 +128,31 @@ pub const DEFAULT_DB: &str = "threadchat.db";
 /// and a reconnect after a short gap, costs no query. A few hundred bytes
 /// each, per room.
 pub const RECENT_PER_ROOM: usize = 256;
+
+/// Bytes of chats each room keeps in memory, whatever their number: two
+/// `history` messages' worth (`HISTORY_MESSAGE_BYTES`), so a newcomer's
+/// history always comes from memory. 256 chats of a few hundred bytes fit
+/// well within it; only big chats make it bind, and then the tail holds
+/// fewer and a reconnect asks the store sooner. At `--max-rooms` 1,000 it
+/// bounds all the tails together at 128 MiB.
+pub const RECENT_BYTES_PER_ROOM: usize = 128 * 1024;
+
+/// Most bytes of one `history` message (its JSON). A newcomer's history is
+/// cut to one such message, its oldest chats left out (and `complete`
+/// false: the page offers the rest over HTTP); a reconnect's catch-up is
+/// sent as several (`"more":true` on all but the last). The size of the
+/// largest message a client may send: a client that can send one can take
+/// one. A message holds one chat at least, so a chat stored before chats
+/// were bounded, larger than this, is still sent, on its own.
+pub const HISTORY_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Most bytes of chats in one reconnect's catch-up, all its `history`
+/// messages together, and never more than half of `--outbound-bytes`: the
+/// catch-up is queued at once, before the live chat that follows it, and
+/// must leave room for that chat while the client reads. One MiB is
+/// thousands of ordinary chats; past it the oldest are left out and the
+/// last message says `complete: false`.
+pub const MAX_CATCH_UP_BYTES: usize = 1024 * 1024;
 
 /// Chats handed to the archivist and not yet committed, past which new chats
 /// are refused ("history store is behind") rather than queued without end

@@ -47,7 +47,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
-use crate::archivist::Job;
+use crate::archivist::Read;
 use crate::auth::AuthConfig;
 use crate::config::{Config, HANDSHAKE_POLL, HSTS_MAX_AGE_SECONDS};
 use crate::dispatcher::Event;
@@ -69,8 +69,9 @@ pub const PANIC_TRIGGER: &str = "__threadchat_fault_injection_panic__";
 pub struct Services {
     /// The dispatcher: the chat.
     pub events: Sender<Event>,
-    /// The archivist: the history file (`None` with history off).
-    pub store: Option<Sender<Job>>,
+    /// The store's queue of reads (the archivist's, or with `--redis` the
+    /// courier's): older chats and readiness (`None` with history off).
+    pub store: Option<Sender<Read>>,
     /// The sign-in check (`None` with sign-in off); immutable, so shared.
     pub auth: Option<Arc<AuthConfig>>,
     /// The server's counters (atomics: updating one never waits).

@@ -105,7 +105,9 @@ pub(super) fn chat(
         Ok(Ok(())) => None,
         Ok(Err(why)) => Some(why),
         Err(Unanswered::Gone) => return,
-        Err(Unanswered::Late) => Some("the server is too busy; try again later".to_string()),
+        Err(Unanswered::Late | Unanswered::Busy) => {
+            Some("the server is too busy; try again later".to_string())
+        }
     };
     if let Some(why) = refusal {
         warn!("conn {id}: WebSocket handshake from {client} refused: 503: {why}");

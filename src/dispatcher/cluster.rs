@@ -65,6 +65,15 @@ impl Dispatcher {
         }
     }
 
+    /// With Redis, `room`'s users as its members last heard them from the
+    /// cluster (every node's); `None` otherwise, or before any was heard.
+    pub(super) fn cluster_roster(&self, room: &str) -> Option<Vec<String>> {
+        match &self.keeper {
+            Keeper::Redis(redis) => redis.heard.get(room).and_then(|json| active_users(json)),
+            _ => None,
+        }
+    }
+
     /// Remembers the presence message `room`'s members last heard.
     fn heard(&mut self, room: &str, json: Vec<u8>) {
         if let Keeper::Redis(redis) = &mut self.keeper

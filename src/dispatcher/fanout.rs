@@ -13,7 +13,7 @@ use super::Dispatcher;
 use crate::ids::ConnId;
 use crate::metrics::CloseReason;
 use crate::outbox::Outbox;
-use crate::protocol::{self, Closing, Refusal};
+use crate::protocol::{self, Closing, Frame, Refusal};
 
 impl Dispatcher {
     /// Takes a connection out of its room, if it was in, and tells the rest.
@@ -92,16 +92,22 @@ impl Dispatcher {
     /// is not reading, and is dropped like any other slow client.
     pub(super) fn reply(&mut self, id: ConnId, refusal: Refusal) {
         self.metrics.refused(refusal.reason);
+        self.tell(id, refusal.to_frame());
+    }
+
+    /// Sends a frame to one client, after everything broadcast to it
+    /// before; a client it does not fit is dropped as too slow.
+    pub(super) fn tell(&mut self, id: ConnId, frame: Frame) {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        // Everything broadcast before this refusal reaches the client first.
+        // Everything broadcast before this reaches the client first.
         let room = client.room.clone();
         self.flush_room(&room);
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        if client.outbox.push(refusal.to_frame()).is_err() {
+        if client.outbox.push(frame).is_err() {
             drop_too_slow(id, &client.outbox);
             self.record_drop(id, CloseReason::SlowConsumer);
             self.log_out(id);

@@ -29,6 +29,7 @@ use crossbeam_channel::Sender;
 use super::history::RecentHistory;
 use crate::archivist::{Audience, Job};
 use crate::cluster::{Subscription, Work};
+use crate::config::RECENT_BYTES_PER_ROOM;
 use crate::ids::ConnId;
 use crate::protocol::RoomSummary;
 
@@ -87,6 +88,7 @@ impl Keeper {
     /// With Redis the room is heard first and loaded when the listener says
     /// it is subscribed (`News::Subscribed`), so that no chat falls between
     /// the load and the subscription.
+    /// The tail holds up to `capacity` chats, and `RECENT_BYTES_PER_ROOM`.
     pub(super) fn room_opened(&self, room: &str, capacity: usize) -> Option<RecentHistory> {
         match self {
             Keeper::Nobody => return None,
@@ -98,7 +100,7 @@ impl Keeper {
                     .send(Subscription::Join(room.to_string()));
             }
         }
-        Some(RecentHistory::loading(capacity))
+        Some(RecentHistory::loading(capacity, RECENT_BYTES_PER_ROOM))
     }
 
     /// Asks for a room's newest `capacity` chats and last id; answered by

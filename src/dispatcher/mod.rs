@@ -56,19 +56,24 @@ mod room;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chats::follow_set;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, warn};
 
-use crate::config::{Config, HEARTBEAT_INTERVAL, INSIDE_RECENT_DROPS, MAX_EVENTS_PER_BATCH};
+use crate::config::{
+    Config, HEARTBEAT_INTERVAL, HISTORY_MESSAGE_BYTES, INSIDE_RECENT_DROPS, MAX_CATCH_UP_BYTES,
+    MAX_EVENTS_PER_BATCH,
+};
 use crate::ids::ConnId;
-use crate::metrics::stats::RecentDrops;
+use crate::metrics::stats::{DispatcherView, RecentDrops};
 use crate::metrics::{CloseReason, FanoutClock, Metrics};
 use crate::outbox::Outbox;
 use crate::protocol::{self, Closing, Reason, Refusal, Request, RequestKind, RoomSummary};
 pub use event::Event;
+use history::Allowance;
 pub use keeper::{ClusterLink, Keeper};
 use login::LoginState;
 use room::Room;
@@ -116,9 +121,10 @@ pub struct Dispatcher {
     keeper: Keeper,
     /// Chats handed to the keeper and not yet reported back.
     unarchived: usize,
-    /// `--history` and `--history-max`.
+    /// `--history`, and how much history a login may be sent
+    /// (`--history-max`, and bytes: see `history.rs`).
     history: usize,
-    history_max: usize,
+    allowance: Allowance,
     /// `--mutual-follows`: chats reach mutual followers only (and history
     /// is not replayed, as it would reach beyond them).
     mutual_follows: bool,
@@ -128,6 +134,8 @@ pub struct Dispatcher {
     fanout: FanoutClock,
     drops: RecentDrops,
     show_names: bool,
+    /// The last answer to `/api/stats` and when it was made (`inside.rs`).
+    last_stats: Option<(Instant, DispatcherView)>,
     /// Logged-in users in every room, for the gauge.
     logged_in: usize,
 }
@@ -140,6 +148,7 @@ impl Dispatcher {
             fanout: FanoutClock::default(),
             drops: RecentDrops::new(INSIDE_RECENT_DROPS),
             show_names: config.inside_names,
+            last_stats: None,
             logged_in: 0,
             clients: HashMap::new(),
             rooms: HashMap::new(),
@@ -151,7 +160,12 @@ impl Dispatcher {
             keeper,
             unarchived: 0,
             history: config.history,
-            history_max: config.history_max,
+            allowance: Allowance {
+                history: config.history,
+                max: config.history_max,
+                message_bytes: HISTORY_MESSAGE_BYTES,
+                catch_up_bytes: MAX_CATCH_UP_BYTES.min(config.outbound_bytes / 2),
+            },
             mutual_follows: config.mutual_follows,
         }
     }
@@ -210,7 +224,7 @@ impl Dispatcher {
                 self.disconnected(id);
             }
             Event::Stats { reply } => {
-                let _ = reply.send(self.stats_view());
+                let _ = reply.send(self.stats_answer());
             }
             Event::Archived(news) => self.archived(news),
             Event::Cluster(news) => self.cluster_news(news),

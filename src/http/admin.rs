@@ -5,15 +5,25 @@
 //! the health checks read only atomics (`Metrics`) and the channel's length,
 //! so they answer even when the dispatcher is stuck; `/api/stats` also asks
 //! the dispatcher for what only it knows (the outboxes), and `/readyz` asks
-//! the archivist to write, each waiting for the answer at most
+//! the store whether it can write, each waiting for the answer at most
 //! `STATS_TIMEOUT` (`crate::ask`).
+//!
+//! Neither may cost the chat much, however often it is asked: the
+//! dispatcher reuses its part of `/api/stats` for `STATS_REUSE`
+//! (`dispatcher/inside.rs`), and the store answers `/readyz` from its last
+//! write when that is recent, running one probe a second at most
+//! (`archivist::LastWrite`), on the queue of HTTP reads, not in front of the
+//! chats. Why the owners keep these and not this side: a cache here would
+//! be shared by every request thread, so behind a lock; the owner already
+//! sees every question in turn, and knows best (a commit of chats is proof
+//! enough that the store can write).
 
 use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use log::warn;
 
-use crate::archivist::Job;
+use crate::archivist::Read;
 use crate::ask::{Unanswered, ask};
 use crate::config::{CERT_EXPIRY_WARNING, Config, STATS_TIMEOUT};
 use crate::dispatcher::Event;
@@ -28,9 +38,9 @@ pub struct Context<'a> {
     /// The dispatcher's channel: its length is the queue, and `/api/stats`
     /// asks through it.
     pub events: &'a Sender<Event>,
-    /// The archivist's queue, for `/readyz` to check the store is
-    /// writable; `None` with history off.
-    pub store: Option<&'a Sender<Job>>,
+    /// The store's queue of reads (the archivist's, or the courier's), for
+    /// `/readyz` to check the store is writable; `None` with history off.
+    pub store: Option<&'a Sender<Read>>,
     /// The server's count of open connections.
     pub connections: &'a dyn Fn() -> usize,
 }
@@ -88,13 +98,16 @@ fn certificate_ready(expires: SystemTime) -> Result<(), String> {
     }
 }
 
-/// Asks the archivist to write a trivial transaction: the store is ready
-/// if it can. Bounded by `STATS_TIMEOUT`, like `/api/stats`.
-fn probe(store: &Sender<Job>) -> Result<(), String> {
-    match ask(store, |reply| Job::Probe { reply }, STATS_TIMEOUT) {
+/// Asks the store whether it can write (from its last write, or a trivial
+/// transaction): the store is ready if it can. Waits for room in its queue
+/// of reads, and for the answer, at most `STATS_TIMEOUT` in all.
+fn probe(store: &Sender<Read>) -> Result<(), String> {
+    match ask(store, |reply| Read::Probe { reply }, STATS_TIMEOUT) {
         Ok(written) => written.map_err(|e| format!("the history store cannot write: {e}")),
         Err(Unanswered::Gone) => Err("the history store has stopped".to_string()),
-        Err(Unanswered::Late) => Err("the history store did not answer in time".to_string()),
+        Err(Unanswered::Late | Unanswered::Busy) => {
+            Err("the history store did not answer in time".to_string())
+        }
     }
 }
 
@@ -104,7 +117,7 @@ fn stats(cx: &Context, include_body: bool) -> Vec<u8> {
         Err(Unanswered::Gone) => {
             return http::status_response("503 Service Unavailable", "the chat is stopping");
         }
-        Err(Unanswered::Late) => {
+        Err(Unanswered::Late | Unanswered::Busy) => {
             warn!("/api/stats: the dispatcher did not answer within {STATS_TIMEOUT:?}");
             return http::status_response(
                 "503 Service Unavailable",

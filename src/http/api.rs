@@ -25,8 +25,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::access::{self, Credentials};
-use crate::archivist::Job;
-use crate::ask::{Unanswered, ask};
+use crate::archivist::Read;
+use crate::ask::{Unanswered, ask, try_ask};
 use crate::auth::AuthConfig;
 use crate::config::{API_TIMEOUT, Config, MAX_ROOM_NAME_CHARS};
 use crate::dispatcher::Event;
@@ -34,11 +34,12 @@ use crate::http::{self, ApiRequest};
 use crate::protocol::RoomSummary;
 
 /// The owners it may ask: the dispatcher (`events`) and, with history on,
-/// the archivist (`store`); and the sign-in check (`auth`, `None` with
-/// sign-in off), which decides who may read.
+/// the store's queue of reads (`store`: the archivist's, or the courier's);
+/// and the sign-in check (`auth`, `None` with sign-in off), which decides
+/// who may read.
 pub struct Owners<'a> {
     pub events: &'a Sender<Event>,
-    pub store: Option<&'a Sender<Job>>,
+    pub store: Option<&'a Sender<Read>>,
     pub auth: Option<&'a AuthConfig>,
 }
 
@@ -93,13 +94,17 @@ pub fn answer(
                     "history is private with --mutual-follows",
                 );
             }
-            let question = |reply| Job::Page {
+            let question = |reply| Read::Page {
                 room: room.clone(),
                 before,
                 limit,
                 reply,
             };
-            let asked = ask_owner(store, question, what, "the history store is stopping");
+            // Anyone may ask for pages, as often as they like: when the
+            // store's queue of reads is full, the answer is 503 at once,
+            // and the chats it stores never wait behind the crowd.
+            let asked = try_ask(store, question, API_TIMEOUT)
+                .map_err(|why| answer_unasked(why, what, "the history store is stopping"));
             let chats = match asked {
                 Ok(Ok(chats)) => chats,
                 Ok(Err(why)) => {
@@ -163,13 +168,22 @@ fn ask_owner<Q, A>(
     what: &str,
     stopping: &str,
 ) -> Result<A, Vec<u8>> {
-    ask(owner, question, API_TIMEOUT).map_err(|why| match why {
+    ask(owner, question, API_TIMEOUT).map_err(|why| answer_unasked(why, what, stopping))
+}
+
+/// The 503 that says why no answer came.
+fn answer_unasked(why: Unanswered, what: &str, stopping: &str) -> Vec<u8> {
+    match why {
         Unanswered::Gone => unavailable(stopping),
         Unanswered::Late => {
             warn!("{what}: no answer within {API_TIMEOUT:?}");
             unavailable("the server did not answer in time")
         }
-    })
+        Unanswered::Busy => {
+            warn!("{what}: refused, the owner's queue is full");
+            unavailable("the server is busy; try again in a moment")
+        }
+    }
 }
 
 fn json(value: &impl Serialize, include_body: bool) -> Vec<u8> {

@@ -136,6 +136,11 @@ impl Metrics {
             self.commit_messages.clone(),
         );
         r.register(
+            "archive_probes",
+            "Readiness probes the history store ran for /readyz (at most one a second; none while chats are committed)",
+            self.probes.clone(),
+        );
+        r.register(
             "redis_up",
             "With --redis: 1 while this node's courier reaches Redis, else 0",
             self.redis_up.clone(),

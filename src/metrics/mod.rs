@@ -110,6 +110,7 @@ pub struct Metrics {
     fanout: AtomicHistogram,
     commit_seconds: AtomicHistogram,
     commit_messages: AtomicHistogram,
+    probes: Counter,
 
     redis_up: Gauge,
     redis_reconnects: Counter,
@@ -145,6 +146,7 @@ impl Metrics {
             fanout: AtomicHistogram::new(FANOUT_SECONDS_BUCKETS),
             commit_seconds: AtomicHistogram::new(COMMIT_SECONDS_BUCKETS),
             commit_messages: AtomicHistogram::new(COMMIT_MESSAGES_BUCKETS),
+            probes: Counter::default(),
             redis_up: Gauge::default(),
             redis_reconnects: Counter::default(),
         };
@@ -227,6 +229,12 @@ impl Metrics {
     pub fn commit(&self, took: Duration, messages: usize) {
         self.commit_seconds.observe(took.as_secs_f64());
         self.commit_messages.observe(messages as f64);
+    }
+
+    /// The store ran a readiness probe (a write, or with `--redis` a round
+    /// trip) for `/readyz`, having written nothing recently.
+    pub fn probed(&self) {
+        self.probes.inc();
     }
 
     /// Whether Redis can be reached (with `--redis`).
@@ -327,6 +335,11 @@ impl Metrics {
     pub fn tls_cert_expiry(&self) -> Option<SystemTime> {
         let seconds = u64::try_from(self.tls_cert_expiry.get()).ok()?;
         (seconds > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+    }
+
+    /// Readiness probes the store has run.
+    pub fn probes_total(&self) -> u64 {
+        self.probes.get()
     }
 
     /// Events the dispatcher has handled.

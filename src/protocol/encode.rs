@@ -17,22 +17,36 @@ use tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 
 use super::{Closing, Frame};
 
-/// `{"type":"history","room":…,"messages":[…],"complete":…}`, as JSON
-/// text: the stored chats are already JSON, so they are copied in as they
-/// are, byte for byte as they were broadcast.
+/// How a `history` message ends: the last of its answer says whether
+/// nothing was left out; the others say that more follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryEnd {
+    /// `"more":true`: another `history` message follows, in order.
+    More,
+    /// `"complete":…`: the last (or only) one.
+    Last { complete: bool },
+}
+
+/// `{"type":"history","room":…,"messages":[…],"complete":…}` (or with
+/// `"more":true` instead of `complete`), as JSON text: the stored chats are
+/// already JSON, so they are copied in as they are, byte for byte as they
+/// were broadcast.
 pub fn history_json<'a>(
     room: &str,
     chats: impl Iterator<Item = &'a [u8]>,
-    complete: bool,
+    end: HistoryEnd,
 ) -> Vec<u8> {
     let mut json = Vec::with_capacity(256);
     json.extend_from_slice(b"{\"type\":\"history\",\"room\":");
     write_json_string(&mut json, room);
     json.extend_from_slice(b",\"messages\":[");
     write_separated(&mut json, chats, |json, chat| json.extend_from_slice(chat));
-    json.extend_from_slice(b"],\"complete\":");
-    json.extend_from_slice(if complete { b"true" } else { b"false" });
-    json.push(b'}');
+    let end: &[u8] = match end {
+        HistoryEnd::More => b"],\"more\":true}",
+        HistoryEnd::Last { complete: true } => b"],\"complete\":true}",
+        HistoryEnd::Last { complete: false } => b"],\"complete\":false}",
+    };
+    json.extend_from_slice(end);
     json
 }
 
@@ -125,6 +139,16 @@ pub(crate) fn json_frame(value: &impl Serialize) -> Frame {
 pub fn text_frame(payload: &[u8]) -> Frame {
     let mut out = Vec::with_capacity(payload.len() + 10);
     append_text_frame(&mut out, payload);
+    out.into()
+}
+
+/// Several payloads as one buffer of text frames, in order: queued with
+/// one push, they reach a client together or not at all.
+pub fn text_frames<P: AsRef<[u8]>>(payloads: impl IntoIterator<Item = P>) -> Frame {
+    let mut out = Vec::new();
+    for payload in payloads {
+        append_text_frame(&mut out, payload.as_ref());
+    }
     out.into()
 }
 

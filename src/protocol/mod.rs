@@ -9,6 +9,33 @@
 //! (`encode.rs`); why a message or a connection is refused is a type
 //! carrying its wire text and metrics label (`refusal.rs`); a room is named
 //! by its path (`rooms.rs`).
+//!
+//! ## What a chat may carry
+//!
+//! A chat is the client's whole object, relayed as it came, so that a
+//! course may add fields of its own (a colour, the id it replies to)
+//! without a server change. What is bounded is its size, not its shape:
+//! the `text` at `--max-chat-chars` characters (refused as "message too
+//! long"), everything else together at `MAX_CHAT_EXTRA_BYTES` of JSON
+//! (refused as "message too large"). Either way the sender gets the error
+//! and nobody gets the chat. The fields the server stamps (`username`,
+//! `room`, `id`, `ts`) are dropped from what the client sent, and do not
+//! count. The alternative rejected, keeping only the known fields, would
+//! bound the size as well but break every client that sends one more.
+//!
+//! ## History, in pages
+//!
+//! A first login is sent `{"type":"history","room":…,"messages":[…],
+//! "complete":…}` before its own `login`. A newcomer's history is one such
+//! message of at most `HISTORY_MESSAGE_BYTES`. A reconnect's catch-up
+//! (`since`) may be longer, so it comes in order as several `history`
+//! messages, each within that size: every one but the last carries
+//! `"more":true` and no `complete`; the last carries `complete` and no
+//! `more`. A client that does not know about pages (the tutorial's) sees
+//! several batches of chats, in order, and only one `complete`. A whole
+//! catch-up is bounded too (`MAX_CATCH_UP_BYTES`, and half of
+//! `--outbound-bytes`): past it the oldest are left out, and the last page
+//! says `complete: false`.
 
 mod encode;
 mod names;
@@ -18,10 +45,12 @@ pub mod rooms;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::config::MAX_CHAT_EXTRA_BYTES;
+
 pub(crate) use encode::json_frame;
 pub use encode::{
-    append_text_frame, chat_json, close_frame, disconnect_json, encode, history_json,
-    is_close_frame, login_json, text_frame,
+    HistoryEnd, append_text_frame, chat_json, close_frame, disconnect_json, encode, history_json,
+    is_close_frame, login_json, text_frame, text_frames,
 };
 pub use names::{username_key, validate_username};
 pub use refusal::{CloseReason, Closing, Reason, Refusal, RequestKind, Turnaway};
@@ -72,7 +101,8 @@ pub struct Login {
     /// With sign-in on, whom the token says this user follows.
     pub follows: Option<Vec<String>>,
     /// Whether the name comes from a verified token (then a login with the
-    /// same name only extends the session, without a new broadcast).
+    /// same name only extends the session). A login under the name the
+    /// client is in under already is never broadcast: see `login.rs`.
     pub signed: bool,
 }
 
@@ -209,6 +239,17 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
             for stamped in SERVER_STAMPED {
                 object.remove(stamped);
             }
+            let extra = extra_bytes(&object);
+            if extra > MAX_CHAT_EXTRA_BYTES {
+                return Err(Refusal::new(
+                    Some(RequestKind::Chat),
+                    Reason::MessageTooLarge,
+                    format!(
+                        "a chat's fields besides \"text\" are {extra} bytes of JSON; \
+                         the limit is {MAX_CHAT_EXTRA_BYTES}"
+                    ),
+                ));
+            }
             Ok(Request::Chat { message: object })
         }
         other => Err(Refusal::new(
@@ -220,6 +261,30 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
             ),
         )),
     }
+}
+
+/// Bytes of JSON a chat's fields other than `text` take as relayed: each
+/// `"key":value` and its comma, counted as serde_json writes them, without
+/// writing them anywhere.
+fn extra_bytes(chat: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    for (key, value) in chat.iter().filter(|(key, _)| *key != "text") {
+        // Writing to a counter cannot fail.
+        let _ = serde_json::to_writer(&mut count, key);
+        let _ = serde_json::to_writer(&mut count, value);
+        count.0 += 2; // the colon, and the comma or brace after it
+    }
+    count.0
 }
 
 /// The protocol type a message claims to be, if it is one of the three,

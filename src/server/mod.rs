@@ -72,7 +72,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::Sender;
 use log::{info, warn};
 
-use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Job};
+use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Read};
 use crate::auth::AuthConfig;
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, ClusterHandles};
 use crate::config::{Config, EVENT_QUEUE_CAPACITY};
@@ -161,10 +161,11 @@ struct ServerState {
     /// Set first thing in shutdown: the accept loop stops, and every reader
     /// sees it (`connection::serve`'s `shutting_down`).
     stopping: AtomicBool,
-    /// The history's queue (the archivist's, or with `--redis` the
-    /// courier's), for HTTP requests of older messages; `None` with history
-    /// off and no `--redis`.
-    store: Option<Sender<Job>>,
+    /// The history's queue of reads (the archivist's, or with `--redis` the
+    /// courier's), for HTTP requests of older messages and `/readyz`;
+    /// bounded, and apart from the chats' jobs. `None` with history off and
+    /// no `--redis`.
+    store: Option<Sender<Read>>,
     /// The sign-in check, shared by every reader; `None` with sign-in off.
     auth: Option<Arc<AuthConfig>>,
     /// This server's counters, shared by every thread (atomics only).
@@ -278,25 +279,33 @@ impl Server {
         if let Some(tls) = &self.tls {
             metrics.set_tls_cert_expiry(tls.expires());
         }
-        // The archivist's queue is unbounded so that the dispatcher never
-        // waits on it (it bounds what it hands over itself: MAX_UNARCHIVED).
-        let (store, archivist) = match self.archive {
+        // The archivist's queue of jobs is unbounded so that the dispatcher
+        // never waits on it (it bounds what it hands over itself:
+        // MAX_UNARCHIVED); HTTP requests' reads have a bounded queue of
+        // their own (`archivist::read_queue`), so they never queue in front
+        // of the chats.
+        let (jobs, reads, archivist) = match self.archive {
             Some(archive) => {
                 let (jobs, queue) = crossbeam_channel::unbounded();
-                let archivist = archive.spawn(queue, events.clone(), Some(metrics.clone()))?;
-                (Some(jobs), Some(archivist))
+                let (reads, read_queue) = archivist::read_queue();
+                let archivist =
+                    archive.spawn(queue, read_queue, events.clone(), Some(metrics.clone()))?;
+                (Some(jobs), Some(reads), Some(archivist))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
-        // With `--redis` the courier takes the archivist's jobs; its queues,
-        // like the archivist's, are unbounded for the same reason.
+        // With `--redis` the courier takes the archivist's jobs and reads;
+        // its queues, like the archivist's, are unbounded for the same
+        // reason, but for the reads.
         let (dispatcher, store, cluster) = match self.cluster {
             Some(cluster) => {
                 let (jobs, job_queue) = crossbeam_channel::unbounded();
+                let (reads, read_queue) = archivist::read_queue();
                 let (work, work_queue) = crossbeam_channel::unbounded();
                 let (subscriptions, subscription_queue) = crossbeam_channel::unbounded();
                 let handles = cluster.spawn(
                     job_queue,
+                    read_queue,
                     work_queue,
                     subscription_queue,
                     events.clone(),
@@ -306,17 +315,17 @@ impl Server {
                     work,
                     subscriptions,
                 };
-                let keeper = Keeper::redis(jobs.clone(), link);
+                let keeper = Keeper::redis(jobs, link);
                 let dispatcher = Dispatcher::new(&self.config, keeper, metrics.clone());
-                (dispatcher, Some(jobs), Some(handles))
+                (dispatcher, Some(reads), Some(handles))
             }
             None => (
                 Dispatcher::new(
                     &self.config,
-                    store.clone().map_or(Keeper::Nobody, Keeper::archivist),
+                    jobs.map_or(Keeper::Nobody, Keeper::archivist),
                     metrics.clone(),
                 ),
-                store,
+                reads,
                 None,
             ),
         };

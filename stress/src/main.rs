@@ -14,6 +14,9 @@
 //! - `churn` (`churn.rs`): users coming and going, cleanly and abruptly; the
 //!   server must end empty.
 //! - `slow` (`slow.rs`): some users stop reading; the others must not notice.
+//! - `endpoints` (`endpoints.rs`): a room chats at full speed while HTTP
+//!   clients ask `/readyz`, `/api/stats` and older messages; the chat's
+//!   latency must barely move.
 //! - `report` (`report/`): turns the JSON lines of a benchmark
 //!   run into `docs/bench.md` and its plot.
 //!
@@ -23,6 +26,7 @@
 
 mod churn;
 mod client;
+mod endpoints;
 mod errors;
 mod fanout;
 mod hold;
@@ -70,6 +74,8 @@ enum Command {
     Churn(churn::ChurnArgs),
     /// Some users stop reading while the others chat at full speed.
     Slow(slow::SlowArgs),
+    /// A room chats at full speed while HTTP clients ask /readyz, /api/stats and old messages.
+    Endpoints(endpoints::EndpointsArgs),
     /// Write docs/bench.md and its plot from the JSON lines of a benchmark run.
     Report(report::ReportArgs),
 }
@@ -119,7 +125,7 @@ impl Common {
 /// What one experiment found: printed as a table, or as JSON with `--json`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Report {
-    /// `fanout`, `rooms`, `hold`, `churn` or `slow`.
+    /// `fanout`, `rooms`, `hold`, `churn`, `slow` or `endpoints`.
     pub test: String,
     /// `--server-name`.
     pub server: String,
@@ -159,6 +165,7 @@ fn main() -> ExitCode {
         Command::Hold(args) => run(&args.common.clone(), || hold::run(&args)),
         Command::Churn(args) => run(&args.common.clone(), || churn::run(&args)),
         Command::Slow(args) => run(&args.common.clone(), || slow::run(&args)),
+        Command::Endpoints(args) => run(&args.common.clone(), || endpoints::run(&args)),
         Command::Report(args) => report::run(&args),
     };
     match outcome {

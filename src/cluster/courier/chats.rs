@@ -7,9 +7,10 @@
 //! `Courier::jobs`). The reads (`Load`, `Since`, `Page`, `Probe`) are the
 //! archivist's jobs, answered as SQLite answers them (`Store::since`'s
 //! "complete" rule included), so the dispatcher cannot tell the stores
-//! apart. While Redis is away, a page or a probe is refused at once (an HTTP
-//! client is waiting for it), and a room's load or catch-up waits for its
-//! return.
+//! apart; the HTTP requests' reads (`Page`, `Probe`) come on their own
+//! queue, as to the archivist. While Redis is away, a page or a probe is
+//! refused at once (an HTTP client is waiting for it), and a room's load or
+//! catch-up waits for its return.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -19,7 +20,7 @@ use log::warn;
 use redis::{RedisError, Value};
 
 use super::Courier;
-use crate::archivist::{Archived, Job, StoredChat};
+use crate::archivist::{Archived, Job, Read, StoredChat};
 use crate::cluster::link::is_connection_error;
 use crate::cluster::{News, Reply};
 use crate::config::HISTORY_PAGE_MAX;
@@ -74,6 +75,7 @@ impl<E: From<Reply>> Courier<E> {
         match outcome {
             Some(Ok(_)) => {
                 self.metrics.commit(started.elapsed(), chats.len());
+                self.last_write.record(Instant::now(), Ok(()));
                 self.send(News::Stored { count: chats.len() });
             }
             Some(Err(e)) if is_connection_error(&e) => {
@@ -138,18 +140,61 @@ impl<E: From<Reply>> Courier<E> {
         trims.query::<()>(con)
     }
 
-    /// Answers a read; while Redis is away, what can wait does.
+    /// Answers an HTTP request's read (`Page`, `Probe`); while Redis is
+    /// away, at once with why not (someone is waiting for it). A probe is
+    /// answered from the last write if it was recent (`LastWrite`).
+    pub(super) fn answer(&mut self, read: Read) {
+        match read {
+            Read::Page { reply, .. } if self.con.is_none() => {
+                let _ = reply.send(Err("history is briefly unavailable".into()));
+            }
+            Read::Probe { reply } if self.con.is_none() => {
+                let _ = reply.send(Err(format!("redis {} unreachable", self.config.url)));
+            }
+            Read::Page {
+                room,
+                before,
+                limit,
+                reply,
+            } => {
+                let from = before.map_or("+".to_string(), |id| format!("({id}-0"));
+                let limit = limit.min(HISTORY_PAGE_MAX);
+                match self.newest(&room, &from, "-", limit) {
+                    Ok(mut chats) => {
+                        chats.reverse();
+                        let _ = reply.send(Ok(chats));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                        if is_connection_error(&e) {
+                            self.lost(&e);
+                        }
+                    }
+                }
+            }
+            Read::Probe { reply } => {
+                let now = Instant::now();
+                let outcome = match self.last_write.recent(now) {
+                    Some(outcome) => outcome,
+                    None => {
+                        self.metrics.probed();
+                        let lease = self.keys.lease(&self.config.node);
+                        let result = self.query::<Value>(redis::cmd("EXISTS").arg(lease));
+                        let outcome = result.map(|_| ()).map_err(|e| e.to_string());
+                        self.last_write.record(now, outcome.clone());
+                        outcome
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Answers the dispatcher's read (`Load`, `Since`); while Redis is
+    /// away, it waits for its return.
     pub(super) fn read(&mut self, job: Job) {
         if self.con.is_none() {
-            match job {
-                Job::Page { reply, .. } => {
-                    let _ = reply.send(Err("history is briefly unavailable".into()));
-                }
-                Job::Probe { reply } => {
-                    let _ = reply.send(Err(format!("redis {} unreachable", self.config.url)));
-                }
-                job => self.deferred.push(job),
-            }
+            self.deferred.push(job);
             return;
         }
         match job {
@@ -171,32 +216,6 @@ impl<E: From<Reply>> Courier<E> {
                 }),
                 Err(e) => self.failed_read(e, Job::Since { room, conn, after }),
             },
-            Job::Page {
-                room,
-                before,
-                limit,
-                reply,
-            } => {
-                let from = before.map_or("+".to_string(), |id| format!("({id}-0"));
-                let limit = limit.min(HISTORY_PAGE_MAX);
-                match self.newest(&room, &from, "-", limit) {
-                    Ok(mut chats) => {
-                        chats.reverse();
-                        let _ = reply.send(Ok(chats));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                        if is_connection_error(&e) {
-                            self.lost(&e);
-                        }
-                    }
-                }
-            }
-            Job::Probe { reply } => {
-                let lease = self.keys.lease(&self.config.node);
-                let result = self.query::<Value>(redis::cmd("EXISTS").arg(lease));
-                let _ = reply.send(result.map(|_| ()).map_err(|e| e.to_string()));
-            }
         }
     }
 

@@ -53,7 +53,7 @@ use redis::{Connection, RedisError, Script};
 use super::link::{self, Outage, is_connection_error};
 use super::scripts::{self, Keys, Scripts};
 use super::{ClusterConfig, News, Reply, Work};
-use crate::archivist::{Archived, Job};
+use crate::archivist::{Archived, Job, LastWrite, Read};
 use crate::config::{ARCHIVE_JOBS_PER_TRANSACTION, REDIS_COMMAND_TIMEOUT, REDIS_LEASE_RENEW};
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
@@ -68,8 +68,12 @@ pub struct Courier<E> {
     metrics: Arc<Metrics>,
     /// Reconnected, and waiting for the dispatcher's `Resync`: no chats yet.
     resyncing: bool,
-    /// Reads that came while Redis was away, answered once it is back.
+    /// The dispatcher's reads that came while Redis was away, answered once
+    /// it is back.
     deferred: Vec<Job>,
+    /// The last write to Redis (chats stored, or a probe) and how it went,
+    /// to answer readiness probes with for a second.
+    last_write: LastWrite,
     /// When the connection broke, and how long to wait before the next try.
     outage: Outage,
     /// The next lease renewal (and sweep), or reconnect attempt.
@@ -100,6 +104,7 @@ impl<E: From<Reply>> Courier<E> {
             metrics,
             resyncing: false,
             deferred: Vec::new(),
+            last_write: LastWrite::default(),
             outage: Outage::new(),
             next_tick: Instant::now(),
             listed: HashSet::new(),
@@ -107,8 +112,10 @@ impl<E: From<Reply>> Courier<E> {
         }
     }
 
-    /// Serves until both queues are closed, then takes the node out.
-    pub fn run(mut self, jobs: Receiver<Job>, work: Receiver<Work>) {
+    /// Serves until the dispatcher's queues (`jobs`, `work`) are closed,
+    /// then takes the node out. HTTP requests' `reads` are served between
+    /// pipelines, one at a time, so that they never hold up the chats.
+    pub fn run(mut self, jobs: Receiver<Job>, reads: Receiver<Read>, work: Receiver<Work>) {
         info!(
             "node {} in cluster {} on {}",
             self.config.node, self.config.name, self.config.url
@@ -117,8 +124,9 @@ impl<E: From<Reply>> Courier<E> {
             self.failed(&e, "lease");
         }
         self.next_tick = Instant::now() + REDIS_LEASE_RENEW;
-        let (mut jobs, mut work) = (Some(jobs), Some(work));
+        let (mut jobs, mut reads, mut work) = (Some(jobs), Some(reads), Some(work));
         let never_jobs = crossbeam_channel::never();
+        let never_reads = crossbeam_channel::never();
         let never_work = crossbeam_channel::never();
         while jobs.is_some() || work.is_some() {
             let timeout = self.next_tick.saturating_duration_since(Instant::now());
@@ -131,6 +139,10 @@ impl<E: From<Reply>> Courier<E> {
                         self.jobs(batch);
                     }
                     Err(_) => jobs = None,
+                },
+                recv(reads.as_ref().unwrap_or(&never_reads)) -> read => match read {
+                    Ok(read) => self.answer(read),
+                    Err(_) => reads = None,
                 },
                 recv(work.as_ref().unwrap_or(&never_work)) -> item => match item {
                     Ok(item) => self.work(item),

@@ -1,5 +1,6 @@
 //! A login's life, from the handshake to the room and out again: one named
-//! state per connection (`LoginState`), and every transition, here.
+//! state per connection (`LoginState`, `state.rs`), and every transition,
+//! here.
 //!
 //! A login is not always finished when it arrives. A socket's first login
 //! is sent the room's history before its own `login` broadcast, and that
@@ -22,6 +23,10 @@
 //!   In(name) ── logout, or dropped ──▶ Out
 //! ```
 //!
+//! A login under the very name the connection is in under (case included)
+//! goes nowhere: the room hears nothing, and the client alone is answered
+//! (`log_in_again`), so that repeating it costs the other members nothing.
+//!
 //! A refused login (name taken, claim refused) goes back to where it came
 //! from: `New` (history still due), `Out`, or `In` under the old name. The
 //! name is checked when the login arrives and again when a wait ends,
@@ -34,6 +39,8 @@
 //! socket without a verified token never holds one: `--max-rooms` is spent
 //! on signed users alone. The room's tail then loads as for any login.
 
+mod state;
+
 use log::{debug, info, warn};
 
 use super::fanout::drop_too_slow;
@@ -43,93 +50,7 @@ use crate::archivist::StoredChat;
 use crate::config::MAX_PARKED_REQUESTS;
 use crate::ids::ConnId;
 use crate::protocol::{self, Login, Reason, Refusal, Request, RequestKind};
-
-/// Where a connection is in its login.
-pub(super) enum LoginState {
-    /// Connected, never admitted: its first login is sent the room's
-    /// history (if the room keeps one).
-    New,
-    /// Waiting for the room's tail to load (the keeper's `Loaded`).
-    AwaitingTail(Pending),
-    /// Waiting for the keeper's answer to `since` (`SinceLoaded`).
-    AwaitingSince(Pending),
-    /// With `--redis`: the name is claimed, and the login waits for its own
-    /// `login` message to come back. `current` is the name it is in the
-    /// room under meanwhile (a rename), if any.
-    Claimed {
-        pending: Pending,
-        history: History,
-        current: Option<String>,
-    },
-    /// In the room under this name.
-    In(String),
-    /// Logged out on an open socket: a new login is not sent history again.
-    Out,
-}
-
-/// A login that is not finished, and what the client sent meanwhile.
-pub(super) struct Pending {
-    login: Login,
-    parked: Vec<Request>,
-}
-
-/// What a login is sent before it is in, decided now and made as it is
-/// admitted (which with `--redis` is a while later: the tail has moved on).
-pub(super) enum History {
-    /// Nothing: not a socket's first login, or the room keeps no history.
-    None,
-    /// The `history` message from the room's tail.
-    FromTail,
-    /// What the keeper answered for `since`, joined to the tail.
-    After(Vec<StoredChat>, bool),
-}
-
-impl LoginState {
-    /// The name the connection is in its room under, if it is in.
-    pub(super) fn name(&self) -> Option<&str> {
-        match self {
-            LoginState::In(name) => Some(name),
-            LoginState::Claimed { current, .. } => current.as_deref(),
-            _ => None,
-        }
-    }
-
-    pub(super) fn is_pending(&self) -> bool {
-        matches!(
-            self,
-            LoginState::AwaitingTail(_) | LoginState::AwaitingSince(_) | LoginState::Claimed { .. }
-        )
-    }
-
-    /// Takes a claim out of its state (leaving `Out`, for the caller to
-    /// set where it leads): what was pending, the history it was due, and
-    /// the name it was in under meanwhile.
-    fn take_claim(&mut self) -> Option<(Pending, History, Option<String>)> {
-        if !matches!(self, LoginState::Claimed { .. }) {
-            return None;
-        }
-        match std::mem::replace(self, LoginState::Out) {
-            LoginState::Claimed {
-                pending,
-                history,
-                current,
-            } => Some((pending, history, current)),
-            _ => None,
-        }
-    }
-
-    /// Leaves the room (logout, or dropped): the name it was in under.
-    pub(super) fn leave(&mut self) -> Option<String> {
-        match self {
-            LoginState::In(_) => match std::mem::replace(self, LoginState::Out) {
-                LoginState::In(name) => Some(name),
-                _ => None,
-            },
-            LoginState::Claimed { current, .. } => current.take(),
-            _ => None,
-        }
-    }
-}
+pub(super) use state::{History, LoginState, Pending};
 
 impl Dispatcher {
     /// A login: into the room, or a rename if the client already is in.
@@ -148,11 +69,20 @@ impl Dispatcher {
             self.reply(id, refusal);
             return;
         }
-        // A fresh token for the name already signed in extends the session
-        // (the reader keeps its end); the room hears nothing new.
-        if login.signed && client.login.name() == Some(login.username.as_str()) {
-            client.follows = follow_set(login.follows);
-            debug!("conn {id}: session of {} extended", login.username);
+        // The name it is in under already, exactly (a rename to another
+        // case of it is a rename): the room hears nothing, so that repeating
+        // a login costs the others nothing. A fresh token extends the
+        // session (the reader keeps its end); a plain login is answered, to
+        // this client alone, with the `login` message it waits for.
+        if client.login.name() == Some(login.username.as_str()) {
+            if login.signed {
+                client.follows = follow_set(login.follows);
+                debug!("conn {id}: session of {} extended", login.username);
+            } else {
+                debug!("conn {id}: login as {} again", login.username);
+                self.log_in_again(id);
+            }
+            self.handle_parked(id, parked);
             return;
         }
         // With sign-in on, this is where a room opens: at a verified login.
@@ -333,13 +263,13 @@ impl Dispatcher {
             History::FromTail => Some(None),
             History::After(chats, complete) => Some(Some((chats, complete))),
         };
-        let json = earlier.and_then(|earlier| {
+        let messages = earlier.and_then(|earlier| {
             let tail = room.recent.as_ref()?;
-            let (history, max) = (self.history, self.history_max);
-            Some(tail.history_for(&client.room, login.since, earlier, history, max))
+            Some(tail.history_for(&client.room, login.since, earlier, &self.allowance))
         });
-        if let Some(json) = json
-            && client.outbox.push(protocol::text_frame(&json)).is_err()
+        // A catch-up's pages go in one push: queued together or not at all.
+        if let Some(messages) = messages
+            && client.outbox.push(protocol::text_frames(messages)).is_err()
         {
             client.login = LoginState::Out;
             drop_too_slow(id, &client.outbox);
@@ -368,6 +298,23 @@ impl Dispatcher {
         let room = client.room.clone();
         self.appended(&room);
         self.handle_parked(id, parked);
+    }
+
+    /// A login under the name the client is in under already: it alone is
+    /// sent the room's `login` message for it, listing who is in (with
+    /// `--redis`, as the room last heard it from the cluster).
+    fn log_in_again(&mut self, id: ConnId) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let (Some(name), Some(room)) = (client.login.name(), self.rooms.get(&client.room)) else {
+            return;
+        };
+        let users = self
+            .cluster_roster(room.name())
+            .unwrap_or_else(|| room.active_users().map(str::to_string).collect());
+        let json = protocol::login_json(name, users.iter().map(String::as_str), room.name());
+        self.tell(id, protocol::text_frame(&json));
     }
 
     /// A chat or disconnect that came while the login was pending waits
