@@ -30,14 +30,22 @@ impl Drop for TempDir {
     }
 }
 
-/// Every chat in the room's history, oldest first, read through `since`.
+/// Every chat in the room's history, oldest first, read through `since`:
+/// a long catch-up comes in pages (`"more": true`), the last one saying
+/// whether it is complete.
 fn whole_history(addr: std::net::SocketAddr) -> Vec<Value> {
     let mut reader = Client::connect_to(addr, "/r/crash");
     reader.send_json(json!({"type": "login", "username": "auditor", "since": 0}));
-    let history = reader.recv_json();
-    assert_eq!(history["type"], "history", "{history}");
-    assert_eq!(history["complete"], true, "history cut short");
-    history["messages"].as_array().unwrap().clone()
+    let mut messages = Vec::new();
+    loop {
+        let page = reader.recv_json();
+        assert_eq!(page["type"], "history", "{page}");
+        messages.extend(page["messages"].as_array().unwrap().iter().cloned());
+        if page["more"] != true {
+            assert_eq!(page["complete"], true, "history cut short");
+            return messages;
+        }
+    }
 }
 
 #[test]
