@@ -34,7 +34,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BinaryServer, WAIT, eventually};
+use common::{BinaryServer, WAIT, eventually, status_and_body};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -334,17 +334,7 @@ impl Deployment {
         let mut response = Vec::new();
         // nginx ends with a TLS close_notify, so the end is a clean EOF.
         stream.read_to_end(&mut response).expect("read the answer");
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default();
-        (status, body)
+        status_and_body(&String::from_utf8_lossy(&response))
     }
 }
 

@@ -29,6 +29,25 @@ struct Pki {
 }
 
 impl Pki {
+    /// A new P-256 key in `key` and a certificate request for localhost in
+    /// `csr`, for the CA to sign.
+    fn key_and_request(&self, key: &str, csr: &str) {
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            csr,
+            "-subj",
+            "/CN=localhost",
+        ]);
+    }
+
     fn new() -> Pki {
         let pki = Pki {
             dir: tempfile::tempdir().expect("a temporary directory"),
@@ -83,20 +102,7 @@ impl Pki {
             format!("{name}.csr"),
             format!("{name}.crt"),
         );
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            "/CN=localhost",
-        ]);
+        self.key_and_request(&key, &csr);
         self.openssl(&[
             "x509",
             "-req",
@@ -132,20 +138,7 @@ impl Pki {
             format!("{name}.csr"),
             format!("{name}.pem"),
         );
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            "/CN=localhost",
-        ]);
+        self.key_and_request(&key, &csr);
         let config = "[ca]\ndefault_ca=t\n[t]\ndatabase=index.txt\nnew_certs_dir=.\n\
                       serial=serial\npolicy=any\ndefault_md=sha256\n[any]\ncommonName=supplied\n";
         std::fs::write(self.path("ca.cnf"), config).unwrap();

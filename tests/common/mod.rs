@@ -233,6 +233,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
     );
+    status_and_body(&response)
+}
+
+/// A raw HTTP response's status code (0 if unreadable) and its body.
+pub fn status_and_body(response: &str) -> (u16, String) {
     let status = response
         .split(' ')
         .nth(1)
