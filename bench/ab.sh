@@ -78,11 +78,11 @@ for round in $(seq "$ROUNDS"); do
         else
             binary=$after_bin sha=$after_sha
         fi
-        start_server bench/threadchat.log "$binary" --rate-limit 0 --log-level warn --history 0
+        start_server bench/threadchat.log "$binary" $(load_flags "$binary") --rate-limit 0 --log-level warn --history 0
         stress "ab $side $sha off" fanout --users 100 --senders 10 --messages 2000 --timeout 90
         stress "ab $side $sha steady" fanout --users 100 --senders 10 --messages 200 --rate 20 --timeout 60
         stop_server
-        start_server bench/threadchat.log "$binary" --rate-limit 0 --log-level warn \
+        start_server bench/threadchat.log "$binary" $(load_flags "$binary") --rate-limit 0 --log-level warn \
             --db "$DB_DIR/round-$round-$side.db"
         stress "ab $side $sha history" fanout --users 100 --senders 10 --messages 2000 --timeout 90
         stop_server
