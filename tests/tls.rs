@@ -368,3 +368,70 @@ fn sighup_makes_the_binary_reload_its_certificate() {
     let _ = child.wait();
     assert!(reloaded, "new handshakes never saw the renewed certificate");
 }
+
+/// The answer an over-cap TLS client gets: a GET over https, read to its
+/// end, from a real rustls client.
+fn refused_over_tls(server: &TestServer) -> String {
+    let client = server.client_tls().unwrap().clone();
+    tls::https(
+        server.addr,
+        client,
+        "GET /r/lab HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+}
+
+#[test]
+fn over_the_per_address_cap_a_tls_client_is_answered_429_over_tls() {
+    let server = TestServer::over(
+        Over::Tls,
+        Config {
+            max_connections_per_ip: 1,
+            ..Config::ephemeral()
+        },
+    );
+    let _held = tls::connect(server.addr, server.client_tls().unwrap().clone()).unwrap();
+    let answer = refused_over_tls(&server);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+}
+
+#[test]
+fn over_the_connection_cap_a_tls_client_is_answered_503_over_tls() {
+    let server = TestServer::over(
+        Over::Tls,
+        Config {
+            max_connections: 1,
+            max_connections_per_ip: 0,
+            ..Config::ephemeral()
+        },
+    );
+    let _held = tls::connect(server.addr, server.client_tls().unwrap().clone()).unwrap();
+    let answer = refused_over_tls(&server);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+}
+
+#[test]
+fn a_stalled_tls_handshake_holds_the_rejecter_only_until_its_deadline() {
+    let server = TestServer::over(
+        Over::Tls,
+        Config {
+            max_connections_per_ip: 1,
+            ..Config::ephemeral()
+        },
+    );
+    let _held = tls::connect(server.addr, server.client_tls().unwrap().clone()).unwrap();
+    // Over the cap too, and stalled inside its ClientHello.
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(&[22, 3, 1, 0, 200, 1]).unwrap();
+    let started = Instant::now();
+    let answer = refused_over_tls(&server);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited < threadchat::config::REJECT_TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(2),
+        "the next refusal waited {waited:?}"
+    );
+    let metrics = server.handle().metrics().clone();
+    assert!(eventually(WAIT, || metrics
+        .tls_handshakes_failed_total(TlsFailure::Timeout)
+        == 1));
+}

@@ -347,7 +347,12 @@ impl Server {
             admin_closing: AtomicBool::new(false),
             tls: self.tls,
         });
-        let rejecter = rejecter::spawn(metrics)?;
+        let rejecter = {
+            let state = state.clone();
+            rejecter::spawn(metrics, move || {
+                state.tls.as_ref().map(Certificates::current)
+            })?
+        };
         let accept_loop = {
             let state = state.clone();
             let events = events.clone();
