@@ -355,3 +355,34 @@ pub fn run_tag() -> String {
         .unwrap_or(0);
     format!("{:04x}", (nanos ^ std::process::id()) & 0xffff)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusting_nothing() -> Arc<ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    #[test]
+    fn wss_needs_a_ca_and_keeps_its_scheme_in_rooms() {
+        assert!(Target::parse("wss://localhost:9/", None).is_err());
+        let target = Target::parse("wss://localhost:9/", Some(trusting_nothing())).unwrap();
+        assert_eq!(target.in_room("a").url, "wss://localhost:9/r/a");
+        let plain = Target::parse("ws://127.0.0.1:9/", None).unwrap();
+        assert_eq!(plain.in_room("a").url, "ws://127.0.0.1:9/r/a");
+    }
+
+    #[test]
+    fn only_loopback_is_loaded_over_tls_too() {
+        let refused = Target::parse("wss://192.0.2.1:9/", Some(trusting_nothing()));
+        assert!(refused.is_err());
+        assert!(Target::parse("https://localhost:9/", None).is_err());
+    }
+}
