@@ -5,10 +5,12 @@
 # Each server runs pinned to core 0 and the load generator (chat-stress) to
 # core 1, so neither steals the other's CPU; everything is on loopback. Every
 # experiment is bounded by its own --timeout, and this script stops the
-# servers it started (by PID) however it exits. Takes about 16 minutes.
+# servers it started (by PID) however it exits. Takes about 22 minutes.
 #
 # `bash bench/run.sh history` runs only the history comparison (issue 9),
-# `bash bench/run.sh cluster` only the nodes over Redis (issue 12).
+# `bash bench/run.sh cluster` only the nodes over Redis (issue 12),
+# `bash bench/run.sh tls` only native TLS against plain and nginx (issue 20;
+# `bash bench/tls.sh` does the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,6 +70,9 @@ fi
 # free_port, wait_for_port, stop_server, stress, settle.
 # shellcheck source=bench/common.sh
 source bench/common.sh
+# tls_part, tls_section (and stop_nginx).
+# shellcheck source=bench/tls.sh
+source bench/tls.sh
 
 # The standard set, for one server. $2 scales the message counts down for a
 # server that needs longer for the same work.
@@ -527,12 +532,13 @@ PY
 # and writes the report again from them all.
 HISTORY_DIR=
 CLUSTER_DIR=
-trap 'stop_server; stop_cluster; restore_map_count; [[ -z "$HISTORY_DIR" ]] || rm -rf "$HISTORY_DIR"; [[ -z "$CLUSTER_DIR" ]] || rm -rf "$CLUSTER_DIR"' EXIT
+trap 'stop_nginx; stop_server; stop_cluster; restore_map_count; [[ -z "$HISTORY_DIR" ]] || rm -rf "$HISTORY_DIR"; [[ -z "$CLUSTER_DIR" ]] || rm -rf "$CLUSTER_DIR"; [[ -z "$TLS_DIR" ]] || rm -rf "$TLS_DIR"' EXIT
 if (($# == 0)); then
     : >"$RESULTS"
     relay_part
     history_part
     cluster_part
+    tls_part
 else
     for part in "$@"; do
         case $part in
@@ -546,11 +552,15 @@ else
             mv "$RESULTS.tmp" "$RESULTS"
             cluster_part
             ;;
+        tls)
+            # Its own results file (bench/tls.jsonl), started afresh.
+            tls_part
+            ;;
         report)
             # Nothing run: the report is written again from the results.
             ;;
         *)
-            echo "unknown part: $part (known: history, cluster, report)" >&2
+            echo "unknown part: $part (known: history, cluster, tls, report)" >&2
             exit 2
             ;;
         esac
@@ -569,3 +579,4 @@ fi
 "$STRESS" report "${INPUTS[@]}" --markdown docs/bench.md --svg docs/bench.svg
 rm -f "$RELAY_RESULTS"
 cluster_section >>docs/bench.md
+tls_section >>docs/bench.md

@@ -172,8 +172,9 @@ struct ServerState {
     metrics: Arc<Metrics>,
     /// Set at the end of shutdown: the `--admin-listen` loop stops.
     admin_closing: AtomicBool,
-    /// With `--tls-cert`: the pair new handshakes use, swapped on reload.
-    tls: Option<Certificates>,
+    /// With `--tls-cert`: the pair new handshakes use, swapped on reload;
+    /// shared with the rejecter, which answers over TLS too.
+    tls: Option<Arc<Certificates>>,
 }
 
 impl ServerState {
@@ -188,7 +189,7 @@ impl ServerState {
             auth: self.auth.clone(),
             metrics: self.metrics.clone(),
             connections: Box::new(move || counter.live.get()),
-            tls: self.tls.as_ref().map(Certificates::current),
+            tls: self.tls.as_deref().map(Certificates::current),
         }
     }
 }
@@ -345,9 +346,12 @@ impl Server {
             auth: self.auth.map(Arc::new),
             metrics: metrics.clone(),
             admin_closing: AtomicBool::new(false),
-            tls: self.tls,
+            tls: self.tls.map(Arc::new),
         });
-        let rejecter = rejecter::spawn(metrics)?;
+        let rejecter = {
+            let tls = state.tls.clone();
+            rejecter::spawn(metrics, move || tls.as_deref().map(Certificates::current))?
+        };
         let accept_loop = {
             let state = state.clone();
             let events = events.clone();

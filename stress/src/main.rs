@@ -40,6 +40,7 @@ mod rooms;
 mod sampler;
 mod scan;
 mod slow;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -109,12 +110,24 @@ pub struct Common {
     /// 0 decides from the number of connections and the ephemeral port range.
     #[arg(long, default_value = "0")]
     pub source_addrs: usize,
+
+    /// A PEM file of the CA that signed the server's certificate: wss://
+    /// URLs are then checked against it (and only it). Needed for wss://.
+    #[arg(long = "tls-ca")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Common {
     /// The servers to load, each checked to be on loopback.
     pub fn targets(&self) -> Result<Vec<net::Target>, String> {
-        self.url.iter().map(|url| net::Target::parse(url)).collect()
+        let tls = match &self.tls_ca {
+            Some(ca) => Some(tls::client_config(ca)?),
+            None => None,
+        };
+        self.url
+            .iter()
+            .map(|url| net::Target::parse(url, tls.clone()))
+            .collect()
     }
 
     pub fn timeout(&self) -> Duration {

@@ -24,7 +24,6 @@
 //! pool as a whole: a pooled reader's latency includes its wait for its turn,
 //! so it is reported apart from the threaded readers'.
 
-use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -50,7 +49,7 @@ const EPOLL_BATCH: usize = 256;
 
 /// One pooled user.
 struct Member {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<net::Conn>,
     room: usize,
     index: usize,
     presence: Option<Presence>,
@@ -121,7 +120,7 @@ fn log_in_all(run: &Run, pool: &mut [Member], events: &Sender<Event>) {
             continue;
         }
         member.presence = Some(presence);
-        if let Err(e) = member.ws.get_ref().set_nonblocking(true) {
+        if let Err(e) = member.ws.get_ref().socket().set_nonblocking(true) {
             member.ended = Some(format!("set_nonblocking: {e}"));
         }
     }
@@ -238,7 +237,7 @@ fn pump(
     let mut watched = 0;
     for (at, member) in pool.iter_mut().enumerate() {
         if member.ended.is_none() && wanted(member) {
-            match epoll.add(member.ws.get_ref().as_raw_fd(), at) {
+            match epoll.add(member.ws.get_ref().socket().as_raw_fd(), at) {
                 Ok(()) => watched += 1,
                 Err(e) => {
                     member.ended = Some(format!("epoll: {e}"));
@@ -281,7 +280,7 @@ fn pump(
             if member.ended.is_some() || !wanted(member) {
                 // Level-triggered: a socket left in the set while unwanted
                 // would be reported ready again and again.
-                epoll.remove(member.ws.get_ref().as_raw_fd());
+                epoll.remove(member.ws.get_ref().socket().as_raw_fd());
                 watched -= 1;
             }
         }
