@@ -291,9 +291,15 @@ impl Dispatcher {
                 room.users() + 1
             ),
         }
-        room.log_in(id, &client.outbox, &username, old.as_deref());
+        room.log_in(
+            id,
+            &client.outbox,
+            &username,
+            old.as_deref(),
+            login.presence,
+        );
         if let Some(json) = announced {
-            room.broadcast(&json);
+            room.cluster_presence(&json);
         }
         let room = client.room.clone();
         self.appended(&room);
