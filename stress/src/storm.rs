@@ -1,0 +1,446 @@
+//! `storm`: N users log into one room at once; how long until every one of
+//! them sees the whole room, and how many bytes each was sent meanwhile.
+//!
+//! `--presence lists` is the tutorial's rule (every login sends every member
+//! the whole list: N³ bytes in all, N² per user); `--presence changes` asks
+//! the server for the whole list once and then who joined and left, per
+//! batch (N per user).
+//!
+//! A departure from one-thread-per-user, forced by this machine: a lecture
+//! of 10,000 would be 10,000 threads here beside the server's own, against
+//! a `kernel.pid_max` of 32,768 shared by both. So a few reader threads
+//! (`--readers`) each hold a share of the sockets, non-blocking, and wait
+//! for any of them to be readable with `poll(2)`. Opening is done the same
+//! way, by the same threads, before the storm; the storm starts when every
+//! socket is open, with each thread sending its users' logins at once.
+
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Barrier};
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use tungstenite::{Message, WebSocket};
+
+use crate::errors::ErrorTally;
+use crate::measure::{CpuMeter, CpuUse, Histogram, ProcessSample, now_us};
+use crate::net::{self, Sources};
+use crate::scan;
+use crate::{Common, Report};
+
+/// Read buffer of one user's socket: its own login answer lists everyone
+/// (about 90 KiB at 10,000 users), and tungstenite grows it as needed.
+const STORM_READ_BUFFER: usize = 16 * 1024;
+
+/// Longest one `poll` waits, so that a thread looks at the deadline.
+const POLL_MS: i32 = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceMode {
+    /// The tutorial's whole list at every login and departure.
+    Lists,
+    /// The whole list once, then `presence` messages with changes.
+    Changes,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Users that log into the room at once.
+    #[arg(long, default_value = "1000")]
+    pub users: usize,
+
+    /// How the users ask to hear presence.
+    #[arg(long, value_enum, default_value = "changes")]
+    pub presence: PresenceMode,
+
+    /// Threads that open and read the sockets, each a share of them.
+    #[arg(long, default_value = "8")]
+    pub readers: usize,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct StormResult {
+    pub users: usize,
+    pub presence: Option<PresenceMode>,
+    pub opened: usize,
+    /// Seconds to open every socket (before the storm).
+    pub open_s: f64,
+    /// Users who saw the whole room before the deadline.
+    pub complete: usize,
+    /// Seconds from the logins until the last user saw the whole room, and
+    /// the median user.
+    pub all_complete_s: Option<f64>,
+    pub median_complete_s: f64,
+    /// Bytes and text messages each user received until it saw everyone.
+    pub bytes_per_user: f64,
+    pub max_bytes_per_user: u64,
+    pub messages_per_user: f64,
+    pub server_peak: Option<ProcessSample>,
+    pub cpu: CpuUse,
+    pub errors: Vec<String>,
+}
+
+/// One user's view of the room while it logs in.
+struct User {
+    ws: WebSocket<TcpStream>,
+    name: String,
+    /// This run's users it knows online, once its own login answer came.
+    online: Option<usize>,
+    bytes: u64,
+    messages: u64,
+    done_us: Option<u64>,
+    failed: bool,
+}
+
+impl User {
+    /// Takes one text message.
+    fn see(&mut self, text: &str, prefix: &str, expected: usize, now: u64) -> Result<(), String> {
+        self.bytes += text.len() as u64;
+        self.messages += 1;
+        let kind = scan::string_field(text, "type").unwrap_or_default();
+        let mine = |name: &str| usize::from(name.starts_with(prefix));
+        match (kind, self.online) {
+            ("login", None) if scan::string_field(text, "user_joined") == Some(&self.name) => {
+                let (n, _) =
+                    scan::active_users_with_prefix(text, prefix, "\u{0}").unwrap_or((1, 0));
+                self.online = Some(n);
+            }
+            ("login", Some(n)) => {
+                let who = scan::string_field(text, "user_joined").unwrap_or_default();
+                self.online = Some(n + mine(who));
+            }
+            ("disconnect", Some(n)) => {
+                let who = scan::string_field(text, "user_left").unwrap_or_default();
+                self.online = Some(n.saturating_sub(mine(who)));
+            }
+            ("presence", Some(n)) => {
+                let value: serde_json::Value =
+                    serde_json::from_str(text).map_err(|e| format!("presence: {e}"))?;
+                let count = |key: &str| {
+                    value[key].as_array().map(|names| {
+                        names
+                            .iter()
+                            .filter(|name| name.as_str().is_some_and(|s| s.starts_with(prefix)))
+                            .count()
+                    })
+                };
+                self.online = Some(match count("users") {
+                    Some(all) => all,
+                    None => (n + count("joined").unwrap_or(0))
+                        .saturating_sub(count("left").unwrap_or(0)),
+                });
+            }
+            ("error", _) => return Err(format!("refused: {}", truncate(text))),
+            _ => {}
+        }
+        if self.done_us.is_none() && self.online.is_some_and(|n| n >= expected) {
+            self.done_us = Some(now);
+        }
+        Ok(())
+    }
+}
+
+fn truncate(text: &str) -> &str {
+    &text[..text.len().min(120)]
+}
+
+/// What one reader thread reports.
+#[derive(Default)]
+struct Share {
+    opened: usize,
+    done: Vec<(u64, u64, u64)>, // (done_us, bytes, messages)
+    incomplete: usize,
+    errors: Vec<String>,
+}
+
+pub fn run(args: &StormArgs) -> Result<Report, String> {
+    let targets = args.common.targets()?;
+    let tag = net::run_tag();
+    let room = format!("storm-{}", tag.to_lowercase());
+    let target = targets[0].in_room(&room);
+    let prefix = format!("{tag}s-");
+    let users = args.users.max(1);
+    let readers = args.readers.clamp(1, users);
+    let sources = Arc::new(Sources::for_connections(users, args.common.source_addrs));
+    let deadline = now_us() + args.common.timeout().as_micros() as u64;
+    let opened = Arc::new(Barrier::new(readers + 1));
+    let start = Arc::new(Barrier::new(readers + 1));
+    let login_presence = match args.presence {
+        PresenceMode::Lists => "",
+        PresenceMode::Changes => r#","presence":"changes""#,
+    };
+    let mut threads = Vec::new();
+    for r in 0..readers {
+        let indexes: Vec<usize> = (r..users).step_by(readers).collect();
+        let (target, sources, opened, start, prefix) = (
+            target.clone(),
+            sources.clone(),
+            opened.clone(),
+            start.clone(),
+            prefix.clone(),
+        );
+        let spawned = net::spawn(format!("storm-{r}"), move || {
+            let mut share = Share::default();
+            let mut list = Vec::new();
+            for i in indexes {
+                match net::open(&target, &sources, STORM_READ_BUFFER) {
+                    Ok(ws) => list.push(User {
+                        ws,
+                        name: format!("{prefix}u{i}"),
+                        online: None,
+                        bytes: 0,
+                        messages: 0,
+                        done_us: None,
+                        failed: false,
+                    }),
+                    Err(e) => share.errors.push(e),
+                }
+            }
+            share.opened = list.len();
+            opened.wait();
+            start.wait();
+            let begun = now_us();
+            for user in &mut list {
+                let login = format!(
+                    r#"{{"type":"login","username":"{}"{login_presence}}}"#,
+                    user.name
+                );
+                if let Err(e) = user.ws.send(Message::text(login)) {
+                    share.errors.push(format!("login: {e}"));
+                    user.failed = true;
+                }
+                let _ = user.ws.get_ref().set_nonblocking(true);
+            }
+            read_until_complete(&mut list, &prefix, users, begun, deadline, &mut share);
+            share
+        });
+        threads.push(spawned.map_err(|e| format!("cannot start a reader: {e}"))?);
+    }
+    let open_start = now_us();
+    opened.wait();
+    let open_s = (now_us() - open_start) as f64 / 1e6;
+    let meter = CpuMeter::start(&args.common.server_pid);
+    let pids = args.common.server_pid.clone();
+    start.wait();
+    // The server's memory at its peak, sampled while the storm runs.
+    let peak = std::thread::spawn(move || {
+        let mut peak: Option<ProcessSample> = None;
+        while now_us() < deadline {
+            match ProcessSample::of_all_without_fds(&pids) {
+                Some(s) if peak.as_ref().is_none_or(|p| s.rss_kib > p.rss_kib) => peak = Some(s),
+                Some(_) => {}
+                None => break,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if DONE.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+        }
+        peak
+    });
+    let shares: Vec<Share> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or_default())
+        .collect();
+    DONE.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cpu = meter.read();
+    let server_peak = peak.join().unwrap_or(None);
+    Ok(report(args, shares, open_s, cpu, server_peak))
+}
+
+static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads every socket of the share until each user sees the whole room (or
+/// the deadline), waiting in `poll` for any of them.
+fn read_until_complete(
+    list: &mut [User],
+    prefix: &str,
+    expected: usize,
+    begun: u64,
+    deadline: u64,
+    share: &mut Share,
+) {
+    let mut left = list.iter().filter(|u| !u.failed).count();
+    while left > 0 && now_us() < deadline {
+        let mut fds: Vec<libc::pollfd> = list
+            .iter()
+            .map(|u| libc::pollfd {
+                fd: if u.failed || u.done_us.is_some() {
+                    -1 // poll skips negative descriptors
+                } else {
+                    u.ws.get_ref().as_raw_fd()
+                },
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of pollfd of the length passed.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_MS) };
+        if ready <= 0 {
+            continue;
+        }
+        for (user, fd) in list.iter_mut().zip(&fds) {
+            if fd.fd < 0 || fd.revents == 0 {
+                continue;
+            }
+            loop {
+                match user.ws.read() {
+                    Ok(Message::Text(text)) => {
+                        let now = now_us();
+                        if let Err(e) = user.see(text.as_str(), prefix, expected, now) {
+                            share.errors.push(e);
+                            user.failed = true;
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e))
+                        if e.kind() == std::io::ErrorKind::WouldBlock =>
+                    {
+                        break;
+                    }
+                    Err(e) => {
+                        share.errors.push(net::short_error(&e.to_string()));
+                        user.failed = true;
+                        break;
+                    }
+                }
+            }
+            if user.failed || user.done_us.is_some() {
+                left -= 1;
+            }
+        }
+    }
+    for user in list.iter() {
+        match user.done_us {
+            Some(done) => share
+                .done
+                .push((done.saturating_sub(begun), user.bytes, user.messages)),
+            None => share.incomplete += 1,
+        }
+    }
+}
+
+fn report(
+    args: &StormArgs,
+    shares: Vec<Share>,
+    open_s: f64,
+    cpu: CpuUse,
+    server_peak: Option<ProcessSample>,
+) -> Report {
+    let mut errors = ErrorTally::default();
+    let mut times = Histogram::default();
+    let (mut opened, mut incomplete, mut done) = (0, 0, Vec::new());
+    for share in shares {
+        opened += share.opened;
+        incomplete += share.incomplete;
+        done.extend(share.done);
+        share.errors.into_iter().for_each(|e| errors.add(e));
+    }
+    done.iter().for_each(|&(us, _, _)| times.record(us));
+    let n = done.len().max(1) as f64;
+    let all_complete_us = done.iter().map(|d| d.0).max();
+    let result = StormResult {
+        users: args.users,
+        presence: Some(args.presence),
+        opened,
+        open_s,
+        complete: done.len(),
+        all_complete_s: all_complete_us
+            .filter(|_| done.len() == args.users)
+            .map(|us| us as f64 / 1e6),
+        median_complete_s: times.quantile(0.5) as f64 / 1e6,
+        bytes_per_user: done.iter().map(|d| d.1 as f64).sum::<f64>() / n,
+        max_bytes_per_user: done.iter().map(|d| d.1).max().unwrap_or(0),
+        messages_per_user: done.iter().map(|d| d.2 as f64).sum::<f64>() / n,
+        server_peak,
+        cpu,
+        errors: errors.into_lines(),
+    };
+    let mut rows = vec![
+        (
+            "users".into(),
+            format!("{} ({} opened, in {:.1} s)", result.users, opened, open_s),
+        ),
+        (
+            "presence".into(),
+            format!("{:?}", args.presence).to_lowercase(),
+        ),
+        (
+            "everyone sees everyone".into(),
+            match result.all_complete_s {
+                Some(s) => format!("{s:.2} s (median user {:.2} s)", result.median_complete_s),
+                None => format!(
+                    "no: {} of {} complete, {incomplete} not",
+                    result.complete, result.users
+                ),
+            },
+        ),
+        (
+            "received per user".into(),
+            format!(
+                "{:.0} bytes (max {}), {:.1} messages",
+                result.bytes_per_user, result.max_bytes_per_user, result.messages_per_user
+            ),
+        ),
+        ("cpu".into(), result.cpu.describe()),
+    ];
+    if let Some(peak) = &result.server_peak {
+        rows.push(("server at its peak".into(), peak.describe()));
+    }
+    for e in &result.errors {
+        rows.push(("error".into(), e.clone()));
+    }
+    Report {
+        test: "storm".into(),
+        server: args.common.server_name.clone(),
+        result: serde_json::to_value(&result).unwrap_or_default(),
+        rows,
+        machine: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(user: &mut User, text: &str) -> Option<usize> {
+        user.see(text, "t1s-", 3, 1).unwrap();
+        user.online
+    }
+
+    #[test]
+    fn counts_the_room_from_lists_and_from_changes() {
+        let stream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = stream.local_addr().unwrap();
+        let _server = std::thread::spawn(move || {
+            let (socket, _) = stream.accept().unwrap();
+            let _ = tungstenite::accept(socket);
+        });
+        let socket = TcpStream::connect(addr).unwrap();
+        let (ws, _) = tungstenite::client::client(format!("ws://{addr}/"), socket).unwrap();
+        let mut user = User {
+            ws,
+            name: "t1s-u1".into(),
+            online: None,
+            bytes: 0,
+            messages: 0,
+            done_us: None,
+            failed: false,
+        };
+        let own = r#"{"type":"login","user_joined":"t1s-u1","active_users":["old","t1s-u0","t1s-u1"],"room":"r"}"#;
+        assert_eq!(seen(&mut user, own), Some(2));
+        let left =
+            r#"{"type":"presence","room":"r","joined":["t1s-u2","t1s-u3"],"left":["t1s-u0"]}"#;
+        assert_eq!(seen(&mut user, left), Some(3));
+        assert_eq!(user.done_us, Some(1));
+        let reset = r#"{"type":"presence","room":"r","users":["t1s-u1"]}"#;
+        assert_eq!(seen(&mut user, reset), Some(1));
+        let login = r#"{"type":"login","user_joined":"t1s-u9","active_users":[],"room":"r"}"#;
+        assert_eq!(seen(&mut user, login), Some(2));
+    }
+}
