@@ -25,15 +25,20 @@ use tungstenite::{Message, WebSocket};
 use crate::errors::ErrorTally;
 use crate::measure::{CpuMeter, CpuUse, Histogram, ProcessSample, now_us};
 use crate::net::{self, Sources};
+use crate::room::pool::Epoll;
 use crate::scan;
 use crate::{Common, Report};
 
 /// Read buffer of one user's socket: its own login answer lists everyone
 /// (about 90 KiB at 10,000 users), and tungstenite grows it as needed.
-const STORM_READ_BUFFER: usize = 16 * 1024;
+const STORM_READ_BUFFER: usize = 32 * 1024;
 
-/// Longest one `poll` waits, so that a thread looks at the deadline.
+/// Longest one wait for a socket lasts, so that a thread looks at the
+/// deadline.
 const POLL_MS: i32 = 100;
+
+/// Most ready sockets taken from one wait; the rest come with the next.
+const EPOLL_BATCH: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,8 +62,11 @@ pub struct StormArgs {
     #[arg(long, value_enum, default_value = "changes")]
     pub presence: PresenceMode,
 
-    /// Threads that open and read the sockets, each a share of them.
-    #[arg(long, default_value = "8")]
+    /// Threads that open and read the sockets, each a share of them. With
+    /// whole lists every user reads N² bytes, and on a busy machine a few
+    /// threads get a few threads' share of the CPU: 32 fell behind at 1,000
+    /// users and the server dropped them as too slow; 250 kept up.
+    #[arg(long, default_value = "250")]
     pub readers: usize,
 }
 
@@ -216,7 +224,9 @@ pub fn run(args: &StormArgs) -> Result<Report, String> {
                 let _ = user.ws.get_ref().set_nonblocking(true);
             }
             read_until_complete(&mut list, &prefix, users, begun, deadline, &mut share);
-            share
+            // Kept open until every thread is done: a user that left early
+            // would be news for those still waiting.
+            (share, list)
         });
         threads.push(spawned.map_err(|e| format!("cannot start a reader: {e}"))?);
     }
@@ -242,20 +252,22 @@ pub fn run(args: &StormArgs) -> Result<Report, String> {
         }
         peak
     });
-    let shares: Vec<Share> = threads
+    let (shares, sockets): (Vec<Share>, Vec<Vec<User>>) = threads
         .into_iter()
         .map(|t| t.join().unwrap_or_default())
-        .collect();
+        .unzip();
     DONE.store(true, std::sync::atomic::Ordering::Relaxed);
     let cpu = meter.read();
     let server_peak = peak.join().unwrap_or(None);
+    drop(sockets);
     Ok(report(args, shares, open_s, cpu, server_peak))
 }
 
 static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Reads every socket of the share until each user sees the whole room (or
-/// the deadline), waiting in `poll` for any of them.
+/// the deadline), waiting on all of them at once with epoll (`Epoll`, the
+/// `rooms` pool's).
 fn read_until_complete(
     list: &mut [User],
     prefix: &str,
@@ -264,29 +276,28 @@ fn read_until_complete(
     deadline: u64,
     share: &mut Share,
 ) {
-    let mut left = list.iter().filter(|u| !u.failed).count();
-    while left > 0 && now_us() < deadline {
-        let mut fds: Vec<libc::pollfd> = list
-            .iter()
-            .map(|u| libc::pollfd {
-                fd: if u.failed || u.done_us.is_some() {
-                    -1 // poll skips negative descriptors
-                } else {
-                    u.ws.get_ref().as_raw_fd()
-                },
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `fds` is a valid array of pollfd of the length passed.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_MS) };
-        if ready <= 0 {
-            continue;
+    let epoll = match Epoll::new() {
+        Ok(epoll) => epoll,
+        Err(e) => {
+            share.errors.push(format!("epoll: {e}"));
+            list.iter_mut().for_each(|u| u.failed = true);
+            return report_share(list, begun, share);
         }
-        for (user, fd) in list.iter_mut().zip(&fds) {
-            if fd.fd < 0 || fd.revents == 0 {
-                continue;
+    };
+    let mut watched = 0;
+    for (at, user) in list.iter_mut().enumerate().filter(|(_, u)| !u.failed) {
+        match epoll.add(user.ws.get_ref().as_raw_fd(), at) {
+            Ok(()) => watched += 1,
+            Err(e) => {
+                share.errors.push(format!("epoll: {e}"));
+                user.failed = true;
             }
+        }
+    }
+    let mut ready = vec![libc::epoll_event { events: 0, u64: 0 }; EPOLL_BATCH];
+    while watched > 0 && now_us() < deadline {
+        for at in epoll.wait(&mut ready, POLL_MS) {
+            let user = &mut list[at];
             loop {
                 match user.ws.read() {
                     Ok(Message::Text(text)) => {
@@ -311,11 +322,18 @@ fn read_until_complete(
                 }
             }
             if user.failed || user.done_us.is_some() {
-                left -= 1;
+                // Level-triggered: a finished socket would be reported
+                // ready again and again.
+                epoll.remove(user.ws.get_ref().as_raw_fd());
+                watched -= 1;
             }
         }
     }
-    for user in list.iter() {
+    report_share(list, begun, share);
+}
+
+fn report_share(list: &[User], begun: u64, share: &mut Share) {
+    for user in list {
         match user.done_us {
             Some(done) => share
                 .done
