@@ -282,8 +282,11 @@ impl Outgoing {
     /// the shared message, if any.
     pub fn frame_for(&self, id: ConnId, name: &str) -> Option<Frame> {
         if self.owed.contains(&id) {
-            let json = protocol::login_json_with_items(name, &self.items, &self.room);
-            return Some(protocol::text_frame(&json));
+            return Some(protocol::login_frame_with_items(
+                name,
+                &self.items,
+                &self.room,
+            ));
         }
         self.shared.clone()
     }

@@ -86,18 +86,36 @@ pub fn push_name_item(items: &mut Vec<u8>, name: &str) {
     write_json_string(items, name);
 }
 
-/// A `login` message whose `active_users` are items made by `name_items`:
-/// the same bytes as `login_json`, without writing every name again.
-pub fn login_json_with_items(joined: &str, items: &[u8], room: &str) -> Vec<u8> {
-    let mut json = Vec::with_capacity(items.len() + 64);
-    json.extend_from_slice(b"{\"type\":\"login\",\"user_joined\":");
-    write_json_string(&mut json, joined);
-    json.extend_from_slice(b",\"active_users\":[");
-    json.extend_from_slice(items);
-    json.extend_from_slice(b"],\"room\":");
-    write_json_string(&mut json, room);
-    json.push(b'}');
-    json
+/// A `login` message whose `active_users` are items made by `name_items`,
+/// framed: the same bytes as `login_json` in a text frame, with the list
+/// copied once rather than written name by name (it is a joiner's own
+/// answer, and in a storm every joiner's is as long as the room).
+pub fn login_frame_with_items(joined: &str, items: &[u8], room: &str) -> Frame {
+    let (mut joined_json, mut room_json) = (Vec::new(), Vec::new());
+    write_json_string(&mut joined_json, joined);
+    write_json_string(&mut room_json, room);
+    let parts: [&[u8]; 7] = [
+        b"{\"type\":\"login\",\"user_joined\":",
+        &joined_json,
+        b",\"active_users\":[",
+        items,
+        b"],\"room\":",
+        &room_json,
+        b"}",
+    ];
+    let length: usize = parts.iter().map(|part| part.len()).sum();
+    let mut out = Vec::with_capacity(length + 10);
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    header
+        .format(length as u64, &mut out)
+        .expect("formatting into a Vec cannot fail");
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.into()
 }
 
 /// `{"type":"presence","room":…,"joined":[…],"left":[…]}`, as JSON text:

@@ -50,7 +50,7 @@ use crate::config::MAX_CHAT_EXTRA_BYTES;
 pub(crate) use encode::json_frame;
 pub use encode::{
     HistoryEnd, append_text_frame, chat_json, close_frame, disconnect_json, encode, history_json,
-    is_close_frame, login_json, login_json_with_items, name_items, presence_changes_json,
+    is_close_frame, login_frame_with_items, login_json, name_items, presence_changes_json,
     push_name_item, text_frame, text_frames, users_json_with_items,
 };
 pub use names::{username_key, validate_username};
