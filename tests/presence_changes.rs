@@ -181,6 +181,41 @@ fn a_leaver_and_a_joiner_at_once_leave_the_list_right() {
 }
 
 #[test]
+fn one_who_joins_and_leaves_in_one_batch_is_announced_to_no_one_but_its_chat_arrives() {
+    // A login whose `since` is older than the room's tail waits for the
+    // store's answer; the chat and the disconnect sent behind it wait with
+    // it, and are handled in the same event as the admission: one batch.
+    let server = TestServer::with(unlimited());
+    let mut walter = server.login("walter");
+    let tail = threadchat::config::RECENT_PER_ROOM + 10;
+    for i in 0..tail {
+        walter.chat(&format!("filler {i}"));
+    }
+    for _ in 0..tail {
+        walter.recv_until(|m| m["type"] == "chat");
+    }
+    let mut observer = server.connect();
+    login_changes(&mut observer, "observer");
+    walter.recv_until(|m| m["type"] == "login");
+    let mut ghost = server.connect();
+    ghost.send_json(json!({"type": "login", "username": "ghost", "since": 1}));
+    ghost.chat("boo");
+    ghost.send_json(json!({"type": "disconnect", "username": "ghost"}));
+    let boo = observer.recv_json();
+    assert_eq!(boo["type"], "chat", "ghost was announced: {boo}");
+    assert_eq!(boo["text"], "boo");
+    // Nothing about ghost follows: the next thing is a chat sent now.
+    walter.chat("after");
+    let after = observer.recv_json();
+    assert_eq!(
+        after["text"], "after",
+        "expected nothing before it, got {after}"
+    );
+    // A tutorial client heard ghost come and go, as the tutorial does.
+    assert_eq!(walter.recv_json()["user_joined"], "ghost");
+}
+
+#[test]
 fn the_name_of_one_who_left_taken_by_a_joiner_is_in_left_and_joined() {
     let server = TestServer::with(unlimited());
     let mut observer = server.connect();

@@ -14,7 +14,7 @@
 //! - `churn` (`churn.rs`): users coming and going, cleanly and abruptly; the
 //!   server must end empty.
 //! - `slow` (`slow.rs`): some users stop reading; the others must not notice.
-//! - `storm` (`storm.rs`): N users log into one room at once, asking for
+//! - `storm` (`storm/`): N users log into one room at once, asking for
 //!   presence as whole lists or as changes; time until every one sees the
 //!   whole room, and bytes per user.
 //! - `endpoints` (`endpoints.rs`): a room chats at full speed while HTTP

@@ -14,20 +14,21 @@
 //! way, by the same threads, before the storm; the storm starts when every
 //! socket is open, with each thread sending its users' logins at once.
 
-use std::net::TcpStream;
+mod user;
+
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Barrier};
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 use crate::errors::ErrorTally;
 use crate::measure::{CpuMeter, CpuUse, Histogram, ProcessSample, now_us};
 use crate::net::{self, Sources};
 use crate::room::pool::Epoll;
-use crate::scan;
 use crate::{Common, Report};
+use user::User;
 
 /// Read buffer of one user's socket: its own login answer lists everyone
 /// (about 90 KiB at 10,000 users), and tungstenite grows it as needed.
@@ -90,70 +91,6 @@ pub struct StormResult {
     pub server_peak: Option<ProcessSample>,
     pub cpu: CpuUse,
     pub errors: Vec<String>,
-}
-
-/// One user's view of the room while it logs in.
-struct User {
-    ws: WebSocket<TcpStream>,
-    name: String,
-    /// This run's users it knows online, once its own login answer came.
-    online: Option<usize>,
-    bytes: u64,
-    messages: u64,
-    done_us: Option<u64>,
-    failed: bool,
-}
-
-impl User {
-    /// Takes one text message.
-    fn see(&mut self, text: &str, prefix: &str, expected: usize, now: u64) -> Result<(), String> {
-        self.bytes += text.len() as u64;
-        self.messages += 1;
-        let kind = scan::string_field(text, "type").unwrap_or_default();
-        let mine = |name: &str| usize::from(name.starts_with(prefix));
-        match (kind, self.online) {
-            ("login", None) if scan::string_field(text, "user_joined") == Some(&self.name) => {
-                let (n, _) =
-                    scan::active_users_with_prefix(text, prefix, "\u{0}").unwrap_or((1, 0));
-                self.online = Some(n);
-            }
-            ("login", Some(n)) => {
-                let who = scan::string_field(text, "user_joined").unwrap_or_default();
-                self.online = Some(n + mine(who));
-            }
-            ("disconnect", Some(n)) => {
-                let who = scan::string_field(text, "user_left").unwrap_or_default();
-                self.online = Some(n.saturating_sub(mine(who)));
-            }
-            ("presence", Some(n)) => {
-                let value: serde_json::Value =
-                    serde_json::from_str(text).map_err(|e| format!("presence: {e}"))?;
-                let count = |key: &str| {
-                    value[key].as_array().map(|names| {
-                        names
-                            .iter()
-                            .filter(|name| name.as_str().is_some_and(|s| s.starts_with(prefix)))
-                            .count()
-                    })
-                };
-                self.online = Some(match count("users") {
-                    Some(all) => all,
-                    None => (n + count("joined").unwrap_or(0))
-                        .saturating_sub(count("left").unwrap_or(0)),
-                });
-            }
-            ("error", _) => return Err(format!("refused: {}", truncate(text))),
-            _ => {}
-        }
-        if self.done_us.is_none() && self.online.is_some_and(|n| n >= expected) {
-            self.done_us = Some(now);
-        }
-        Ok(())
-    }
-}
-
-fn truncate(text: &str) -> &str {
-    &text[..text.len().min(120)]
 }
 
 /// What one reader thread reports.
@@ -419,46 +356,5 @@ fn report(
         result: serde_json::to_value(&result).unwrap_or_default(),
         rows,
         machine: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seen(user: &mut User, text: &str) -> Option<usize> {
-        user.see(text, "t1s-", 3, 1).unwrap();
-        user.online
-    }
-
-    #[test]
-    fn counts_the_room_from_lists_and_from_changes() {
-        let stream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = stream.local_addr().unwrap();
-        let _server = std::thread::spawn(move || {
-            let (socket, _) = stream.accept().unwrap();
-            let _ = tungstenite::accept(socket);
-        });
-        let socket = TcpStream::connect(addr).unwrap();
-        let (ws, _) = tungstenite::client::client(format!("ws://{addr}/"), socket).unwrap();
-        let mut user = User {
-            ws,
-            name: "t1s-u1".into(),
-            online: None,
-            bytes: 0,
-            messages: 0,
-            done_us: None,
-            failed: false,
-        };
-        let own = r#"{"type":"login","user_joined":"t1s-u1","active_users":["old","t1s-u0","t1s-u1"],"room":"r"}"#;
-        assert_eq!(seen(&mut user, own), Some(2));
-        let left =
-            r#"{"type":"presence","room":"r","joined":["t1s-u2","t1s-u3"],"left":["t1s-u0"]}"#;
-        assert_eq!(seen(&mut user, left), Some(3));
-        assert_eq!(user.done_us, Some(1));
-        let reset = r#"{"type":"presence","room":"r","users":["t1s-u1"]}"#;
-        assert_eq!(seen(&mut user, reset), Some(1));
-        let login = r#"{"type":"login","user_joined":"t1s-u9","active_users":[],"room":"r"}"#;
-        assert_eq!(seen(&mut user, login), Some(2));
     }
 }
