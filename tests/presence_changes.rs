@@ -258,6 +258,33 @@ fn a_rename_sends_the_whole_list_keeping_the_join_order() {
 }
 
 #[test]
+fn a_rename_may_switch_to_changes_and_back() {
+    let server = TestServer::with(unlimited());
+    let mut walter = server.login("walter");
+    let mut maria = server.login("maria");
+    walter.recv_json(); // maria joined
+    maria.send_json(json!({"type": "login", "username": "mary", "presence": "changes"}));
+    let answer = maria.recv_json();
+    assert_eq!(answer["type"], "login", "{answer}");
+    assert_eq!(users(&answer), ["walter", "mary"]);
+    assert_eq!(tutorial_view(&walter.recv_json())["user_joined"], "mary");
+    let _laura = server.login("laura");
+    assert_eq!(
+        maria.recv_json(),
+        json!({"type": "presence", "room": "lobby", "joined": ["laura"], "left": []})
+    );
+    walter.recv_json(); // laura joined
+    maria.send_json(json!({"type": "login", "username": "maria"}));
+    let answer = maria.recv_json();
+    assert_eq!(
+        tutorial_view(&answer)["active_users"],
+        json!(["walter", "maria", "laura"])
+    );
+    walter.chat("hi");
+    assert_eq!(maria.recv_json()["text"], "hi");
+}
+
+#[test]
 fn a_reconnect_with_since_gets_what_it_missed_then_the_whole_list() {
     let server = TestServer::with(unlimited());
     let mut walter = server.login("walter");

@@ -140,6 +140,7 @@ impl Room {
 
     /// Logs a connection in under `username`, or renames it if `old` is its
     /// current name, and broadcasts the login. The name must be free.
+    /// Returns the members dropped as too slow by a flush it needed.
     pub fn log_in(
         &mut self,
         id: ConnId,
@@ -147,9 +148,23 @@ impl Room {
         username: &str,
         old: Option<&str>,
         mode: PresenceMode,
-    ) {
+    ) -> Vec<ConnId> {
         // No flush needed: a new member joins at the end of `online`, and a
-        // rename keeps its place (see the module comment).
+        // rename keeps its place (see the module comment); unless a rename
+        // changes how the member hears presence, which moves it from one
+        // batch to the other: what the old one holds for it goes first.
+        let switching = old.is_some()
+            && self
+                .position(id)
+                .is_some_and(|position| self.online[position].mode != mode);
+        let dropped = if switching {
+            self.flush_with(false)
+        } else {
+            Vec::new()
+        };
+        if dropped.contains(&id) {
+            return dropped;
+        }
         match old {
             Some(old) => {
                 self.names.remove(&protocol::username_key(old));
@@ -185,6 +200,7 @@ impl Room {
             let json = protocol::login_json(username, self.active_users(), &self.name);
             self.for_lists.append(&json, self.online.len());
         }
+        dropped
     }
 
     /// Counts a member of `mode` in (or out).

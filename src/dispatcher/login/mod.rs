@@ -291,7 +291,7 @@ impl Dispatcher {
                 room.users() + 1
             ),
         }
-        room.log_in(
+        let dropped = room.log_in(
             id,
             &client.outbox,
             &username,
@@ -302,6 +302,7 @@ impl Dispatcher {
             room.cluster_presence(&json);
         }
         let room = client.room.clone();
+        self.forget_dropped(dropped);
         self.appended(&room);
         self.handle_parked(id, parked);
     }
