@@ -29,7 +29,7 @@ use log::{info, warn};
 use crate::auth::{AuthConfig, AuthError};
 use crate::config::MAX_LOGIN_FAILURES;
 use crate::ids::ConnId;
-use crate::protocol::{Login, Reason, Refusal, RequestKind};
+use crate::protocol::{Login, PresenceMode, Reason, Refusal, RequestKind};
 
 pub struct SignIn<'a> {
     auth: &'a AuthConfig,
@@ -86,6 +86,7 @@ impl<'a> SignIn<'a> {
                     since,
                     follows: identity.follows,
                     signed: true,
+                    presence: PresenceMode::Lists,
                 })
             }
             Err(e) => self.refuse(id, e.details()),

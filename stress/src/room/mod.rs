@@ -47,7 +47,7 @@
 
 mod outcome;
 mod phases;
-mod pool;
+pub(crate) mod pool;
 mod receipt;
 mod sender;
 mod user;

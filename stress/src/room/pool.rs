@@ -293,10 +293,10 @@ fn pump(
 /// and a chat reaching a room's 100 readers one writer at a time woke the
 /// pool dozens of times; the tool then spent 81% of its core relaying
 /// 20,000 deliveries a second.
-struct Epoll(OwnedFd);
+pub(crate) struct Epoll(OwnedFd);
 
 impl Epoll {
-    fn new() -> std::io::Result<Epoll> {
+    pub(crate) fn new() -> std::io::Result<Epoll> {
         // SAFETY: epoll_create1 takes flags only; a non-negative result is
         // a descriptor we own from here on.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -308,7 +308,7 @@ impl Epoll {
     }
 
     /// Watches `fd` for reading; `wait` reports it as `token`.
-    fn add(&self, fd: RawFd, token: usize) -> std::io::Result<()> {
+    pub(crate) fn add(&self, fd: RawFd, token: usize) -> std::io::Result<()> {
         let mut event = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: token as u64,
@@ -322,7 +322,7 @@ impl Epoll {
         Ok(())
     }
 
-    fn remove(&self, fd: RawFd) {
+    pub(crate) fn remove(&self, fd: RawFd) {
         // SAFETY: both descriptors are open; DEL ignores the event argument.
         unsafe {
             libc::epoll_ctl(
@@ -336,7 +336,7 @@ impl Epoll {
 
     /// Waits up to `timeout_ms` and returns the tokens of the ready sockets
     /// (none on a timeout or a signal).
-    fn wait(&self, ready: &mut [libc::epoll_event], timeout_ms: i32) -> Vec<usize> {
+    pub(crate) fn wait(&self, ready: &mut [libc::epoll_event], timeout_ms: i32) -> Vec<usize> {
         // SAFETY: `ready` is a live, writable array of `ready.len()` events.
         let count = unsafe {
             libc::epoll_wait(
