@@ -158,7 +158,7 @@ pub fn run(args: &StormArgs) -> Result<Report, String> {
                     share.errors.push(format!("login: {e}"));
                     user.failed = true;
                 }
-                let _ = user.ws.get_ref().set_nonblocking(true);
+                let _ = user.ws.get_ref().socket().set_nonblocking(true);
             }
             read_until_complete(&mut list, &prefix, users, begun, deadline, &mut share);
             // Kept open until every thread is done: a user that left early
@@ -223,7 +223,7 @@ fn read_until_complete(
     };
     let mut watched = 0;
     for (at, user) in list.iter_mut().enumerate().filter(|(_, u)| !u.failed) {
-        match epoll.add(user.ws.get_ref().as_raw_fd(), at) {
+        match epoll.add(user.ws.get_ref().socket().as_raw_fd(), at) {
             Ok(()) => watched += 1,
             Err(e) => {
                 share.errors.push(format!("epoll: {e}"));
@@ -261,7 +261,7 @@ fn read_until_complete(
             if user.failed || user.done_us.is_some() {
                 // Level-triggered: a finished socket would be reported
                 // ready again and again.
-                epoll.remove(user.ws.get_ref().as_raw_fd());
+                epoll.remove(user.ws.get_ref().socket().as_raw_fd());
                 watched -= 1;
             }
         }

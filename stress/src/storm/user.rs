@@ -2,15 +2,14 @@
 //! login answer's list, then from every `login`, `disconnect` or
 //! `presence` message, by name (only this run's users count).
 
-use std::net::TcpStream;
-
 use tungstenite::WebSocket;
 
+use crate::net::Conn;
 use crate::scan;
 
 /// One user's view of the room while it logs in.
 pub(super) struct User {
-    pub(super) ws: WebSocket<TcpStream>,
+    pub(super) ws: WebSocket<Conn>,
     pub(super) name: String,
     /// This run's users it knows online, once its own login answer came.
     pub(super) online: Option<usize>,
@@ -103,7 +102,7 @@ mod tests {
             let (socket, _) = stream.accept().unwrap();
             let _ = tungstenite::accept(socket);
         });
-        let socket = TcpStream::connect(addr).unwrap();
+        let socket = Conn::Plain(std::net::TcpStream::connect(addr).unwrap());
         let (ws, _) = tungstenite::client::client(format!("ws://{addr}/"), socket).unwrap();
         let mut user = User {
             ws,
