@@ -366,6 +366,9 @@ fn the_whole_store_is_bounded_and_the_stalest_rooms_lose_their_chats_first() {
         let archive = Running::start(&cfg);
         // Oldest activity first: "old" is the stalest room once "new" talks.
         archive.append_committed("old", 6);
+        // Activity is stamped to the millisecond: a later one for "mid",
+        // which would otherwise tie with "old" for the stalest room.
+        std::thread::sleep(Duration::from_millis(5));
         archive.append_committed("mid", 4);
         std::thread::sleep(Duration::from_millis(5)); // a later ms for "new"
         archive.append_committed("new", 4);
