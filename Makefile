@@ -36,7 +36,7 @@ test-rust:
 	bash tests/redis/setup.sh
 	bash tests/nginx/setup.sh
 	bash tests/conformance/setup.sh >/dev/null
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 test-browser:
 	$(CARGO) build --bin threadchat
