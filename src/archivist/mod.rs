@@ -57,6 +57,7 @@
 
 mod error;
 mod jobs;
+pub mod moderation;
 mod sqlite;
 
 use std::sync::Arc;
@@ -248,6 +249,17 @@ impl<E: From<Archived>> Archivist<E> {
                 });
                 let _ = reply.send(outcome);
             }
+            Read::Audit {
+                room,
+                before,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.store.audit(&room, before, limit).map_err(|e| {
+                    error!("audit log of room {room:?} could not be read: {e}");
+                    e.to_string()
+                }));
+            }
         }
     }
 
@@ -268,6 +280,14 @@ impl<E: From<Archived>> Archivist<E> {
             }),
             Job::Load { room, recent } => {
                 self.commit();
+                let rules = self.store.rules(&room).unwrap_or_else(|e| {
+                    error!("moderation of room {room:?} could not be read: {e}");
+                    Default::default()
+                });
+                self.send(Archived::Rules {
+                    room: room.clone(),
+                    rules: Box::new(rules),
+                });
                 let (last_id, recent) = self.store.recent(&room, recent).unwrap_or_else(|e| {
                     error!("history of room {room:?} could not be read: {e}");
                     (0, Vec::new())
@@ -290,6 +310,13 @@ impl<E: From<Archived>> Archivist<E> {
                     chats,
                     complete,
                 });
+            }
+            Job::Moderate(action) => {
+                // After the chats before it, so that it finds them.
+                self.commit();
+                let outcome = self.store.moderate(&action);
+                self.checkpoint_due |= outcome.is_ok();
+                self.send(Archived::Moderated(Box::new((*action, outcome))));
             }
         }
     }
@@ -459,6 +486,7 @@ mod tests {
         assert!(
             matches!(&got[..], [
                 Archived::Committed(first),
+                Archived::Rules { .. },
                 Archived::Loaded { last_id: 1, recent, .. },
                 Archived::Committed(second),
             ] if first.len() == 1 && recent.len() == 1 && second[0].2.id == 2),

@@ -96,6 +96,8 @@ pub struct Identity {
     /// The `rooms` claim (room names, lower case): the only rooms the token
     /// opens. `None` (no claim) opens every room.
     pub rooms: Option<Vec<String>>,
+    /// The `role` claim: `Moderator` for `"moderator"`, else `Member`.
+    pub role: crate::protocol::Role,
 }
 
 impl Identity {

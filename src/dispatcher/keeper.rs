@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use crossbeam_channel::Sender;
 
 use super::history::RecentHistory;
+use crate::archivist::moderation::Action;
 use crate::archivist::{Audience, Job};
 use crate::cluster::{Subscription, Work};
 use crate::config::RECENT_BYTES_PER_ROOM;
@@ -156,6 +157,19 @@ impl Keeper {
             audience,
         });
         Ok(())
+    }
+
+    /// Hands a moderation action over to be judged and committed in its
+    /// room's order (answered by `Archived::Moderated`); back if nobody
+    /// keeps anything, for the dispatcher to refuse.
+    pub(super) fn moderate(&self, action: Box<Action>) -> Result<(), Box<Action>> {
+        match self.jobs() {
+            Some(jobs) => {
+                let _ = jobs.send(Job::Moderate(action));
+                Ok(())
+            }
+            None => Err(action),
+        }
     }
 
     /// Asks for the chats of `room` after `after`; answered by

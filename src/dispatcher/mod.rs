@@ -41,7 +41,9 @@
 //! - `fanout.rs`: pushing to outboxes, batching, dropping the slow;
 //! - `room.rs` and `history.rs`: a room's members and its recent chats,
 //!   plain data the dispatcher owns;
-//! - `inside.rs`: what the dispatcher tells `/inside`.
+//! - `inside.rs`: what the dispatcher tells `/inside`;
+//! - `moderation/`: deletes, edits, mutes, kicks, bans and the room's
+//!   mode, their trip through the keeper, and the room's standing rules.
 
 mod chats;
 mod cluster;
@@ -52,6 +54,7 @@ mod history;
 mod inside;
 mod keeper;
 mod login;
+mod moderation;
 mod room;
 
 use std::collections::{HashMap, HashSet};
@@ -98,6 +101,11 @@ struct Client {
     login: LoginState,
     /// With sign-in, the (lower-cased) names the user's token follows.
     follows: Option<HashSet<String>>,
+    /// With sign-in, its token's role (`moderation/`).
+    role: protocol::Role,
+    /// Closed by a moderator (kicked or banned): whatever else it sends
+    /// before its socket ends is ignored.
+    closed: bool,
 }
 
 pub struct Dispatcher {
@@ -128,6 +136,8 @@ pub struct Dispatcher {
     /// `--mutual-follows`: chats reach mutual followers only (and history
     /// is not replayed, as it would reach beyond them).
     mutual_follows: bool,
+    /// `--edit-window`, in seconds (`moderation/`).
+    edit_window: u64,
     /// The server's counters; when the chats being fanned out arrived; the
     /// last drops, for `/inside`; whether `/api/stats` shows names.
     metrics: Arc<Metrics>,
@@ -167,6 +177,7 @@ impl Dispatcher {
                 catch_up_bytes: MAX_CATCH_UP_BYTES.min(config.outbound_bytes / 2),
             },
             mutual_follows: config.mutual_follows,
+            edit_window: config.edit_window,
         }
     }
 
@@ -227,6 +238,11 @@ impl Dispatcher {
                 let _ = reply.send(self.stats_answer());
             }
             Event::Archived(news) => self.archived(news),
+            Event::Moderate {
+                room,
+                command,
+                reply,
+            } => self.moderate_for_operator(room, *command, reply),
             Event::Cluster(news) => self.cluster_news(news),
             Event::ListRooms { reply } => {
                 // With Redis the whole cluster's rooms are there: the
@@ -265,8 +281,8 @@ impl Dispatcher {
     }
 
     fn request(&mut self, id: ConnId, request: Request) {
-        let Some(client) = self.clients.get(&id) else {
-            return; // already gone (dropped as too slow, say)
+        let Some(client) = self.clients.get(&id).filter(|c| !c.closed) else {
+            return; // already gone (dropped as too slow, or kicked)
         };
         let name = client.login.name();
         let parking = client.login.is_pending()
@@ -286,6 +302,10 @@ impl Dispatcher {
             }
             Request::Chat { message } if name.is_some() => {
                 let username = name.unwrap_or_default();
+                if let Some(refusal) = self.chat_refusal(client, username) {
+                    warn!("conn {id}: chat refused: {}", refusal.reason);
+                    return self.reply(id, refusal);
+                }
                 debug!("conn {id}: chat from {username}");
                 let json = protocol::chat_json(&message, username, &client.room);
                 let room = client.room.clone();
@@ -302,6 +322,7 @@ impl Dispatcher {
                 ),
             ),
             Request::Disconnect if name.is_some() => self.log_out(id),
+            Request::Moderate(command) => self.moderate(id, command),
             Request::Chat { .. } => self.refuse_not_logged_in(id, RequestKind::Chat),
             Request::Disconnect => self.refuse_not_logged_in(id, RequestKind::Disconnect),
         }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use super::fanout::drop_too_slow;
 use super::history::RecentHistory;
+use crate::archivist::moderation::Rules;
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -83,6 +84,8 @@ pub struct Room {
     /// users of every node, and the dispatcher broadcasts them as they come
     /// (`Keeper::announces_presence`).
     announces: bool,
+    /// The room's mode, mutes and bans, loaded with it (`moderation/`).
+    pub rules: Rules,
 }
 
 impl Room {
@@ -104,6 +107,7 @@ impl Room {
             marked: false,
             recent,
             announces,
+            rules: Rules::default(),
         }
     }
 

@@ -38,6 +38,7 @@
 //! says `complete: false`.
 
 mod encode;
+mod moderation;
 mod names;
 mod refusal;
 pub mod rooms;
@@ -52,8 +53,11 @@ pub use encode::{
     HistoryEnd, append_text_frame, chat_json, close_frame, disconnect_json, encode, history_json,
     is_close_frame, login_json, text_frame, text_frames,
 };
+pub use moderation::{Command, Role, RoomMode, announcement, parse_command, utc};
 pub use names::{username_key, validate_username};
-pub use refusal::{CloseReason, Closing, Reason, Refusal, RequestKind, Turnaway};
+pub use refusal::{
+    CLOSE_BANNED, CLOSE_KICKED, CloseReason, Closing, Reason, Refusal, RequestKind, Turnaway,
+};
 pub use rooms::{LOBBY, RoomSummary, room_from_path, valid_room_name};
 
 /// Encoded WebSocket frames (one or several), shared by every recipient's
@@ -77,6 +81,8 @@ pub enum Request {
     /// Say something. `message` is the client's whole chat object, relayed as
     /// it came except for `username`, which the dispatcher stamps.
     Chat { message: Map<String, Value> },
+    /// A moderation command (`moderation.rs`), checked for shape only.
+    Moderate(Command),
 }
 
 impl Request {
@@ -86,6 +92,7 @@ impl Request {
             Request::Login(_) | Request::TokenLogin { .. } => RequestKind::Login,
             Request::Chat { .. } => RequestKind::Chat,
             Request::Disconnect => RequestKind::Disconnect,
+            Request::Moderate(command) => command.kind(),
         }
     }
 }
@@ -104,6 +111,8 @@ pub struct Login {
     /// same name only extends the session). A login under the name the
     /// client is in under already is never broadcast: see `login.rs`.
     pub signed: bool,
+    /// With sign-in on, the token's `role` claim.
+    pub role: Role,
 }
 
 impl Login {
@@ -114,6 +123,7 @@ impl Login {
             since: None,
             follows: None,
             signed: false,
+            role: Role::Member,
         }
     }
 }
@@ -252,14 +262,17 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
             }
             Ok(Request::Chat { message: object })
         }
-        other => Err(Refusal::new(
-            None,
-            Reason::UnknownType,
-            format!(
-                "type {:?} is not one of login, chat, disconnect",
-                truncate(other, 40)
-            ),
-        )),
+        other => match parse_command(other, &object, limits.max_chat_chars) {
+            Some(command) => command.map(Request::Moderate),
+            None => Err(Refusal::new(
+                None,
+                Reason::UnknownType,
+                format!(
+                    "type {:?} is not one of login, chat, disconnect, or a moderation command",
+                    truncate(other, 40)
+                ),
+            )),
+        },
     }
 }
 
@@ -287,7 +300,7 @@ fn extra_bytes(chat: &Map<String, Value>) -> usize {
     count.0
 }
 
-/// The protocol type a message claims to be, if it is one of the three,
+/// The protocol type a message claims to be, if it is one it knows,
 /// without validating the rest: used to label a refusal of a message that is
 /// dropped unread (over the rate limit), so the client knows which it was.
 pub fn request_kind(text: &str) -> Option<RequestKind> {

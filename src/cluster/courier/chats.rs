@@ -172,6 +172,9 @@ impl<E: From<Reply>> Courier<E> {
                     }
                 }
             }
+            Read::Audit { reply, .. } => {
+                let _ = reply.send(Err("the audit log is not kept in Redis yet".into()));
+            }
             Read::Probe { reply } => {
                 let now = Instant::now();
                 let outcome = match self.last_write.recent(now) {
@@ -216,6 +219,14 @@ impl<E: From<Reply>> Courier<E> {
                 }),
                 Err(e) => self.failed_read(e, Job::Since { room, conn, after }),
             },
+            Job::Moderate(action) => {
+                let refusal = crate::protocol::Refusal::new(
+                    Some(action.command.kind()),
+                    crate::protocol::Reason::ModerationOff,
+                    "moderation is not yet shared over Redis",
+                );
+                self.send(Archived::Moderated(Box::new((*action, Err(refusal)))));
+            }
         }
     }
 
