@@ -34,3 +34,8 @@ pub const MAX_ADMIN_BODY_BYTES: usize = 32 * 1024;
 /// `MAX_UNARCHIVED`: the dispatcher never waits, and never queues without
 /// bound either.
 pub const MAX_UNANSWERED_ACTIONS: usize = 1_000;
+
+/// Shortest operator token (`--admin-token-file`), in bytes: as for an
+/// HS256 secret, 32 random bytes cannot be guessed, however many requests
+/// an attacker sends.
+pub const MIN_OPERATOR_TOKEN_BYTES: usize = 32;
