@@ -57,6 +57,7 @@
 
 mod error;
 mod jobs;
+pub mod judge;
 pub mod moderation;
 mod sqlite;
 

@@ -14,15 +14,14 @@
 //! rewrites the row's `json` with the new text and `edited_ts`, so every
 //! replay carries the latest text.
 
-use bytes::Bytes;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
-use serde_json::{Map, Value, json};
 
 use super::{Store, sql_int};
+use crate::archivist::judge;
 use crate::archivist::moderation::{Action, AuditEntry, Effect, Rules, Ruling, Sanction};
 use crate::config::AUDIT_PAGE_MAX;
 use crate::ids::now_ms;
-use crate::protocol::{Command, Reason, Refusal, Role, RoomMode, username_key, utc};
+use crate::protocol::{Command, Reason, Refusal, RoomMode, username_key};
 
 impl Store {
     /// A room's mode and the mutes and bans still running.
@@ -70,7 +69,7 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let judged = judge(&tx, action, now_ms())?;
+            let judged = decide(&tx, action, now_ms())?;
             if let Ok((ruling, target)) = &judged {
                 record(&tx, ruling, kind.as_str(), target.as_deref())?;
                 tx.commit()?;
@@ -126,155 +125,110 @@ impl Store {
 /// chat's author).
 type Judged = Result<(Ruling, Option<String>), Refusal>;
 
-/// Decides an action and makes its change inside `tx` (not committed).
-fn judge(tx: &Transaction, action: &Action, now: u64) -> rusqlite::Result<Judged> {
+/// Decides an action (`judge.rs`) and makes its change inside `tx` (not
+/// committed).
+fn decide(tx: &Transaction, action: &Action, now: u64) -> rusqlite::Result<Judged> {
     let room = action.room.as_str();
-    let kind = action.command.kind();
-    let refuse = |reason, details: String| Ok(Err(Refusal::new(Some(kind), reason, details)));
-    let effect = match &action.command {
+    let ruling = |effect| Ruling {
+        room: room.to_string(),
+        by: action.actor.name.clone(),
+        ts: now,
+        effect,
+    };
+    let (effect, target) = match &action.command {
         Command::Delete { id } | Command::Edit { id, .. } => {
-            let Some((ts, json)) = tx
+            let found = tx
                 .prepare_cached(
                     "SELECT ts, json FROM chats WHERE room = ?1 AND id = ?2 AND audience <> 'deleted'",
                 )?
                 .query_row(params![room, sql_int(*id)], |row| {
                     Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?))
                 })
-                .optional()?
-            else {
-                return refuse(
-                    Reason::UnknownMessage,
-                    format!("room {room} has no chat {id} (deleted, or never sent)"),
-                );
+                .optional()?;
+            let Some((ts, json)) = found else {
+                return Ok(Err(judge::unknown_chat(action, *id)));
             };
-            let mut chat: Map<String, Value> = serde_json::from_str(&json).unwrap_or_default();
-            let author = chat.get("username").and_then(Value::as_str).unwrap_or("");
-            let own = username_key(author) == username_key(&action.actor.name);
-            let editing = matches!(action.command, Command::Edit { .. });
-            let moderator_delete = !editing && action.actor.role == Role::Moderator;
-            if !moderator_delete {
-                if !own {
-                    let who = if editing {
-                        "only its author"
-                    } else {
-                        "only its author or a moderator"
-                    };
-                    let details = format!("chat {id} is {author:?}'s; {who} may {}", kind.as_str());
-                    return refuse(Reason::NotAllowed, details);
-                }
-                if now.saturating_sub(ts) > action.edit_window_ms {
-                    let details = format!(
-                        "chat {id} was sent more than {} s ago; it can no longer be changed by its author",
-                        action.edit_window_ms / 1000
-                    );
-                    return refuse(Reason::EditWindowPassed, details);
-                }
-            }
-            let author = author.to_string();
-            match &action.command {
-                Command::Edit { text, .. } => {
-                    chat.insert("text".into(), json!(text));
-                    chat.insert("edited_ts".into(), json!(now));
-                    let stored = serde_json::to_string(&chat).unwrap_or_default();
+            let (effect, author) = match judge::judge_chat(action, &json, ts, now) {
+                Ok(judged) => judged,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            match &effect {
+                Effect::Edited { json, .. } => {
+                    let stored = String::from_utf8_lossy(json);
                     tx.prepare_cached("UPDATE chats SET json = ?3 WHERE room = ?1 AND id = ?2")?
                         .execute(params![room, sql_int(*id), stored])?;
-                    return finish(
-                        action,
-                        now,
-                        Some(author),
-                        Effect::Edited {
-                            id: *id,
-                            text: text.clone(),
-                            json: Bytes::from(stored),
-                        },
-                    );
                 }
                 _ => {
                     tx.prepare_cached(
                         "UPDATE chats SET json = '', audience = 'deleted' WHERE room = ?1 AND id = ?2",
                     )?
                     .execute(params![room, sql_int(*id)])?;
-                    return finish(action, now, Some(author), Effect::Deleted { id: *id });
                 }
             }
+            (effect, Some(author))
         }
-        Command::Mute { username, seconds }
-        | Command::Ban {
-            username, seconds, ..
-        } => {
-            let until = now.saturating_add(seconds.saturating_mul(1000));
-            let (kind, reason) = match &action.command {
-                Command::Ban { reason, .. } => ("ban", reason.as_str()),
-                _ => ("mute", ""),
-            };
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO sanctions (room, kind, user_key, username, until_ms, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![room, kind, username_key(username), username, sql_int(until), reason])?;
-            let username = username.clone();
-            if kind == "ban" {
-                let reason = reason.to_string();
+        command => {
+            let effect = judge::effect_of(command, now);
+            let changed = match &effect {
+                Effect::Muted { username, until } => set(tx, room, "mute", username, *until, "")?,
                 Effect::Banned {
                     username,
                     until,
                     reason,
-                }
-            } else {
-                Effect::Muted { username, until }
-            }
-        }
-        Command::Unmute { username } | Command::Unban { username } => {
-            let kind = if matches!(action.command, Command::Unban { .. }) {
-                "ban"
-            } else {
-                "mute"
+                } => set(tx, room, "ban", username, *until, reason)?,
+                Effect::Unmuted { username } => unset(tx, room, "mute", username, now)?,
+                Effect::Unbanned { username } => unset(tx, room, "ban", username, now)?,
+                Effect::ModeSet { mode } => tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO room_modes (room, mode) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![room, mode.as_str()])?,
+                _ => 1,
             };
-            let removed = tx
-                .prepare_cached(
-                    "DELETE FROM sanctions WHERE room = ?1 AND kind = ?2 AND user_key = ?3 AND until_ms > ?4",
-                )?
-                .execute(params![room, kind, username_key(username), sql_int(now)])?;
-            if removed == 0 {
-                let details = format!("{username:?} is not {kind}ned in room {room}");
-                let details = details.replace("mutened", "muted");
-                return refuse(Reason::UnknownUser, details);
+            if changed == 0 {
+                return Ok(Err(judge::not_sanctioned(action)));
             }
-            let username = username.clone();
-            if kind == "ban" {
-                Effect::Unbanned { username }
-            } else {
-                Effect::Unmuted { username }
-            }
-        }
-        Command::Kick { username, reason } => Effect::Kicked {
-            username: username.clone(),
-            reason: reason.clone(),
-        },
-        Command::RoomMode { mode } => {
-            tx.prepare_cached("INSERT OR REPLACE INTO room_modes (room, mode) VALUES (?1, ?2)")?
-                .execute(params![room, mode.as_str()])?;
-            Effect::ModeSet { mode: *mode }
+            (effect, command.target().map(str::to_string))
         }
     };
-    let target = action.command.target().map(str::to_string);
-    finish(action, now, target, effect)
+    Ok(Ok((ruling(effect), target)))
 }
 
-/// The ruling for an effect, with whom it names for the audit log.
-fn finish(
-    action: &Action,
+/// Records a mute or a ban (replacing one that runs).
+fn set(
+    tx: &Transaction,
+    room: &str,
+    kind: &str,
+    username: &str,
+    until: u64,
+    reason: &str,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO sanctions (room, kind, user_key, username, until_ms, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        room,
+        kind,
+        username_key(username),
+        username,
+        sql_int(until),
+        reason
+    ])
+}
+
+/// Ends a mute or a ban that still runs; 0 if none did.
+fn unset(
+    tx: &Transaction,
+    room: &str,
+    kind: &str,
+    username: &str,
     now: u64,
-    target: Option<String>,
-    effect: Effect,
-) -> rusqlite::Result<Judged> {
-    let ruling = Ruling {
-        room: action.room.clone(),
-        by: action.actor.name.clone(),
-        ts: now,
-        effect,
-    };
-    Ok(Ok((ruling, target)))
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "DELETE FROM sanctions WHERE room = ?1 AND kind = ?2 AND user_key = ?3 AND until_ms > ?4",
+    )?
+    .execute(params![room, kind, username_key(username), sql_int(now)])
 }
 
 /// Appends the ruling's row to its room's audit log.
@@ -284,7 +238,6 @@ fn record(
     action: &str,
     target: Option<&str>,
 ) -> rusqlite::Result<()> {
-    let detail = audit_detail(ruling);
     let seq: i64 = tx
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit WHERE room = ?1")?
         .query_row([&ruling.room], |row| row.get(0))?;
@@ -299,27 +252,7 @@ fn record(
         ruling.by,
         action,
         target,
-        detail
+        judge::audit_detail(ruling)
     ])?;
     Ok(())
-}
-
-/// What the audit log says of a ruling besides who, whom and when (never
-/// a chat's text).
-pub(crate) fn audit_detail(ruling: &Ruling) -> String {
-    let with_reason = |what: String, reason: &str| match (what.is_empty(), reason.is_empty()) {
-        (_, true) => what,
-        (true, false) => reason.to_string(),
-        (false, false) => format!("{what}: {reason}"),
-    };
-    match &ruling.effect {
-        Effect::Deleted { id } | Effect::Edited { id, .. } => format!("chat {id}"),
-        Effect::Muted { until, .. } => format!("until {}", utc(*until)),
-        Effect::Unmuted { .. } | Effect::Unbanned { .. } => String::new(),
-        Effect::Kicked { reason, .. } => with_reason(String::new(), reason),
-        Effect::Banned { until, reason, .. } => {
-            with_reason(format!("until {}", utc(*until)), reason)
-        }
-        Effect::ModeSet { mode } => mode.as_str().to_string(),
-    }
 }
