@@ -204,6 +204,9 @@ pub enum News {
     /// `room`'s users, a JSON array of names in join order, as asked with
     /// `Work::Roster`.
     Roster { room: String, names: Vec<u8> },
+    /// A moderation action made by any node (`judge::to_wire`), in the
+    /// room's order.
+    Ruling(Box<crate::archivist::moderation::Ruling>),
 }
 
 /// Things the dispatcher is told by the archivist's jobs and by the cluster:
