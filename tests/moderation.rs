@@ -425,3 +425,42 @@ fn a_deleted_chats_text_leaves_the_file_and_its_log() {
         "the deleted text is still in the file or its log"
     );
 }
+
+#[test]
+fn a_banned_user_who_opens_the_room_is_closed_when_its_rules_load() {
+    // Under --mutual-follows a login does not wait for the room's history,
+    // so the first login into a room comes before the room's rules.
+    let server = TestServer::with(Config {
+        mutual_follows: true,
+        ..signed(900)
+    });
+    let mut teacher = join(&server, "r", "teacher", Role::Moderator);
+    teacher.send_json(json!({"type": "ban", "username": "bob", "seconds": 600}));
+    teacher.recv_until(|m| m["type"] == "ban");
+    teacher.ws.close(None).unwrap();
+    // The room closes with its last connection, and opens with bob's.
+    let gone = common::eventually(WAIT, || {
+        let metrics = server.get("/metrics").1;
+        metrics.lines().any(|line| line == "threadchat_rooms 0")
+    });
+    assert!(gone, "room r never closed");
+    let mut bob = Client::connect_to(server.addr, "/r/r");
+    bob.send_json(json!({"type": "login", "token": token("bob", Role::Member)}));
+    loop {
+        match bob.ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => {
+                assert_eq!(frame.unwrap().code, CloseCode::from(4003));
+                break;
+            }
+            Ok(tungstenite::Message::Text(text)) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "error" {
+                    assert_eq!(message["error"], "you are banned");
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("bob was neither refused nor closed: {e}"),
+        }
+    }
+}
