@@ -464,3 +464,42 @@ fn a_banned_user_who_opens_the_room_is_closed_when_its_rules_load() {
         }
     }
 }
+
+#[test]
+fn commands_count_against_the_rate_limit_and_the_page_learns_the_window() {
+    let server = TestServer::with(Config {
+        rate_limit: 1,
+        ..signed(600)
+    });
+    let mut teacher = join(&server, "r", "teacher", Role::Moderator);
+    // A burst of twice the rate passes; the rest is refused, by type.
+    for _ in 0..5 {
+        teacher.send_json(json!({"type": "room_mode", "mode": "open"}));
+    }
+    let reply = refused(&mut teacher, "room_mode", "rate limit exceeded");
+    assert!(reply["details"].as_str().unwrap().contains("per second"));
+    let (status, info) = server.get("/api/info");
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["edit_window"], 600);
+}
+
+#[test]
+fn a_chat_sent_to_mutual_followers_only_cannot_be_edited_for_the_room_to_read() {
+    let server = TestServer::with(Config {
+        mutual_follows: true,
+        ..signed(900)
+    });
+    let mut alice = join(&server, "r", "alice", Role::Member);
+    let id = say(&mut alice, "between us");
+    alice.send_json(json!({"type": "edit", "id": id, "text": "for everyone?"}));
+    let reply = refused(&mut alice, "edit", "not allowed");
+    assert!(
+        reply["details"]
+            .as_str()
+            .unwrap()
+            .contains("mutual followers")
+    );
+    alice.send_json(json!({"type": "delete", "id": id}));
+    alice.recv_until(|m| m["type"] == "delete");
+}
