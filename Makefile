@@ -2,6 +2,8 @@
 # Each target installs what it needs; nothing has to be set up by hand.
 
 CARGO ?= cargo
+# Where cargo builds (CARGO_TARGET_DIR when set, as cargo itself reads it).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 # Extra server flags for `make run` and `make conformance`, e.g.
 # make run ARGS="--port 9000 --host 0.0.0.0"
 ARGS ?=
@@ -39,7 +41,7 @@ test-rust:
 test-browser:
 	$(CARGO) build --bin threadchat
 	bash client/tests/setup.sh
-	cd client && THREADCHAT_BIN=$(CURDIR)/target/debug/threadchat npm test
+	cd client && THREADCHAT_BIN=$(TARGET_DIR)/debug/threadchat npm test
 
 # The Autobahn TestSuite's WebSocket cases against the server's
 # --conformance-echo path (kosoku, installed into target/conformance-venv):

@@ -22,7 +22,9 @@ BEFORE=${1:?usage: bash bench/ab.sh BEFORE [AFTER]}
 AFTER=${2:-}
 ROUNDS=${ROUNDS:-3}
 RESULTS=bench/ab.jsonl
-STRESS=target/release/chat-stress
+# The build directory: $CARGO_TARGET_DIR when set, as cargo does.
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+STRESS=$TARGET/release/chat-stress
 SERVER_CORE=0
 LOAD_CORE=1
 
@@ -38,34 +40,34 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# build COMMIT: target/ab/threadchat-SHA, built in a temporary worktree
-# sharing target/, so only the crate itself is compiled anew.
+# build COMMIT: $TARGET/ab/threadchat-SHA, built in a temporary worktree
+# sharing $TARGET, so only the crate itself is compiled anew.
 build() {
     local sha
     sha=$(git rev-parse --short "$1")
-    if [[ ! -x "target/ab/threadchat-$sha" ]]; then
+    if [[ ! -x "$TARGET/ab/threadchat-$sha" ]]; then
         rm -rf "$WORKTREE"
         git worktree add --detach "$WORKTREE" "$1" >/dev/null
-        (cd "$WORKTREE" && CARGO_TARGET_DIR="$OLDPWD/target" cargo build --release --bin threadchat)
-        cp target/release/threadchat "target/ab/threadchat-$sha"
+        (cd "$WORKTREE" && CARGO_TARGET_DIR="$TARGET" cargo build --release --bin threadchat)
+        cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-$sha"
         git worktree remove --force "$WORKTREE"
     fi
     echo "$sha"
 }
 
-mkdir -p target/ab
+mkdir -p "$TARGET/ab"
 before_sha=$(build "$BEFORE")
 if [[ -n "$AFTER" ]]; then
     after_sha=$(build "$AFTER")
-    after_bin=target/ab/threadchat-$after_sha
+    after_bin=$TARGET/ab/threadchat-$after_sha
 else
     after_sha="$(git rev-parse --short HEAD)"
     if [[ -n "$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock)" ]]; then
         after_sha="$after_sha+changes"
     fi
     cargo build --release --workspace
-    cp target/release/threadchat target/ab/threadchat-current
-    after_bin=target/ab/threadchat-current
+    cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-current"
+    after_bin=$TARGET/ab/threadchat-current
 fi
 cargo build --release -p chat-stress
 
@@ -74,15 +76,15 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 for round in $(seq "$ROUNDS"); do
     for side in before after; do
         if [[ $side == before ]]; then
-            binary=target/ab/threadchat-$before_sha sha=$before_sha
+            binary=$TARGET/ab/threadchat-$before_sha sha=$before_sha
         else
             binary=$after_bin sha=$after_sha
         fi
-        start_server bench/threadchat.log "$binary" --rate-limit 0 --log-level warn --history 0
+        start_server bench/threadchat.log "$binary" $(load_flags "$binary") --rate-limit 0 --log-level warn --history 0
         stress "ab $side $sha off" fanout --users 100 --senders 10 --messages 2000 --timeout 90
         stress "ab $side $sha steady" fanout --users 100 --senders 10 --messages 200 --rate 20 --timeout 60
         stop_server
-        start_server bench/threadchat.log "$binary" --rate-limit 0 --log-level warn \
+        start_server bench/threadchat.log "$binary" $(load_flags "$binary") --rate-limit 0 --log-level warn \
             --db "$DB_DIR/round-$round-$side.db"
         stress "ab $side $sha history" fanout --users 100 --senders 10 --messages 2000 --timeout 90
         stop_server

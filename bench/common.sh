@@ -17,6 +17,17 @@ wait_for_port() {
     return 1
 }
 
+# load_flags BINARY: the flags every benchmark server gets where BINARY has
+# them. The load comes from a few loopback addresses, thousands of
+# connections each, and some are held open without logging in: the limit per
+# address and the login deadline would refuse or close exactly the load being
+# measured, so they are off.
+load_flags() {
+    if "$1" --help | grep -- '--max-connections-per-ip' >/dev/null; then
+        echo --max-connections-per-ip 0 --login-timeout 0
+    fi
+}
+
 SERVER_PID=
 stop_server() {
     if [[ -n "$SERVER_PID" ]]; then

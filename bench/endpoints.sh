@@ -43,7 +43,7 @@ binaries=("$@")
 for round in $(seq "$ROUNDS"); do
     for i in "${!binaries[@]}"; do
         binary=${binaries[$i]}
-        start_server bench/endpoints.log "$binary" --rate-limit 0 --log-level warn \
+        start_server bench/endpoints.log "$binary" $(load_flags "$binary") --rate-limit 0 --log-level warn \
             --db "$DB_DIR/round-$round-$i.db" "${SERVER_FLAGS[@]}"
         stress "$i $binary" endpoints --users 100 --senders 10 --messages "$MESSAGES" \
             --requests-per-s "$REQUESTS_PER_S" --idle "$IDLE" --timeout 120

@@ -4,9 +4,13 @@
 //   1. Connect: open one WebSocket to the server URL in #server. The page
 //      served at /r/<room> fills in that room's URL, the page at / the lobby.
 //   2. Set Name (or Sign In, when the server wants a token): send
-//      {"type":"login"}; the server answers this socket alone with the room's
-//      recent history, then every logged-in socket of the room with the new
-//      list of users. Setting a name again renames.
+//      {"type":"login","presence":"changes"}; the server answers this socket
+//      alone with the room's recent history, then with the room's whole list
+//      of users (a "login" message). After that the page hears who comes and
+//      goes as "presence" messages ({"joined":[…],"left":[…]}, or a whole
+//      "users" list after a rename) and keeps its list from them, rather than
+//      being sent the whole list at every arrival. Setting a name again
+//      renames.
 //   3. Chat: send {"type":"chat"}; the server relays it to everyone in the
 //      room, us included, so a message appears only once the server has
 //      accepted it.
@@ -401,7 +405,7 @@ function withSince(message) {
 
 function login(name) {
   requested = name.trim();
-  send(withSince({ type: 'login', username: name }));
+  send(withSince({ type: 'login', username: name, presence: 'changes' }));
 }
 
 function signIn() {
@@ -416,7 +420,7 @@ function signIn() {
   }
   // Logged in already, the same login renews the session; the server sends
   // no new presence for it.
-  send(withSince({ type: 'login', token }));
+  send(withSince({ type: 'login', token, presence: 'changes' }));
 }
 
 // Closing the tab says goodbye, as in the tutorial. The server would notice
@@ -445,6 +449,9 @@ function handleServerMessage(msg) {
       break;
     case 'disconnect':
       onDisconnect(msg);
+      break;
+    case 'presence':
+      onPresence(msg);
       break;
     case 'chat':
       onChat(msg);
@@ -488,6 +495,34 @@ function onLogin(msg) {
 function onDisconnect(msg) {
   addSystemLine(`${msg.user_left} left`);
   renderUsers(msg.active_users);
+}
+
+// Who came and went since the last presence message: remove `left`, then
+// append `joined` (the server's list, in join order); a whole `users` list
+// (after a rename, which keeps its place) replaces ours.
+function onPresence(msg) {
+  if (!Array.isArray(msg.users) && !(Array.isArray(msg.joined) && Array.isArray(msg.left))) {
+    return;
+  }
+  const previous = activeUsers;
+  let next;
+  if (Array.isArray(msg.users)) {
+    next = msg.users;
+    const gone = previous.filter((name) => !next.includes(name));
+    const added = next.filter((name) => !previous.includes(name));
+    if (gone.length === 1 && added.length === 1) {
+      addSystemLine(`${gone[0]} is now ${added[0]}`);
+    } else {
+      for (const name of gone) addSystemLine(`${name} left`);
+      for (const name of added) addSystemLine(`${name} joined`);
+    }
+  } else {
+    const left = new Set(msg.left);
+    next = previous.filter((name) => !left.has(name)).concat(msg.joined);
+    for (const name of msg.left) addSystemLine(`${name} left`);
+    for (const name of msg.joined) addSystemLine(`${name} joined`);
+  }
+  renderUsers(next);
 }
 
 function onChat(msg) {

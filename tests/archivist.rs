@@ -642,10 +642,11 @@ fn a_read_is_answered_after_the_appends_sent_before_it_are_committed() {
         }
         last += 3;
     }
-    // A page, answered on its own channel, also holds what was sent before.
+    // A page, answered on its own channel, holds what was committed
+    // before it (all that anyone was sent).
     archive.append("a", 4, "w");
-    assert_eq!(ids(&archive.page("a", None, 2)), [last, last + 1]);
     assert!(matches!(archive.next(), Archived::Committed(b) if b[0].2.id == last + 1));
+    assert_eq!(ids(&archive.page("a", None, 2)), [last, last + 1]);
 }
 
 #[test]
@@ -685,7 +686,8 @@ fn reads_wait_in_their_own_bounded_queue_behind_the_chats() {
     let handle = archive
         .spawn(jobs_rx, reads_rx, events_tx, None)
         .expect("spawn");
-    // The chat is committed before any read is answered: every page has it.
+    // Chats go first: the chat is committed before any read is answered,
+    // so every page has it.
     assert!(matches!(
         events.recv_timeout(WAIT).expect("a commit"),
         Archived::Committed(chats) if chats.len() == 1

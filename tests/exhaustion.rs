@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::tls::Transport;
 use common::{BinaryServer, Client, TestServer, WAIT, eventually, raw_http};
 use serde_json::{Value, json};
 use socket2::{Domain, Socket, Type};
@@ -52,8 +53,8 @@ fn open_from(
     from: &str,
     server: SocketAddr,
     headers: &[(&'static str, &str)],
-) -> Result<WebSocket<TcpStream>, u16> {
-    let stream = connect_from(from, server);
+) -> Result<WebSocket<Transport>, u16> {
+    let stream = Transport::Plain(connect_from(from, server));
     let mut request = format!("ws://{server}/r/lobby")
         .into_client_request()
         .unwrap();

@@ -1,12 +1,14 @@
 //! The history file as a real process sees it: a `kill -9` loses nothing
-//! anyone received, and a bad file stops the server with a clear error.
+//! anyone received (over ws, and over wss with native TLS), and a bad file
+//! stops the server with a clear error.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{BinaryServer, Client, WAIT};
+use common::tls::ServerTls;
+use common::{BinaryServer, WAIT};
 use serde_json::{Value, json};
 
 struct TempDir(PathBuf);
@@ -33,8 +35,8 @@ impl Drop for TempDir {
 /// Every chat in the room's history, oldest first, read through `since`:
 /// a long catch-up comes in pages (`"more": true`), the last one saying
 /// whether it is complete.
-fn whole_history(addr: std::net::SocketAddr) -> Vec<Value> {
-    let mut reader = Client::connect_to(addr, "/r/crash");
+fn whole_history(server: &BinaryServer) -> Vec<Value> {
+    let mut reader = server.connect_to("/r/crash");
     reader.send_json(json!({"type": "login", "username": "auditor", "since": 0}));
     let mut messages = Vec::new();
     loop {
@@ -50,18 +52,29 @@ fn whole_history(addr: std::net::SocketAddr) -> Vec<Value> {
 
 #[test]
 fn every_chat_any_client_received_survives_kill_9() {
-    let dir = TempDir::new("crash");
+    received_chats_survive_kill_9(None);
+}
+
+#[test]
+fn every_chat_any_client_received_over_tls_survives_kill_9() {
+    received_chats_survive_kill_9(Some(&ServerTls::new()));
+}
+
+/// Chats over ws, or over wss with `tls`'s certificate (the restarted
+/// server keeps it).
+fn received_chats_survive_kill_9(tls: Option<&ServerTls>) {
+    let dir = TempDir::new(if tls.is_some() { "crash-tls" } else { "crash" });
     let db = dir.path("chat.db");
     let args = ["--db", &db, "--rate-limit", "0", "--history-max", "100000"];
-    let server = BinaryServer::start(&args);
+    let server = BinaryServer::start_over(&args, tls);
     // Two senders and a listener in one room; the senders keep chatting
     // until the connection breaks.
-    let mut listener = Client::connect_to(server.addr, "/r/crash");
+    let mut listener = server.connect_to("/r/crash");
     listener.login("listener");
     let senders: Vec<_> = ["walter", "maria"]
         .into_iter()
         .map(|name| {
-            let mut client = Client::connect_to(server.addr, "/r/crash");
+            let mut client = server.connect_to("/r/crash");
             client.login(name);
             std::thread::spawn(move || {
                 for i in 0..100_000 {
@@ -105,8 +118,8 @@ fn every_chat_any_client_received_survives_kill_9() {
         sender.join().unwrap();
     }
 
-    let restarted = BinaryServer::start(&args);
-    let stored = whole_history(restarted.addr);
+    let restarted = BinaryServer::start_over(&args, tls);
+    let stored = whole_history(&restarted);
     // The received chats are a prefix-ordered subsequence of the history:
     // each one is there, exactly as it was received, in the same order.
     let mut position = 0;
@@ -123,7 +136,7 @@ fn every_chat_any_client_received_survives_kill_9() {
     }
     // Ids stay increasing after the restart.
     let last = stored.last().unwrap()["id"].as_u64().unwrap();
-    let mut writer = Client::connect_to(restarted.addr, "/r/crash");
+    let mut writer = restarted.connect_to("/r/crash");
     writer.login("after");
     writer.chat("after the crash");
     let echo = writer.recv_until(|m| m["type"] == "chat");

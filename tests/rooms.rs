@@ -142,6 +142,7 @@ fn try_connect(server: &TestServer, path: &str) -> Option<Client> {
     let stream = std::net::TcpStream::connect(server.addr).ok()?;
     stream.set_read_timeout(Some(common::WAIT)).ok()?;
     let url = format!("ws://{}{path}", server.addr);
+    let stream = common::tls::Transport::Plain(stream);
     let (ws, _) = tungstenite::client::client(url, stream).ok()?;
     Some(Client { ws })
 }

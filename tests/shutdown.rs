@@ -1,5 +1,6 @@
 //! Graceful shutdown: a close frame (1001, going away) to everyone, threads
-//! joined, and for the binary, exit status 0 on SIGINT and SIGTERM.
+//! joined, and for the binary, exit status 0 on SIGINT and SIGTERM. The
+//! in-process rules are checked over ws and over wss (native TLS).
 
 mod common;
 
@@ -7,12 +8,22 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::tls::Over;
 use common::{Client, TestServer, WAIT};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 #[test]
 fn shutdown_sends_going_away_to_every_client_and_ends_every_connection() {
-    let server = TestServer::start();
+    going_away_to_every_client(Over::Plain);
+}
+
+#[test]
+fn shutdown_sends_going_away_to_every_client_and_ends_every_connection_over_tls() {
+    going_away_to_every_client(Over::Tls);
+}
+
+fn going_away_to_every_client(over: Over) {
+    let server = TestServer::over(over, threadchat::Config::ephemeral());
     let mut walter = server.login("walter");
     let mut lurker = server.connect();
     assert!(server.shutdown(), "connections outlived the grace period");
@@ -24,12 +35,24 @@ fn shutdown_sends_going_away_to_every_client_and_ends_every_connection() {
 
 #[test]
 fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
-    let server = TestServer::with(threadchat::Config {
-        rate_limit: 0,
-        outbound_bytes: 1 << 30,
-        outbound_messages: 1 << 20,
-        ..threadchat::Config::ephemeral()
-    });
+    no_wait_for_a_client_that_stopped_reading(Over::Plain);
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_client_that_stopped_reading_over_tls() {
+    no_wait_for_a_client_that_stopped_reading(Over::Tls);
+}
+
+fn no_wait_for_a_client_that_stopped_reading(over: Over) {
+    let server = TestServer::over(
+        over,
+        threadchat::Config {
+            rate_limit: 0,
+            outbound_bytes: 1 << 30,
+            outbound_messages: 1 << 20,
+            ..threadchat::Config::ephemeral()
+        },
+    );
     let mut sleeper = server.login("sleeper");
     let mut talker = server.login("talker");
     sleeper.recv_json();

@@ -1,10 +1,12 @@
 //! A client that stops reading is dropped; nobody else waits for it or loses
-//! anything.
+//! anything. Each rule is checked over ws and over wss (native TLS), where
+//! the writer encrypts for each client and a full socket looks the same.
 
 mod common;
 
 use std::time::Duration;
 
+use common::tls::Over;
 use common::{TestServer, eventually};
 use threadchat::Config;
 use tungstenite::Message;
@@ -19,11 +21,23 @@ fn rss_bytes() -> usize {
 
 #[test]
 fn a_client_that_never_reads_is_dropped_and_the_others_lose_nothing() {
-    let server = TestServer::with(Config {
-        rate_limit: 0,
-        outbound_bytes: 256 * 1024,
-        ..Config::ephemeral()
-    });
+    never_reading_client_is_dropped(Over::Plain);
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_and_the_others_lose_nothing_over_tls() {
+    never_reading_client_is_dropped(Over::Tls);
+}
+
+fn never_reading_client_is_dropped(over: Over) {
+    let server = TestServer::over(
+        over,
+        Config {
+            rate_limit: 0,
+            outbound_bytes: 256 * 1024,
+            ..Config::ephemeral()
+        },
+    );
     let mut sleeper = server.login("sleeper");
     let mut talker = server.login("talker");
     let mut listener = server.login("listener");
@@ -106,15 +120,27 @@ fn a_client_that_never_reads_is_dropped_and_the_others_lose_nothing() {
 
 #[test]
 fn a_writer_blocked_longer_than_the_write_timeout_drops_its_client() {
+    blocked_writer_is_dropped(Over::Plain);
+}
+
+#[test]
+fn a_writer_blocked_longer_than_the_write_timeout_drops_its_client_over_tls() {
+    blocked_writer_is_dropped(Over::Tls);
+}
+
+fn blocked_writer_is_dropped(over: Over) {
     // A queue bound large enough never to fill: only the write timeout can
     // end this client.
-    let server = TestServer::with(Config {
-        rate_limit: 0,
-        outbound_bytes: 1 << 30,
-        outbound_messages: 1 << 20,
-        write_timeout: Duration::from_millis(300),
-        ..Config::ephemeral()
-    });
+    let server = TestServer::over(
+        over,
+        Config {
+            rate_limit: 0,
+            outbound_bytes: 1 << 30,
+            outbound_messages: 1 << 20,
+            write_timeout: Duration::from_millis(300),
+            ..Config::ephemeral()
+        },
+    );
     let mut sleeper = server.login("sleeper");
     let mut talker = server.login("talker");
     sleeper.recv_json();

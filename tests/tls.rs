@@ -8,198 +8,54 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, WAIT};
+use common::tls::{self, Over, Pki, TlsSocket};
+use common::{TestServer, WAIT, eventually};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use serde_json::{Value, json};
+use serde_json::json;
 use threadchat::Config;
 use threadchat::metrics::TlsFailure;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message, WebSocket};
 
-type TlsSocket = StreamOwned<ClientConnection, TcpStream>;
-
-/// A test CA and the certificates it signs, in a temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A new P-256 key in `key` and a certificate request for localhost in
-    /// `csr`, for the CA to sign.
-    fn key_and_request(&self, key: &str, csr: &str) {
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            csr,
-            "-subj",
-            "/CN=localhost",
-        ]);
-    }
-
-    fn new() -> Pki {
-        let pki = Pki {
-            dir: tempfile::tempdir().expect("a temporary directory"),
-        };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=threadchat test CA",
-        ]);
-        std::fs::write(
-            pki.path("leaf.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("openssl on PATH");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// A leaf for localhost signed by the CA, valid for `days`, as `<name>.pem` (leaf then CA, like certbot's
-    /// fullchain.pem) and `<name>.key` (PKCS#8).
-    fn leaf(&self, name: &str, days: u32) -> (PathBuf, PathBuf) {
-        let (key, csr, cert) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-        );
-        self.key_and_request(&key, &csr);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-extfile",
-            "leaf.ext",
-            "-days",
-            &days.to_string(),
-        ]);
-        let chain = format!(
-            "{}{}",
-            std::fs::read_to_string(self.path(&cert)).unwrap(),
-            std::fs::read_to_string(self.path("ca.pem")).unwrap()
-        );
-        let pem = self.path(&format!("{name}.pem"));
-        std::fs::write(&pem, chain).unwrap();
-        (pem, self.path(&key))
-    }
-
-    /// A leaf for localhost that expired in 2020, as `<name>.pem` and
-    /// `<name>.key` (`openssl ca` can back-date; `x509 -days` cannot).
-    fn expired_leaf(&self, name: &str) -> (PathBuf, PathBuf) {
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        self.key_and_request(&key, &csr);
-        let config = "[ca]\ndefault_ca=t\n[t]\ndatabase=index.txt\nnew_certs_dir=.\n\
-                      serial=serial\npolicy=any\ndefault_md=sha256\n[any]\ncommonName=supplied\n";
-        std::fs::write(self.path("ca.cnf"), config).unwrap();
-        std::fs::write(self.path("index.txt"), "").unwrap();
-        std::fs::write(self.path("serial"), "01\n").unwrap();
-        self.openssl(&[
-            "ca",
-            "-batch",
-            "-config",
-            "ca.cnf",
-            "-keyfile",
-            "ca.key",
-            "-cert",
-            "ca.pem",
-            "-in",
-            &csr,
-            "-out",
-            &pem,
-            "-startdate",
-            "20200101000000Z",
-            "-enddate",
-            "20200102000000Z",
-            "-notext",
-        ]);
-        (self.path(&pem), self.path(&key))
-    }
-
-    /// A client configuration that trusts this CA only.
-    fn client_config(&self) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        let ca = CertificateDer::from_pem_file(self.path("ca.pem")).unwrap();
-        roots.add(ca).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    }
+/// A leaf for localhost that expired in 2020, as `<name>.pem` and
+/// `<name>.key` (`openssl ca` can back-date; `x509 -days` cannot).
+fn expired_leaf(pki: &Pki, name: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    pki.key_and_request(&key, &csr);
+    let config = "[ca]\ndefault_ca=t\n[t]\ndatabase=index.txt\nnew_certs_dir=.\n\
+                  serial=serial\npolicy=any\ndefault_md=sha256\n[any]\ncommonName=supplied\n";
+    std::fs::write(pki.path("ca.cnf"), config).unwrap();
+    std::fs::write(pki.path("index.txt"), "").unwrap();
+    std::fs::write(pki.path("serial"), "01\n").unwrap();
+    pki.openssl(&[
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-keyfile",
+        "ca.key",
+        "-cert",
+        "ca.pem",
+        "-in",
+        &csr,
+        "-out",
+        &pem,
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20200102000000Z",
+        "-notext",
+    ]);
+    (pki.path(&pem), pki.path(&key))
 }
 
 fn tls_config(cert: &Path, key: &Path) -> Config {
-    Config {
-        tls_cert: Some(cert.to_path_buf()),
-        tls_key: Some(key.to_path_buf()),
-        ..Config::ephemeral()
-    }
-}
-
-/// A TLS connection to the server, handshake done.
-fn tls_connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<TlsSocket> {
-    let socket = TcpStream::connect(addr)?;
-    socket.set_read_timeout(Some(WAIT))?;
-    let name = ServerName::try_from("localhost").unwrap();
-    let session = ClientConnection::new(config, name).unwrap();
-    let mut stream = StreamOwned::new(session, socket);
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
-    }
-    Ok(stream)
+    tls::server_config(cert, key, Config::ephemeral())
 }
 
 /// The certificate the server presented.
@@ -216,109 +72,26 @@ fn leaf_der(pem: &Path) -> Vec<u8> {
         .to_vec()
 }
 
-/// A wss chat client.
-struct Wss {
-    ws: WebSocket<TlsSocket>,
-}
-
-impl Wss {
-    fn connect(addr: SocketAddr, config: Arc<ClientConfig>, room: &str) -> Wss {
-        let stream = tls_connect(addr, config).expect("TLS handshake");
-        let url = format!("wss://localhost:{}/r/{room}", addr.port());
-        let (ws, _) = tungstenite::client(url, stream).expect("WebSocket handshake");
-        Wss { ws }
-    }
-
-    fn send(&mut self, value: Value) {
-        self.ws
-            .send(Message::text(value.to_string()))
-            .expect("send");
-    }
-
-    fn recv(&mut self) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no message within {WAIT:?}");
-            match self.ws.read() {
-                Ok(Message::Text(text)) => return serde_json::from_str(&text).unwrap(),
-                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-                Ok(other) => panic!("expected a text message, got {other:?}"),
-                Err(e) => panic!("expected a text message, got error {e}"),
-            }
-        }
-    }
-
-    fn recv_type(&mut self, kind: &str) -> Value {
-        loop {
-            let message = self.recv();
-            if message["type"] == kind {
-                return message;
-            }
-        }
-    }
-
-    fn login(&mut self, name: &str) {
-        self.send(json!({"type": "login", "username": name}));
-        let joined = self.recv_type("login");
-        assert_eq!(joined["user_joined"], name);
-    }
-
-    fn chat(&mut self, text: &str) {
-        self.send(json!({"type": "chat", "text": text}));
-    }
-
-    fn expect_close(&mut self) -> CloseCode {
-        loop {
-            match self.ws.read() {
-                Ok(Message::Close(Some(frame))) => return frame.code,
-                Ok(Message::Close(None)) => panic!("a close frame without a code"),
-                Ok(_) => continue,
-                Err(e) => panic!("expected a close frame, got error {e}"),
-            }
-        }
-    }
-}
-
-/// Sends one request over https and reads the answer to its end.
-fn https(addr: SocketAddr, config: Arc<ClientConfig>, request: &str) -> String {
-    let mut stream = tls_connect(addr, config).expect("TLS handshake");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    // The server ends with close_notify; a reset after it is not an error
-    // worth failing over, so keep what was read.
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
-}
-
 #[test]
 fn wss_login_chat_and_disconnect_work_over_tls() {
-    let pki = Pki::new();
-    let (cert, key) = pki.leaf("server", 30);
-    let server = TestServer::with(tls_config(&cert, &key));
-    let mut ada = Wss::connect(server.addr, pki.client_config(), "lab");
-    ada.login("ada");
-    let mut bob = Wss::connect(server.addr, pki.client_config(), "lab");
-    bob.login("bob");
-    assert_eq!(ada.recv_type("login")["user_joined"], "bob");
+    let server = TestServer::over(Over::Tls, Config::ephemeral());
+    let mut ada = server.login_in("lab", "ada");
+    let mut bob = server.login_in("lab", "bob");
+    assert_eq!(
+        ada.recv_until(|m| m["type"] == "login")["user_joined"],
+        "bob"
+    );
     bob.chat("hello over wss");
-    let chat = ada.recv_type("chat");
+    let chat = ada.recv_until(|m| m["type"] == "chat");
     assert_eq!(
         (chat["username"].as_str(), chat["text"].as_str()),
         (Some("bob"), Some("hello over wss"))
     );
-    bob.send(json!({"type": "disconnect"}));
-    assert_eq!(ada.recv_type("disconnect")["user_left"], "bob");
+    bob.send_json(json!({"type": "disconnect"}));
+    assert_eq!(
+        ada.recv_until(|m| m["type"] == "disconnect")["user_left"],
+        "bob"
+    );
 }
 
 #[test]
@@ -327,7 +100,7 @@ fn a_client_that_does_not_trust_the_certificate_cannot_connect() {
     let (cert, key) = pki.leaf("server", 30);
     let server = TestServer::with(tls_config(&cert, &key));
     let stranger = Pki::new(); // another CA: the server's is not trusted
-    let result = tls_connect(server.addr, stranger.client_config());
+    let result = tls::connect(server.addr, stranger.client_config());
     let Err(error) = result else {
         panic!("the handshake must fail");
     };
@@ -346,7 +119,7 @@ fn https_get_serves_the_page() {
     let pki = Pki::new();
     let (cert, key) = pki.leaf("server", 30);
     let server = TestServer::with(tls_config(&cert, &key));
-    let answer = https(
+    let answer = tls::https(
         server.addr,
         pki.client_config(),
         "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -384,44 +157,6 @@ fn a_stalled_tls_handshake_is_closed_at_the_deadline() {
         .tls_handshakes_failed_total(TlsFailure::Timeout)
         == 1));
     assert!(eventually(WAIT, || server.handle().connections() == 0));
-}
-
-#[test]
-fn a_slow_consumer_is_dropped_over_tls() {
-    let pki = Pki::new();
-    let (cert, key) = pki.leaf("server", 30);
-    let server = TestServer::with(Config {
-        rate_limit: 0,
-        outbound_messages: 64,
-        ..tls_config(&cert, &key)
-    });
-    let mut sleeper = Wss::connect(server.addr, pki.client_config(), "lab");
-    sleeper.login("sleeper");
-    let mut talker = Wss::connect(server.addr, pki.client_config(), "lab");
-    talker.login("talker");
-    let text = "w".repeat(1900);
-    let mut sent = 0;
-    loop {
-        talker.chat(&text);
-        sent += 1;
-        let message = talker.recv();
-        if message["type"] == "disconnect" {
-            assert_eq!(message["user_left"], "sleeper");
-            break;
-        }
-        assert!(sent < 200_000, "the sleeper was never dropped");
-    }
-}
-
-#[test]
-fn shutdown_sends_going_away_over_tls() {
-    let pki = Pki::new();
-    let (cert, key) = pki.leaf("server", 30);
-    let server = TestServer::with(tls_config(&cert, &key));
-    let mut ada = Wss::connect(server.addr, pki.client_config(), "lab");
-    ada.login("ada");
-    assert!(server.shutdown(), "connections outlived the grace period");
-    assert_eq!(ada.expect_close(), CloseCode::Away);
 }
 
 #[test]
@@ -472,7 +207,7 @@ fn a_key_that_is_not_the_certificates_stops_the_start() {
 #[test]
 fn an_expired_certificate_stops_the_start() {
     let pki = Pki::new();
-    let (cert, key) = pki.expired_leaf("old");
+    let (cert, key) = expired_leaf(&pki, "old");
     let error = start_error(tls_config(&cert, &key));
     assert!(
         error.contains("old.pem") && error.contains("expired"),
@@ -498,20 +233,24 @@ fn a_reload_serves_new_handshakes_the_new_certificate_and_keeps_open_connections
     let (cert, key) = pki.leaf("server", 30);
     let first = leaf_der(&cert);
     let server = TestServer::with(tls_config(&cert, &key));
-    let mut ada = Wss::connect(server.addr, pki.client_config(), "lab");
+    let trusting = pki.client_config();
+    let mut ada = common::Client::connect_over(server.addr, "/r/lab", Some(&trusting));
     ada.login("ada");
     // certbot renews in place: the same paths, a new pair.
     let (renewed, renewed_key) = pki.leaf("renewed", 30);
     std::fs::copy(&renewed, &cert).unwrap();
     std::fs::copy(&renewed_key, &key).unwrap();
     server.handle().reload_tls();
-    let stream = tls_connect(server.addr, pki.client_config()).unwrap();
+    let stream = tls::connect(server.addr, pki.client_config()).unwrap();
     assert_eq!(presented(&stream), leaf_der(&renewed));
     assert_ne!(presented(&stream), first);
-    let mut bob = Wss::connect(server.addr, pki.client_config(), "lab");
+    let mut bob = common::Client::connect_over(server.addr, "/r/lab", Some(&trusting));
     bob.login("bob");
     ada.chat("still here");
-    assert_eq!(bob.recv_type("chat")["text"], "still here");
+    assert_eq!(
+        bob.recv_until(|m| m["type"] == "chat")["text"],
+        "still here"
+    );
 }
 
 #[test]
@@ -523,7 +262,7 @@ fn a_bad_reload_keeps_the_old_pair() {
     let (_, other_key) = pki.leaf("other", 30);
     std::fs::copy(&other_key, &key).unwrap(); // a key that does not match
     server.handle().reload_tls();
-    let stream = tls_connect(server.addr, pki.client_config()).unwrap();
+    let stream = tls::connect(server.addr, pki.client_config()).unwrap();
     assert_eq!(presented(&stream), before);
 }
 
@@ -532,7 +271,7 @@ fn readyz_says_so_within_a_week_of_the_certificates_expiry() {
     let pki = Pki::new();
     let (cert, key) = pki.leaf("server", 3);
     let server = TestServer::with(tls_config(&cert, &key));
-    let answer = https(
+    let answer = tls::https(
         server.addr,
         pki.client_config(),
         "GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -541,7 +280,7 @@ fn readyz_says_so_within_a_week_of_the_certificates_expiry() {
     assert!(answer.contains("certificate expires in"), "{answer}");
     let (fresh, fresh_key) = pki.leaf("fresh", 30);
     let fresh_server = TestServer::with(tls_config(&fresh, &fresh_key));
-    let answer = https(
+    let answer = tls::https(
         fresh_server.addr,
         pki.client_config(),
         "GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -554,7 +293,7 @@ fn metrics_show_when_the_certificate_expires() {
     let pki = Pki::new();
     let (cert, key) = pki.leaf("server", 30);
     let server = TestServer::with(tls_config(&cert, &key));
-    let answer = https(
+    let answer = tls::https(
         server.addr,
         pki.client_config(),
         "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -577,12 +316,14 @@ fn hsts_is_sent_over_https_only_when_asked() {
     let (cert, key) = pki.leaf("server", 30);
     let get = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let plain = TestServer::with(tls_config(&cert, &key));
-    assert!(!https(plain.addr, pki.client_config(), get).contains("Strict-Transport-Security"));
+    assert!(
+        !tls::https(plain.addr, pki.client_config(), get).contains("Strict-Transport-Security")
+    );
     let strict = TestServer::with(Config {
         hsts: true,
         ..tls_config(&cert, &key)
     });
-    let answer = https(strict.addr, pki.client_config(), get);
+    let answer = tls::https(strict.addr, pki.client_config(), get);
     assert!(
         answer.contains("Strict-Transport-Security: max-age=31536000"),
         "{answer}"
@@ -619,11 +360,78 @@ fn sighup_makes_the_binary_reload_its_certificate() {
     // SAFETY: kill(2) on the PID of the child this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     let reloaded = eventually(WAIT, || {
-        tls_connect(addr, pki.client_config())
+        tls::connect(addr, pki.client_config())
             .is_ok_and(|stream| presented(&stream) == leaf_der(&renewed))
     });
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let _ = child.wait();
     assert!(reloaded, "new handshakes never saw the renewed certificate");
+}
+
+/// The answer an over-cap TLS client gets: a GET over https, read to its
+/// end, from a real rustls client.
+fn refused_over_tls(server: &TestServer) -> String {
+    let client = server.client_tls().unwrap().clone();
+    tls::https(
+        server.addr,
+        client,
+        "GET /r/lab HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+}
+
+#[test]
+fn over_the_per_address_cap_a_tls_client_is_answered_429_over_tls() {
+    let server = TestServer::over(
+        Over::Tls,
+        Config {
+            max_connections_per_ip: 1,
+            ..Config::ephemeral()
+        },
+    );
+    let _held = tls::connect(server.addr, server.client_tls().unwrap().clone()).unwrap();
+    let answer = refused_over_tls(&server);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+}
+
+#[test]
+fn over_the_connection_cap_a_tls_client_is_answered_503_over_tls() {
+    let server = TestServer::over(
+        Over::Tls,
+        Config {
+            max_connections: 1,
+            max_connections_per_ip: 0,
+            ..Config::ephemeral()
+        },
+    );
+    let _held = tls::connect(server.addr, server.client_tls().unwrap().clone()).unwrap();
+    let answer = refused_over_tls(&server);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+}
+
+#[test]
+fn a_stalled_tls_handshake_holds_the_rejecter_only_until_its_deadline() {
+    let server = TestServer::over(
+        Over::Tls,
+        Config {
+            max_connections_per_ip: 1,
+            ..Config::ephemeral()
+        },
+    );
+    let _held = tls::connect(server.addr, server.client_tls().unwrap().clone()).unwrap();
+    // Over the cap too, and stalled inside its ClientHello.
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(&[22, 3, 1, 0, 200, 1]).unwrap();
+    let started = Instant::now();
+    let answer = refused_over_tls(&server);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited < threadchat::config::REJECT_TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(2),
+        "the next refusal waited {waited:?}"
+    );
+    let metrics = server.handle().metrics().clone();
+    assert!(eventually(WAIT, || metrics
+        .tls_handshakes_failed_total(TlsFailure::Timeout)
+        == 1));
 }

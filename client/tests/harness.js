@@ -3,9 +3,11 @@
 'use strict';
 
 const { spawn, execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const assert = require('node:assert/strict');
 const { chromium } = require('playwright-core');
 
 // Debian's Chromium; playwright's own browser downloads cannot work here.
@@ -18,8 +20,9 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
   '--no-first-run',
 ];
-// The server logs this line at start-up; port 0 lets the OS pick a free port.
-const LISTENING = /http:\/\/127\.0\.0\.1:(\d+)\//;
+// The server logs this line at start-up (https with --tls-cert); port 0 lets
+// the OS pick a free port.
+const LISTENING = /https?:\/\/127\.0\.0\.1:(\d+)\//;
 const SERVER_START_TIMEOUT_MS = 15_000;
 
 const SERVER_BIN = process.env.THREADCHAT_BIN ||
@@ -100,16 +103,50 @@ function stopServer(server) {
   });
 }
 
+// A test certificate authority and a leaf it signs for 127.0.0.1 and
+// localhost, made with Debian's openssl in a temporary directory (never a
+// committed key): `args` are the server's --tls-cert and --tls-key, `spki`
+// what Chromium is told to trust (launchBrowser's `trustSpki`), and
+// `remove()` deletes the directory. The same pair may serve several servers.
+function makeCertificates() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'threadchat-e2e-tls-'));
+  const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const p256 = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...p256, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '30',
+    '-subj', '/CN=threadchat browser test CA');
+  openssl('req', ...p256, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=localhost');
+  fs.writeFileSync(path.join(dir, 'leaf.ext'),
+    'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
+  openssl('x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
+    '-CAcreateserial', '-out', 'leaf.crt', '-extfile', 'leaf.ext', '-days', '30');
+  const read = (name) => fs.readFileSync(path.join(dir, name), 'utf8');
+  fs.writeFileSync(path.join(dir, 'fullchain.pem'), read('leaf.crt') + read('ca.pem'));
+  // --ignore-certificate-errors-spki-list takes the base64 of the SHA-256 of
+  // a certificate's SubjectPublicKeyInfo (DER): here the leaf's.
+  openssl('pkey', '-in', 'leaf.key', '-pubout', '-outform', 'DER', '-out', 'leaf.spki');
+  const spki = openssl('dgst', '-sha256', '-binary', 'leaf.spki').toString('base64');
+  assert.equal(spki, crypto.createHash('sha256')
+    .update(fs.readFileSync(path.join(dir, 'leaf.spki'))).digest('base64'));
+  return {
+    args: ['--tls-cert', path.join(dir, 'fullchain.pem'), '--tls-key', path.join(dir, 'leaf.key')],
+    spki,
+    remove: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
 // Launches Chromium. Playwright's launch() gives it a fresh temporary
 // profile (--user-data-dir) and deletes it on close, so no earlier run's state
-// can leak in.
-async function launchBrowser() {
+// can leak in. `trustSpki` (makeCertificates's `spki`) makes it accept that
+// one key's certificate, as if the test CA were installed; no other
+// certificate error is ignored.
+async function launchBrowser({ trustSpki } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: run client/tests/setup.sh (apt-get install chromium)`);
   }
+  const trust = trustSpki ? [`--ignore-certificate-errors-spki-list=${trustSpki}`] : [];
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...trust],
     headless: true,
     timeout: 30_000,
   });
@@ -144,4 +181,6 @@ async function openPage(browser, url, viewport, contextOptions = {}) {
   return { page, record };
 }
 
-module.exports = { startServer, stopServer, launchBrowser, openPage, makeToken, serverHas };
+module.exports = {
+  startServer, stopServer, launchBrowser, openPage, makeToken, serverHas, makeCertificates,
+};

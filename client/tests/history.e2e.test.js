@@ -128,7 +128,7 @@ describe('history in a browser', { timeout: 120_000 }, () => {
     await page.locator('#name-display', { hasText: 'Signed in as maria' }).waitFor();
 
     const loginSent = frames.sent.find((m) => m.type === 'login');
-    assert.deepEqual(loginSent, { type: 'login', username: 'maria', since: lastId - 1 });
+    assert.deepEqual(loginSent, { type: 'login', username: 'maria', presence: 'changes', since: lastId - 1 });
     await waitUntil(page, chatLines, [
       '-- Earlier messages --',
       'First: read chapter 3.',

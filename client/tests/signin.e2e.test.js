@@ -72,7 +72,7 @@ describe('sign-in with tokens in a browser', { timeout: 90_000 }, () => {
     await waitUntil(page, usersList, ['walter (you)'], "walter's users");
     assert.equal(await focusedId(page), 'message');
     const login = sentFrames.find((m) => m.type === 'login');
-    assert.deepEqual(login, { type: 'login', token: walterToken },
+    assert.deepEqual(login, { type: 'login', token: walterToken, presence: 'changes' },
       'the login carries the token and no username');
   });
 

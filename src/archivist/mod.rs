@@ -25,11 +25,12 @@
 //! repeat.
 //!
 //! HTTP requests' reads (`Read::Page`, `Read::Probe`) come on a queue of
-//! their own, bounded, and are served between commits, at most one between
-//! two (all of them when no chat waits), each after the chats already
-//! waiting are committed: a flood of `/api/rooms/…/messages` delays a
+//! their own, bounded, and are served between commits: chats waiting are
+//! always taken first, and one read is served after each commit (all of
+//! them when no chat waits). A flood of `/api/rooms/…/messages` delays a
 //! commit by one page at most, and what does not fit the queue is refused
-//! at the door. A probe is answered from the last write if it was
+//! at the door. A page holds the chats committed before it: all that anyone
+//! has been sent. A probe is answered from the last write if it was
 //! recent (`LastWrite`): however many `/readyz` ask, one probe transaction
 //! a second at most, and none while chats are being committed.
 //!
@@ -51,11 +52,8 @@
 //! connection checkpointing in its own thread was rejected: the file is
 //! locked to this one.)
 //!
-//! Moderation actions (`Job::Moderate`) take the chats' path: after the
-//! appends before them are committed, each is judged (`judge.rs`) and
-//! committed with its audit row, and answered (`Archived::Moderated`) in
-//! order with the chats; a room's rules (`Archived::Rules`) come just
-//! before its `Loaded`.
+//! A moderation action (`Job::Moderate`) is judged (`judge.rs`) and
+//! committed after the chats before it, and answered in order with them.
 //!
 //! The messages in and out are in `jobs.rs` (moderation's own records in
 //! `moderation.rs`), the start-up error in `error.rs`, and the SQL in
@@ -72,7 +70,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, select};
 use log::{error, warn};
 
 use crate::config::{
@@ -187,49 +185,59 @@ impl<E: From<Archived>> Archivist<E> {
         let mut reads = Some(reads);
         let no_reads = crossbeam_channel::never();
         'serve: loop {
-            // Housekeeping waits for the chat to be idle until `idle_at`.
-            let idle = if self.store.over_retention() || self.checkpoint_due {
-                crossbeam_channel::at(self.idle_at)
-            } else {
-                crossbeam_channel::never()
+            // Chats first: while any wait, they are taken before any read.
+            let first = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    // Housekeeping waits for the chat to be idle until
+                    // `idle_at`.
+                    let idle = if self.store.over_retention() || self.checkpoint_due {
+                        crossbeam_channel::at(self.idle_at)
+                    } else {
+                        crossbeam_channel::never()
+                    };
+                    select! {
+                        recv(jobs) -> job => match job {
+                            Ok(job) => job,
+                            Err(_) => break 'serve,
+                        },
+                        recv(reads.as_ref().unwrap_or(&no_reads)) -> read => {
+                            match read {
+                                Ok(read) => self.read(read),
+                                Err(_) => reads = None,
+                            }
+                            continue;
+                        }
+                        recv(idle) -> _ => {
+                            if jobs.is_empty() {
+                                self.tidy();
+                            }
+                            continue;
+                        }
+                    }
+                }
             };
-            select! {
-                recv(jobs) -> job => {
-                    let Ok(job) = job else { break 'serve };
-                    self.take(job);
-                    // Group commit: whatever else is already waiting joins
-                    // this transaction, without waiting for more.
-                    for job in jobs.try_iter().take(ARCHIVE_JOBS_PER_TRANSACTION - 1) {
-                        self.take(job);
-                    }
-                    self.commit();
-                    // One read between two commits, so that reads are not
-                    // starved by the chat, nor the chat delayed by more.
-                    if let Some(read) = reads.as_ref().and_then(|r| r.try_recv().ok()) {
-                        self.read(read, &jobs);
-                    }
-                }
-                recv(reads.as_ref().unwrap_or(&no_reads)) -> read => match read {
-                    Ok(read) => self.read(read, &jobs),
-                    Err(_) => reads = None,
-                },
-                recv(idle) -> _ => {
-                    if jobs.is_empty() {
-                        self.tidy();
-                    }
-                }
+            self.take(first);
+            // Group commit: whatever else is already waiting joins this
+            // transaction, without waiting for more.
+            for job in jobs.try_iter().take(ARCHIVE_JOBS_PER_TRANSACTION - 1) {
+                self.take(job);
+            }
+            self.commit();
+            // One read between two commits, so that reads are not starved
+            // by the chat, nor the chat delayed by more.
+            if let Some(read) = reads.as_ref().and_then(|r| r.try_recv().ok()) {
+                self.read(read);
             }
         }
         self.commit();
     }
 
-    /// Answers an HTTP request's read, after committing the chats already
-    /// waiting: they go first, and a page holds every chat sent before it.
-    fn read(&mut self, read: Read, jobs: &Receiver<Job>) {
-        for job in jobs.try_iter().take(ARCHIVE_JOBS_PER_TRANSACTION) {
-            self.take(job);
-        }
-        self.commit();
+    /// Answers an HTTP request's read, between transactions. A page holds
+    /// the chats committed before it, which are all the chats anyone has
+    /// been sent: one still waiting for its commit has not been broadcast.
+    fn read(&mut self, read: Read) {
         match read {
             Read::Page {
                 room,
@@ -263,10 +271,7 @@ impl<E: From<Archived>> Archivist<E> {
                 limit,
                 reply,
             } => {
-                let _ = reply.send(self.store.audit(&room, before, limit).map_err(|e| {
-                    error!("audit log of room {room:?} could not be read: {e}");
-                    e.to_string()
-                }));
+                let _ = reply.send(self.store.audit_or_why(&room, before, limit));
             }
         }
     }
@@ -288,14 +293,8 @@ impl<E: From<Archived>> Archivist<E> {
             }),
             Job::Load { room, recent } => {
                 self.commit();
-                let rules = self.store.rules(&room).unwrap_or_else(|e| {
-                    error!("moderation of room {room:?} could not be read: {e}");
-                    Default::default()
-                });
-                self.send(Archived::Rules {
-                    room: room.clone(),
-                    rules: Box::new(rules),
-                });
+                let (named, rules) = (room.clone(), Box::new(self.store.rules_or_none(&room)));
+                self.send(Archived::Rules { room: named, rules });
                 let (last_id, recent) = self.store.recent(&room, recent).unwrap_or_else(|e| {
                     error!("history of room {room:?} could not be read: {e}");
                     (0, Vec::new())
@@ -320,8 +319,7 @@ impl<E: From<Archived>> Archivist<E> {
                 });
             }
             Job::Moderate(action) => {
-                // After the chats before it, so that it finds them.
-                self.commit();
+                self.commit(); // it may name a chat just sent
                 let outcome = self.store.moderate(&action);
                 self.checkpoint_due |= outcome.is_ok();
                 self.send(Archived::Moderated(Box::new((*action, outcome))));

@@ -200,6 +200,12 @@ pub const REJECT_QUEUE: usize = 64;
 /// answering anyway.
 pub const REJECT_READ_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// On a TLS port, how long the rejecter gives an over-cap client to finish
+/// its TLS handshake before dropping it unanswered: one round trip on a
+/// slow link is well under it, and it bounds what one silent client costs
+/// the one thread that refuses everyone.
+pub const REJECT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(1000);
+
 /// Most bytes of an over-cap client's request the rejecter reads, and throws
 /// away, before its 503: closing a socket with unread data resets it, and
 /// the client might miss the 503. A WebSocket handshake request is usually
@@ -240,13 +246,13 @@ pub const HANDSHAKE_POLL: Duration = Duration::from_millis(250);
 pub const DEFAULT_HISTORY_PAGE: usize = 50;
 
 /// Most a client may still send after its response, and how long it gets to
-/// send it, before its socket is closed regardless (`http::linger_close`):
+/// send it, before its socket is closed regardless (`http::linger_close_stream`):
 /// room for the rest of a request it was sending (a head is at most
 /// `MAX_REQUEST_HEAD_BYTES`), too little for a client to hold the thread.
 pub const LINGER_BYTES: usize = 64 * 1024;
 pub const LINGER_TIME: Duration = Duration::from_secs(1);
 
-/// Bytes `http::linger_close` reads, and discards, at a time: a page of
+/// Bytes `http::linger_close_stream` reads, and discards, at a time: a page of
 /// stack, so a client that sends its last bytes takes few reads.
 pub const LINGER_READ_BYTES: usize = 4 * 1024;
 

@@ -48,9 +48,17 @@ pub(super) fn handle_text(
         Err(refusal) => refusal.request,
     }));
     let checked = match (parsed, sign_in) {
-        (Ok(Request::TokenLogin { token, since }), Some(session)) => {
-            session.check(id, &token, since).map(Request::Login)
-        }
+        (
+            Ok(Request::TokenLogin {
+                token,
+                since,
+                presence,
+            }),
+            Some(session),
+        ) => session.check(id, &token, since).map(|mut login| {
+            login.presence = presence;
+            Request::Login(login)
+        }),
         // A login the parser refused for want of a token counts as a
         // failed sign-in too.
         (Err(refusal), Some(session)) if refusal.reason == Reason::AuthenticationFailed => {

@@ -29,7 +29,7 @@ use log::{info, warn};
 use crate::auth::{AuthConfig, AuthError};
 use crate::config::MAX_LOGIN_FAILURES;
 use crate::ids::ConnId;
-use crate::protocol::{Login, Reason, Refusal, RequestKind};
+use crate::protocol::{Login, PresenceMode, Reason, Refusal, RequestKind};
 
 pub struct SignIn<'a> {
     auth: &'a AuthConfig,
@@ -87,6 +87,7 @@ impl<'a> SignIn<'a> {
                     follows: identity.follows,
                     signed: true,
                     role: identity.role,
+                    presence: PresenceMode::Lists,
                 })
             }
             Err(e) => self.refuse(id, e.details()),

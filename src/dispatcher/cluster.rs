@@ -43,7 +43,7 @@ impl Dispatcher {
             } => {
                 let admitted = joined && own.is_some_and(|id| self.claim_heard(id, &json));
                 if !admitted {
-                    self.broadcast(&room, &json);
+                    self.presence_heard(&room, &json);
                 }
                 self.heard(&room, json);
             }
@@ -72,6 +72,14 @@ impl Dispatcher {
         match &self.keeper {
             Keeper::Redis(redis) => redis.heard.get(room).and_then(|json| active_users(json)),
             _ => None,
+        }
+    }
+
+    /// A presence message the cluster published, for `room`'s members.
+    fn presence_heard(&mut self, room: &str, json: &[u8]) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.cluster_presence(json);
+            self.appended(room);
         }
     }
 
@@ -127,7 +135,7 @@ impl Dispatcher {
             );
         }
         for json in missed {
-            self.broadcast(room, &json);
+            self.presence_heard(room, &json);
             self.heard(room, json);
         }
     }

@@ -39,12 +39,16 @@
 //! - `connections.rs`: a connection's arrival and departure, rooms
 //!   appearing and going;
 //! - `fanout.rs`: pushing to outboxes, batching, dropping the slow;
+//! - `batch.rs`: a room's broadcasts waiting to be queued, shared;
+//! - `presence.rs`: who came and went, for the clients that asked for
+//!   changes rather than whole lists;
 //! - `room.rs` and `history.rs`: a room's members and its recent chats,
 //!   plain data the dispatcher owns;
 //! - `inside.rs`: what the dispatcher tells `/inside`;
 //! - `moderation/`: deletes, edits, mutes, kicks, bans and the room's
 //!   mode, their trip through the keeper, and the room's standing rules.
 
+mod batch;
 mod chats;
 mod cluster;
 mod connections;
@@ -55,6 +59,7 @@ mod inside;
 mod keeper;
 mod login;
 mod moderation;
+mod presence;
 mod room;
 
 use std::collections::{HashMap, HashSet};

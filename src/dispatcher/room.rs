@@ -15,13 +15,11 @@
 //! ## Batching, per room
 //!
 //! While more events are waiting, the frames of consecutive broadcasts are
-//! appended to one buffer (`pending`) and queued for every member once, at
-//! `flush`. A batch may span logins: `online` is in join order and a login
-//! only adds at its end, so between two flushes the audience only grows. The
-//! members present at the start of the batch get all of it, and one who
-//! joined midway gets the part from its own login on, a suffix of the same
-//! buffer (`Segment`). Anything that removes a member, which would break
-//! that rule, flushes first.
+//! appended to one buffer and queued for every member once, at `flush`
+//! (`batch.rs`: who gets which part of it). A room keeps two such buffers,
+//! one for the members who hear presence as whole lists (the tutorial's
+//! `login` and `disconnect`) and one for those who asked for changes, whose
+//! presence is made at the flush instead (`presence.rs`).
 //!
 //! The alternative rejected: one batch for the whole server, with each
 //! recipient filtered by room at flush time. Every flush would then scan
@@ -30,28 +28,22 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::batch::Batch;
 use super::fanout::drop_too_slow;
 use super::history::RecentHistory;
-use crate::archivist::moderation::Rules;
+use super::presence::Presence;
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::protocol::{self, Frame};
-
-/// The frames in `pending` from `start` on were broadcast while `audience`
-/// members (the first `audience` of `online`) were logged in, or more.
-struct Segment {
-    start: usize,
-    audience: usize,
-    /// Frames in `pending` before `start`, to count deliveries.
-    frames_before: usize,
-}
+use crate::protocol::{self, PresenceMode};
 
 /// A logged-in connection, as its room sees it.
 struct Member {
     id: ConnId,
     username: String,
     outbox: Outbox,
+    /// How it hears who comes and goes (its login's `presence`).
+    mode: PresenceMode,
 }
 
 pub struct Room {
@@ -66,12 +58,15 @@ pub struct Room {
     online: Vec<Member>,
     /// Lower-cased name → its connection, for case-insensitive uniqueness.
     names: HashMap<String, ConnId>,
-    /// Encoded frames for the members, not yet queued.
-    pending: Vec<u8>,
-    /// Who gets which part of `pending`: where each audience size begins.
-    segments: Vec<Segment>,
-    /// Frames in `pending`.
-    pending_frames: usize,
+    /// Broadcasts not yet queued: for the members who hear presence as
+    /// lists, and for those who asked for changes (`batch.rs`).
+    for_lists: Batch,
+    for_changes: Batch,
+    /// Members of each kind, so that a batch nobody would get is not made.
+    listing: usize,
+    changing: usize,
+    /// Who came and went, for the members who asked for changes.
+    presence: Presence,
     /// The server's counters: frames delivered (queued to outboxes).
     metrics: Arc<Metrics>,
     /// Whether the dispatcher has this room on its list to flush.
@@ -85,7 +80,7 @@ pub struct Room {
     /// (`Keeper::announces_presence`).
     announces: bool,
     /// The room's mode, mutes and bans, loaded with it (`moderation/`).
-    pub rules: Rules,
+    pub rules: crate::archivist::moderation::Rules,
 }
 
 impl Room {
@@ -97,17 +92,23 @@ impl Room {
     ) -> Room {
         Room {
             name,
-            pending_frames: 0,
             metrics,
             connections: 0,
             online: Vec::new(),
             names: HashMap::new(),
-            pending: Vec::new(),
-            segments: Vec::new(),
+            for_lists: Batch::default(),
+            for_changes: Batch::default(),
+            listing: 0,
+            changing: 0,
+            presence: if announces {
+                Presence::default()
+            } else {
+                Presence::clustered()
+            },
             marked: false,
             recent,
             announces,
-            rules: Rules::default(),
+            rules: Default::default(),
         }
     }
 
@@ -142,14 +143,43 @@ impl Room {
 
     /// Logs a connection in under `username`, or renames it if `old` is its
     /// current name, and broadcasts the login. The name must be free.
-    pub fn log_in(&mut self, id: ConnId, outbox: &Outbox, username: &str, old: Option<&str>) {
+    /// Returns the members dropped as too slow by a flush it needed.
+    pub fn log_in(
+        &mut self,
+        id: ConnId,
+        outbox: &Outbox,
+        username: &str,
+        old: Option<&str>,
+        mode: PresenceMode,
+    ) -> Vec<ConnId> {
         // No flush needed: a new member joins at the end of `online`, and a
-        // rename keeps its place (see the module comment).
+        // rename keeps its place (see the module comment); unless a rename
+        // changes how the member hears presence, which moves it from one
+        // batch to the other: what the old one holds for it goes first.
+        let switching = old.is_some()
+            && self
+                .position(id)
+                .is_some_and(|position| self.online[position].mode != mode);
+        let dropped = if switching {
+            self.flush_with(false)
+        } else {
+            Vec::new()
+        };
+        if dropped.contains(&id) {
+            return dropped;
+        }
         match old {
             Some(old) => {
                 self.names.remove(&protocol::username_key(old));
                 if let Some(position) = self.position(id) {
-                    self.online[position].username = username.to_string();
+                    let member = &mut self.online[position];
+                    member.username = username.to_string();
+                    let was = std::mem::replace(&mut member.mode, mode);
+                    self.count(was, false);
+                    self.count(mode, true);
+                }
+                if self.announces {
+                    self.presence.renamed(old, username);
                 }
             }
             None => {
@@ -157,20 +187,43 @@ impl Room {
                     id,
                     username: username.to_string(),
                     outbox: outbox.clone(),
+                    mode,
                 });
+                self.count(mode, true);
+                if self.announces {
+                    self.presence.joined(username);
+                }
             }
         }
         self.names.insert(protocol::username_key(username), id);
-        if self.announces {
+        if mode == PresenceMode::Changes {
+            self.presence.owe(id);
+        }
+        if self.announces && self.listing > 0 {
             let json = protocol::login_json(username, self.active_users(), &self.name);
-            self.append(&json);
+            self.for_lists.append(&json, self.online.len());
+        }
+        dropped
+    }
+
+    /// Counts a member of `mode` in (or out).
+    fn count(&mut self, mode: PresenceMode, add: bool) {
+        let counter = match mode {
+            PresenceMode::Lists => &mut self.listing,
+            PresenceMode::Changes => &mut self.changing,
+        };
+        if add {
+            *counter += 1;
+        } else {
+            *counter = counter.saturating_sub(1);
         }
     }
 
     /// Takes a member out and queues the news for the others. Flushes first:
-    /// positions in `online` are about to shift.
+    /// positions in `online` are about to shift. The presence news waits for
+    /// the end of the batch unless chats are queued after it.
     pub fn log_out(&mut self, id: ConnId) -> Vec<ConnId> {
-        let dropped = self.flush();
+        let dropped = self.flush_with(false);
         if dropped.contains(&id) {
             return dropped; // already gone, as too slow
         }
@@ -183,16 +236,22 @@ impl Room {
         let Some(position) = self.position(id) else {
             return;
         };
-        let username = self.online.remove(position).username;
+        let member = self.online.remove(position);
+        self.count(member.mode, false);
+        let username = member.username;
         self.names.remove(&protocol::username_key(&username));
+        self.presence.forget(id);
         log::info!(
             "{username} left {} ({} online)",
             self.name,
             self.online.len()
         );
         if self.announces {
-            let json = protocol::disconnect_json(&username, self.active_users(), &self.name);
-            self.append(&json);
+            self.presence.left(&username);
+            if self.listing > 0 {
+                let json = protocol::disconnect_json(&username, self.active_users(), &self.name);
+                self.for_lists.append(&json, self.online.len());
+            }
         }
     }
 
@@ -212,6 +271,18 @@ impl Room {
     /// Adds a message for every member to the pending batch.
     pub fn broadcast(&mut self, json: &[u8]) {
         self.append(json);
+    }
+
+    /// With `--redis`, a presence message the cluster published: relayed to
+    /// the members who hear whole lists, and turned into changes for the
+    /// others at the flush.
+    pub fn cluster_presence(&mut self, json: &[u8]) {
+        if self.listing > 0 {
+            self.for_lists.append(json, self.online.len());
+        }
+        if self.changing > 0 {
+            self.presence.heard(json);
+        }
     }
 
     /// Marks the room as having a batch to flush; true the first time since
@@ -252,50 +323,74 @@ impl Room {
         }
     }
 
-    /// Bytes waiting in the pending batch.
+    /// Bytes waiting in the pending batches.
     pub fn pending_bytes(&self) -> usize {
-        self.pending.len()
+        self.for_lists.len() + self.for_changes.len()
     }
 
     fn append(&mut self, json: &[u8]) {
         let audience = self.online.len();
-        if self.segments.last().is_none_or(|s| s.audience != audience) {
-            self.segments.push(Segment {
-                start: self.pending.len(),
-                audience,
-                frames_before: self.pending_frames,
-            });
+        if self.listing > 0 {
+            self.for_lists.append(json, audience);
         }
-        protocol::append_text_frame(&mut self.pending, json);
-        self.pending_frames += 1;
+        if self.changing > 0 {
+            self.for_changes.append(json, audience);
+        }
     }
 
-    /// Queues the pending batch for every member: one shared buffer, one
+    /// Queues the pending batches for every member: one shared buffer, one
     /// push each, of the whole buffer or of the part broadcast since the
-    /// member joined. A member whose queue is full is not reading: it is
+    /// member joined, after this flush's presence news for the members who
+    /// asked for changes. A member whose queue is full is not reading: it is
     /// closed (1008) without waiting for it, taken out of the room, and its
     /// departure is the next batch, for those who remain. Returns the
     /// connections dropped so, for the dispatcher to forget their names.
     pub fn flush(&mut self) -> Vec<ConnId> {
+        self.flush_with(true)
+    }
+
+    /// A flush; the presence news goes too if `presence` is true, or if
+    /// chats for the members who asked for changes must go after it.
+    fn flush_with(&mut self, presence: bool) -> Vec<ConnId> {
         self.marked = false;
         let mut dropped = Vec::new();
-        while !self.pending.is_empty() {
-            let batch = Frame::from(std::mem::take(&mut self.pending));
-            let segments = std::mem::take(&mut self.segments);
-            let frames = std::mem::take(&mut self.pending_frames);
+        loop {
+            let news = if presence || !self.for_changes.is_empty() {
+                let users = self.online.iter().map(|m| m.username.as_str());
+                self.presence.take(&self.name, users, self.changing > 0)
+            } else {
+                None
+            };
+            if news.is_none() && self.pending_bytes() == 0 {
+                break;
+            }
+            let lists = self.for_lists.take();
+            let changes = self.for_changes.take();
             let mut delivered = 0;
             let mut too_slow = Vec::new();
             for (position, member) in self.online.iter().enumerate() {
-                // Audiences only grow, so the first segment that includes
-                // this position starts this member's part.
-                let first = segments.partition_point(|s| s.audience <= position);
-                let Some(segment) = segments.get(first) else {
-                    continue;
+                let (news, batch) = match member.mode {
+                    PresenceMode::Lists => (None, &lists),
+                    PresenceMode::Changes => (
+                        news.as_ref()
+                            .and_then(|n| n.frame_for(member.id, &member.username)),
+                        &changes,
+                    ),
                 };
-                if member.outbox.push(batch.slice(segment.start..)).is_err() {
-                    too_slow.push(member.id);
+                let mut queued = true;
+                let mut frames = 0;
+                if let Some(news) = news {
+                    queued = member.outbox.push(news).is_ok();
+                    frames += 1;
+                }
+                if queued && let Some((part, count)) = batch.part(position) {
+                    queued = member.outbox.push(part).is_ok();
+                    frames += count;
+                }
+                if queued {
+                    delivered += frames;
                 } else {
-                    delivered += frames - segment.frames_before;
+                    too_slow.push(member.id);
                 }
             }
             self.metrics.delivered(delivered as u64);

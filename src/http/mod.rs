@@ -38,7 +38,5 @@ pub use access::{Credentials, Reader};
 pub use forwarded::client_address;
 pub use pages::{InsidePage, inside_page};
 pub use request::{HeadError, RequestHead, parse_request_head, read_request_head};
-pub use response::{
-    json_response, linger_close, linger_close_stream, response, status_response, with_header,
-};
+pub use response::{json_response, linger_close_stream, response, status_response, with_header};
 pub use routes::{AdminRequest, ApiRequest, Route, admin_route, route};

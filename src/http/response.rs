@@ -6,7 +6,7 @@
 //! JSON answer is rare next to the chat traffic, so the cost of a new
 //! connection per request buys a server with no HTTP state to keep.
 //!
-//! Closing is the subtle part (`linger_close`): closed too early, a socket
+//! Closing is the subtle part (`linger_close_stream`): closed too early, a socket
 //! can lose the response it was just sent.
 
 use std::io::Read;
@@ -91,12 +91,6 @@ pub fn json_response(body: &[u8], include_body: bool) -> Vec<u8> {
 pub fn linger_close_stream(stream: &Stream) {
     stream.close_write();
     discard_then_close(stream.socket());
-}
-
-/// `linger_close_stream` for a plain socket (the rejecter's).
-pub fn linger_close(socket: &TcpStream) {
-    let _ = socket.shutdown(std::net::Shutdown::Write);
-    discard_then_close(socket);
 }
 
 /// Reads and discards what the client still sends, bounded in bytes and

@@ -70,6 +70,86 @@ pub fn disconnect_json<'a>(
     presence_json("disconnect", "user_left", left, active_users, room)
 }
 
+/// The items of a JSON list of names, without the brackets: kept by a room
+/// and extended as users join, so that a list sent to many is written once.
+pub fn name_items<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut items = Vec::with_capacity(64);
+    write_separated(&mut items, names, write_json_string);
+    items
+}
+
+/// Adds one name to items made by `name_items`.
+pub fn push_name_item(items: &mut Vec<u8>, name: &str) {
+    if !items.is_empty() {
+        items.push(b',');
+    }
+    write_json_string(items, name);
+}
+
+/// A `login` message whose `active_users` are items made by `name_items`,
+/// framed: the same bytes as `login_json` in a text frame, with the list
+/// copied once rather than written name by name (it is a joiner's own
+/// answer, and in a storm every joiner's is as long as the room).
+pub fn login_frame_with_items(joined: &str, items: &[u8], room: &str) -> Frame {
+    let (mut joined_json, mut room_json) = (Vec::new(), Vec::new());
+    write_json_string(&mut joined_json, joined);
+    write_json_string(&mut room_json, room);
+    let parts: [&[u8]; 7] = [
+        b"{\"type\":\"login\",\"user_joined\":",
+        &joined_json,
+        b",\"active_users\":[",
+        items,
+        b"],\"room\":",
+        &room_json,
+        b"}",
+    ];
+    let length: usize = parts.iter().map(|part| part.len()).sum();
+    let mut out = Vec::with_capacity(length + 10);
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    header
+        .format(length as u64, &mut out)
+        .expect("formatting into a Vec cannot fail");
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.into()
+}
+
+/// `{"type":"presence","room":…,"joined":[…],"left":[…]}`, as JSON text:
+/// who came and went in one batch, for clients that asked for changes.
+pub fn presence_changes_json<'a>(
+    room: &str,
+    joined: impl Iterator<Item = &'a str>,
+    left: impl Iterator<Item = &'a str>,
+) -> Vec<u8> {
+    let mut json = Vec::with_capacity(64);
+    json.extend_from_slice(b"{\"type\":\"presence\",\"room\":");
+    write_json_string(&mut json, room);
+    json.extend_from_slice(b",\"joined\":[");
+    write_separated(&mut json, joined, write_json_string);
+    json.extend_from_slice(b"],\"left\":[");
+    write_separated(&mut json, left, write_json_string);
+    json.extend_from_slice(b"]}");
+    json
+}
+
+/// `{"type":"presence","room":…,"users":[…]}`, as JSON text, from items
+/// made by `name_items`: the whole list, which replaces the client's, for
+/// a change that `joined` and `left` cannot say (a rename keeps its place
+/// in the join order).
+pub fn users_json_with_items(room: &str, items: &[u8]) -> Vec<u8> {
+    let mut json = Vec::with_capacity(items.len() + 64);
+    json.extend_from_slice(b"{\"type\":\"presence\",\"room\":");
+    write_json_string(&mut json, room);
+    json.extend_from_slice(b",\"users\":[");
+    json.extend_from_slice(items);
+    json.extend_from_slice(b"]}");
+    json
+}
+
 /// Both presence messages have one shape; it is written by hand into one
 /// buffer because in a login storm it is the largest message the server
 /// builds (every login lists every user).

@@ -52,7 +52,8 @@ use crate::config::MAX_CHAT_EXTRA_BYTES;
 pub(crate) use encode::json_frame;
 pub use encode::{
     HistoryEnd, append_text_frame, chat_json, close_frame, disconnect_json, encode, history_json,
-    is_close_frame, login_json, text_frame, text_frames,
+    is_close_frame, login_frame_with_items, login_json, name_items, presence_changes_json,
+    push_name_item, text_frame, text_frames, users_json_with_items,
 };
 pub use moderation::{Command, Role, RoomMode, announcement, parse_command, utc};
 pub use names::{username_key, validate_username};
@@ -75,7 +76,11 @@ pub enum Request {
     /// A login that carries a token instead of a name, when the server signs
     /// users in (`auth.rs`). The reader verifies it and hands the dispatcher
     /// a `Login` with the token's name; the dispatcher never sees a token.
-    TokenLogin { token: String, since: Option<u64> },
+    TokenLogin {
+        token: String,
+        since: Option<u64>,
+        presence: PresenceMode,
+    },
     /// Log out; the connection stays open.
     Disconnect,
     /// Say something. `message` is the client's whole chat object, relayed as
@@ -113,6 +118,22 @@ pub struct Login {
     pub signed: bool,
     /// With sign-in on, the token's `role` claim.
     pub role: Role,
+    /// How the client hears who comes and goes (`"presence"`).
+    pub presence: PresenceMode,
+}
+
+/// How a client hears who comes and goes in its room, chosen at login with
+/// `"presence"`: the tutorial's whole lists (the default), or changes
+/// (`dispatcher/presence.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PresenceMode {
+    /// A `login` or `disconnect` message, each with the whole
+    /// `active_users`, for every arrival and departure.
+    #[default]
+    Lists,
+    /// The whole list once, in the client's own `login` answer, then one
+    /// `presence` message per batch with who joined and who left.
+    Changes,
 }
 
 impl Login {
@@ -124,6 +145,7 @@ impl Login {
             follows: None,
             signed: false,
             role: Role::Member,
+            presence: PresenceMode::Lists,
         }
     }
 }
@@ -186,11 +208,24 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
                     }
                 },
             };
+            let presence = match object.get("presence") {
+                None | Some(Value::Null) => PresenceMode::Lists,
+                Some(Value::String(mode)) if mode == "lists" => PresenceMode::Lists,
+                Some(Value::String(mode)) if mode == "changes" => PresenceMode::Changes,
+                Some(_) => {
+                    return Err(Refusal::new(
+                        Some(RequestKind::Login),
+                        Reason::InvalidPresence,
+                        "\"presence\" is \"changes\" (who joined and left, per batch) or \"lists\" (the default)",
+                    ));
+                }
+            };
             if limits.tokens {
                 return match object.get("token") {
                     Some(Value::String(token)) => Ok(Request::TokenLogin {
                         token: token.clone(),
                         since,
+                        presence,
                     }),
                     _ => Err(Refusal::new(
                         Some(RequestKind::Login),
@@ -211,6 +246,7 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
             };
             let mut login = Login::named(validate_username(name)?);
             login.since = since;
+            login.presence = presence;
             Ok(Request::Login(login))
         }
         "disconnect" => Ok(Request::Disconnect),

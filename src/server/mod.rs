@@ -174,8 +174,9 @@ struct ServerState {
     metrics: Arc<Metrics>,
     /// Set at the end of shutdown: the `--admin-listen` loop stops.
     admin_closing: AtomicBool,
-    /// With `--tls-cert`: the pair new handshakes use, swapped on reload.
-    tls: Option<Certificates>,
+    /// With `--tls-cert`: the pair new handshakes use, swapped on reload;
+    /// shared with the rejecter, which answers over TLS too.
+    tls: Option<Arc<Certificates>>,
     /// `--admin-token-file`: the moderation API's operator token.
     operator: Option<Arc<OperatorToken>>,
 }
@@ -192,7 +193,7 @@ impl ServerState {
             auth: self.auth.clone(),
             metrics: self.metrics.clone(),
             connections: Box::new(move || counter.live.get()),
-            tls: self.tls.as_ref().map(Certificates::current),
+            tls: self.tls.as_deref().map(Certificates::current),
             operator: self.operator.clone(),
         }
     }
@@ -356,10 +357,13 @@ impl Server {
             auth: self.auth.map(Arc::new),
             metrics: metrics.clone(),
             admin_closing: AtomicBool::new(false),
-            tls: self.tls,
+            tls: self.tls.map(Arc::new),
             operator: self.operator.map(Arc::new),
         });
-        let rejecter = rejecter::spawn(metrics)?;
+        let rejecter = {
+            let tls = state.tls.clone();
+            rejecter::spawn(metrics, move || tls.as_deref().map(Certificates::current))?
+        };
         let accept_loop = {
             let state = state.clone();
             let events = events.clone();

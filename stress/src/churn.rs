@@ -254,10 +254,10 @@ fn visit_once(
 
     let roll = rng.below(100);
     let leaving = if roll < shared.args.abrupt_percent / 2 {
-        reset(ws.get_ref());
+        reset(ws.get_ref().socket());
         Leaving::Reset
     } else if roll < shared.args.abrupt_percent {
-        let _ = ws.get_ref().shutdown(Shutdown::Both);
+        let _ = ws.get_ref().socket().shutdown(Shutdown::Both);
         Leaving::Fin
     } else {
         ws.send(Message::text(format!(
@@ -275,7 +275,7 @@ fn visit_once(
 }
 
 /// The close handshake; an error if the server does not complete it.
-fn close_cleanly(ws: &mut WebSocket<TcpStream>, deadline_us: u64) -> Result<(), String> {
+fn close_cleanly(ws: &mut WebSocket<net::Conn>, deadline_us: u64) -> Result<(), String> {
     ws.close(None).map_err(|e| format!("close: {e}"))?;
     loop {
         match ws.read() {

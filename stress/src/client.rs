@@ -6,20 +6,15 @@
 //! returns now and then to look at the clock: a thread never blocks past its
 //! phase's deadline, which is how every run stays bounded in time.
 
-use std::net::TcpStream;
-
 use tungstenite::{Message, WebSocket};
 
 use crate::measure::now_us;
-use crate::net;
+use crate::net::{self, Conn};
 use crate::presence::Presence;
 
 /// Reads until a text message arrives. `Ok(None)` when the phase deadline
 /// passed first; `Err` when the connection ended.
-pub fn next_text(
-    ws: &mut WebSocket<TcpStream>,
-    deadline_us: u64,
-) -> Result<Option<Message>, String> {
+pub fn next_text(ws: &mut WebSocket<Conn>, deadline_us: u64) -> Result<Option<Message>, String> {
     loop {
         match ws.read() {
             Ok(message @ Message::Text(_)) => return Ok(Some(message)),
@@ -54,7 +49,7 @@ pub fn login_json(name: &str) -> String {
 /// Logs in and reads presence messages until the user's room is complete
 /// (see `Presence`); the frames, bytes and crossings are left in `presence`.
 pub fn log_in(
-    ws: &mut WebSocket<TcpStream>,
+    ws: &mut WebSocket<Conn>,
     presence: &mut Presence,
     deadline_us: u64,
 ) -> Result<(), String> {
@@ -72,7 +67,7 @@ pub fn log_in(
 
 /// Says goodbye properly: a close frame, then reading until the server's
 /// reply (and whatever presence messages come before it).
-pub fn close(ws: &mut WebSocket<TcpStream>, deadline_us: u64) {
+pub fn close(ws: &mut WebSocket<Conn>, deadline_us: u64) {
     if ws.close(None).is_err() {
         return;
     }

@@ -67,6 +67,11 @@ pub struct EndpointsArgs {
     #[arg(long, default_value = "lobby")]
     pub room: String,
 
+    /// The paths asked, in turn, comma-separated; by default `/readyz`,
+    /// `/api/stats` and a page of the room's older messages.
+    #[arg(long, value_delimiter = ',')]
+    pub paths: Vec<String>,
+
     /// Connections opened first and held, silent and not logged in, through
     /// both runs: clients the server has, that `/api/stats` looks through.
     #[arg(long, default_value = "0")]
@@ -128,11 +133,15 @@ pub fn run(args: &EndpointsArgs) -> Result<Report, String> {
         progress: !args.common.json,
     };
     let baseline = room::run_rooms(&plan)?;
-    let paths = vec![
-        "/readyz".to_string(),
-        "/api/stats".to_string(),
-        format!("/api/rooms/{}/messages?limit=50", args.room),
-    ];
+    let paths = if args.paths.is_empty() {
+        vec![
+            "/readyz".to_string(),
+            "/api/stats".to_string(),
+            format!("/api/rooms/{}/messages?limit=50", args.room),
+        ]
+    } else {
+        args.paths.clone()
+    };
     let load = HttpLoad::start(
         targets[0].addr,
         paths.clone(),

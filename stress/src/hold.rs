@@ -14,7 +14,6 @@
 //! while → everything closed. The cost of one idle connection is the growth
 //! between the second and third samples divided by N − L.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -175,7 +174,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
 
     // The idle connections, opened by a few connector threads.
     let establish_start = Instant::now();
-    let (opened_tx, opened) = crossbeam_channel::unbounded::<Result<TcpStream, String>>();
+    let (opened_tx, opened) = crossbeam_channel::unbounded::<Result<net::Conn, String>>();
     let connectors = args.connectors.clamp(1, 64);
     let mut pool = Vec::new();
     for worker in 0..connectors {
@@ -203,7 +202,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     }
     drop(opened_tx);
     let bar = progress(!args.common.json, idle as u64, "establish");
-    let mut held: Vec<TcpStream> = Vec::with_capacity(idle);
+    let mut held: Vec<net::Conn> = Vec::with_capacity(idle);
     for outcome in opened.iter() {
         bar.inc(1);
         match outcome {

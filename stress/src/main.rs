@@ -14,6 +14,9 @@
 //! - `churn` (`churn.rs`): users coming and going, cleanly and abruptly; the
 //!   server must end empty.
 //! - `slow` (`slow.rs`): some users stop reading; the others must not notice.
+//! - `storm` (`storm/`): N users log into one room at once, asking for
+//!   presence as whole lists or as changes; time until every one sees the
+//!   whole room, and bytes per user.
 //! - `endpoints` (`endpoints.rs`): a room chats at full speed while HTTP
 //!   clients ask `/readyz`, `/api/stats` and older messages; the chat's
 //!   latency must barely move.
@@ -40,6 +43,8 @@ mod rooms;
 mod sampler;
 mod scan;
 mod slow;
+mod storm;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -74,6 +79,8 @@ enum Command {
     Churn(churn::ChurnArgs),
     /// Some users stop reading while the others chat at full speed.
     Slow(slow::SlowArgs),
+    /// N users log into one room at once: time until all see everyone, bytes per user.
+    Storm(storm::StormArgs),
     /// A room chats at full speed while HTTP clients ask /readyz, /api/stats and old messages.
     Endpoints(endpoints::EndpointsArgs),
     /// Write docs/bench.md and its plot from the JSON lines of a benchmark run.
@@ -109,12 +116,24 @@ pub struct Common {
     /// 0 decides from the number of connections and the ephemeral port range.
     #[arg(long, default_value = "0")]
     pub source_addrs: usize,
+
+    /// A PEM file of the CA that signed the server's certificate: wss://
+    /// URLs are then checked against it (and only it). Needed for wss://.
+    #[arg(long = "tls-ca")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Common {
     /// The servers to load, each checked to be on loopback.
     pub fn targets(&self) -> Result<Vec<net::Target>, String> {
-        self.url.iter().map(|url| net::Target::parse(url)).collect()
+        let tls = match &self.tls_ca {
+            Some(ca) => Some(tls::client_config(ca)?),
+            None => None,
+        };
+        self.url
+            .iter()
+            .map(|url| net::Target::parse(url, tls.clone()))
+            .collect()
     }
 
     pub fn timeout(&self) -> Duration {
@@ -165,6 +184,7 @@ fn main() -> ExitCode {
         Command::Hold(args) => run(&args.common.clone(), || hold::run(&args)),
         Command::Churn(args) => run(&args.common.clone(), || churn::run(&args)),
         Command::Slow(args) => run(&args.common.clone(), || slow::run(&args)),
+        Command::Storm(args) => run(&args.common.clone(), || storm::run(&args)),
         Command::Endpoints(args) => run(&args.common.clone(), || endpoints::run(&args)),
         Command::Report(args) => report::run(&args),
     };

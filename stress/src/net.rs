@@ -1,7 +1,7 @@
 //! Opening connections: loopback only, many of them, cheaply.
 //!
-//! A simulated user is a blocking tungstenite `WebSocket<TcpStream>`, like a
-//! client written from the course. What this module adds is what it takes to
+//! A simulated user is a blocking tungstenite `WebSocket` over a socket (or
+//! over TLS on it, `tls.rs`), like a client written from the course. What this module adds is what it takes to
 //! open ten thousand of them from one process on one machine:
 //!
 //! - the soft limit on open files is raised to the hard one (every
@@ -16,12 +16,16 @@
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rustls::ClientConfig;
 use tungstenite::WebSocket;
 use tungstenite::protocol::WebSocketConfig;
+
+pub use crate::tls::Conn;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
@@ -51,15 +55,26 @@ const PORT_BUDGET_FRACTION: f64 = 0.5;
 pub struct Target {
     pub url: String,
     pub addr: SocketAddrV4,
+    /// The URL's host, for TLS's server name.
+    host: String,
+    /// wss://: the client configuration that trusts the server's CA.
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl Target {
-    /// Accepts `ws://HOST:PORT/PATH` with HOST `localhost` or in 127.0.0.0/8;
-    /// refuses everything else, so no run can load another machine.
-    pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("{url:?}: only ws:// URLs are supported"))?;
+    /// Accepts `ws://HOST:PORT/PATH`, or `wss://` with a client
+    /// configuration `tls` (`--tls-ca`), with HOST `localhost` or in
+    /// 127.0.0.0/8; refuses everything else, so no run can load another
+    /// machine.
+    pub fn parse(url: &str, tls: Option<Arc<ClientConfig>>) -> Result<Target, String> {
+        let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (rest, None),
+            (None, Some(rest)) => match tls {
+                Some(tls) => (rest, Some(tls)),
+                None => return Err(format!("{url:?}: wss:// needs --tls-ca (the server's CA)")),
+            },
+            _ => return Err(format!("{url:?}: only ws:// and wss:// URLs are supported")),
+        };
         let authority = rest.split('/').next().unwrap_or_default();
         let (host, port) = authority
             .rsplit_once(':')
@@ -81,16 +96,20 @@ impl Target {
         Ok(Target {
             url: url.to_string(),
             addr: SocketAddrV4::new(ip, port),
+            host: host.to_string(),
+            tls,
         })
     }
 }
 
 impl Target {
-    /// The same server's room `name`: `ws://HOST:PORT/r/<name>`.
+    /// The same server's room `name`: `ws://HOST:PORT/r/<name>` (wss://
+    /// over TLS).
     pub fn in_room(&self, name: &str) -> Target {
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         Target {
-            url: format!("ws://{}/r/{name}", self.addr),
-            addr: self.addr,
+            url: format!("{scheme}://{}:{}/r/{name}", self.host, self.addr.port()),
+            ..self.clone()
         }
     }
 }
@@ -248,16 +267,22 @@ pub fn open(
     target: &Target,
     sources: &Sources,
     read_buffer: usize,
-) -> Result<WebSocket<TcpStream>, String> {
+) -> Result<WebSocket<Conn>, String> {
     let stream = connect(target, sources).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(CONNECT_TIMEOUT))
         .map_err(|e| format!("connect: {e}"))?;
+    let stream = match &target.tls {
+        None => Conn::Plain(stream),
+        Some(tls) => Conn::handshake(stream, tls.clone(), &target.host)
+            .map_err(|e| format!("TLS handshake: {}", short_error(&e.to_string())))?,
+    };
     let config = WebSocketConfig::default().read_buffer_size(read_buffer);
     let (ws, _response) =
         tungstenite::client::client_with_config(&target.url, stream, Some(config))
             .map_err(|e| format!("handshake: {}", short_error(&e.to_string())))?;
     ws.get_ref()
+        .socket()
         .set_read_timeout(Some(READ_POLL))
         .map_err(|e| format!("connect: {e}"))?;
     Ok(ws)
@@ -273,8 +298,9 @@ pub fn encode_text(payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
         .expect("formatting into a Vec cannot fail");
 }
 
-/// Writes all of `bytes`, riding out the write timeouts a socket may have.
-pub fn write_all(mut socket: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+/// Writes all of `bytes` (over TLS: sealed, in order with the other
+/// thread's writes).
+pub fn write_all(socket: &mut Conn, bytes: &[u8]) -> io::Result<()> {
     socket.write_all(bytes)
 }
 
@@ -328,4 +354,35 @@ pub fn run_tag() -> String {
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
         .unwrap_or(0);
     format!("{:04x}", (nanos ^ std::process::id()) & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusting_nothing() -> Arc<ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    #[test]
+    fn wss_needs_a_ca_and_keeps_its_scheme_in_rooms() {
+        assert!(Target::parse("wss://localhost:9/", None).is_err());
+        let target = Target::parse("wss://localhost:9/", Some(trusting_nothing())).unwrap();
+        assert_eq!(target.in_room("a").url, "wss://localhost:9/r/a");
+        let plain = Target::parse("ws://127.0.0.1:9/", None).unwrap();
+        assert_eq!(plain.in_room("a").url, "ws://127.0.0.1:9/r/a");
+    }
+
+    #[test]
+    fn only_loopback_is_loaded_over_tls_too() {
+        let refused = Target::parse("wss://192.0.2.1:9/", Some(trusting_nothing()));
+        assert!(refused.is_err());
+        assert!(Target::parse("https://localhost:9/", None).is_err());
+    }
 }

@@ -1,18 +1,23 @@
 //! Helpers shared by the integration tests: a server started in-process on an
 //! ephemeral port, and a blocking tungstenite client that waits for frames
-//! with a timeout (never a sleep).
+//! with a timeout (never a sleep); either may speak TLS (`tls.rs`), so that
+//! a test can be run over ws and over wss alike.
 
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod proxy;
 pub mod redis;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use rustls::ClientConfig;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use threadchat::{Config, Server, ServerHandle};
+use tls::{Over, ServerTls, Transport};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
@@ -23,6 +28,10 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     handle: Option<ServerHandle>,
     pub addr: SocketAddr,
+    /// Over TLS: its certificate (kept for as long as the server runs) and
+    /// the client configuration that trusts it, which `connect` and
+    /// `login` use.
+    tls: Option<ServerTls>,
 }
 
 impl TestServer {
@@ -31,13 +40,31 @@ impl TestServer {
     }
 
     pub fn with(config: Config) -> TestServer {
+        Self::over(Over::Plain, config)
+    }
+
+    /// A server with `config`, over TLS with a certificate of its own
+    /// (`Over::Tls`) or plain.
+    pub fn over(over: Over, config: Config) -> TestServer {
+        let tls = (over == Over::Tls).then(ServerTls::new);
+        let config = match &tls {
+            Some(tls) => tls.config(config),
+            None => config,
+        };
         let server = Server::bind(config).expect("bind an ephemeral port");
         let handle = server.spawn().expect("start the server");
         let addr = handle.local_addr();
         TestServer {
             handle: Some(handle),
             addr,
+            tls,
         }
+    }
+
+    /// The client configuration that trusts this server's certificate;
+    /// `None` for a plain server.
+    pub fn client_tls(&self) -> Option<&Arc<ClientConfig>> {
+        self.tls.as_ref().map(|tls| &tls.client)
     }
 
     pub fn url(&self) -> String {
@@ -54,12 +81,17 @@ impl TestServer {
     }
 
     pub fn connect(&self) -> Client {
-        Client::connect(self.addr)
+        self.connect_to("/")
+    }
+
+    /// A client on `path`, over TLS if the server is.
+    pub fn connect_to(&self, path: &str) -> Client {
+        Client::connect_over(self.addr, path, self.client_tls())
     }
 
     /// A fresh client in room `room`, logged in as `name`.
     pub fn login_in(&self, room: &str, name: &str) -> Client {
-        let mut client = Client::connect_to(self.addr, &format!("/r/{room}"));
+        let mut client = self.connect_to(&format!("/r/{room}"));
         client.login(name);
         client
     }
@@ -85,9 +117,9 @@ impl Drop for TestServer {
     }
 }
 
-/// A blocking WebSocket client.
+/// A blocking WebSocket client, over ws or wss.
 pub struct Client {
-    pub ws: WebSocket<TcpStream>,
+    pub ws: WebSocket<Transport>,
 }
 
 impl Client {
@@ -97,10 +129,24 @@ impl Client {
 
     /// Connects to a path: `/r/<room>` is a room.
     pub fn connect_to(addr: SocketAddr, path: &str) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        let (ws, _response) =
-            tungstenite::client::client(format!("ws://{addr}{path}"), stream).expect("handshake");
+        Self::connect_over(addr, path, None)
+    }
+
+    /// Connects to a path, over wss trusting `tls` when it is given.
+    pub fn connect_over(addr: SocketAddr, path: &str, tls: Option<&Arc<ClientConfig>>) -> Client {
+        let (stream, url) = match tls {
+            None => {
+                let stream = TcpStream::connect(addr).expect("connect");
+                stream.set_read_timeout(Some(WAIT)).unwrap();
+                (Transport::Plain(stream), format!("ws://{addr}{path}"))
+            }
+            Some(config) => {
+                let stream = tls::connect(addr, config.clone()).expect("TLS handshake");
+                let url = format!("wss://localhost:{}{path}", addr.port());
+                (Transport::Tls(Box::new(stream)), url)
+            }
+        };
+        let (ws, _response) = tungstenite::client::client(url, stream).expect("handshake");
         Client { ws }
     }
 
@@ -301,6 +347,8 @@ pub fn tutorial_view(message: &Value) -> Value {
 pub struct BinaryServer {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// Started with `--tls-cert`: a client configuration that trusts it.
+    pub tls: Option<Arc<ClientConfig>>,
     /// Everything it printed so far, for `start_logged`.
     log: std::sync::Arc<std::sync::Mutex<String>>,
     readers: Vec<std::thread::JoinHandle<()>>,
@@ -316,11 +364,19 @@ impl BinaryServer {
     /// Starts the binary and keeps everything it prints (stdout and
     /// stderr), for `stop_and_read_log`.
     pub fn start_logged(args: &[&str]) -> BinaryServer {
+        Self::start_over(args, None)
+    }
+
+    /// Starts the binary with `args`, and over TLS with `tls`'s certificate
+    /// when it is given.
+    pub fn start_over(args: &[&str], tls: Option<&ServerTls>) -> BinaryServer {
         use std::io::BufRead;
+        let tls_args = tls.map(ServerTls::args).unwrap_or_default();
         use std::sync::{Arc, Mutex};
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_threadchat"))
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
+            .args(&tls_args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -340,11 +396,12 @@ impl BinaryServer {
             keep(Box::new(child.stderr.take().unwrap()), log.clone()),
         ];
         // The start-up line says where the server listens.
-        let found = eventually(WAIT, || log.lock().unwrap().contains("ws://"));
+        let scheme = if tls.is_some() { "wss://" } else { "ws://" };
+        let found = eventually(WAIT, || log.lock().unwrap().contains(scheme));
         let text = log.lock().unwrap().clone();
         assert!(found, "the server printed no address:\n{text}");
         let addr = text
-            .split("ws://")
+            .split(scheme)
             .nth(1)
             .and_then(|rest| rest.split('/').next())
             .and_then(|addr| addr.parse().ok())
@@ -352,9 +409,15 @@ impl BinaryServer {
         BinaryServer {
             child,
             addr,
+            tls: tls.map(|tls| tls.client.clone()),
             log,
             readers,
         }
+    }
+
+    /// A client on `path`, over TLS if the server is.
+    pub fn connect_to(&self, path: &str) -> Client {
+        Client::connect_over(self.addr, path, self.tls.as_ref())
     }
 
     /// Stops the server (SIGKILL) and returns all it printed.

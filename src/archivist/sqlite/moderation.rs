@@ -61,6 +61,27 @@ impl Store {
         Ok(rules)
     }
 
+    /// `rules`, or none if they cannot be read (logged).
+    pub fn rules_or_none(&self, room: &str) -> Rules {
+        self.rules(room).unwrap_or_else(|e| {
+            log::error!("moderation of room {room:?} could not be read: {e}");
+            Rules::default()
+        })
+    }
+
+    /// `audit`, or why not (logged), for an HTTP answer.
+    pub fn audit_or_why(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, String> {
+        self.audit(room, before, limit).map_err(|e| {
+            log::error!("audit log of room {room:?} could not be read: {e}");
+            e.to_string()
+        })
+    }
+
     /// Judges `action` and, if it is allowed, commits it with its audit
     /// row. A refusal changes nothing; a failure to write is a refusal too.
     pub fn moderate(&mut self, action: &Action) -> Result<Ruling, Refusal> {

@@ -293,11 +293,18 @@ impl Dispatcher {
                 room.users() + 1
             ),
         }
-        room.log_in(id, &client.outbox, &username, old.as_deref());
+        let dropped = room.log_in(
+            id,
+            &client.outbox,
+            &username,
+            old.as_deref(),
+            login.presence,
+        );
         if let Some(json) = announced {
-            room.broadcast(&json);
+            room.cluster_presence(&json);
         }
         let room = client.room.clone();
+        self.forget_dropped(dropped);
         self.appended(&room);
         self.admitted(id);
         self.handle_parked(id, parked);

@@ -26,6 +26,7 @@ mod history;
 mod metrics_cost;
 mod plot;
 mod rooms;
+mod storm;
 mod tables;
 mod targets;
 mod tuning;
@@ -75,7 +76,11 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
     let variant_prefix = format!("{} ", args.subject);
     let (variants, servers): (Vec<String>, Vec<String>) = server_order(&reports, args)
         .into_iter()
-        .filter(|s| !s.starts_with(history::PREFIX) && !s.starts_with(metrics_cost::PREFIX))
+        .filter(|s| {
+            !s.starts_with(history::PREFIX)
+                && !s.starts_with(metrics_cost::PREFIX)
+                && !s.starts_with(storm::PREFIX)
+        })
         .partition(|s| s.starts_with(&variant_prefix));
 
     let mut series = Vec::new();
@@ -105,6 +110,7 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
     tuning::tuning_section(&mut markdown, &reports, args, &variants);
     history::section(&mut markdown, &reports);
     metrics_cost::section(&mut markdown, &reports);
+    storm::section(&mut markdown, &reports);
     std::fs::write(&args.markdown, markdown)
         .map_err(|e| format!("cannot write {}: {e}", args.markdown))?;
     eprintln!("wrote {} and {}", args.markdown, args.svg);

@@ -47,12 +47,11 @@
 
 mod outcome;
 mod phases;
-mod pool;
+pub(crate) mod pool;
 mod receipt;
 mod sender;
 mod user;
 
-use std::net::TcpStream;
 use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -237,7 +236,7 @@ impl Run {
         room: usize,
         index: usize,
         read_buffer: usize,
-    ) -> Result<WebSocket<TcpStream>, String> {
+    ) -> Result<WebSocket<net::Conn>, String> {
         let targets = &self.room(room).targets;
         let global = room * self.plan.per_room() + index;
         net::open(&targets[global % targets.len()], &self.sources, read_buffer)

@@ -24,7 +24,6 @@
 //! pool as a whole: a pooled reader's latency includes its wait for its turn,
 //! so it is reported apart from the threaded readers'.
 
-use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -50,7 +49,7 @@ const EPOLL_BATCH: usize = 256;
 
 /// One pooled user.
 struct Member {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<net::Conn>,
     room: usize,
     index: usize,
     presence: Option<Presence>,
@@ -121,7 +120,7 @@ fn log_in_all(run: &Run, pool: &mut [Member], events: &Sender<Event>) {
             continue;
         }
         member.presence = Some(presence);
-        if let Err(e) = member.ws.get_ref().set_nonblocking(true) {
+        if let Err(e) = member.ws.get_ref().socket().set_nonblocking(true) {
             member.ended = Some(format!("set_nonblocking: {e}"));
         }
     }
@@ -238,7 +237,7 @@ fn pump(
     let mut watched = 0;
     for (at, member) in pool.iter_mut().enumerate() {
         if member.ended.is_none() && wanted(member) {
-            match epoll.add(member.ws.get_ref().as_raw_fd(), at) {
+            match epoll.add(member.ws.get_ref().socket().as_raw_fd(), at) {
                 Ok(()) => watched += 1,
                 Err(e) => {
                     member.ended = Some(format!("epoll: {e}"));
@@ -281,7 +280,7 @@ fn pump(
             if member.ended.is_some() || !wanted(member) {
                 // Level-triggered: a socket left in the set while unwanted
                 // would be reported ready again and again.
-                epoll.remove(member.ws.get_ref().as_raw_fd());
+                epoll.remove(member.ws.get_ref().socket().as_raw_fd());
                 watched -= 1;
             }
         }
@@ -294,10 +293,10 @@ fn pump(
 /// and a chat reaching a room's 100 readers one writer at a time woke the
 /// pool dozens of times; the tool then spent 81% of its core relaying
 /// 20,000 deliveries a second.
-struct Epoll(OwnedFd);
+pub(crate) struct Epoll(OwnedFd);
 
 impl Epoll {
-    fn new() -> std::io::Result<Epoll> {
+    pub(crate) fn new() -> std::io::Result<Epoll> {
         // SAFETY: epoll_create1 takes flags only; a non-negative result is
         // a descriptor we own from here on.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -309,7 +308,7 @@ impl Epoll {
     }
 
     /// Watches `fd` for reading; `wait` reports it as `token`.
-    fn add(&self, fd: RawFd, token: usize) -> std::io::Result<()> {
+    pub(crate) fn add(&self, fd: RawFd, token: usize) -> std::io::Result<()> {
         let mut event = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: token as u64,
@@ -323,7 +322,7 @@ impl Epoll {
         Ok(())
     }
 
-    fn remove(&self, fd: RawFd) {
+    pub(crate) fn remove(&self, fd: RawFd) {
         // SAFETY: both descriptors are open; DEL ignores the event argument.
         unsafe {
             libc::epoll_ctl(
@@ -337,7 +336,7 @@ impl Epoll {
 
     /// Waits up to `timeout_ms` and returns the tokens of the ready sockets
     /// (none on a timeout or a signal).
-    fn wait(&self, ready: &mut [libc::epoll_event], timeout_ms: i32) -> Vec<usize> {
+    pub(crate) fn wait(&self, ready: &mut [libc::epoll_event], timeout_ms: i32) -> Vec<usize> {
         // SAFETY: `ready` is a live, writable array of `ready.len()` events.
         let count = unsafe {
             libc::epoll_wait(

@@ -2,11 +2,10 @@
 //!
 //! A sender needs to write while its own user thread is blocked reading, so
 //! it gets this second thread, which writes pre-encoded frames to a clone of
-//! the socket. It writes nothing else, and the reader writes only when
+//! the socket (over TLS, a second handle on the one session: `tls.rs`). It writes nothing else, and the reader writes only when
 //! tungstenite answers a ping or a close, which the server sends only to a
 //! silent client or at the very end: the two never interleave.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -16,7 +15,7 @@ use tungstenite::WebSocket;
 
 use super::Run;
 use crate::measure::now_us;
-use crate::net;
+use crate::net::{self, Conn};
 use crate::scan::{self, Stamp};
 
 /// Starts the writing thread of sender `sender` of `room`, on a clone of
@@ -25,22 +24,22 @@ pub(super) fn spawn_sender(
     run: &Arc<Run>,
     room: usize,
     sender: u32,
-    ws: &WebSocket<TcpStream>,
+    ws: &WebSocket<Conn>,
 ) -> Result<JoinHandle<Result<(), String>>, String> {
-    let socket = ws
+    let mut socket = ws
         .get_ref()
         .try_clone()
         .map_err(|e| format!("clone socket: {e}"))?;
     let run = run.clone();
     net::spawn(format!("sender-{room}-{sender}"), move || {
-        send_chats(&run, room, sender, &socket)
+        send_chats(&run, room, sender, &mut socket)
     })
     .map_err(|e| format!("cannot start a sender thread: {e}"))
 }
 
 /// The sender's thread: writes `messages` stamped chat frames, paced by the
 /// rate if there is one and always by the window.
-fn send_chats(run: &Run, room: usize, sender: u32, socket: &TcpStream) -> Result<(), String> {
+fn send_chats(run: &Run, room: usize, sender: u32, socket: &mut Conn) -> Result<(), String> {
     let plan = &run.plan;
     let state = run.room(room);
     let start_us = run.chat_start_us.load(Ordering::Relaxed);

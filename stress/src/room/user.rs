@@ -7,7 +7,6 @@
 //! A "silent" user (the `slow` experiment) logs in and then never reads
 //! again until the close gate, then reads what piled up to learn its fate.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
@@ -18,7 +17,7 @@ use super::sender::spawn_sender;
 use super::{Event, Gates, Run, SilentFate};
 use crate::client::{close, is_timeout, log_in, login_json, next_text};
 use crate::measure::{Histogram, now_us};
-use crate::net;
+use crate::net::{self, Conn};
 use crate::scan;
 
 /// Opens a user's connection and reports the outcome to the main thread.
@@ -28,7 +27,7 @@ fn connect(
     index: usize,
     silent: bool,
     events: &Sender<Event>,
-) -> Option<WebSocket<TcpStream>> {
+) -> Option<WebSocket<Conn>> {
     let opened = run.open(room, index, net::CHAT_READ_BUFFER);
     let outcome = opened.as_ref().map(|_| ()).map_err(Clone::clone);
     let _ = events.send(Event::Connected {
@@ -103,12 +102,7 @@ pub(super) fn user(
 }
 
 /// Reads the chat phase's deliveries and accounts for each.
-fn receive(
-    run: &Run,
-    ws: &mut WebSocket<TcpStream>,
-    receipt: &mut Receipt,
-    latency: &mut Histogram,
-) {
+fn receive(run: &Run, ws: &mut WebSocket<Conn>, receipt: &mut Receipt, latency: &mut Histogram) {
     while !receipt.complete() {
         match next_text(ws, run.deadline()) {
             Ok(Some(message)) => {
