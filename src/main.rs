@@ -12,7 +12,7 @@ use signal_hook::iterator::Signals;
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 use threadchat::config::Command;
 use threadchat::server::StartError;
-use threadchat::{Config, Server, auth};
+use threadchat::{Config, Server, auth, protocol};
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -32,8 +32,17 @@ fn main() -> ExitCode {
         ttl,
         follows,
         rooms,
+        role,
     }) = &config.command
     {
+        let role = match role.as_deref() {
+            None | Some("member") => protocol::Role::Member,
+            Some("moderator") => protocol::Role::Moderator,
+            Some(other) => {
+                eprintln!("threadchat token: --role {other:?}: a role is moderator or member");
+                return ExitCode::from(2);
+            }
+        };
         let grant = auth::Grant {
             username: user.clone(),
             ttl: *ttl,
@@ -41,6 +50,7 @@ fn main() -> ExitCode {
             rooms: rooms.clone(),
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
+            role,
         };
         return print_token(&config, &grant);
     }

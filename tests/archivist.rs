@@ -93,7 +93,14 @@ impl Running {
             room: room.to_string(),
             recent,
         });
-        match self.next() {
+        // The room's moderation rules come just before its chats.
+        let mut next = self.next();
+        if let Archived::Rules { room: got, .. } = &next
+            && got == room
+        {
+            next = self.next();
+        }
+        match next {
             Archived::Loaded {
                 room: got,
                 last_id,

@@ -5,7 +5,7 @@
 //! Two kinds of asker, two queues, two ways back. The dispatcher must never
 //! wait, so its `Job`s go on an unbounded queue (it bounds what it hands
 //! over itself), and their answers (`Committed`, `Failed`, `Loaded`,
-//! `SinceLoaded`) come back as events on its own channel (`Archive::spawn`
+//! `SinceLoaded`, `Rules`, `Moderated`) come back as events on its own channel (`Archive::spawn`
 //! takes any `E: From<Archived>`) and are handled among its other events.
 //! An HTTP request thread may wait, with a timeout, so its `Read`s (`Page`,
 //! `Probe`) carry a reply channel of their own, on a queue of their own
@@ -19,8 +19,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
+use super::moderation::{Action, AuditEntry, Rules, Ruling};
 use crate::config::{READ_QUEUE_CAPACITY, STORE_PROBE_INTERVAL};
 use crate::ids::ConnId;
+use crate::protocol::Refusal;
 
 /// One stored chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +83,10 @@ pub enum Job {
         conn: ConnId,
         after: u64,
     },
+    /// Judge a moderation action and, if allowed, commit it and its audit
+    /// row, after the chats handed over before it: answered by
+    /// `Archived::Moderated`, in the room's one order with the chats.
+    Moderate(Box<Action>),
 }
 
 /// A read for an HTTP request thread, which waits for its `reply`.
@@ -99,6 +105,14 @@ pub enum Read {
     /// store's last write if it is recent (`STORE_PROBE_INTERVAL`), else
     /// once a trivial write transaction has succeeded (or with why not).
     Probe { reply: Sender<Result<(), String>> },
+    /// A room's audit log for `GET /api/rooms/<r>/moderation`: the newest
+    /// `limit` rows before `before` (or the newest), oldest first.
+    Audit {
+        room: String,
+        before: Option<u64>,
+        limit: usize,
+        reply: Sender<Result<Vec<AuditEntry>, String>>,
+    },
 }
 
 /// The queue of `Read`s, bounded: `READ_QUEUE_CAPACITY`.
@@ -156,4 +170,10 @@ pub enum Archived {
         chats: Vec<StoredChat>,
         complete: bool,
     },
+    /// A room's standing rules (mode, mutes, bans), sent just before its
+    /// `Loaded`, so that a login waiting for the tail is judged by them.
+    Rules { room: String, rules: Box<Rules> },
+    /// The answer to `Moderate`: committed (to tell the room now) or
+    /// refused (to tell the asker alone).
+    Moderated(Box<(Action, Result<Ruling, Refusal>)>),
 }

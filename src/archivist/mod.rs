@@ -52,12 +52,18 @@
 //! connection checkpointing in its own thread was rejected: the file is
 //! locked to this one.)
 //!
-//! The messages in and out are in `jobs.rs`, the start-up error in
-//! `error.rs`, and the SQL in `sqlite/` (opening and checking the file in
-//! `schema.rs`, the queries in `mod.rs`).
+//! A moderation action (`Job::Moderate`) is judged (`judge.rs`) and
+//! committed after the chats before it, and answered in order with them.
+//!
+//! The messages in and out are in `jobs.rs` (moderation's own records in
+//! `moderation.rs`), the start-up error in `error.rs`, and the SQL in
+//! `sqlite/` (opening and checking the file in `schema.rs`, the queries in
+//! `mod.rs`, moderation's in `moderation.rs`).
 
 mod error;
 mod jobs;
+pub mod judge;
+pub mod moderation;
 mod sqlite;
 
 use std::sync::Arc;
@@ -259,6 +265,14 @@ impl<E: From<Archived>> Archivist<E> {
                 });
                 let _ = reply.send(outcome);
             }
+            Read::Audit {
+                room,
+                before,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.store.audit_or_why(&room, before, limit));
+            }
         }
     }
 
@@ -279,6 +293,8 @@ impl<E: From<Archived>> Archivist<E> {
             }),
             Job::Load { room, recent } => {
                 self.commit();
+                let (named, rules) = (room.clone(), Box::new(self.store.rules_or_none(&room)));
+                self.send(Archived::Rules { room: named, rules });
                 let (last_id, recent) = self.store.recent(&room, recent).unwrap_or_else(|e| {
                     error!("history of room {room:?} could not be read: {e}");
                     (0, Vec::new())
@@ -301,6 +317,12 @@ impl<E: From<Archived>> Archivist<E> {
                     chats,
                     complete,
                 });
+            }
+            Job::Moderate(action) => {
+                self.commit(); // it may name a chat just sent
+                let outcome = self.store.moderate(&action);
+                self.checkpoint_due |= outcome.is_ok();
+                self.send(Archived::Moderated(Box::new((*action, outcome))));
             }
         }
     }
@@ -470,6 +492,7 @@ mod tests {
         assert!(
             matches!(&got[..], [
                 Archived::Committed(first),
+                Archived::Rules { .. },
                 Archived::Loaded { last_id: 1, recent, .. },
                 Archived::Committed(second),
             ] if first.len() == 1 && recent.len() == 1 && second[0].2.id == 2),

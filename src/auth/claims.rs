@@ -1,6 +1,8 @@
 //! What a token says beyond the standard checks: who (`sub`), until when
 //! (`exp`), whom they follow (`follows`), which rooms they may enter
-//! (`rooms`), and whether it lives longer than the server allows.
+//! (`rooms`), what they are (`role`: `"moderator"` may moderate; any other
+//! string, or none, is a member), and whether it lives longer than the
+//! server allows.
 //!
 //! jsonwebtoken has already checked the signature, `exp`, `nbf`, `iss` and
 //! `aud` when these run, so nothing here is believed before its signature
@@ -21,7 +23,7 @@ use serde_json::{Map, Value};
 
 use super::Identity;
 use super::failure::{AuthError, AuthFailure, malformed};
-use crate::protocol::{valid_room_name, validate_username};
+use crate::protocol::{Role, valid_room_name, validate_username};
 
 /// The limits a token's claims are held to.
 pub(super) struct Bounds {
@@ -63,11 +65,19 @@ pub(super) fn identity_from(
         .map_err(|why| AuthError::new(AuthFailure::Follows, format!("invalid follows: {why}")))?;
     let rooms = names(claims, "rooms", |name| valid_room_name(name).ok())
         .map_err(|why| AuthError::new(AuthFailure::Rooms, format!("invalid rooms: {why}")))?;
+    let role = match claims.get("role") {
+        None | Some(Value::Null) => Role::Member,
+        Some(Value::String(role)) if role == "moderator" => Role::Moderator,
+        // An issuer's own roles (`student`, `ta`) grant nothing here.
+        Some(Value::String(_)) => Role::Member,
+        Some(_) => return Err(malformed("the claim role is not a string")),
+    };
     Ok(Identity {
         username,
         expires_at,
         follows,
         rooms,
+        role,
     })
 }
 
@@ -211,6 +221,7 @@ mod tests {
 
         let every = identity(json!({"sub": "walter", "exp": exp}), &bounds(30)).unwrap();
         assert_eq!(every.rooms, None);
+        assert_eq!(every.role, Role::Member);
         assert!(every.opens("anything"));
 
         for bad in [json!("algebra"), json!(["a b"]), json!([""]), json!([7])] {
@@ -219,6 +230,16 @@ mod tests {
             assert_eq!(err.failure(), AuthFailure::Rooms, "{bad}: {err}");
             assert!(err.details().starts_with("invalid rooms"), "{err}");
         }
+    }
+
+    #[test]
+    fn only_the_moderator_role_grants_moderation() {
+        let exp = now() + 60;
+        let role = |value| identity(json!({"sub": "w", "exp": exp, "role": value}), &bounds(30));
+        assert_eq!(role(json!("moderator")).unwrap().role, Role::Moderator);
+        assert_eq!(role(json!("Moderator")).unwrap().role, Role::Member);
+        assert_eq!(role(json!("student")).unwrap().role, Role::Member);
+        assert!(role(json!(["moderator"])).is_err());
     }
 
     #[test]

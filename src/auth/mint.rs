@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::keys::check_secret;
 use crate::config::check_ttl;
-use crate::protocol::{valid_room_name, validate_username};
+use crate::protocol::{Role, valid_room_name, validate_username};
 
 /// The claims `mint` signs.
 #[derive(Serialize)]
@@ -32,6 +32,8 @@ struct MintedClaims<'a> {
     follows: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rooms: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
 }
 
 /// What a token made by `mint_grant` says.
@@ -49,6 +51,8 @@ pub struct Grant {
     /// `iss` and `aud`, if the server asks for them.
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// The `role` claim: `Moderator` writes `"role":"moderator"`.
+    pub role: Role,
 }
 
 /// A token for `username`, valid from now for `ttl`, for every room: a
@@ -68,6 +72,7 @@ pub fn mint(
         rooms: None,
         issuer: issuer.map(str::to_string),
         audience: audience.map(str::to_string),
+        role: Role::Member,
     };
     mint_grant(secret, &grant)
 }
@@ -96,6 +101,7 @@ pub fn mint_grant(secret: &[u8], grant: &Grant) -> Result<String, String> {
         aud: grant.audience.as_deref(),
         follows: follows.as_deref(),
         rooms: rooms.as_deref(),
+        role: (grant.role == Role::Moderator).then_some("moderator"),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

@@ -37,12 +37,14 @@
 //! checks (and how long it may live); `failure.rs` is the refusals and
 //! their sentences; `keys.rs` is what a key is and which algorithm it
 //! means; `mint.rs` makes tokens; `secret.rs` finds the secret the operator
-//! gave and builds the verifier from the flags.
+//! gave and builds the verifier from the flags; `operator.rs` is the
+//! operator's own token, for the moderation API.
 
 mod claims;
 mod failure;
 mod keys;
 mod mint;
+mod operator;
 mod secret;
 
 use std::fmt;
@@ -61,6 +63,7 @@ use keys::{algorithm_name, check_secret};
 pub use crate::config::{Secret, parse_ttl};
 pub use failure::{AuthError, AuthFailure};
 pub use mint::{Grant, mint, mint_grant};
+pub use operator::OperatorToken;
 pub use secret::{JWT_SECRET_ENV, from_config, secret_from, secret_of};
 
 /// A token as a client sent it, for code that has to keep one around (a
@@ -96,6 +99,8 @@ pub struct Identity {
     /// The `rooms` claim (room names, lower case): the only rooms the token
     /// opens. `None` (no claim) opens every room.
     pub rooms: Option<Vec<String>>,
+    /// The `role` claim: `Moderator` for `"moderator"`, else `Member`.
+    pub role: crate::protocol::Role,
 }
 
 impl Identity {

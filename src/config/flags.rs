@@ -170,6 +170,16 @@ pub struct Config {
     #[arg(long)]
     pub mutual_follows: bool,
 
+    /// Seconds after sending a chat during which its author may edit or delete it
+    /// (moderators delete any chat at any time); 0 turns editing and own deletes off.
+    #[arg(long, default_value_t = DEFAULT_EDIT_WINDOW_SECONDS)]
+    pub edit_window: u64,
+
+    /// The operator's moderation API: a file holding the bearer token that
+    /// `/api/rooms/<r>/moderation` accepts from scripts (at least 32 bytes).
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+
     /// Show user names on /inside and in /api/stats (by default connection ids only).
     #[arg(long)]
     pub inside_names: bool,
@@ -230,6 +240,10 @@ pub enum Command {
         /// claim); without it, every room.
         #[arg(long, value_delimiter = ',')]
         rooms: Option<Vec<String>>,
+        /// The user's role (the `role` claim): `moderator` may delete any
+        /// chat, mute, kick, ban and set a room's mode.
+        #[arg(long)]
+        role: Option<String>,
     },
 }
 
@@ -272,6 +286,8 @@ impl Default for Config {
             jwt_leeway: JWT_LEEWAY,
             jwt_max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
             mutual_follows: false,
+            edit_window: DEFAULT_EDIT_WINDOW_SECONDS,
+            admin_token_file: None,
             inside_names: false,
             no_admin: false,
             conformance_echo: None,

@@ -9,6 +9,7 @@
 //! - `limits.rs`: clients and connections: sizes, rates, queues, timeouts,
 //!   threads; `history.rs`, `cluster.rs`, `sign_in.rs`, `inside.rs`: the
 //!   numbers of the store, of Redis, of sign-in and of looking inside,
+//!   `moderation.rs`, those of moderation,
 //!   each a named constant with its reason; `conformance.rs`, those of the
 //!   testing echo; `tls.rs`, those of native TLS;
 //! - `flags.rs`: `Config`, the command line, with those constants as defaults;
@@ -22,6 +23,7 @@ mod flags;
 mod history;
 mod inside;
 mod limits;
+mod moderation;
 mod parse;
 mod secret;
 mod sign_in;
@@ -34,6 +36,7 @@ pub use flags::{Command, Config};
 pub use history::*;
 pub use inside::*;
 pub use limits::*;
+pub use moderation::*;
 pub use parse::{check_ttl, parse_ttl};
 pub use secret::{RedisUrl, Secret};
 pub use sign_in::*;

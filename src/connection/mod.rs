@@ -51,7 +51,7 @@ use crate::archivist::Read;
 use crate::auth::AuthConfig;
 use crate::config::{Config, HANDSHAKE_POLL, HSTS_MAX_AGE_SECONDS};
 use crate::dispatcher::Event;
-use crate::http::{self, HeadError, Route, admin, api};
+use crate::http::{self, HeadError, Route, admin, api, moderation};
 use crate::ids::ConnId;
 use crate::metrics::{HandshakeStatus, Metrics};
 use crate::net::{HandshakeFailure, Stream};
@@ -81,6 +81,8 @@ pub struct Services {
     /// With `--tls-cert`: the TLS configuration this connection's handshake
     /// uses (the pair current when it was accepted).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--admin-token-file`: the moderation API's operator token.
+    pub operator: Option<Arc<crate::auth::OperatorToken>>,
 }
 
 /// Counts a trusted proxy's connection under the client it names, or says
@@ -187,6 +189,18 @@ pub fn serve(
             let credentials = http::Credentials::of(&head);
             let include_body = head.method == "GET";
             let answer = api::answer(request, &credentials, &owners, config, include_body);
+            let response = hsts(answer);
+            log_response(id, client, &head, &response, &services.metrics);
+            respond(id, &socket, &response);
+        }
+        Route::Moderation(request) => {
+            let gate = moderation::Gate {
+                events: &services.events,
+                store: services.store.as_ref(),
+                auth: services.auth.as_deref(),
+                operator: services.operator.as_deref(),
+            };
+            let answer = moderation::answer(request, &head, &socket, leftover, &gate, config);
             let response = hsts(answer);
             log_response(id, client, &head, &response, &services.metrics);
             respond(id, &socket, &response);

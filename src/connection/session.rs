@@ -86,6 +86,7 @@ impl<'a> SignIn<'a> {
                     since,
                     follows: identity.follows,
                     signed: true,
+                    role: identity.role,
                     presence: PresenceMode::Lists,
                 })
             }

@@ -131,6 +131,11 @@ impl Dispatcher {
                 complete,
                 ..
             } => self.since_loaded(conn, chats, complete),
+            Archived::Rules { room, rules } => self.rules_loaded(&room, *rules),
+            Archived::Moderated(answer) => {
+                let (action, outcome) = *answer;
+                self.moderated(action, outcome);
+            }
         }
     }
 }

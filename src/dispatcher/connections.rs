@@ -32,6 +32,8 @@ impl Dispatcher {
             holds_room: false,
             login: LoginState::New,
             follows: None,
+            role: Default::default(),
+            closed: false,
         };
         self.clients.insert(id, client);
         if !self.rooms_at_login && !self.enter_room(id) {

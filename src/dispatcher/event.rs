@@ -10,12 +10,13 @@
 use crossbeam_channel::Sender;
 
 use crate::archivist::Archived;
+use crate::archivist::moderation::Ruling;
 use crate::cluster::{News, Reply};
 use crate::ids::ConnId;
 use crate::metrics::CloseReason;
 use crate::metrics::stats::DispatcherView;
 use crate::outbox::Outbox;
-use crate::protocol::{Request, RoomSummary};
+use crate::protocol::{Command, Refusal, Request, RoomSummary};
 
 /// What readers (and the server) tell the dispatcher.
 pub enum Event {
@@ -41,6 +42,13 @@ pub enum Event {
     /// The archivist's news: chats committed (to broadcast now), a room's
     /// history loaded, a reconnecting client's missed chats.
     Archived(Archived),
+    /// The operator's API asks for a moderation action in `room`
+    /// (`moderation/`); the ruling, or why not, comes back on `reply`.
+    Moderate {
+        room: String,
+        command: Box<Command>,
+        reply: Sender<Result<Ruling, Refusal>>,
+    },
     /// The server is stopping: say goodbye (close 1001) to every client.
     Shutdown,
     /// Grace is over: shut every remaining socket down now.

@@ -31,6 +31,8 @@
 //! round trip the joining user waits for; the tail makes the common case
 //! free.
 
+mod amend;
+
 use std::collections::VecDeque;
 
 use crate::archivist::StoredChat;

@@ -17,6 +17,10 @@
 //!   is *claimed* there and admitted when its `login` message comes back,
 //!   and a departure is *released*.
 //!
+//! Moderation actions take the same way (`moderate`): judged and committed
+//! by the archivist, or by a script on Redis whose ruling every node hears
+//! back from its listener (`News::Ruling`), in the room's order.
+//!
 //! Everything the dispatcher does differently with Redis is a method here
 //! or a branch of `cluster.rs` (the news only Redis sends). The alternative
 //! rejected: `if self.cluster …` wherever the two differ, which spread one
@@ -27,6 +31,7 @@ use std::collections::HashMap;
 use crossbeam_channel::Sender;
 
 use super::history::RecentHistory;
+use crate::archivist::moderation::Action;
 use crate::archivist::{Audience, Job};
 use crate::cluster::{Subscription, Work};
 use crate::config::RECENT_BYTES_PER_ROOM;
@@ -156,6 +161,19 @@ impl Keeper {
             audience,
         });
         Ok(())
+    }
+
+    /// Hands a moderation action over to be judged and committed in its
+    /// room's order (answered by `Archived::Moderated`); back if nobody
+    /// keeps anything, for the dispatcher to refuse.
+    pub(super) fn moderate(&self, action: Box<Action>) -> Result<(), Box<Action>> {
+        match self.jobs() {
+            Some(jobs) => {
+                let _ = jobs.send(Job::Moderate(action));
+                Ok(())
+            }
+            None => Err(action),
+        }
     }
 
     /// Asks for the chats of `room` after `after`; answered by

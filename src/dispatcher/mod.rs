@@ -44,7 +44,9 @@
 //!   changes rather than whole lists;
 //! - `room.rs` and `history.rs`: a room's members and its recent chats,
 //!   plain data the dispatcher owns;
-//! - `inside.rs`: what the dispatcher tells `/inside`.
+//! - `inside.rs`: what the dispatcher tells `/inside`;
+//! - `moderation/`: deletes, edits, mutes, kicks, bans and the room's
+//!   mode, their trip through the keeper, and the room's standing rules.
 
 mod batch;
 mod chats;
@@ -56,6 +58,7 @@ mod history;
 mod inside;
 mod keeper;
 mod login;
+mod moderation;
 mod presence;
 mod room;
 
@@ -103,6 +106,11 @@ struct Client {
     login: LoginState,
     /// With sign-in, the (lower-cased) names the user's token follows.
     follows: Option<HashSet<String>>,
+    /// With sign-in, its token's role (`moderation/`).
+    role: protocol::Role,
+    /// Closed by a moderator (kicked or banned): whatever else it sends
+    /// before its socket ends is ignored.
+    closed: bool,
 }
 
 pub struct Dispatcher {
@@ -133,6 +141,8 @@ pub struct Dispatcher {
     /// `--mutual-follows`: chats reach mutual followers only (and history
     /// is not replayed, as it would reach beyond them).
     mutual_follows: bool,
+    /// `--edit-window`, in seconds (`moderation/`).
+    edit_window: u64,
     /// The server's counters; when the chats being fanned out arrived; the
     /// last drops, for `/inside`; whether `/api/stats` shows names.
     metrics: Arc<Metrics>,
@@ -172,6 +182,7 @@ impl Dispatcher {
                 catch_up_bytes: MAX_CATCH_UP_BYTES.min(config.outbound_bytes / 2),
             },
             mutual_follows: config.mutual_follows,
+            edit_window: config.edit_window,
         }
     }
 
@@ -232,6 +243,11 @@ impl Dispatcher {
                 let _ = reply.send(self.stats_answer());
             }
             Event::Archived(news) => self.archived(news),
+            Event::Moderate {
+                room,
+                command,
+                reply,
+            } => self.moderate_for_operator(room, *command, reply),
             Event::Cluster(news) => self.cluster_news(news),
             Event::ListRooms { reply } => {
                 // With Redis the whole cluster's rooms are there: the
@@ -270,8 +286,8 @@ impl Dispatcher {
     }
 
     fn request(&mut self, id: ConnId, request: Request) {
-        let Some(client) = self.clients.get(&id) else {
-            return; // already gone (dropped as too slow, say)
+        let Some(client) = self.clients.get(&id).filter(|c| !c.closed) else {
+            return; // already gone (dropped as too slow, or kicked)
         };
         let name = client.login.name();
         let parking = client.login.is_pending()
@@ -291,6 +307,10 @@ impl Dispatcher {
             }
             Request::Chat { message } if name.is_some() => {
                 let username = name.unwrap_or_default();
+                if let Some(refusal) = self.chat_refusal(client, username) {
+                    warn!("conn {id}: chat refused: {}", refusal.reason);
+                    return self.reply(id, refusal);
+                }
                 debug!("conn {id}: chat from {username}");
                 let json = protocol::chat_json(&message, username, &client.room);
                 let room = client.room.clone();
@@ -307,6 +327,7 @@ impl Dispatcher {
                 ),
             ),
             Request::Disconnect if name.is_some() => self.log_out(id),
+            Request::Moderate(command) => self.moderate(id, command),
             Request::Chat { .. } => self.refuse_not_logged_in(id, RequestKind::Chat),
             Request::Disconnect => self.refuse_not_logged_in(id, RequestKind::Disconnect),
         }

@@ -79,6 +79,8 @@ pub struct Room {
     /// users of every node, and the dispatcher broadcasts them as they come
     /// (`Keeper::announces_presence`).
     announces: bool,
+    /// The room's mode, mutes and bans, loaded with it (`moderation/`).
+    pub rules: crate::archivist::moderation::Rules,
 }
 
 impl Room {
@@ -106,6 +108,7 @@ impl Room {
             marked: false,
             recent,
             announces,
+            rules: Default::default(),
         }
     }
 

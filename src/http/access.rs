@@ -56,7 +56,7 @@ impl<'a> Credentials<'a> {
 
     /// The bearer token of the `Authorization` header (the scheme matched
     /// case-insensitively, as RFC 7235 says), if it has one.
-    fn bearer(&self) -> Option<&'a str> {
+    pub(super) fn bearer(&self) -> Option<&'a str> {
         let (scheme, token) = self.authorization?.trim().split_once(' ')?;
         let token = token.trim();
         (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -110,6 +110,13 @@ pub fn reader(
         let challenge = challenge("invalid_token", &e);
         refusal("401 Unauthorized", &challenge, e.details(), include_body)
     })
+}
+
+/// A `401` or `403` with a challenge naming only an error code (for the
+/// moderation API, whose reasons are its own).
+pub(super) fn challenged(status: &str, error: &str, why: &str) -> Vec<u8> {
+    let challenge = format!("Bearer realm=\"{REALM}\", error=\"{error}\"");
+    refusal(status, &challenge, why, true)
 }
 
 /// The `403` for a valid token whose `rooms` claim leaves `room` out.

@@ -28,6 +28,7 @@ pub mod admin;
 pub mod api;
 mod forwarded;
 mod handshake;
+pub mod moderation;
 mod pages;
 mod request;
 mod response;

@@ -31,6 +31,8 @@ pub enum Route {
     Respond(Vec<u8>),
     /// A question for the thread that owns the answer (`api.rs`).
     Api(ApiRequest),
+    /// The moderation API (`moderation.rs`), which may read a body.
+    Moderation(super::moderation::ModerationRequest),
 }
 
 /// The JSON endpoints, answered by asking the thread that owns the data.
@@ -101,6 +103,9 @@ pub fn route(head: &RequestHead, allowed_origins: &[String], echo: Option<&str>)
             Ok(response) => Route::Upgrade { room, response },
             Err(response) => Route::Respond(response),
         };
+    }
+    if let Some(request) = super::moderation::moderation_route(head) {
+        return request.map_or_else(Route::Respond, Route::Moderation);
     }
     if head.method != "GET" && head.method != "HEAD" {
         return Route::Respond(response(

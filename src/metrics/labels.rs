@@ -41,6 +41,8 @@ pub enum MessageKind {
     Login,
     Chat,
     Disconnect,
+    /// A moderation command (delete, edit, mute, kick, ban, room_mode, …).
+    Moderation,
     /// Anything else: an unknown type, invalid JSON, a binary message.
     Other,
 }
@@ -53,19 +55,27 @@ impl MessageKind {
             Some(RequestKind::Login) => MessageKind::Login,
             Some(RequestKind::Chat) => MessageKind::Chat,
             Some(RequestKind::Disconnect) => MessageKind::Disconnect,
+            Some(_) => MessageKind::Moderation,
             None => MessageKind::Other,
         }
     }
 }
 
 impl LabelValue for MessageKind {
-    const ALL: &'static [Self] = &[Self::Login, Self::Chat, Self::Disconnect, Self::Other];
+    const ALL: &'static [Self] = &[
+        Self::Login,
+        Self::Chat,
+        Self::Disconnect,
+        Self::Moderation,
+        Self::Other,
+    ];
     const KEY: &'static str = "type";
     fn label(self) -> &'static str {
         match self {
             Self::Login => "login",
             Self::Chat => "chat",
             Self::Disconnect => "disconnect",
+            Self::Moderation => "moderation",
             Self::Other => "other",
         }
     }

@@ -38,9 +38,11 @@
 //! says `complete: false`.
 
 mod encode;
+mod moderation;
 mod names;
 mod refusal;
 pub mod rooms;
+mod turnaway;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -53,9 +55,11 @@ pub use encode::{
     is_close_frame, login_frame_with_items, login_json, name_items, presence_changes_json,
     push_name_item, text_frame, text_frames, users_json_with_items,
 };
+pub use moderation::{Command, Role, RoomMode, announcement, parse_command, utc};
 pub use names::{username_key, validate_username};
-pub use refusal::{CloseReason, Closing, Reason, Refusal, RequestKind, Turnaway};
+pub use refusal::{CLOSE_BANNED, CLOSE_KICKED, CloseReason, Closing, Reason, Refusal, RequestKind};
 pub use rooms::{LOBBY, RoomSummary, room_from_path, valid_room_name};
+pub use turnaway::Turnaway;
 
 /// Encoded WebSocket frames (one or several), shared by every recipient's
 /// queue. Server frames are unmasked and this server negotiates no
@@ -82,6 +86,8 @@ pub enum Request {
     /// Say something. `message` is the client's whole chat object, relayed as
     /// it came except for `username`, which the dispatcher stamps.
     Chat { message: Map<String, Value> },
+    /// A moderation command (`moderation.rs`), checked for shape only.
+    Moderate(Command),
 }
 
 impl Request {
@@ -91,6 +97,7 @@ impl Request {
             Request::Login(_) | Request::TokenLogin { .. } => RequestKind::Login,
             Request::Chat { .. } => RequestKind::Chat,
             Request::Disconnect => RequestKind::Disconnect,
+            Request::Moderate(command) => command.kind(),
         }
     }
 }
@@ -109,6 +116,8 @@ pub struct Login {
     /// same name only extends the session). A login under the name the
     /// client is in under already is never broadcast: see `login.rs`.
     pub signed: bool,
+    /// With sign-in on, the token's `role` claim.
+    pub role: Role,
     /// How the client hears who comes and goes (`"presence"`).
     pub presence: PresenceMode,
 }
@@ -135,6 +144,7 @@ impl Login {
             since: None,
             follows: None,
             signed: false,
+            role: Role::Member,
             presence: PresenceMode::Lists,
         }
     }
@@ -288,14 +298,17 @@ pub fn parse_request(text: &str, limits: TextLimits) -> Result<Request, Refusal>
             }
             Ok(Request::Chat { message: object })
         }
-        other => Err(Refusal::new(
-            None,
-            Reason::UnknownType,
-            format!(
-                "type {:?} is not one of login, chat, disconnect",
-                truncate(other, 40)
-            ),
-        )),
+        other => match parse_command(other, &object, limits.max_chat_chars) {
+            Some(command) => command.map(Request::Moderate),
+            None => Err(Refusal::new(
+                None,
+                Reason::UnknownType,
+                format!(
+                    "type {:?} is not one of login, chat, disconnect, or a moderation command",
+                    truncate(other, 40)
+                ),
+            )),
+        },
     }
 }
 
@@ -323,7 +336,7 @@ fn extra_bytes(chat: &Map<String, Value>) -> usize {
     count.0
 }
 
-/// The protocol type a message claims to be, if it is one of the three,
+/// The protocol type a message claims to be, if it is one it knows,
 /// without validating the rest: used to label a refusal of a message that is
 /// dropped unread (over the rate limit), so the client knows which it was.
 pub fn request_kind(text: &str) -> Option<RequestKind> {

@@ -15,13 +15,22 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{Frame, json_frame};
 
-/// The three message types a client may send, as a refusal names the one
-/// it refuses (so a client can show the error beside the right input).
+/// The message types a client may send, as a refusal names the one it
+/// refuses (so a client can show the error beside the right input): the
+/// tutorial's three, and the moderation commands (`moderation.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
     Login,
     Chat,
     Disconnect,
+    Delete,
+    Edit,
+    Mute,
+    Unmute,
+    Kick,
+    Ban,
+    Unban,
+    RoomMode,
 }
 
 impl RequestKind {
@@ -31,17 +40,33 @@ impl RequestKind {
             RequestKind::Login => "login",
             RequestKind::Chat => "chat",
             RequestKind::Disconnect => "disconnect",
+            RequestKind::Delete => "delete",
+            RequestKind::Edit => "edit",
+            RequestKind::Mute => "mute",
+            RequestKind::Unmute => "unmute",
+            RequestKind::Kick => "kick",
+            RequestKind::Ban => "ban",
+            RequestKind::Unban => "unban",
+            RequestKind::RoomMode => "room_mode",
         }
     }
 
-    /// The kind a `type` names, if it is one of the three.
+    /// The kind a `type` names, if it is one.
     pub fn named(kind: &str) -> Option<RequestKind> {
-        match kind {
-            "login" => Some(RequestKind::Login),
-            "chat" => Some(RequestKind::Chat),
-            "disconnect" => Some(RequestKind::Disconnect),
-            _ => None,
-        }
+        Some(match kind {
+            "login" => RequestKind::Login,
+            "chat" => RequestKind::Chat,
+            "disconnect" => RequestKind::Disconnect,
+            "delete" => RequestKind::Delete,
+            "edit" => RequestKind::Edit,
+            "mute" => RequestKind::Mute,
+            "unmute" => RequestKind::Unmute,
+            "kick" => RequestKind::Kick,
+            "ban" => RequestKind::Ban,
+            "unban" => RequestKind::Unban,
+            "room_mode" => RequestKind::RoomMode,
+            _ => return None,
+        })
     }
 }
 
@@ -68,6 +93,16 @@ pub enum Reason {
     ChatUnavailable,
     ChatNotStored,
     TooManyRooms,
+    InvalidCommand,
+    SignInRequired,
+    ModerationOff,
+    NotAllowed,
+    UnknownMessage,
+    UnknownUser,
+    EditWindowPassed,
+    Muted,
+    LectureMode,
+    Banned,
 }
 
 impl Reason {
@@ -92,6 +127,16 @@ impl Reason {
         Reason::ChatUnavailable,
         Reason::ChatNotStored,
         Reason::TooManyRooms,
+        Reason::InvalidCommand,
+        Reason::SignInRequired,
+        Reason::ModerationOff,
+        Reason::NotAllowed,
+        Reason::UnknownMessage,
+        Reason::UnknownUser,
+        Reason::EditWindowPassed,
+        Reason::Muted,
+        Reason::LectureMode,
+        Reason::Banned,
     ];
 
     /// The `error` text on the wire: a short sentence clients may match on
@@ -117,6 +162,16 @@ impl Reason {
             Reason::ChatUnavailable => "chat is briefly unavailable",
             Reason::ChatNotStored => "chat not stored",
             Reason::TooManyRooms => "too many rooms",
+            Reason::InvalidCommand => "invalid command",
+            Reason::SignInRequired => "sign-in required",
+            Reason::ModerationOff => "moderation is off",
+            Reason::NotAllowed => "not allowed",
+            Reason::UnknownMessage => "unknown message",
+            Reason::UnknownUser => "unknown user",
+            Reason::EditWindowPassed => "edit window passed",
+            Reason::Muted => "you are muted",
+            Reason::LectureMode => "lecture mode",
+            Reason::Banned => "you are banned",
         }
     }
 }
@@ -253,7 +308,17 @@ pub enum Closing {
     ShuttingDown,
     /// Something went wrong on the server's side.
     Internal,
+    /// A moderator removed the user from the room, saying why.
+    Kicked(String),
+    /// A moderator banned the user from the room, saying why and until when.
+    Banned(String),
 }
+
+/// The close codes of moderation, from the range RFC 6455 leaves to
+/// applications (4000-4999): a page tells a kick from a dropped line by
+/// them, and does not reconnect.
+pub const CLOSE_KICKED: u16 = 4001;
+pub const CLOSE_BANNED: u16 = 4003;
 
 impl Closing {
     /// The close code (RFC 6455, section 7.4.1).
@@ -269,6 +334,8 @@ impl Closing {
             Closing::NotUtf8 => CloseCode::Invalid,
             Closing::Protocol(_) => CloseCode::Protocol,
             Closing::Internal => CloseCode::Error,
+            Closing::Kicked(_) => CloseCode::from(CLOSE_KICKED),
+            Closing::Banned(_) => CloseCode::from(CLOSE_BANNED),
         }
     }
 
@@ -281,7 +348,9 @@ impl Closing {
                 return Cow::Owned(format!("message too big: limit is {limit} bytes"));
             }
             Closing::NotUtf8 => "text message is not valid UTF-8",
-            Closing::Protocol(why) => return Cow::Borrowed(why),
+            Closing::Protocol(why) | Closing::Kicked(why) | Closing::Banned(why) => {
+                return Cow::Borrowed(why);
+            }
             Closing::TokenExpired => "token expired",
             Closing::SignInFailures => "too many failed sign-ins",
             Closing::LoginTimeout => "login timeout",
@@ -301,42 +370,11 @@ impl Closing {
             Closing::TooSlow => CloseReason::SlowConsumer,
             Closing::ShuttingDown => CloseReason::Shutdown,
             Closing::LoginTimeout => CloseReason::LoginTimeout,
-            Closing::TokenExpired | Closing::SignInFailures | Closing::Internal => {
-                CloseReason::Other
-            }
-        }
-    }
-}
-
-/// Why a socket is turned away at the door, before it is a WebSocket or
-/// gets a page: the HTTP status it is answered with, and the sentence in
-/// the answer's body. Counted by that status (`HandshakeStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Turnaway {
-    /// At `--max-connections`.
-    ServerFull,
-    /// Its address already holds `limit` connections
-    /// (`--max-connections-per-ip`).
-    TooManyFromAddress { limit: usize },
-}
-
-impl Turnaway {
-    /// The status line's code and phrase.
-    pub fn status(self) -> &'static str {
-        match self {
-            Turnaway::ServerFull => "503 Service Unavailable",
-            Turnaway::TooManyFromAddress { .. } => "429 Too Many Requests",
-        }
-    }
-
-    /// The answer's body: what happened, and what to do.
-    pub fn text(self) -> String {
-        match self {
-            Turnaway::ServerFull => "the server is full; try again later".to_string(),
-            Turnaway::TooManyFromAddress { limit } => format!(
-                "too many connections from your address (at most {limit} at once); \
-                 close some and try again"
-            ),
+            Closing::TokenExpired
+            | Closing::SignInFailures
+            | Closing::Internal
+            | Closing::Kicked(_)
+            | Closing::Banned(_) => CloseReason::Other,
         }
     }
 }

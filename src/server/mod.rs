@@ -73,7 +73,7 @@ use crossbeam_channel::Sender;
 use log::{info, warn};
 
 use crate::archivist::{self, Archive, ArchiveConfig, ArchiveError, Read};
-use crate::auth::AuthConfig;
+use crate::auth::{AuthConfig, OperatorToken};
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, ClusterHandles};
 use crate::config::{Config, EVENT_QUEUE_CAPACITY};
 use crate::connection;
@@ -97,6 +97,8 @@ pub struct Server {
     admin_listener: Option<TcpListener>,
     /// `--tls-cert` and `--tls-key`, checked; `None` for plain http.
     tls: Option<Certificates>,
+    /// `--admin-token-file`: the moderation API's operator token.
+    operator: Option<OperatorToken>,
 }
 
 /// Why the server could not start; each names its cause.
@@ -175,6 +177,8 @@ struct ServerState {
     /// With `--tls-cert`: the pair new handshakes use, swapped on reload;
     /// shared with the rejecter, which answers over TLS too.
     tls: Option<Arc<Certificates>>,
+    /// `--admin-token-file`: the moderation API's operator token.
+    operator: Option<Arc<OperatorToken>>,
 }
 
 impl ServerState {
@@ -190,6 +194,7 @@ impl ServerState {
             metrics: self.metrics.clone(),
             connections: Box::new(move || counter.live.get()),
             tls: self.tls.as_deref().map(Certificates::current),
+            operator: self.operator.clone(),
         }
     }
 }
@@ -202,6 +207,11 @@ impl Server {
     pub fn bind(mut config: Config) -> Result<Server, StartError> {
         let auth = crate::auth::from_config(&config).map_err(StartError::Auth)?;
         let tls = tls::from_config(&config).map_err(StartError::Tls)?;
+        let operator = config
+            .admin_token_file
+            .as_deref()
+            .map(OperatorToken::from_file);
+        let operator = operator.transpose().map_err(StartError::Auth)?;
         if auth.is_some() && config.conformance_echo.is_some() {
             // The echo answers anyone, token or not: a server that signs
             // users in is one that faces people it must keep out.
@@ -252,6 +262,7 @@ impl Server {
             auth,
             admin_listener,
             tls,
+            operator,
         })
     }
 
@@ -347,6 +358,7 @@ impl Server {
             metrics: metrics.clone(),
             admin_closing: AtomicBool::new(false),
             tls: self.tls.map(Arc::new),
+            operator: self.operator.map(Arc::new),
         });
         let rejecter = {
             let tls = state.tls.clone();

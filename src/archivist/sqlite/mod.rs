@@ -18,6 +18,7 @@
 //! out to both, so a room's history may skip ids; nothing here takes a gap
 //! in ids for a missing chat.
 
+mod moderation;
 mod schema;
 mod stamp;
 
@@ -74,6 +75,9 @@ pub struct Store {
     history_max: usize,
     /// Rooms known to hold more than `retain` chats.
     over_retention: BTreeSet<String>,
+    /// A chat's text was deleted or replaced: the next checkpoint empties
+    /// the write-ahead log too, whose old pages still hold it.
+    erase_due: bool,
 }
 
 /// Ids and counts are `u64` in Rust and `INTEGER` (i64) in SQLite; no id
@@ -288,10 +292,13 @@ impl Store {
     /// else reads the file (it is locked), so a passive checkpoint copies
     /// everything. Returns the log's pages and those now copied.
     pub fn checkpoint(&mut self) -> rusqlite::Result<(i64, i64)> {
+        let sql = if std::mem::take(&mut self.erase_due) {
+            "PRAGMA wal_checkpoint(TRUNCATE)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
         self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                Ok((row.get(1)?, row.get(2)?))
-            })
+            .query_row(sql, [], |row| Ok((row.get(1)?, row.get(2)?)))
     }
 
     /// True while some room holds more chats than it keeps, or the whole

@@ -51,6 +51,32 @@ const MIGRATIONS: &[&str] = &[
     // chat of a version 1 file went to its whole room. (Reads keep only
     // 'room', so a value this server does not know is never shown.)
     "ALTER TABLE chats ADD COLUMN audience TEXT NOT NULL DEFAULT 'room'; -- or 'mutual'",
+    // 2 -> 3: moderation. A deleted chat keeps its row with no text and the
+    // audience 'deleted' (`sqlite/moderation.rs`); mutes and bans, each
+    // room's mode and its audit log are kept with the room.
+    "CREATE TABLE sanctions (
+         room     TEXT NOT NULL,
+         kind     TEXT NOT NULL,   -- 'mute' or 'ban'
+         user_key TEXT NOT NULL,   -- the name as compared (username_key)
+         username TEXT NOT NULL,
+         until_ms INTEGER NOT NULL,
+         reason   TEXT NOT NULL,
+         PRIMARY KEY (room, kind, user_key)
+     ) WITHOUT ROWID;
+     CREATE TABLE room_modes (
+         room TEXT PRIMARY KEY,
+         mode TEXT NOT NULL        -- 'open' or 'lecture'
+     ) WITHOUT ROWID;
+     CREATE TABLE audit (
+         room   TEXT NOT NULL,
+         seq    INTEGER NOT NULL,  -- 1, 2, … within the room
+         ts     INTEGER NOT NULL,
+         actor  TEXT NOT NULL,
+         action TEXT NOT NULL,     -- the command's type
+         target TEXT,
+         detail TEXT NOT NULL,
+         UNIQUE (room, seq)
+     );",
 ];
 
 /// The schema version this server writes and reads.
@@ -93,6 +119,9 @@ pub fn open(config: &ArchiveConfig) -> Result<Store, ArchiveError> {
         .map_err(fail)?;
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
         .map_err(fail)?;
+    // A deleted chat's text is overwritten, not left in a free page.
+    conn.pragma_update(None, "secure_delete", true)
+        .map_err(fail)?;
     // A checkpoint inside a commit makes every chat in it wait for the disk;
     // the archivist checkpoints when idle (`Store::checkpoint`), and SQLite
     // only past this bound.
@@ -110,6 +139,7 @@ pub fn open(config: &ArchiveConfig) -> Result<Store, ArchiveError> {
         total: 0,
         history_max: config.history_max,
         over_retention: BTreeSet::new(),
+        erase_due: false,
     };
     store.over_retention = store.rooms_over_retention().map_err(fail)?;
     store.total = store.count_chats().map_err(fail)?;
@@ -247,7 +277,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
     }
 
     #[test]
@@ -276,6 +306,62 @@ mod tests {
             .unwrap();
         assert_eq!(audience, "room");
         assert_eq!(store.page("a", None, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_2_file_is_migrated_and_its_chats_can_be_moderated() {
+        use crate::archivist::moderation::{Action, Actor, Asker, Effect};
+        use crate::protocol::{Command, Role};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO rooms VALUES ('a', 2, 5);
+                 INSERT INTO chats VALUES ('a', 1, 5, '{\"text\":\"one\",\"username\":\"w\",\"id\":1,\"ts\":5}', 'room');
+                 INSERT INTO chats VALUES ('a', 2, 5, '{\"text\":\"two\",\"username\":\"w\",\"id\":2,\"ts\":5}', 'room');
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let mut store = open(&ArchiveConfig::new(path.to_str().unwrap())).unwrap();
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        assert_eq!(store.page("a", None, 10).unwrap().len(), 2);
+        let action = Action {
+            room: "a".into(),
+            asker: Asker::Conn(1),
+            actor: Actor {
+                name: "teacher".into(),
+                role: Role::Moderator,
+            },
+            command: Command::Delete { id: 1 },
+            edit_window_ms: 0,
+        };
+        let ruling = store.moderate(&action).unwrap();
+        assert_eq!(ruling.effect, Effect::Deleted { id: 1 });
+        // The text is gone from the row, not only hidden.
+        let json: String = store
+            .conn
+            .query_row("SELECT json FROM chats WHERE id = 1", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(json, "");
+        let left = store.page("a", None, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, 2);
+        let audit = store.audit("a", None, 10).unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            (audit[0].action.as_str(), audit[0].target.as_deref()),
+            ("delete", Some("w"))
+        );
+        // A second delete of it finds nothing.
+        assert!(store.moderate(&action).is_err());
     }
 
     #[test]

@@ -77,6 +77,7 @@ impl Dispatcher {
         if client.login.name() == Some(login.username.as_str()) {
             if login.signed {
                 client.follows = follow_set(login.follows);
+                client.role = login.role;
                 debug!("conn {id}: session of {} extended", login.username);
             } else {
                 debug!("conn {id}: login as {} again", login.username);
@@ -93,7 +94,7 @@ impl Dispatcher {
             self.handle_parked(id, parked);
             return;
         }
-        if !self.name_free(id, &login.username) {
+        if self.refuse_banned(id, &login.username) || !self.name_free(id, &login.username) {
             self.handle_parked(id, parked);
             return;
         }
@@ -277,6 +278,7 @@ impl Dispatcher {
         }
         let username = login.username;
         client.follows = follow_set(login.follows);
+        client.role = login.role;
         client.login = LoginState::In(username.clone());
         client.outbox.mark_logged_in(); // the reader's login deadline is met
         if old.is_none() {
@@ -304,6 +306,7 @@ impl Dispatcher {
         let room = client.room.clone();
         self.forget_dropped(dropped);
         self.appended(&room);
+        self.admitted(id);
         self.handle_parked(id, parked);
     }
 
