@@ -80,6 +80,7 @@
     mutes: new Map(),   // username key -> until (ms since the epoch)
     action: null,       // what the open dialog will do once confirmed
     returnTo: null,     // the button that opened it
+    removed: false,     // the room heard our kick or ban before our socket closed
   };
 
   // -------------------------------------------------------------------------
@@ -402,8 +403,11 @@
     const kicked = code === CLOSE_KICKED;
     const headline = kicked ? 'Removed from the room' : 'Banned from the room';
     const details = kicked ? `${reason || 'by a moderator'}; press Reconnect to join again` : reason;
-    addLine(kicked ? `You were removed from the room: ${reason || 'by a moderator'}.`
-      : `You were banned from the room: ${reason}.`);
+    if (!state.removed) {
+      addLine(kicked ? `You were removed from the room: ${reason || 'by a moderator'}.`
+        : `You were banned from the room: ${reason}.`);
+    }
+    state.removed = false;
     els.serverError.replaceChildren();
     const strong = document.createElement('strong');
     strong.textContent = headline;
@@ -450,12 +454,14 @@
   }
 
   function onKick(msg) {
+    if (isMe(msg.username)) state.removed = true;
     const why = msg.reason ? `: ${msg.reason}` : '';
     addLine(isMe(msg.username) ? `You were removed from the room by ${msg.by}${why}.`
       : `${msg.username} was removed from the room by ${msg.by}${why}.`);
   }
 
   function onBan(msg) {
+    if (isMe(msg.username)) state.removed = true;
     const why = msg.reason ? `: ${msg.reason}` : '';
     const until = when(msg.until);
     addLine(isMe(msg.username) ? `You are banned from the room until ${until} by ${msg.by}${why}.`

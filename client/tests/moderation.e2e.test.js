@@ -87,6 +87,7 @@ describe('moderation in a browser', { timeout: 150_000 }, () => {
   it('shows a student no moderation control but Edit and Delete on their own messages',
     async () => {
       await say(maria.page, 'hello from maria');
+      await message(walter.page, 'hello from maria').waitFor();
       await say(walter.page, 'hello from walter');
       await waitUntil(walter.page, chatTexts, ['hello from maria', 'hello from walter'], 'walter');
       await waitUntil(walter.page, controls, [
