@@ -425,3 +425,81 @@ fn a_deleted_chats_text_leaves_the_file_and_its_log() {
         "the deleted text is still in the file or its log"
     );
 }
+
+#[test]
+fn a_banned_user_who_opens_the_room_is_closed_when_its_rules_load() {
+    // Under --mutual-follows a login does not wait for the room's history,
+    // so the first login into a room comes before the room's rules.
+    let server = TestServer::with(Config {
+        mutual_follows: true,
+        ..signed(900)
+    });
+    let mut teacher = join(&server, "r", "teacher", Role::Moderator);
+    teacher.send_json(json!({"type": "ban", "username": "bob", "seconds": 600}));
+    teacher.recv_until(|m| m["type"] == "ban");
+    teacher.ws.close(None).unwrap();
+    // The room closes with its last connection, and opens with bob's.
+    let gone = common::eventually(WAIT, || {
+        let metrics = server.get("/metrics").1;
+        metrics.lines().any(|line| line == "threadchat_rooms 0")
+    });
+    assert!(gone, "room r never closed");
+    let mut bob = Client::connect_to(server.addr, "/r/r");
+    bob.send_json(json!({"type": "login", "token": token("bob", Role::Member)}));
+    loop {
+        match bob.ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => {
+                assert_eq!(frame.unwrap().code, CloseCode::from(4003));
+                break;
+            }
+            Ok(tungstenite::Message::Text(text)) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "error" {
+                    assert_eq!(message["error"], "you are banned");
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("bob was neither refused nor closed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn commands_count_against_the_rate_limit_and_the_page_learns_the_window() {
+    let server = TestServer::with(Config {
+        rate_limit: 1,
+        ..signed(600)
+    });
+    let mut teacher = join(&server, "r", "teacher", Role::Moderator);
+    // A burst of twice the rate passes; the rest is refused, by type.
+    for _ in 0..5 {
+        teacher.send_json(json!({"type": "room_mode", "mode": "open"}));
+    }
+    let reply = refused(&mut teacher, "room_mode", "rate limit exceeded");
+    assert!(reply["details"].as_str().unwrap().contains("per second"));
+    let (status, info) = server.get("/api/info");
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["edit_window"], 600);
+}
+
+#[test]
+fn a_chat_sent_to_mutual_followers_only_cannot_be_edited_for_the_room_to_read() {
+    let server = TestServer::with(Config {
+        mutual_follows: true,
+        ..signed(900)
+    });
+    let mut alice = join(&server, "r", "alice", Role::Member);
+    let id = say(&mut alice, "between us");
+    alice.send_json(json!({"type": "edit", "id": id, "text": "for everyone?"}));
+    let reply = refused(&mut alice, "edit", "not allowed");
+    assert!(
+        reply["details"]
+            .as_str()
+            .unwrap()
+            .contains("mutual followers")
+    );
+    alice.send_json(json!({"type": "delete", "id": id}));
+    alice.recv_until(|m| m["type"] == "delete");
+}

@@ -49,6 +49,7 @@ fn readme_defaults_table_matches_the_config() {
         ("--jwt-leeway", seconds(c.jwt_leeway)),
         ("--jwt-max-lifetime", seconds(c.jwt_max_lifetime)),
         ("--mutual-follows", on_off(c.mutual_follows)),
+        ("--edit-window", format!("`{}` s", c.edit_window)),
         ("--inside-names", on_off(c.inside_names)),
         ("--no-admin", on_off(c.no_admin)),
         (

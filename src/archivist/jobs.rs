@@ -5,7 +5,7 @@
 //! Two kinds of asker, two queues, two ways back. The dispatcher must never
 //! wait, so its `Job`s go on an unbounded queue (it bounds what it hands
 //! over itself), and their answers (`Committed`, `Failed`, `Loaded`,
-//! `SinceLoaded`) come back as events on its own channel (`Archive::spawn`
+//! `SinceLoaded`, `Rules`, `Moderated`) come back as events on its own channel (`Archive::spawn`
 //! takes any `E: From<Archived>`) and are handled among its other events.
 //! An HTTP request thread may wait, with a timeout, so its `Read`s (`Page`,
 //! `Probe`) carry a reply channel of their own, on a queue of their own

@@ -51,9 +51,16 @@
 //! connection checkpointing in its own thread was rejected: the file is
 //! locked to this one.)
 //!
-//! The messages in and out are in `jobs.rs`, the start-up error in
-//! `error.rs`, and the SQL in `sqlite/` (opening and checking the file in
-//! `schema.rs`, the queries in `mod.rs`).
+//! Moderation actions (`Job::Moderate`) take the chats' path: after the
+//! appends before them are committed, each is judged (`judge.rs`) and
+//! committed with its audit row, and answered (`Archived::Moderated`) in
+//! order with the chats; a room's rules (`Archived::Rules`) come just
+//! before its `Loaded`.
+//!
+//! The messages in and out are in `jobs.rs` (moderation's own records in
+//! `moderation.rs`), the start-up error in `error.rs`, and the SQL in
+//! `sqlite/` (opening and checking the file in `schema.rs`, the queries in
+//! `mod.rs`, moderation's in `moderation.rs`).
 
 mod error;
 mod jobs;

@@ -208,7 +208,8 @@ enum Line {
 }
 
 /// A published line, as news: `c <node>/<conn> <id> <ts> <json>`,
-/// `p <node>/<conn> in|out <json>` or `r <node>/0 <names>`. `node` is this
+/// `p <node>/<conn> in|out <json>`, `m <node>/0 <ruling>` or
+/// `r <node>/0 <names>`. `node` is this
 /// node's id: a presence message about one of its own connections says
 /// which, and a roster is only for the node that asked.
 fn parse(room: &str, payload: &[u8], node: &str) -> Option<Line> {
@@ -242,6 +243,11 @@ fn parse(room: &str, payload: &[u8], node: &str) -> Option<Line> {
                 joined,
                 json,
             }))
+        }
+        b"m" => {
+            let line = payload.get(2 + holder.len() + 1..)?;
+            let ruling = crate::archivist::judge::from_wire(room, line)?;
+            Some(Line::News(News::Ruling(Box::new(ruling))))
         }
         b"r" if from != node => Some(Line::ForAnother),
         b"r" => {

@@ -25,6 +25,11 @@
 //!   set, so it is the union over nodes in join order. Leaving is a release,
 //!   published as `disconnect`. Every node relays what it hears; nobody
 //!   builds a presence message of their own.
+//! - **Moderation.** An action is judged by the courier of the node that
+//!   got it and made by one script (`MODERATE`), which publishes the ruling
+//!   on the room's channel after the chat it names; every node acts on it
+//!   when it hears it (`News::Ruling`). A room's mutes, bans, mode, edits
+//!   and audit log are keys beside its stream (`courier/moderation.rs`).
 //! - **A node's death.** Each node renews a lease (a key with a TTL). Every
 //!   node checks the others' leases; the users of a node whose lease lapsed
 //!   are released by a script that only the first to try finds anything
@@ -204,6 +209,9 @@ pub enum News {
     /// `room`'s users, a JSON array of names in join order, as asked with
     /// `Work::Roster`.
     Roster { room: String, names: Vec<u8> },
+    /// A moderation action made by any node (`judge::to_wire`), in the
+    /// room's order.
+    Ruling(Box<crate::archivist::moderation::Ruling>),
 }
 
 /// Things the dispatcher is told by the archivist's jobs and by the cluster:

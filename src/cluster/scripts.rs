@@ -20,10 +20,15 @@
 //! | `C:nodes` | set | every node that has joined |
 //! | `C:node:<id>:rooms` | set | rooms a node has had users in |
 //! | `C:rooms` | set | rooms with users, for `/api/rooms` |
+//! | `C:{R}:edits` | hash | chat id → the chat as edited (the stream keeps the first text) |
+//! | `C:{R}:mutes`, `C:{R}:bans` | hash | name key → `{"username","until","reason"}` |
+//! | `C:{R}:mode` | string | `lecture` (none: open) |
+//! | `C:{R}:audit` | list | the audit log, oldest first, one JSON row each |
 //!
 //! What is published on a room's channel, one line each:
 //! `c <node>/<conn> <id> <ts> <chat JSON>` and
-//! `p <node>/<conn> in|out <login or disconnect JSON>`, and, for one node
+//! `p <node>/<conn> in|out <login or disconnect JSON>`,
+//! `m <node>/0 <ruling JSON>` (a moderation action, `judge::to_wire`), and, for one node
 //! only, `r <node>/0 <the roster: a JSON array of names>` (see `ROSTER`).
 
 use redis::{Connection, RedisResult, Script};
@@ -185,6 +190,36 @@ redis.call('PUBLISH', ARGV[1], 'r ' .. ARGV[2] .. ' [' .. table.concat(names, ',
 return #names
 "#;
 
+/// A moderation action, judged by the courier, made if what it acts on is
+/// still there, logged and published, at once: so every node hears it in
+/// the room's order, after the chat it names. KEYS: log, edits, the
+/// sanctions hash (mutes or bans), mode, audit. ARGV: channel, holder, op
+/// (`delete`, `edit`, `set`, `unset`, `mode`, `none`), field (a chat id or
+/// a name key), value, the audit row, the ruling's wire line. Returns 1 if
+/// done, 0 if what it names is gone.
+const MODERATE: &str = r#"
+local op = ARGV[3]
+if op == 'delete' or op == 'edit' then
+  local entry = ARGV[4] .. '-0'
+  if #redis.call('XRANGE', KEYS[1], entry, entry) == 0 then return 0 end
+  if op == 'delete' then
+    redis.call('XDEL', KEYS[1], entry)
+    redis.call('HDEL', KEYS[2], ARGV[4])
+  else
+    redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+  end
+elseif op == 'set' then
+  redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+elseif op == 'unset' then
+  if redis.call('HDEL', KEYS[3], ARGV[4]) == 0 then return 0 end
+elseif op == 'mode' then
+  redis.call('SET', KEYS[4], ARGV[5])
+end
+redis.call('RPUSH', KEYS[5], ARGV[6])
+redis.call('PUBLISH', ARGV[1], 'm ' .. ARGV[2] .. ' ' .. ARGV[7])
+return 1
+"#;
+
 /// After Redis lost its data (a restart without persistence), ids must go on
 /// from the highest any node has seen, never start again. KEYS: seq. ARGV:
 /// last id this node has seen. Returns the room's last id.
@@ -206,6 +241,7 @@ pub struct Scripts {
     pub sweep: Script,
     pub seed: Script,
     pub roster: Script,
+    pub moderate: Script,
 }
 
 impl Scripts {
@@ -218,11 +254,13 @@ impl Scripts {
             sweep: with_presence(SWEEP),
             seed: Script::new(SEED),
             roster: Script::new(ROSTER),
+            moderate: Script::new(MODERATE),
         }
     }
 
-    fn all(&self) -> [&Script; 6] {
+    fn all(&self) -> [&Script; 7] {
         [
+            &self.moderate,
             &self.chat,
             &self.claim,
             &self.release,

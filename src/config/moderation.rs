@@ -29,12 +29,6 @@ pub const AUDIT_PAGE_MAX: usize = 500;
 /// anything larger is refused (413) before it is read.
 pub const MAX_ADMIN_BODY_BYTES: usize = 32 * 1024;
 
-/// Moderation actions handed to the store and not yet answered, past which
-/// a new one is refused ("chat is briefly unavailable"), as chats are past
-/// `MAX_UNARCHIVED`: the dispatcher never waits, and never queues without
-/// bound either.
-pub const MAX_UNANSWERED_ACTIONS: usize = 1_000;
-
 /// Shortest operator token (`--admin-token-file`), in bytes: as for an
 /// HS256 secret, 32 random bytes cannot be guessed, however many requests
 /// an attacker sends.

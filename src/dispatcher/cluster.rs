@@ -48,6 +48,7 @@ impl Dispatcher {
                 self.heard(&room, json);
             }
             News::Roster { room, names } => self.roster_heard(&room, &names),
+            News::Ruling(ruling) => self.rule(&ruling),
             News::Subscribed { room } => self.subscribed(room),
             News::Stored { count } => self.unarchived = self.unarchived.saturating_sub(count),
             News::Unavailable { conns } => {

@@ -31,6 +31,8 @@
 //! round trip the joining user waits for; the tail makes the common case
 //! free.
 
+mod amend;
+
 use std::collections::VecDeque;
 
 use crate::archivist::StoredChat;
@@ -210,35 +212,6 @@ impl RecentHistory {
 
     pub fn last_id(&self) -> u64 {
         self.last_id
-    }
-
-    /// A chat deleted by moderation: out of the tail, and of the chats
-    /// held for an answer, so that no newcomer is shown it.
-    pub fn forget(&mut self, id: u64) {
-        if let Some(position) = self.chats.iter().position(|c| c.id == id)
-            && let Some(chat) = self.chats.remove(position)
-        {
-            self.bytes -= chat.json.len();
-        }
-        if let TailState::Loading { early, .. } | TailState::CatchingUp { early } = &mut self.state
-        {
-            early.retain(|c| c.id != id);
-        }
-    }
-
-    /// A chat edited by its author: the text the store now holds for it
-    /// replaces the one held here.
-    pub fn replace(&mut self, id: u64, json: bytes::Bytes) {
-        for chat in self.chats.iter_mut().filter(|c| c.id == id) {
-            self.bytes = (self.bytes + json.len()).saturating_sub(chat.json.len());
-            chat.json = json.clone();
-        }
-        if let TailState::Loading { early, .. } | TailState::CatchingUp { early } = &mut self.state
-        {
-            for chat in early.iter_mut().filter(|c| c.id == id) {
-                chat.json = json.clone();
-            }
-        }
     }
 
     fn push(&mut self, chat: StoredChat) {

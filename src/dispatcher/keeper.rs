@@ -17,6 +17,10 @@
 //!   is *claimed* there and admitted when its `login` message comes back,
 //!   and a departure is *released*.
 //!
+//! Moderation actions take the same way (`moderate`): judged and committed
+//! by the archivist, or by a script on Redis whose ruling every node hears
+//! back from its listener (`News::Ruling`), in the room's order.
+//!
 //! Everything the dispatcher does differently with Redis is a method here
 //! or a branch of `cluster.rs` (the news only Redis sends). The alternative
 //! rejected: `if self.cluster …` wherever the two differ, which spread one

@@ -141,6 +141,9 @@ pub fn answer(
             struct Info<'a> {
                 auth: &'static str,
                 history: usize,
+                /// `--edit-window` in seconds, for a page to offer edit and
+                /// delete on its user's recent chats.
+                edit_window: u64,
                 room_name_pattern: String,
                 #[serde(skip_serializing_if = "Option::is_none")]
                 cluster: Option<&'a str>,
@@ -152,6 +155,7 @@ pub fn answer(
                 node: config.node.as_deref(),
                 auth: if owners.auth.is_some() { "jwt" } else { "none" },
                 history: config.history,
+                edit_window: config.edit_window,
                 room_name_pattern: format!("^[a-z0-9_-]{{1,{MAX_ROOM_NAME_CHARS}}}$"),
             };
             json(&info, include_body)

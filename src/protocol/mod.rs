@@ -42,6 +42,7 @@ mod moderation;
 mod names;
 mod refusal;
 pub mod rooms;
+mod turnaway;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -55,10 +56,9 @@ pub use encode::{
 };
 pub use moderation::{Command, Role, RoomMode, announcement, parse_command, utc};
 pub use names::{username_key, validate_username};
-pub use refusal::{
-    CLOSE_BANNED, CLOSE_KICKED, CloseReason, Closing, Reason, Refusal, RequestKind, Turnaway,
-};
+pub use refusal::{CLOSE_BANNED, CLOSE_KICKED, CloseReason, Closing, Reason, Refusal, RequestKind};
 pub use rooms::{LOBBY, RoomSummary, room_from_path, valid_room_name};
+pub use turnaway::Turnaway;
 
 /// Encoded WebSocket frames (one or several), shared by every recipient's
 /// queue. Server frames are unmasked and this server negotiates no

@@ -58,6 +58,16 @@ pub enum Role {
     Moderator,
 }
 
+impl RequestKind {
+    /// Whether it is a moderation command.
+    pub fn is_moderation(self) -> bool {
+        !matches!(
+            self,
+            RequestKind::Login | RequestKind::Chat | RequestKind::Disconnect
+        )
+    }
+}
+
 /// A moderation command, checked for shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {

@@ -51,14 +51,6 @@ impl RequestKind {
         }
     }
 
-    /// Whether it is a moderation command.
-    pub fn is_moderation(self) -> bool {
-        !matches!(
-            self,
-            RequestKind::Login | RequestKind::Chat | RequestKind::Disconnect
-        )
-    }
-
     /// The kind a `type` names, if it is one.
     pub fn named(kind: &str) -> Option<RequestKind> {
         Some(match kind {
@@ -380,39 +372,6 @@ impl Closing {
             | Closing::Internal
             | Closing::Kicked(_)
             | Closing::Banned(_) => CloseReason::Other,
-        }
-    }
-}
-
-/// Why a socket is turned away at the door, before it is a WebSocket or
-/// gets a page: the HTTP status it is answered with, and the sentence in
-/// the answer's body. Counted by that status (`HandshakeStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Turnaway {
-    /// At `--max-connections`.
-    ServerFull,
-    /// Its address already holds `limit` connections
-    /// (`--max-connections-per-ip`).
-    TooManyFromAddress { limit: usize },
-}
-
-impl Turnaway {
-    /// The status line's code and phrase.
-    pub fn status(self) -> &'static str {
-        match self {
-            Turnaway::ServerFull => "503 Service Unavailable",
-            Turnaway::TooManyFromAddress { .. } => "429 Too Many Requests",
-        }
-    }
-
-    /// The answer's body: what happened, and what to do.
-    pub fn text(self) -> String {
-        match self {
-            Turnaway::ServerFull => "the server is full; try again later".to_string(),
-            Turnaway::TooManyFromAddress { limit } => format!(
-                "too many connections from your address (at most {limit} at once); \
-                 close some and try again"
-            ),
         }
     }
 }

@@ -17,8 +17,8 @@
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Store, sql_int};
-use crate::archivist::judge;
 use crate::archivist::moderation::{Action, AuditEntry, Effect, Rules, Ruling, Sanction};
+use crate::archivist::{Audience, judge};
 use crate::config::AUDIT_PAGE_MAX;
 use crate::ids::now_ms;
 use crate::protocol::{Command, Reason, Refusal, RoomMode, username_key};
@@ -139,15 +139,24 @@ fn decide(tx: &Transaction, action: &Action, now: u64) -> rusqlite::Result<Judge
         Command::Delete { id } | Command::Edit { id, .. } => {
             let found = tx
                 .prepare_cached(
-                    "SELECT ts, json FROM chats WHERE room = ?1 AND id = ?2 AND audience <> 'deleted'",
+                    "SELECT ts, json, audience FROM chats WHERE room = ?1 AND id = ?2 AND audience <> 'deleted'",
                 )?
                 .query_row(params![room, sql_int(*id)], |row| {
-                    Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?))
+                    let audience: String = row.get(2)?;
+                    Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?, audience))
                 })
                 .optional()?;
-            let Some((ts, json)) = found else {
+            let Some((ts, json, audience)) = found else {
                 return Ok(Err(judge::unknown_chat(action, *id)));
             };
+            if audience != Audience::Room.as_str() && matches!(action.command, Command::Edit { .. })
+            {
+                // Its new text would be announced to the whole room.
+                let details =
+                    format!("chat {id} went to mutual followers only; it cannot be edited");
+                let kind = Some(action.command.kind());
+                return Ok(Err(Refusal::new(kind, Reason::NotAllowed, details)));
+            }
             let (effect, author) = match judge::judge_chat(action, &json, ts, now) {
                 Ok(judged) => judged,
                 Err(refusal) => return Ok(Err(refusal)),

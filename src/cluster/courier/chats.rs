@@ -26,6 +26,9 @@ use crate::cluster::{News, Reply};
 use crate::config::HISTORY_PAGE_MAX;
 use crate::ids::{ConnId, now_ms};
 
+/// A room's last id, newest chats and rules, as a load reads them.
+type Loaded = (u64, Vec<StoredChat>, crate::archivist::moderation::Rules);
+
 /// A chat waiting in the pipeline being built.
 pub(super) struct Pending {
     pub(super) room: String,
@@ -172,8 +175,16 @@ impl<E: From<Reply>> Courier<E> {
                     }
                 }
             }
-            Read::Audit { reply, .. } => {
-                let _ = reply.send(Err("the audit log is not kept in Redis yet".into()));
+            Read::Audit { reply, .. } if self.con.is_none() => {
+                let _ = reply.send(Err("the audit log is briefly unavailable".into()));
+            }
+            Read::Audit {
+                room,
+                before,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.audit(&room, before, limit).map_err(|e| e.to_string()));
             }
             Read::Probe { reply } => {
                 let now = Instant::now();
@@ -196,6 +207,11 @@ impl<E: From<Reply>> Courier<E> {
     /// Answers the dispatcher's read (`Load`, `Since`); while Redis is
     /// away, it waits for its return.
     pub(super) fn read(&mut self, job: Job) {
+        let job = match job {
+            // Not deferred: the asker is told at once if Redis is away.
+            Job::Moderate(action) => return self.moderate(action),
+            job => job,
+        };
         if self.con.is_none() {
             self.deferred.push(job);
             return;
@@ -203,11 +219,16 @@ impl<E: From<Reply>> Courier<E> {
         match job {
             Job::Append { .. } => unreachable!("appends are pipelined"),
             Job::Load { room, recent } => match self.load(&room, recent) {
-                Ok((last_id, recent)) => self.send(Archived::Loaded {
-                    room,
-                    last_id,
-                    recent,
-                }),
+                Ok((last_id, recent, rules)) => {
+                    let rules = Box::new(rules);
+                    let named = room.clone();
+                    self.send(Archived::Rules { room: named, rules });
+                    self.send(Archived::Loaded {
+                        room,
+                        last_id,
+                        recent,
+                    });
+                }
                 Err(e) => self.failed_read(e, Job::Load { room, recent }),
             },
             Job::Since { room, conn, after } => match self.since(&room, after) {
@@ -219,14 +240,7 @@ impl<E: From<Reply>> Courier<E> {
                 }),
                 Err(e) => self.failed_read(e, Job::Since { room, conn, after }),
             },
-            Job::Moderate(action) => {
-                let refusal = crate::protocol::Refusal::new(
-                    Some(action.command.kind()),
-                    crate::protocol::Reason::ModerationOff,
-                    "moderation is not yet shared over Redis",
-                );
-                self.send(Archived::Moderated(Box::new((*action, Err(refusal)))));
-            }
+            Job::Moderate(action) => self.moderate(action),
         }
     }
 
@@ -252,12 +266,13 @@ impl<E: From<Reply>> Courier<E> {
         }
     }
 
-    /// The room's last id and its newest `recent` chats, oldest first.
-    fn load(&mut self, room: &str, recent: usize) -> Result<(u64, Vec<StoredChat>), RedisError> {
+    /// The room's last id, its newest `recent` chats, oldest first, and its
+    /// moderation rules.
+    fn load(&mut self, room: &str, recent: usize) -> Result<Loaded, RedisError> {
         let last_id = self.last_id(room)?;
         let mut chats = self.newest(room, "+", "-", recent.min(self.config.history_max))?;
         chats.reverse();
-        Ok((last_id, chats))
+        Ok((last_id, chats, self.rules(room)?))
     }
 
     /// The chats after `after` (the newest `history_max`), oldest first, and
@@ -302,12 +317,14 @@ impl<E: From<Reply>> Courier<E> {
                 .arg("COUNT")
                 .arg(count),
         )?;
-        Ok(entries.into_iter().filter_map(stored_chat).collect())
+        let mut chats: Vec<StoredChat> = entries.into_iter().filter_map(stored_chat).collect();
+        self.overlay_edits(room, &mut chats)?;
+        Ok(chats)
     }
 }
 
 /// A stream entry as a chat: id `<id>-0`, fields `j` (JSON) and `t` (ts).
-fn stored_chat((id, fields): (String, Vec<Vec<u8>>)) -> Option<StoredChat> {
+pub(super) fn stored_chat((id, fields): (String, Vec<Vec<u8>>)) -> Option<StoredChat> {
     let id = id.split('-').next()?.parse().ok()?;
     let mut json = None;
     let mut ts = 0;

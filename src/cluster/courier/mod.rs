@@ -28,6 +28,8 @@
 //!   `Page`, `Probe`);
 //! - `presence.rs`: claims, releases, the resync after an outage, rosters
 //!   and the cluster's list of rooms;
+//! - `moderation.rs`: moderation actions, judged and made by script, and
+//!   a room's rules, audit log and edits read back;
 //! - `lease.rs`: this node's lease, sweeping the nodes whose lease lapsed,
 //!   joining the cluster and leaving it.
 //!
@@ -40,6 +42,7 @@
 
 mod chats;
 mod lease;
+mod moderation;
 mod presence;
 
 use std::collections::HashSet;

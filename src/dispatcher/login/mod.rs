@@ -299,7 +299,7 @@ impl Dispatcher {
         }
         let room = client.room.clone();
         self.appended(&room);
-        self.tell_mode(id);
+        self.admitted(id);
         self.handle_parked(id, parked);
     }
 

@@ -25,7 +25,7 @@ use crossbeam_channel::Sender;
 use log::{info, warn};
 
 use super::{Dispatcher, Keeper};
-use crate::archivist::moderation::{Action, Actor, Asker, Effect, Ruling};
+use crate::archivist::moderation::{Action, Actor, Asker, Effect, Ruling, Sanction};
 use crate::config::MAX_CLOSE_REASON_BYTES;
 use crate::config::MAX_UNARCHIVED;
 use crate::ids::ConnId;
@@ -199,13 +199,12 @@ impl Dispatcher {
                 until,
                 reason,
             } => {
-                let why = format!("banned until {}", protocol::utc(*until));
-                let why = if reason.is_empty() {
-                    why
-                } else {
-                    format!("{why}: {reason}")
+                let ban = Sanction {
+                    username: username.clone(),
+                    until: *until,
+                    reason: reason.clone(),
                 };
-                (username, Closing::Banned(close_reason(&why, "")))
+                (username, banned_closing(&ban))
             }
             _ => return,
         };
@@ -215,7 +214,7 @@ impl Dispatcher {
     /// Closes every connection `username` has in `room` on this node, for
     /// `closing`: each leaves the room first (its `disconnect` is heard
     /// once, now), then is sent the close frame.
-    fn remove_user(&mut self, room: &str, username: &str, closing: Closing) {
+    pub(super) fn remove_user(&mut self, room: &str, username: &str, closing: Closing) {
         let key = username_key(username);
         let Some(r) = self.rooms.get(room) else {
             return;
@@ -241,16 +240,33 @@ impl Dispatcher {
         self.edit_window.saturating_mul(1000)
     }
 
-    /// Whether `username` is in `room`: on this node, or with Redis on any.
+    /// Whether `username` is in `room`: on this node, or with Redis on any
+    /// (a node that does not hear the room cannot tell, and lets the kick
+    /// go: the nodes that have the user close them).
     fn is_present(&self, room: &str, username: &str) -> bool {
         let key = username_key(username);
         if let Some(users) = self.cluster_roster(room) {
             return users.iter().any(|u| username_key(u) == key);
         }
+        if matches!(self.keeper, Keeper::Redis(_)) && !self.rooms.contains_key(room) {
+            return true;
+        }
         self.rooms
             .get(room)
             .is_some_and(|r| r.members().any(|(_, name)| username_key(name) == key))
     }
+}
+
+/// The close of a banned user's connection: `banned until <time>` and the
+/// reason, cut to fit.
+pub(super) fn banned_closing(ban: &Sanction) -> Closing {
+    let why = format!("banned until {}", protocol::utc(ban.until));
+    let why = if ban.reason.is_empty() {
+        why
+    } else {
+        format!("{why}: {}", ban.reason)
+    };
+    Closing::Banned(close_reason(&why, ""))
 }
 
 /// A reason cut to fit a close frame, or `fallback` if there is none.

@@ -11,9 +11,10 @@
 use log::warn;
 
 use super::super::{Client, Dispatcher};
+use super::banned_closing;
 use crate::archivist::moderation::Rules;
 use crate::ids::{ConnId, now_ms};
-use crate::protocol::{self, Reason, Refusal, RequestKind, Role, RoomMode};
+use crate::protocol::{self, Closing, Reason, Refusal, RequestKind, Role, RoomMode};
 
 impl Dispatcher {
     /// Why `client`, in as `name`, may not chat now, if it may not: muted,
@@ -63,15 +64,24 @@ impl Dispatcher {
         true
     }
 
-    /// Tells a joiner the room's mode, if it is not the usual (open): a
-    /// `room_mode` message to it alone, after its `login`.
-    pub(in crate::dispatcher) fn tell_mode(&mut self, id: ConnId) {
+    /// A login has just been admitted: a user banned meanwhile (while the
+    /// login waited for its history or, with Redis, its claim) is closed at
+    /// once; anyone else is told the room's mode, if it is not the usual
+    /// (open), by a `room_mode` message to it alone, after its `login`.
+    pub(in crate::dispatcher) fn admitted(&mut self, id: ConnId) {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
         let Some(room) = self.rooms.get(&client.room) else {
             return;
         };
+        if let Some(name) = client.login.name()
+            && let Some(ban) = room.rules.banned(name, now_ms())
+        {
+            let (room, name) = (room.name().to_string(), name.to_string());
+            let closing = banned_closing(ban);
+            return self.remove_user(&room, &name, closing);
+        }
         if room.rules.mode == RoomMode::Open {
             return;
         }
@@ -84,10 +94,24 @@ impl Dispatcher {
         self.tell(id, frame);
     }
 
-    /// A room's rules, loaded from its keeper just before its tail.
+    /// A room's rules, loaded from its keeper just before its tail. A
+    /// member who got in before them (a login that did not wait for the
+    /// tail) and is banned is closed now.
     pub(in crate::dispatcher) fn rules_loaded(&mut self, room: &str, rules: Rules) {
-        if let Some(room) = self.rooms.get_mut(room) {
-            room.rules = rules;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        r.rules = rules;
+        let now = now_ms();
+        let banned: Vec<(String, Closing)> = r
+            .members()
+            .filter_map(|(_, name)| {
+                let ban = r.rules.banned(name, now)?;
+                Some((name.to_string(), banned_closing(ban)))
+            })
+            .collect();
+        for (name, closing) in banned {
+            self.remove_user(room, &name, closing);
         }
     }
 }
