@@ -206,6 +206,8 @@ describe('moderation in a browser', { timeout: 150_000 }, () => {
     await walter.page.locator('#chat .system',
       { hasText: 'ms-chen turned on lecture mode: only moderators may post.' }).waitFor();
     assert.equal(await page.isChecked('#lecture-switch'), true);
+    assert.equal(await walter.page.getAttribute('#room-mode', 'role'), 'status',
+      'the mode is announced politely');
 
     await say(walter.page, 'a question');
     await walter.page.locator('#message-error', { hasText: /^Lecture mode: / }).waitFor();
