@@ -221,6 +221,8 @@ async function loadInfo() {
       auth: body.auth === 'jwt' ? 'jwt' : 'none',
       history: Number.isInteger(body.history) ? body.history : 0,
       roomPattern,
+      // Seconds an author may edit or delete a chat (servers with moderation).
+      editWindow: Number.isInteger(body.edit_window) ? body.edit_window : null,
     };
   } catch {
     // unreachable or not JSON: keep the defaults
@@ -949,6 +951,8 @@ window.threadchat = Object.freeze({
   me: () => me,
   // The sign-in token, on a server that signs in with tokens.
   token: () => (info.auth === 'jwt' ? token : null),
+  // `--edit-window` in seconds, as /api/info says; null if it did not.
+  editWindow: () => (info.editWindow === undefined ? null : info.editWindow),
 });
 
 // ---------------------------------------------------------------------------

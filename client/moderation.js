@@ -12,7 +12,7 @@
 //     every message; Mute (or Unmute), Kick and Ban on everyone else in the
 //     list; the lecture-mode switch and a form to lift a ban;
 //   - an author sees Edit and Delete on their own messages during the edit
-//     window (the server's default, 15 minutes);
+//     window (`edit_window` in /api/info; 15 minutes if it is not said);
 //   - everyone sees what was done: "message deleted" in place of a deleted
 //     message, "edited" on an edited one, a line in the chat for each mute,
 //     kick, ban and change of mode, and why the server refused a command.
@@ -29,9 +29,9 @@
 'use strict';
 
 (() => {
-  // The server's default --edit-window: the page is not told the real one,
-  // so a server with another window refuses (or allows) what this offers.
-  const EDIT_WINDOW_MS = 900_000;
+  // The server's default --edit-window, for a server whose /api/info does
+  // not say its own (the page's own window is the one it says).
+  const DEFAULT_EDIT_WINDOW_S = 900;
   // How often controls past the edit window, and mutes that ran out, go.
   const RECHECK_MS = 15_000;
   // The close codes of moderation (src/protocol/refusal.rs).
@@ -110,6 +110,11 @@
   const signedIn = () => page.token() !== null && page.me() !== null;
   const isModerator = () => signedIn() && claims().role === 'moderator';
   const key = (name) => String(name).toLowerCase();
+  // 0 (editing off) hides Edit, and an author's own Delete.
+  const editWindowMs = () => {
+    const seconds = page.editWindow();
+    return (seconds === null ? DEFAULT_EDIT_WINDOW_S : seconds) * 1000;
+  };
   const isMe = (name) => page.me() !== null && key(name) === key(page.me());
 
   // -------------------------------------------------------------------------
@@ -139,7 +144,7 @@
     }
     const sender = item.querySelector('.sender');
     const mine = sender !== null && isMe(sender.textContent) && signedIn();
-    const recent = Date.now() - sentAt(item) < EDIT_WINDOW_MS;
+    const recent = Date.now() - sentAt(item) < editWindowMs();
     const live = item.dataset.id !== undefined && !item.classList.contains('deleted');
     const canEdit = live && mine && recent;
     const canDelete = live && (isModerator() || (mine && recent));

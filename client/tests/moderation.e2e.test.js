@@ -324,3 +324,31 @@ describe('moderation in a browser', { timeout: 150_000 }, () => {
     }
   });
 });
+
+describe('moderation in a browser, with editing off (--edit-window 0)', { timeout: 60_000 }, () => {
+  let quiet;
+  let pages = [];
+
+  before(async () => {
+    quiet = await startServer(['--jwt-secret', SECRET, '--edit-window', '0']);
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    await stopServer(quiet);
+  });
+
+  it("offers an author no Edit or Delete; a moderator's Delete stays", async () => {
+    origin = `http://127.0.0.1:${quiet.port}`;
+    const chen = await signIn('ms-chen', 'moderator');
+    const student = await signIn('walter');
+    pages = [chen, student];
+    await say(student.page, 'a fixed word');
+    await waitUntil(student.page, controls, ['message:a fixed word|', 'user:ms-chen|', 'user:walter|'],
+      "walter's controls with editing off");
+    await waitUntil(chen.page, controls, ['message:a fixed word|Delete', 'user:ms-chen|',
+      'user:walter|Mute,Kick,Ban'], "the teacher's controls with editing off");
+    for (const { record } of pages) assert.deepEqual(record.consoleErrors, []);
+  });
+});
