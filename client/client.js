@@ -225,6 +225,8 @@ async function loadInfo() {
       auth: body.auth === 'jwt' ? 'jwt' : 'none',
       history: Number.isInteger(body.history) ? body.history : 0,
       roomPattern,
+      // Seconds an author may edit or delete a chat (servers with moderation).
+      editWindow: Number.isInteger(body.edit_window) ? body.edit_window : null,
     };
   } catch {
     // unreachable or not JSON: keep the defaults
@@ -367,6 +369,7 @@ function onClose(event) {
   setStatus('disconnected');
   renderUsers([]);
   showIdentity();
+  if (!tell('close', { code: event.code, reason: event.reason })) return;   // kicked, banned
   if (event.code === 1008 && /expired/i.test(event.reason)) {
     // The server ends a session whose token ran out: a fresh one is needed.
     els.connect.textContent = 'Reconnect';
@@ -443,6 +446,7 @@ function parseFrame(data) {
 }
 
 function handleServerMessage(msg) {
+  if (!tell('message', msg)) return;   // handled by another script (moderation.js)
   switch (msg.type) {
     case 'login':
       onLogin(msg);
@@ -919,6 +923,7 @@ function chatItem(msg) {
   const item = document.createElement('div');
   item.className = `message ${msg.username === me ? 'right' : 'left'}`;
   if (Number.isSafeInteger(msg.id)) item.dataset.id = String(msg.id);
+  if (Number.isSafeInteger(msg.edited_ts)) item.dataset.edited = String(msg.edited_ts);
 
   const meta = document.createElement('div');
   meta.className = 'meta';
@@ -965,6 +970,25 @@ function appendToChat(node) {
   // Keep the newest line in view.
   els.chat.scrollTop = els.chat.scrollHeight;
 }
+
+// ---------------------------------------------------------------------------
+// For the page's other scripts (moderation.js). Each server message and the
+// socket's end are first told as a cancelable DOM event (`threadchat:message`,
+// `threadchat:close`); a listener that handles one itself cancels it
+// (preventDefault) and this file leaves it alone. `tell` is false then.
+
+function tell(what, detail) {
+  return document.dispatchEvent(new CustomEvent(`threadchat:${what}`, { detail, cancelable: true }));
+}
+
+window.threadchat = Object.freeze({
+  send: (message) => send(message),
+  me: () => me,
+  // The sign-in token, on a server that signs in with tokens.
+  token: () => (info.auth === 'jwt' ? token : null),
+  // `--edit-window` in seconds, as /api/info says; null if it did not.
+  editWindow: () => (info.editWindow === undefined ? null : info.editWindow),
+});
 
 // ---------------------------------------------------------------------------
 // Wiring. Each step is a <form>, so Enter in any input submits its step.

@@ -190,7 +190,14 @@ fn the_page_is_served_at_a_rooms_path() {
 #[test]
 fn the_pages_files_are_served_beside_every_room_page() {
     let server = TestServer::start();
-    for path in ["/client.js", "/index.css", "/r/client.js", "/r/index.css"] {
+    for path in [
+        "/client.js",
+        "/moderation.js",
+        "/index.css",
+        "/r/client.js",
+        "/r/moderation.js",
+        "/r/index.css",
+    ] {
         assert_eq!(server.get(path).0, 200, "{path}");
     }
 }

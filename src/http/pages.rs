@@ -37,6 +37,11 @@ pub const INDEX_CSS: Embedded = Embedded {
     content_type: CSS,
     body: include_str!("../../client/index.css"),
 };
+/// The page's moderation controls, a script of their own beside the chat's.
+pub const MODERATION_JS: Embedded = Embedded {
+    content_type: JAVASCRIPT,
+    body: include_str!("../../client/moderation.js"),
+};
 
 /// The live view of the server's insides (`/inside`).
 const INSIDE_HTML: Embedded = Embedded {
@@ -71,7 +76,8 @@ pub enum InsidePage {
     Style,
 }
 
-/// One of the chat page's files (`INDEX_HTML`, `CLIENT_JS`, `INDEX_CSS`).
+/// One of the chat page's files (`INDEX_HTML`, `CLIENT_JS`, `MODERATION_JS`,
+/// `INDEX_CSS`).
 pub fn chat_page(file: Embedded, include_body: bool) -> Vec<u8> {
     serve(file, CONTENT_SECURITY_POLICY, include_body)
 }

@@ -131,6 +131,7 @@ pub fn route(head: &RequestHead, allowed_origins: &[String], echo: Option<&str>)
         // The page names its files relatively, so that it also works opened
         // from disk; under `/r/<room>` they are asked for as `/r/client.js`.
         "/client.js" | "/r/client.js" => pages::CLIENT_JS,
+        "/moderation.js" | "/r/moderation.js" => pages::MODERATION_JS,
         "/index.css" | "/r/index.css" => pages::INDEX_CSS,
         "/api/rooms" => return Route::Api(ApiRequest::Rooms),
         "/api/info" => return Route::Api(ApiRequest::Info),
