@@ -7,10 +7,9 @@
 //! keeps its users in join order with their names unique (ignoring case),
 //! builds the presence messages, and batches its broadcasts.
 //!
-//! Why a room keeps its members' outboxes itself, rather than a list of ids
-//! to look up in the dispatcher's map of every client: a broadcast in one
-//! room then touches that room's members and nothing else, so a message in
-//! room "algebra" costs the other 999 rooms nothing, not even a scan.
+//! A room keeps its members' outboxes itself, not ids to look up in the map
+//! of every client: a message in room "algebra" then costs the other 999
+//! rooms nothing, not even a scan.
 //!
 //! ## Batching, per room
 //!
