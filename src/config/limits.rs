@@ -70,7 +70,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; past this, new ones get HTTP 503. Each
-/// connection costs two threads and one file descriptor, and this machine
+/// connection costs a thread (two while it is behind) and one file
+/// descriptor, and this machine
 /// allows 20,000 descriptors per process and 32,768 threads in all.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -90,7 +91,7 @@ pub const IPV6_CLIENT_PREFIX_BITS: u8 = 64;
 
 /// Time a WebSocket has to log in (`--login-timeout`) before it is closed
 /// with 1008 "login timeout": a connection that never logs in only holds
-/// two threads and a place under the caps. A minute is ample for a person
+/// a thread and a place under the caps. A minute is ample for a person
 /// to type a name or paste a token; `0` turns the deadline off.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -206,13 +207,31 @@ pub const REJECT_READ_TIMEOUT: Duration = Duration::from_millis(500);
 /// well under this, so one read takes all of it.
 pub const REJECT_READ_BYTES: usize = 2048;
 
-/// Memory mappings one connection costs: two threads, each with stack,
-/// guard page, signal stack and its guard page.
-pub const MAPPINGS_PER_CONNECTION: usize = 8;
+/// Memory mappings one thread costs: its stack, the guard page below it,
+/// the signal stack Rust gives every thread for stack-overflow reports, and
+/// that one's guard page. A connection has one thread (its reader), and a
+/// second (its writer) only while it has a backlog.
+pub const MAPPINGS_PER_THREAD: usize = 4;
 
 /// Mappings kept for everything else: the binary, libraries, heap arenas and
-/// the server's own threads.
-pub const MAPPINGS_RESERVE: usize = 1024;
+/// the server's own threads (a running server with 100 clients has about
+/// 150; measured with `wc -l /proc/PID/maps`).
+pub const MAPPINGS_RESERVE: usize = 512;
+
+/// The share of the thread budget kept for writer threads when the
+/// mappings decide the connection ceiling: connections at most
+/// `WRITER_SHARE_DENOMINATOR - 1` sixteenths of the threads the mappings
+/// allow, so that one client in fifteen can be behind at once before a
+/// backlog finds no writer (and that client is closed rather than the
+/// process aborted by a thread start past the limit). With the default
+/// `vm.max_map_count` (65,530) that is 15,238 connections.
+pub const WRITER_SHARE_DENOMINATOR: usize = 16;
+
+/// How long a writer thread whose client has caught up waits for the next
+/// backlog before it ends. At full speed the backlog comes back within
+/// milliseconds, and starting a thread for each would cost more than the
+/// wake-ups saved; a client that keeps up costs no thread after this.
+pub const WRITER_LINGER: Duration = Duration::from_secs(1);
 
 /// Descriptors kept for everything else: the listener, logging, the
 /// connections waiting for their 503.
@@ -280,6 +299,11 @@ pub const MAX_EVENTS_PER_BATCH: usize = 256;
 /// Most queued buffers the writer gathers into one `writev` call. `1` writes
 /// each on its own (for the benchmarks' comparison).
 pub const DEFAULT_WRITE_BATCH: usize = 512;
+
+/// How long a reader, after its goodbye, waits for its connection's last
+/// write beyond the write timeout (which bounds the write itself): the
+/// writer thread's start and a poll interval or two.
+pub const CLOSE_WAIT_MARGIN: Duration = Duration::from_secs(1);
 
 /// How often a writer blocked on a full socket checks whether its client has
 /// been disconnected meanwhile.

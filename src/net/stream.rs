@@ -28,7 +28,12 @@
 //!   stream pushes an empty frame), and the writer flushes it with its next
 //!   batch. So the one writer stays the one writer.
 //!
-//! Before the writer exists, the connection's own thread does the TLS
+//! A TLS frame is never written in place by its pusher, as a plain one may
+//! be (`outbox/turn.rs`): encryption stays off the dispatcher's thread, and
+//! every frame goes through the connection's writer thread, started when
+//! something is queued.
+//!
+//! Before the outbox opens, the connection's own thread does the TLS
 //! handshake and the HTTP exchange and may read and write directly
 //! (`accept_tls`, `Read`/`Write` for `&Stream`), as it does on a plain
 //! socket; the handshake has the HTTP head's deadline.
