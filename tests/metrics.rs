@@ -270,9 +270,11 @@ fn counters_follow_a_scripted_session() {
     );
     assert_eq!(first.gauge("users_logged_in"), 2.0);
     assert_eq!(first.gauge("rooms"), 1.0);
-    // Three clients that keep up: every frame was written in place by its
-    // pusher, and no writer thread was ever needed.
-    assert_eq!(first.gauge("writer_threads"), 0.0);
+    // Three clients that keep up: frames are written in place by their
+    // pusher, and a writer thread lives only for a client whose frames had
+    // to wait (a dispatcher batch large enough to leave them to writers):
+    // never more than one per connection.
+    assert!(first.gauge("writer_threads") <= 3.0);
     assert!(first.counter("socket_written_bytes", None) > 0.0);
     assert!(first.histogram_count("dispatcher_batch_events") >= 1.0);
     // Every chat's fan-out is timed (observed just after its last push).

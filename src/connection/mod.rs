@@ -38,6 +38,7 @@ mod messages;
 pub mod rate_limit;
 mod reader;
 pub mod session;
+mod stack;
 mod stream;
 mod upgrade;
 pub mod writer;
@@ -195,6 +196,8 @@ pub fn serve(
             respond(id, &socket, &response);
         }
         Route::Upgrade { room, response } => {
+            // The request's headers are not needed for the connection's life.
+            drop(head);
             let upgrade = upgrade::Upgrade {
                 room,
                 client,

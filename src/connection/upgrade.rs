@@ -35,6 +35,7 @@ use log::{debug, info, warn};
 
 use super::guard::ReaderGuard;
 use super::reader::{Purpose, read_pump};
+use super::stack;
 use super::{Services, respond, writer};
 use crate::ask::{Unanswered, ask};
 use crate::config::{ADMISSION_TIMEOUT, CLOSE_WAIT_MARGIN, Config, WRITE_POLL_INTERVAL};
@@ -203,6 +204,8 @@ fn talk(
         max_writers: config.max_writers,
     });
     inbox.open(Box::new(writers));
+    // The opening went deep; the read loop stays shallow (`stack.rs`).
+    stack::give_back_below_here();
     read_pump(
         &guard,
         socket,

@@ -93,6 +93,10 @@ impl WriterStart for Arc<Writers> {
     fn written(&self, bytes: usize) {
         self.metrics.written(bytes as u64);
     }
+
+    fn in_place(&self) -> bool {
+        !self.metrics.dispatcher_behind()
+    }
 }
 
 /// Serves the client's backlog, lingers, and serves it again while it

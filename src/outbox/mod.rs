@@ -11,7 +11,8 @@
 //! The common case costs no thread and no wake-up: a frame pushed while
 //! nothing waits is written in place with one non-blocking `send`; the
 //! bytes are in the kernel before `push` returns. Only when the socket
-//! would block, or frames already wait, does the frame go into the queue,
+//! would block, frames already wait, or the dispatcher is behind, does the
+//! frame go into the queue,
 //! which a writer thread (`connection/writer.rs`) drains; that thread
 //! exists only while there is a backlog, plus a short linger.
 //!

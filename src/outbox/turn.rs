@@ -30,6 +30,15 @@
 //! - `Closed`: the last writer has closed the socket; nothing is written
 //!   any more, so nothing can follow a close frame.
 //!
+//! Writing in place is for a dispatcher that keeps up. When its batch of
+//! events is large (`IN_PLACE_MAX_BATCH_EVENTS`: at full speed, or when
+//! the machine's cores are busy with other work), pushes queue instead, as
+//! if the socket would block, and the writer threads do the writing side by
+//! side: one thread writing a hundred sockets in turn would fall further
+//! behind, and the scheduler serves many short-lived writers more readily
+//! than one thread that never sleeps. So the design chooses per batch:
+//! in place at a steady rate, writer threads at full speed.
+//!
 //! Taking a turn is a compare-and-swap on one atomic; handing it over is
 //! "announce, then look", with a fence between, on both sides: a pusher
 //! queues and then looks at the turn, a turn holder gives it back and then
@@ -139,6 +148,9 @@ pub trait WriterStart: Send + Sync {
     fn start(&self, shared: Arc<Shared>) -> io::Result<()>;
     /// Bytes written in place.
     fn written(&self, bytes: usize);
+    /// Whether frames may be written in place now: not while the
+    /// dispatcher is behind (`IN_PLACE_MAX_BATCH_EVENTS`).
+    fn in_place(&self) -> bool;
 }
 
 impl Shared {
@@ -154,6 +166,9 @@ impl Shared {
     /// for a writer thread, which gets the turn.
     pub(super) fn write_now(self: &Arc<Self>, frame: &Frame) -> Now {
         if !self.direct || frame.is_empty() || !self.receiver.is_empty() {
+            return Now::Queue;
+        }
+        if !self.start.get().is_some_and(|start| start.in_place()) {
             return Now::Queue;
         }
         if !self.turn.swap_if(Turn::Idle, Turn::Direct) {

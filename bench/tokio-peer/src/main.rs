@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Messages one client's writer may have waiting before the client is
 /// dropped as too slow.
@@ -33,6 +34,14 @@ const QUEUE: usize = 256;
 struct Client {
     queue: mpsc::Sender<Message>,
     kill: watch::Sender<bool>,
+}
+
+/// The WebSocket's settings: tungstenite's defaults but for the read
+/// buffer, which is sized as threadchat's (`READ_BUFFER_BYTES`): the
+/// default 128 KiB is zero-filled at the first read and would make every
+/// idle connection cost that much.
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(512)
 }
 
 /// What a reader tells the hub.
@@ -73,7 +82,7 @@ async fn main() {
 /// One client: the handshake, its writer task, then reading until it ends.
 async fn connection(id: u64, socket: TcpStream, events: mpsc::UnboundedSender<Event>) {
     let _ = socket.set_nodelay(true);
-    let Ok(ws) = tokio_tungstenite::accept_async(socket).await else {
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(socket, Some(config())).await else {
         return;
     };
     let (mut sink, mut stream) = ws.split();
@@ -106,27 +115,24 @@ async fn connection(id: u64, socket: TcpStream, events: mpsc::UnboundedSender<Ev
     let _ = writer.await;
 }
 
-type Sink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<TcpStream>,
-    Message,
->;
+type Sink = futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<TcpStream>, Message>;
 
 /// The writer task's loop: drains the queue, one flush per batch.
 async fn write_pump(outgoing: &mut mpsc::Receiver<Message>, sink: &mut Sink) {
-        while let Some(message) = outgoing.recv().await {
-            // Everything already waiting goes out with one flush.
+    while let Some(message) = outgoing.recv().await {
+        // Everything already waiting goes out with one flush.
+        if sink.feed(message).await.is_err() {
+            return;
+        }
+        while let Ok(message) = outgoing.try_recv() {
             if sink.feed(message).await.is_err() {
                 return;
             }
-            while let Ok(message) = outgoing.try_recv() {
-                if sink.feed(message).await.is_err() {
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() {
-                return;
-            }
         }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A logged-in client, as the hub sees it.
@@ -161,14 +167,25 @@ async fn hub(mut inbox: mpsc::UnboundedReceiver<Event>) {
                         };
                         match users.iter_mut().find(|(user, _)| *user == id) {
                             Some((_, user)) => user.name = name.clone(),
-                            None => users.push((id, User { name: name.clone(), client })),
+                            None => users.push((
+                                id,
+                                User {
+                                    name: name.clone(),
+                                    client,
+                                },
+                            )),
                         }
                         let list: Vec<&str> = users.iter().map(|(_, u)| u.name.as_str()).collect();
-                        let text = json!({"type": "login", "user_joined": name, "active_users": list});
+                        let text =
+                            json!({"type": "login", "user_joined": name, "active_users": list});
                         broadcast(&mut users, text.to_string());
                     }
                     Some("chat") => {
-                        let Some(name) = users.iter().find(|(user, _)| *user == id).map(|(_, u)| u.name.clone()) else {
+                        let Some(name) = users
+                            .iter()
+                            .find(|(user, _)| *user == id)
+                            .map(|(_, u)| u.name.clone())
+                        else {
                             continue;
                         };
                         message["username"] = Value::String(name);
