@@ -224,7 +224,7 @@ pub const MAPPINGS_RESERVE: usize = 512;
 /// allow, so that one client in fifteen can be behind at once before a
 /// backlog finds no writer (and that client is closed rather than the
 /// process aborted by a thread start past the limit). With the default
-/// `vm.max_map_count` (65,530) that is 15,238 connections.
+/// `vm.max_map_count` (65,530) that is 15,225 connections.
 pub const WRITER_SHARE_DENOMINATOR: usize = 16;
 
 /// How long a writer thread whose client has caught up waits for the next

@@ -40,7 +40,7 @@ use log::{debug, info};
 
 use crate::config::{WRITER_LINGER, WRITER_STACK_BYTES};
 use crate::ids::ConnId;
-use crate::metrics::Metrics;
+use crate::metrics::{Alive, Metrics};
 use crate::net::{Stream, is_timeout};
 use crate::outbox::{Linger, Outbound, Shared, WriterStart};
 use crate::protocol::Frame;
@@ -76,17 +76,17 @@ pub struct Writers {
 
 impl WriterStart for Arc<Writers> {
     fn start(&self, shared: Arc<Shared>) -> io::Result<()> {
-        if self.metrics.writers() as usize >= self.max_writers {
+        let Some(alive) = self.metrics.writer_reserved(self.max_writers) else {
             return Err(io::Error::other(format!(
                 "{} writer threads already run",
                 self.max_writers
             )));
-        }
+        };
         let writers = self.clone();
         thread::Builder::new()
             .name(format!("writer-{}", self.id))
             .stack_size(WRITER_STACK_BYTES)
-            .spawn(move || run(&writers, shared))
+            .spawn(move || run(&writers, shared, alive))
             .map(drop)
     }
 
@@ -102,8 +102,7 @@ impl WriterStart for Arc<Writers> {
 /// Serves the client's backlog, lingers, and serves it again while it
 /// comes back; when the connection is over, closes the socket (which also
 /// wakes the reader).
-pub fn run(writers: &Writers, shared: Arc<Shared>) {
-    let _alive = writers.metrics.writer_alive();
+pub fn run(writers: &Writers, shared: Arc<Shared>, _alive: Alive) {
     shared.writer_started();
     // Belt and braces: the socket is closed even if this thread panics.
     let mut on_exit = CloseOnDrop {
@@ -130,23 +129,29 @@ pub fn run(writers: &Writers, shared: Arc<Shared>) {
 fn serve(writers: &Writers, shared: &Shared, batch: &mut Vec<Frame>) -> Served {
     let id = writers.id;
     let mut mid_frame = false;
+    // A close frame left by a goodbye written in place: it ends the
+    // connection, and nothing queued may follow it.
+    let mut last = false;
     if let Some(carry) = shared.take_carry() {
         batch.push(carry.rest);
         mid_frame = carry.partial;
+        last = carry.last;
     }
     loop {
-        let mut finished = false;
-        for item in shared.receiver.try_iter() {
-            match item {
-                Outbound::Frame(frame) => batch.push(frame),
-                Outbound::Close(frame) => {
-                    batch.push(frame);
-                    finished = true;
+        let mut finished = last;
+        if !last {
+            for item in shared.receiver.try_iter() {
+                match item {
+                    Outbound::Frame(frame) => batch.push(frame),
+                    Outbound::Close(frame) => {
+                        batch.push(frame);
+                        finished = true;
+                    }
+                    Outbound::Finish => finished = true,
                 }
-                Outbound::Finish => finished = true,
-            }
-            if finished || batch.len() >= writers.max_batch {
-                break;
+                if finished || batch.len() >= writers.max_batch {
+                    break;
+                }
             }
         }
         if batch.is_empty() && !finished {

@@ -165,9 +165,12 @@ impl Metrics {
         Alive::new(&self.readers)
     }
 
-    /// A writer thread has started; it counts as alive until the guard drops.
-    pub fn writer_alive(&self) -> Alive {
-        Alive::new(&self.writers)
+    /// A writer thread is about to start, if fewer than `max` run: it
+    /// counts as alive from now until the guard drops. Counted before the
+    /// thread starts, so that threads started at once cannot all see room
+    /// for one more.
+    pub fn writer_reserved(&self, max: usize) -> Option<Alive> {
+        Alive::reserve(&self.writers, max)
     }
 
     /// A reader received a message (text or binary) from its client.

@@ -176,12 +176,18 @@ impl Outbox {
     /// Queues a close frame, the last thing the client will be sent. Not
     /// bounded: a close frame must always get through to a client that reads.
     pub fn close(&self, close_frame: Frame) {
+        if self.shared.close_now(Some(&close_frame)) {
+            return;
+        }
         self.shared.added(close_frame.len());
         self.send(Outbound::Close(close_frame));
     }
 
     /// Asks the writer to flush what is queued and then close the socket.
     pub fn finish(&self) {
+        if self.shared.close_now(None) {
+            return;
+        }
         self.send(Outbound::Finish);
     }
 

@@ -121,6 +121,9 @@ pub struct Carry {
     /// Whether part of the frame was written: the socket is then in the
     /// middle of a frame, and no close frame may be written before its end.
     pub partial: bool,
+    /// Whether it is a close frame: the writer closes the socket after it
+    /// and writes nothing more.
+    pub last: bool,
 }
 
 /// What a push did.
@@ -187,12 +190,57 @@ impl Shared {
             }
             Ok(written) => {
                 self.count_written(written);
-                self.carry_over(frame.slice(written..), written > 0);
+                self.carry_over(frame.slice(written..), written > 0, false);
             }
             // Would block, or the socket failed: the writer finds out which.
-            Err(_) => self.carry_over(frame.clone(), false),
+            Err(_) => self.carry_over(frame.clone(), false, false),
         }
         Now::Done
+    }
+
+    /// Closes the socket in place, after `close_frame` if there is one,
+    /// when nobody writes and nothing waits on a plain socket: the common
+    /// goodbye costs no thread. False if it must go through the queue. A
+    /// close frame the socket takes only in part is finished by a writer,
+    /// which then closes.
+    pub(super) fn close_now(self: &Arc<Self>, close_frame: Option<&Frame>) -> bool {
+        if !self.direct || !self.receiver.is_empty() {
+            return false;
+        }
+        if !self.turn.swap_if(Turn::Idle, Turn::Direct) {
+            return false;
+        }
+        if !self.receiver.is_empty() {
+            self.hand_to_writer();
+            return false;
+        }
+        let written = match close_frame {
+            None => Ok(0),
+            Some(frame) => net::send_now(self.socket.socket(), frame),
+        };
+        let whole = close_frame.map_or(0, |frame| frame.len());
+        match written {
+            Ok(n) if n == whole => {
+                self.count_written(n);
+                let _ = self.socket.shutdown(std::net::Shutdown::Both);
+                self.closed();
+                true
+            }
+            Ok(n) => {
+                self.count_written(n);
+                self.close_after_carry(close_frame, n)
+            }
+            Err(_) => self.close_after_carry(close_frame, 0),
+        }
+    }
+
+    /// The writer gets what is left of the close frame, then `Finish`.
+    fn close_after_carry(self: &Arc<Self>, close_frame: Option<&Frame>, written: usize) -> bool {
+        let Some(frame) = close_frame else {
+            return false;
+        };
+        self.carry_over(frame.slice(written..), written > 0, true);
+        true
     }
 
     fn count_written(&self, bytes: usize) {
@@ -201,9 +249,13 @@ impl Shared {
         }
     }
 
-    fn carry_over(self: &Arc<Self>, rest: Frame, partial: bool) {
+    fn carry_over(self: &Arc<Self>, rest: Frame, partial: bool, last: bool) {
         self.added(rest.len());
-        *lock(&self.carry) = Some(Carry { rest, partial });
+        *lock(&self.carry) = Some(Carry {
+            rest,
+            partial,
+            last,
+        });
         self.hand_to_writer();
     }
 

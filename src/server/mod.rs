@@ -270,11 +270,11 @@ impl Server {
             );
             self.config.max_connections = ceiling.connections;
         }
-        // The threads one reader per connection leaves are for writers.
-        self.config.max_writers = ceiling
-            .threads
-            .saturating_sub(self.config.max_connections)
-            .max(1);
+        // Half the threads one reader per connection leaves are for writers;
+        // the other half covers what thread starts and ends leave mapped
+        // for a while (glibc keeps ended threads' stacks for reuse).
+        self.config.max_writers =
+            (ceiling.threads.saturating_sub(self.config.max_connections) / 2).max(1);
         if let Some(path) = &self.config.conformance_echo {
             warn!(
                 "ws://{local_addr}{path} sends every message back (--conformance-echo): for testing only"
