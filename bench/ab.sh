@@ -5,12 +5,17 @@
 # For a change that should cost nothing (a refactoring) or one whose cost
 # is the point (the broadcast path): BEFORE (a commit) and AFTER (a commit,
 # default: this checkout, changes included) are built in release mode, then
-# three loads run against the two builds alternately, ROUNDS times (A B A B
-# A B by default), a fresh server each time, pinned as in `make bench`:
+# the loads below run against the two builds alternately, ROUNDS times (A B
+# A B A B by default), a fresh server each time, pinned as in `make bench`;
+# with TOKIO=1 (the default) the tokio peer (bench/tokio-peer) takes a turn
+# in each round too, on the loads it can serve (history off):
 #
 #   - full-speed fan-out, history off: 100 users, 10 senders x 2,000;
 #   - the same with history on (a fresh SQLite file per server);
-#   - a steady 20,000 deliveries/s: 10 senders at 20 chats/s to 100 users.
+#   - a steady 20,000 deliveries/s: 10 senders at 20 chats/s to 100 users;
+#   - IDLE idle connections held (WebSocket open, never logged in; 2,000 by
+#     default, 0 to skip): the server's memory per idle connection, and the
+#     machine's (MemAvailable: the kernel's part too, both ends).
 #
 # Alternating in one session puts the machine's drift on both sides. The
 # lines go to bench/ab.jsonl, and the medians and AFTER/BEFORE ratios of
@@ -21,6 +26,8 @@ cd "$(dirname "$0")/.."
 BEFORE=${1:?usage: bash bench/ab.sh BEFORE [AFTER]}
 AFTER=${2:-}
 ROUNDS=${ROUNDS:-3}
+TOKIO=${TOKIO:-1}
+IDLE=${IDLE:-2000}
 RESULTS=bench/ab.jsonl
 # The build directory: $CARGO_TARGET_DIR when set, as cargo does.
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
@@ -70,47 +77,98 @@ else
     after_bin=$TARGET/ab/threadchat-current
 fi
 cargo build --release -p chat-stress
+SIDES=(before after)
+if [[ $TOKIO == 1 ]]; then
+    cargo build --release --manifest-path bench/tokio-peer/Cargo.toml --target-dir target/tokio-peer
+    SIDES+=(tokio)
+fi
+# The idle connections come from one address and never log in: the limit
+# per address and the login deadline are off (load_flags), as in `make bench`.
+FLAGS=(--rate-limit 0 --log-level warn --max-connections 20000)
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 : >"$RESULTS"
 for round in $(seq "$ROUNDS"); do
-    for side in before after; do
-        if [[ $side == before ]]; then
-            binary=$TARGET/ab/threadchat-$before_sha sha=$before_sha
+    for side in "${SIDES[@]}"; do
+        case $side in
+        before) binary=$TARGET/ab/threadchat-$before_sha sha=$before_sha ;;
+        after) binary=$after_bin sha=$after_sha ;;
+        tokio) binary=target/tokio-peer/release/tokio-peer sha=tokio ;;
+        esac
+        if [[ $side == tokio ]]; then
+            start_server bench/tokio.log "$binary"
         else
-            binary=$after_bin sha=$after_sha
+            start_server bench/threadchat.log "$binary" $(load_flags "$binary") "${FLAGS[@]}" --history 0
         fi
-        start_server bench/threadchat.log "$binary" $(load_flags "$binary") --rate-limit 0 --log-level warn --history 0
         stress "ab $side $sha off" fanout --users 100 --senders 10 --messages 2000 --timeout 90
         stress "ab $side $sha steady" fanout --users 100 --senders 10 --messages 200 --rate 20 --timeout 60
+        if ((IDLE > 0)); then
+            stress "ab $side $sha idle" hold --connections "$IDLE" --logged-in 0 --timeout 120
+        fi
         stop_server
-        start_server bench/threadchat.log "$binary" $(load_flags "$binary") --rate-limit 0 --log-level warn \
+        [[ $side == tokio ]] && continue
+        start_server bench/threadchat.log "$binary" $(load_flags "$binary") "${FLAGS[@]}" \
             --db "$DB_DIR/round-$round-$side.db"
         stress "ab $side $sha history" fanout --users 100 --senders 10 --messages 2000 --timeout 90
         stop_server
     done
 done
 
-python3 - "$RESULTS" <<'PY'
+# The medians as markdown, printed and kept in bench/ab.md, which
+# `make bench` (bench/run.sh) appends to docs/bench.md.
+python3 - "$RESULTS" "$before_sha" "$after_sha" "$ROUNDS" "$IDLE" <<'PY' | tee bench/ab.md
 import json, statistics, sys
-runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-table = {}
+path, before_sha, after_sha, rounds, idle_n = sys.argv[1:]
+runs = [json.loads(line) for line in open(path) if line.strip()]
+table, idle = {}, {}
+machine = runs[0].get("machine", "not recorded") if runs else "not recorded"
 for run in runs:
     _, side, sha, load = run["server"].split(" ", 3)
     r = run["result"]
+    if run["test"] == "hold":
+        idle.setdefault(side, []).append((r.get("idle_kib_per_connection") or 0,
+                                          r.get("machine_kib_per_idle_connection") or 0,
+                                          r.get("threads_per_connection") or 0,
+                                          r.get("opened") or 0))
+        continue
     cpu_us = 1e6 * r["chat_cpu"]["server_cpu_s"] / max(r["delivered"], 1)
     table.setdefault((load, side), []).append((r["deliveries_per_s"], cpu_us, r["latency"]["p99_us"] / 1000))
-print(f"{'load':8} {'side':6} {'deliveries/s':>13} {'CPU us/delivery':>16} {'p99 ms':>8}   (medians of {len(table.get(('off','before'), []))})")
-for load in ["off", "history", "steady"]:
-    med = {}
-    for side in ["before", "after"]:
+names = {"before": f"before ({before_sha})", "after": f"after ({after_sha})", "tokio": "tokio peer"}
+sides = [s for s in ["before", "after", "tokio"] if any(k[1] == s for k in table)]
+loads = {"off": "full speed, history off", "history": "full speed, history on",
+         "steady": "steady 20,000 deliveries/s, history off"}
+print("\n## Before and after, beside the tokio peer (`bench/ab.sh`)\n")
+print(f"Machine: {machine}. `bash bench/ab.sh {before_sha}`: the builds and the tokio peer "
+      f"(`bench/tokio-peer`) alternate, {rounds} rounds, a fresh server for each load, pinned as in "
+      "`make bench`; every figure is the median of its runs. The 100-user fan-out (10 senders; "
+      "2,000 chats each at full speed, 20 a second each when steady). The machine was shared with "
+      "other work while this ran, so compare the ratios, within this run.\n")
+print("| load | server | runs | deliveries/s | server CPU per delivery (µs) | p99 (ms) |")
+print("|---|---|---:|---:|---:|---:|")
+med = {}
+for load in loads:
+    for side in sides:
         rows = table.get((load, side), [])
-        if not rows:
-            continue
-        med[side] = [statistics.median(col) for col in zip(*rows)]
-        d, c, p = med[side]
-        print(f"{load:8} {side:6} {d:13.0f} {c:16.3f} {p:8.2f}")
-    if len(med) == 2:
-        b, a = med["before"], med["after"]
-        print(f"{load:8} {'ratio':6} {a[0]/b[0]:13.2f} {a[1]/b[1]:16.2f} {a[2]/b[2]:8.2f}   after/before")
+        if rows:
+            med[(load, side)] = [statistics.median(col) for col in zip(*rows)]
+            d, c, p = med[(load, side)]
+            print(f"| {loads[load]} | {names[side]} | {len(rows)} | {d:,.0f} | {c:.3f} | {p:.2f} |")
+print("\n| load | ratio | deliveries/s | CPU per delivery | p99 |")
+print("|---|---|---:|---:|---:|")
+for load in loads:
+    for a, b in [("after", "before"), ("after", "tokio"), ("before", "tokio")]:
+        if (load, a) in med and (load, b) in med:
+            x, y = med[(load, a)], med[(load, b)]
+            print(f"| {loads[load]} | {a} / {b} | {x[0]/y[0]:.2f} | {x[1]/y[1]:.2f} | {x[2]/y[2]:.2f} |")
+if idle:
+    print(f"\n{idle_n} idle connections (WebSocket open, never logged in), held a few seconds: the "
+          "server's resident memory per connection (VmRSS), the machine's (`MemAvailable` before and "
+          "after: the server, the kernel's thread stacks and socket buffers, and both ends of each "
+          "loopback connection, the tool's included), and the server's threads per connection.\n")
+    print("| server | runs | held | server KiB per idle connection | machine KiB per idle connection | threads per connection |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for side in sides:
+        if side in idle:
+            k, m, t, o = [statistics.median(col) for col in zip(*idle[side])]
+            print(f"| {names[side]} | {len(idle[side])} | {o:,.0f} | {k:.1f} | {m:.1f} | {t:.2f} |")
 PY

@@ -22,8 +22,11 @@ STRESS=target/release/chat-stress
 SERVER_CORE=0
 LOAD_CORE=1
 
-# Both packages: the server and the stress tool (stress/).
+# Both packages: the server and the stress tool (stress/); and the tokio
+# peer, a project of its own (kept out of the workspace and of `make test`),
+# into target/tokio-peer.
 cargo build --release --workspace
+cargo build --release --manifest-path bench/tokio-peer/Cargo.toml --target-dir target/tokio-peer
 
 if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
     python3 -m venv "$VENV"
@@ -32,29 +35,6 @@ fi
 
 # The tool opens up to ~11,000 sockets at once; so does the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# 10,000 connections are 20,000 server threads, and each thread costs 4
-# memory mappings: more than the default vm.max_map_count (65,530) allows.
-# Where this script may (as root), it raises the limit for the run and puts
-# it back afterwards; elsewhere the server caps itself below it and the
-# 10,000-connection hold reports refused connections.
-MAP_COUNT_FILE=/proc/sys/vm/max_map_count
-MAP_COUNT_BEFORE=$(cat "$MAP_COUNT_FILE")
-MAP_COUNT_WANTED=131072
-restore_map_count() {
-    if [[ "$(cat "$MAP_COUNT_FILE")" != "$MAP_COUNT_BEFORE" ]]; then
-        echo "$MAP_COUNT_BEFORE" >"$MAP_COUNT_FILE" 2>/dev/null || true
-    fi
-}
-# Only the whole run (the relay part) holds 10,000 connections; a part run
-# alone (`presence`, `history`, `cluster`, `report`) leaves the limit alone.
-if (($# == 0 && MAP_COUNT_BEFORE < MAP_COUNT_WANTED)); then
-    if (echo "$MAP_COUNT_WANTED" >"$MAP_COUNT_FILE") 2>/dev/null; then
-        echo "vm.max_map_count raised from $MAP_COUNT_BEFORE to $MAP_COUNT_WANTED for this run" >&2
-    else
-        echo "vm.max_map_count is $MAP_COUNT_BEFORE and cannot be raised here" >&2
-    fi
-fi
 
 # These runs measure the relay. Where the server keeps a chat history (an
 # archive on disk, issue 9), it is switched off, so the numbers stay
@@ -104,14 +84,16 @@ relay_part() {
     wait_for_port "$PORT"
     standard_set threadchat 1
     stress threadchat churn --workers 50 --duration 10 --timeout 60
-    # Many rooms: 10,000 logged-in users in 100 rooms of 100 (see vm.max_map_count
-    # above), at full speed and at 2 messages a second per room (the 20,000
+    # Many rooms: 10,000 logged-in users in 100 rooms of 100, at full speed and at 2 messages a second per room (the 20,000
     # deliveries/s of the steady fan-out, over 100 times the users). The Python
     # reference has no rooms.
     stress threadchat rooms --rooms 100 --users 100 --senders 1 --messages 500 --timeout 240
     stress threadchat rooms --rooms 100 --users 100 --senders 1 --messages 30 --rate 2 --timeout 240
-    # Last, as it is the heaviest: see vm.max_map_count above.
+    # Last, as they are the heaviest: 10,000 connections (1,000 logged in),
+    # then 15,000 idle ones (never logged in), within the default
+    # vm.max_map_count and kernel.pid_max.
     stress threadchat hold --connections 10000 --logged-in 1000 --connectors 16 --timeout 180
+    stress threadchat hold --connections 15000 --logged-in 0 --connectors 16 --timeout 240
     stop_server
 
     # What each tuning buys: the same server with one batching switched off.
@@ -134,6 +116,17 @@ relay_part() {
     SERVER_PID=$!
     wait_for_port "$PORT"
     standard_set python 4
+    stop_server
+
+    # The tokio peer (bench/tokio-peer): the same set, and the same 15,000
+    # idle connections.
+    PORT=$(free_port)
+    taskset -c "$SERVER_CORE" target/tokio-peer/release/tokio-peer --host 127.0.0.1 --port "$PORT" \
+        >bench/tokio.log 2>&1 &
+    SERVER_PID=$!
+    wait_for_port "$PORT"
+    standard_set tokio 1
+    stress tokio hold --connections 15000 --logged-in 0 --connectors 16 --timeout 240
     stop_server
 }
 
@@ -559,7 +552,7 @@ presence_part() {
 # and writes the report again from them all.
 HISTORY_DIR=
 CLUSTER_DIR=
-trap 'stop_nginx; stop_server; stop_cluster; restore_map_count; [[ -z "$HISTORY_DIR" ]] || rm -rf "$HISTORY_DIR"; [[ -z "$CLUSTER_DIR" ]] || rm -rf "$CLUSTER_DIR"; [[ -z "$TLS_DIR" ]] || rm -rf "$TLS_DIR"' EXIT
+trap 'stop_nginx; stop_server; stop_cluster; [[ -z "$HISTORY_DIR" ]] || rm -rf "$HISTORY_DIR"; [[ -z "$CLUSTER_DIR" ]] || rm -rf "$CLUSTER_DIR"; [[ -z "$TLS_DIR" ]] || rm -rf "$TLS_DIR"' EXIT
 if (($# == 0)); then
     : >"$RESULTS"
     relay_part
@@ -613,3 +606,8 @@ fi
 rm -f "$RELAY_RESULTS"
 cluster_section >>docs/bench.md
 tls_section >>docs/bench.md
+# The last A/B against an earlier build, with the tokio peer
+# (bench/ab.sh, run by hand), when there is one.
+if [[ -s bench/ab.md ]]; then
+    cat bench/ab.md >>docs/bench.md
+fi

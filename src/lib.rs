@@ -1,7 +1,8 @@
 //! threadchat: a WebSocket chat server on plain threads and channels.
 //!
-//! No async runtime anywhere: every connection has a reader thread and a
-//! writer thread, and a single dispatcher thread owns the chat. Each thread
+//! No async runtime anywhere: every connection has a reader thread (and a
+//! writer thread only while it is behind), and a single dispatcher thread
+//! owns the chat. Each thread
 //! of the README's diagram is a folder or a file named for its role, in the
 //! order one chat travels:
 //!

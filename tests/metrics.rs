@@ -270,7 +270,11 @@ fn counters_follow_a_scripted_session() {
     );
     assert_eq!(first.gauge("users_logged_in"), 2.0);
     assert_eq!(first.gauge("rooms"), 1.0);
-    assert_eq!(first.gauge("writer_threads"), 3.0);
+    // Three clients that keep up: frames are written in place by their
+    // pusher, and a writer thread lives only for a client whose frames had
+    // to wait (a dispatcher batch large enough to leave them to writers):
+    // never more than one per connection.
+    assert!(first.gauge("writer_threads") <= 3.0);
     assert!(first.counter("socket_written_bytes", None) > 0.0);
     assert!(first.histogram_count("dispatcher_batch_events") >= 1.0);
     // Every chat's fan-out is timed (observed just after its last push).
@@ -370,7 +374,11 @@ fn stats_show_ids_only_unless_names_are_allowed() {
     assert_eq!(snapshot["limits"]["messages"], 4096);
     assert_eq!(snapshot["limits"]["bytes"], 1024 * 1024);
     assert_eq!(snapshot["dispatcher"]["queue_capacity"], 16 * 1024);
-    assert!(snapshot["threads"]["writers"].as_u64() >= Some(1));
+    assert!(snapshot["threads"]["readers"].as_u64() >= Some(1));
+    assert_eq!(
+        snapshot["threads"]["writers"], 0,
+        "walter keeps up: no writer"
+    );
     assert!(!body(&get(&server, "/api/stats")).contains("walter"));
     // Rates are Δcounter / Δuptime_s: the clock moves between two snapshots.
     let later = stats(&server);

@@ -220,6 +220,12 @@ pub struct Config {
     /// With --redis: this node's id in the cluster, given at start-up (not a flag).
     #[arg(skip)]
     pub node: Option<String>,
+
+    /// Most writer threads at once, set at start-up from the process's
+    /// limits (`server/os_limits.rs`), not a flag: what the thread budget
+    /// leaves after one reader per connection.
+    #[arg(skip = usize::MAX)]
+    pub max_writers: usize,
 }
 
 /// What `threadchat` does besides serving.
@@ -297,6 +303,7 @@ impl Default for Config {
             hsts: false,
             command: None,
             node: None,
+            max_writers: usize::MAX,
         }
     }
 }

@@ -70,7 +70,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; past this, new ones get HTTP 503. Each
-/// connection costs two threads and one file descriptor, and this machine
+/// connection costs a thread (two while it is behind) and one file
+/// descriptor, and this machine
 /// allows 20,000 descriptors per process and 32,768 threads in all.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -90,7 +91,7 @@ pub const IPV6_CLIENT_PREFIX_BITS: u8 = 64;
 
 /// Time a WebSocket has to log in (`--login-timeout`) before it is closed
 /// with 1008 "login timeout": a connection that never logs in only holds
-/// two threads and a place under the caps. A minute is ample for a person
+/// a thread and a place under the caps. A minute is ample for a person
 /// to type a name or paste a token; `0` turns the deadline off.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -212,13 +213,31 @@ pub const REJECT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// well under this, so one read takes all of it.
 pub const REJECT_READ_BYTES: usize = 2048;
 
-/// Memory mappings one connection costs: two threads, each with stack,
-/// guard page, signal stack and its guard page.
-pub const MAPPINGS_PER_CONNECTION: usize = 8;
+/// Memory mappings one thread costs: its stack, the guard page below it,
+/// the signal stack Rust gives every thread for stack-overflow reports, and
+/// that one's guard page. A connection has one thread (its reader), and a
+/// second (its writer) only while it has a backlog.
+pub const MAPPINGS_PER_THREAD: usize = 4;
 
 /// Mappings kept for everything else: the binary, libraries, heap arenas and
-/// the server's own threads.
-pub const MAPPINGS_RESERVE: usize = 1024;
+/// the server's own threads (a running server with 100 clients has about
+/// 150; measured with `wc -l /proc/PID/maps`).
+pub const MAPPINGS_RESERVE: usize = 512;
+
+/// The share of the thread budget kept for writer threads when the
+/// mappings decide the connection ceiling: connections at most
+/// `WRITER_SHARE_DENOMINATOR - 1` sixteenths of the threads the mappings
+/// allow, so that one client in fifteen can be behind at once before a
+/// backlog finds no writer (and that client is closed rather than the
+/// process aborted by a thread start past the limit). With the default
+/// `vm.max_map_count` (65,530) that is 15,225 connections.
+pub const WRITER_SHARE_DENOMINATOR: usize = 16;
+
+/// How long a writer thread whose client has caught up waits for the next
+/// backlog before it ends. At full speed the backlog comes back within
+/// milliseconds, and starting a thread for each would cost more than the
+/// wake-ups saved; a client that keeps up costs no thread after this.
+pub const WRITER_LINGER: Duration = Duration::from_secs(1);
 
 /// Descriptors kept for everything else: the listener, logging, the
 /// connections waiting for their 503.
@@ -257,11 +276,14 @@ pub const LINGER_TIME: Duration = Duration::from_secs(1);
 pub const LINGER_READ_BYTES: usize = 4 * 1024;
 
 /// tungstenite's read buffer per connection. Its default is 128 KiB, which for
-/// 10,000 idle connections would be over a gigabyte; chat frames are a few
-/// hundred bytes, and the buffer grows on demand for a larger message (up to
-/// the message limit). Measured: an idle connection costs about 30 KiB in
-/// all with a 4 KiB buffer; 2 KiB leaves room under the 32 KiB goal.
-pub const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// 10,000 idle connections would be over a gigabyte; tungstenite zero-fills
+/// it at the first read, so all of it is resident from then on. A chat frame
+/// is a few hundred bytes and fits; a larger message grows the buffer to its
+/// size and is read 512 bytes a call (a 2,000-character chat in five reads,
+/// at most 20 a second per client). Measured on 2,000 idle connections:
+/// 512 bytes instead of 2 KiB took a connection's server memory from 20.1
+/// to 18.6 KiB.
+pub const READ_BUFFER_BYTES: usize = 512;
 
 /// Stack of a reader thread: it parses JSON (serde_json bounds nesting at 128
 /// levels) and runs tungstenite. Only the pages touched count as memory.
@@ -283,9 +305,24 @@ pub const DEFAULT_BROADCAST_BATCH_BYTES: usize = 64 * 1024;
 /// of events cannot postpone a flush indefinitely.
 pub const MAX_EVENTS_PER_BATCH: usize = 256;
 
+/// Most events in a dispatcher batch whose frames are still written in
+/// place (`outbox/turn.rs`). A larger batch means the dispatcher is behind,
+/// at full speed or short of CPU on a busy machine, and writing every
+/// socket itself one after another would make it later still: its frames
+/// then go to the clients' writer threads, which the scheduler runs side
+/// by side. Measured on a 2-core machine shared with other work: writing
+/// in place throughout, the dispatcher waited 8.7 s of a 10 s steady run
+/// for a core, and the full-speed fan-out fell to half.
+pub const IN_PLACE_MAX_BATCH_EVENTS: usize = 4;
+
 /// Most queued buffers the writer gathers into one `writev` call. `1` writes
 /// each on its own (for the benchmarks' comparison).
 pub const DEFAULT_WRITE_BATCH: usize = 512;
+
+/// How long a reader, after its goodbye, waits for its connection's last
+/// write beyond the write timeout (which bounds the write itself): the
+/// writer thread's start and a poll interval or two.
+pub const CLOSE_WAIT_MARGIN: Duration = Duration::from_secs(1);
 
 /// How often a writer blocked on a full socket checks whether its client has
 /// been disconnected meanwhile.

@@ -2,8 +2,10 @@
 //! WebSocket the reader, its writer, and its goodbye.
 //!
 //! Each accepted socket gets its own thread, which reads the HTTP request,
-//! answers it, and, for a WebSocket, stays on as the connection's *reader*
-//! and starts a second thread, the *writer* (`writer.rs`).
+//! answers it, and, for a WebSocket, stays on as the connection's *reader*.
+//! Frames to the client are written in place by whoever sends them while
+//! the client keeps up, and by a second thread, the *writer* (`writer.rs`),
+//! only while it is behind (`outbox/turn.rs`).
 //!
 //! ```text
 //! accept ── serve: with --tls-cert, the TLS handshake (net::Stream::accept_tls)
@@ -13,11 +15,12 @@
 //!             ├─ a page, an API or operator endpoint: answer it, close
 //!             ├─ a WebSocket upgrade (upgrade.rs):
 //!             │    the dispatcher admits it to its room ── or 503
-//!             │    101 sent, writer started (writer.rs)
+//!             │    101 sent, outbox opened (a writer starts on a backlog)
 //!             │    read pump (reader.rs) until the connection ends
-//!             │    goodbye: Disconnected to the dispatcher, the writer joined
+//!             │    goodbye: Disconnected to the dispatcher, the last write
+//!             │    waited for
 //!             └─ with --conformance-echo, an upgrade on its path (upgrade.rs):
-//!                  101 sent, writer started, read pump echoing every message;
+//!                  101 sent, outbox opened, read pump echoing every message;
 //!                  the dispatcher never hears of it
 //! ```
 //!
@@ -25,9 +28,9 @@
 //! (`--handshake-timeout`). Over TLS the socket is a `net::Stream` whose
 //! session the reader and the writer share (`net/stream.rs`).
 //!
-//! Until the writer thread starts, this thread is the socket's only user,
-//! so it may write HTTP responses itself; after, only the writer writes.
-//! Its writes are bounded by `--write-timeout` like the writer's, so a
+//! Until the outbox opens, this thread is the socket's only user, so it may
+//! write HTTP responses itself; after, only the holder of the socket's turn
+//! writes. Its writes are bounded by `--write-timeout` like the writer's, so a
 //! client that asks for a large page and never reads it frees the thread.
 
 mod guard;
@@ -35,6 +38,7 @@ mod messages;
 pub mod rate_limit;
 mod reader;
 pub mod session;
+mod stack;
 mod stream;
 mod upgrade;
 pub mod writer;
@@ -158,7 +162,7 @@ pub fn serve(
             }
         }
     };
-    // Until the writer thread starts, this thread is the socket's only user,
+    // Until the outbox opens, this thread is the socket's only user,
     // so it may write the HTTP response itself.
     // The operator's endpoints, unless they are off or on their own address.
     if !config.no_admin
@@ -206,6 +210,8 @@ pub fn serve(
             respond(id, &socket, &response);
         }
         Route::Upgrade { room, response } => {
+            // The request's headers are not needed for the connection's life.
+            drop(head);
             let upgrade = upgrade::Upgrade {
                 room,
                 client,

@@ -4,8 +4,10 @@
 //! ## How a reader and a writer share one socket
 //!
 //! A blocking read waits until the client says something, which may be never;
-//! meanwhile broadcasts must still reach that client. So reading and writing
-//! need a thread each. tungstenite's `WebSocket` cannot simply be shared
+//! meanwhile broadcasts must still reach that client. So this thread never
+//! writes the socket itself while it reads: frames reach it written in place
+//! by whoever sends them, or by a writer thread while the client is behind
+//! (`outbox/turn.rs`). tungstenite's `WebSocket` cannot simply be shared
 //! between two threads: both `read` and `send` take `&mut self`, and the read
 //! side also writes (it answers pings with pongs and echoes close frames).
 //!
@@ -13,11 +15,10 @@
 //! (`ReaderStream`, `stream.rs`) whose *read* half is the socket and whose
 //! *write* half does not touch the socket at all: it pushes the bytes
 //! tungstenite wants to send into the client's `Outbox`, the same queue the
-//! dispatcher's broadcasts go through. The writer thread drains that queue,
-//! so it is the only thread that ever writes to the socket, and a pong can
-//! never land in the middle of a broadcast frame. Both threads use the same
-//! `Arc<TcpStream>` (`&TcpStream` is `Read` and `Write`), so a connection
-//! costs one file descriptor.
+//! dispatcher's broadcasts go through. Whoever holds the socket's turn then
+//! writes it, one at a time, so a pong can never land in the middle of a
+//! broadcast frame. Everyone uses the same `Arc<TcpStream>` (`&TcpStream`
+//! is `Read` and `Write`), so a connection costs one file descriptor.
 //!
 //! Each message is checked on this thread before the dispatcher sees it
 //! (`messages.rs`); however the pump ends, its guard says goodbye

@@ -1,5 +1,5 @@
 //! A WebSocket's opening: admitted to its room by the dispatcher, the 101
-//! sent, the writer started; then the reader's loop (`reader.rs`) until the
+//! sent, the outbox opened; then the reader's loop (`reader.rs`) until the
 //! connection ends, and the goodbye that is said on every way out.
 //!
 //! ## Why every exit path sends `Disconnected`
@@ -30,15 +30,15 @@ use std::cell::Cell;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::thread;
 
 use log::{debug, info, warn};
 
 use super::guard::ReaderGuard;
 use super::reader::{Purpose, read_pump};
+use super::stack;
 use super::{Services, respond, writer};
 use crate::ask::{Unanswered, ask};
-use crate::config::{ADMISSION_TIMEOUT, Config, WRITER_STACK_BYTES};
+use crate::config::{ADMISSION_TIMEOUT, CLOSE_WAIT_MARGIN, Config, WRITE_POLL_INTERVAL};
 use crate::dispatcher::Event;
 use crate::http;
 use crate::ids::ConnId;
@@ -172,7 +172,9 @@ pub(super) fn echo(
     );
 }
 
-/// Sends the 101, starts the writer, runs the read pump, and says goodbye.
+/// Sends the 101, opens the outbox (frames then reach the socket, in place
+/// or through a writer thread started on demand), runs the read pump, and
+/// says goodbye.
 fn talk(
     guard: ReaderGuard,
     socket: Arc<Stream>,
@@ -188,19 +190,22 @@ fn talk(
         debug!("conn {id}: handshake write failed: {e}");
         return;
     }
-    let (write_timeout, write_batch) = (config.write_timeout, config.write_batch);
-    let writer_metrics = guard.metrics.clone();
-    let writer = thread::Builder::new()
-        .name(format!("writer-{id}"))
-        .stack_size(WRITER_STACK_BYTES)
-        .spawn(move || writer::run(id, inbox, write_timeout, write_batch, writer_metrics));
-    let writer = match writer {
-        Ok(handle) => handle,
-        Err(e) => {
-            warn!("conn {id}: cannot start writer thread: {e}");
-            return;
-        }
-    };
+    // A writer's blocked write wakes this often to see whether its client
+    // was dropped meanwhile (`writer.rs`).
+    if let Err(e) = socket.set_write_timeout(Some(WRITE_POLL_INTERVAL)) {
+        debug!("conn {id}: cannot set write timeout: {e}");
+        return;
+    }
+    let writers = Arc::new(writer::Writers {
+        id,
+        write_timeout: config.write_timeout,
+        max_batch: config.write_batch,
+        metrics: guard.metrics.clone(),
+        max_writers: config.max_writers,
+    });
+    inbox.open(Box::new(writers));
+    // The opening went deep; the read loop stays shallow (`stack.rs`).
+    stack::give_back_below_here();
     read_pump(
         &guard,
         socket,
@@ -212,9 +217,11 @@ fn talk(
     if guard.outbox.is_abandoned() {
         guard.reason.set(CloseReason::SlowConsumer);
     }
-    // The guard tells the dispatcher and the writer; then wait for the
-    // writer so the connection's threads are all gone when this one ends.
+    // The guard tells the dispatcher and finishes the queue; then wait for
+    // the last write, so the connection's writing is over when this thread
+    // ends. Bounded: a writer gives up within the write timeout.
+    let outbox = guard.outbox.clone();
     drop(guard);
-    let _ = writer.join();
+    outbox.wait_closed(config.write_timeout + CLOSE_WAIT_MARGIN);
     debug!("conn {id}: closed");
 }

@@ -1,38 +1,48 @@
-//! The write pump: the one thread that writes to a client's socket.
+//! The write pump: the thread that writes a client's socket while the
+//! client has a backlog.
 //!
-//! Invariant: after the handshake, only this thread ever writes to its
-//! socket. Frames from the dispatcher and from the reader arrive already
-//! encoded through the client's `Outbox`, so they can never interleave.
+//! Invariant: after the handshake, only the holder of the client's turn
+//! (`outbox/turn.rs`) writes its socket, and while the client is
+//! `Backlogged` that is this thread. Frames from the dispatcher and from
+//! the reader arrive already encoded through the client's `Outbox`, so
+//! they can never interleave.
 //!
-//! The pump drains everything that is queued and hands it to the kernel in
-//! one `writev` call: a busy client costs one system call per batch, not one
-//! per message, and frames shared by many clients are never copied.
+//! A client that reads keeps up, and its frames are written in place by
+//! whoever pushes them (the dispatcher, mostly): no thread of its own. This
+//! thread is started when the socket would block, or when a close has to be
+//! written; it drains everything that is queued and hands it to the kernel
+//! in one `writev` call (one system call per batch, frames shared by many
+//! clients never copied), hands the turn back when the queue is empty,
+//! lingers `WRITER_LINGER` in case the backlog comes back (at full speed it
+//! does, and a thread start per backlog would cost more than it saves),
+//! and ends.
 //!
 //! Writes block with a short timeout (`WRITE_POLL_INTERVAL`) in a loop, so a
 //! writer stuck on a client that stopped reading still notices, within that
 //! interval, that the dispatcher has given up on the client, and gives up too
 //! once the client has taken no bytes for as long as the write timeout.
 //!
-//! Over TLS the batch is first encrypted, under the session's short lock,
-//! into one buffer of ciphertext (`TlsStream::seal`), which the same loop
-//! then writes outside the lock; an empty batch (the reader's wake-up,
-//! `Outbox::wake`) flushes what the session wants to send by itself. Why
-//! and how: `net/stream.rs`.
+//! Over TLS every frame comes this way (encryption stays off the
+//! dispatcher's thread): the batch is first encrypted, under the session's
+//! short lock, into one buffer of ciphertext (`TlsStream::seal`), which the
+//! same loop then writes outside the lock; an empty batch (the reader's
+//! wake-up, `Outbox::wake`) flushes what the session wants to send by
+//! itself. Why and how: `net/stream.rs`.
 
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
-
-use bytes::Bytes;
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use log::{debug, info};
 
-use crate::config::WRITE_POLL_INTERVAL;
+use crate::config::{WRITER_LINGER, WRITER_STACK_BYTES};
 use crate::ids::ConnId;
-use crate::metrics::Metrics;
+use crate::metrics::{Alive, Metrics};
 use crate::net::{Stream, is_timeout};
-use crate::outbox::{Inbox, Outbound, Shared};
+use crate::outbox::{Linger, Outbound, Shared, WriterStart};
 use crate::protocol::Frame;
 
 /// Why a batch could not be written.
@@ -44,76 +54,153 @@ enum WriteError {
     Io(io::Error),
 }
 
-/// Runs the pump until the queue is finished, every sender is gone, or the
-/// socket fails; then shuts the socket down, which also wakes the reader.
-pub fn run(
-    id: ConnId,
-    inbox: Inbox,
-    write_timeout: Duration,
-    max_batch: usize,
-    metrics: Arc<Metrics>,
-) {
-    let _alive = metrics.writer_alive();
-    let shared = &*inbox.shared;
-    let socket = &*shared.socket;
-    // Belt and braces: the socket is shut down even if this thread panics.
-    let _shutdown_on_exit = ShutdownOnDrop(socket);
-    if let Err(e) = socket.set_write_timeout(Some(WRITE_POLL_INTERVAL)) {
-        debug!("conn {id}: cannot set write timeout: {e}");
-        return;
+/// How serving a backlog ended.
+enum Served {
+    /// The queue is empty; the connection goes on.
+    Drained,
+    /// The connection is over: `Finish` or a close frame written, the
+    /// client dropped, or the socket failed.
+    Ended,
+}
+
+/// What a connection's writer threads are started with.
+pub struct Writers {
+    pub id: ConnId,
+    pub write_timeout: Duration,
+    pub max_batch: usize,
+    pub metrics: Arc<Metrics>,
+    /// Most writer threads the server may run at once (`os_limits`): a
+    /// thread start past the process's memory mappings would abort it.
+    pub max_writers: usize,
+}
+
+impl WriterStart for Arc<Writers> {
+    fn start(&self, shared: Arc<Shared>) -> io::Result<()> {
+        let Some(alive) = self.metrics.writer_reserved(self.max_writers) else {
+            return Err(io::Error::other(format!(
+                "{} writer threads already run",
+                self.max_writers
+            )));
+        };
+        let writers = self.clone();
+        thread::Builder::new()
+            .name(format!("writer-{}", self.id))
+            .stack_size(WRITER_STACK_BYTES)
+            .spawn(move || run(&writers, shared, alive))
+            .map(drop)
     }
 
+    fn written(&self, bytes: usize) {
+        self.metrics.written(bytes as u64);
+    }
+
+    fn in_place(&self) -> bool {
+        !self.metrics.dispatcher_behind()
+    }
+}
+
+/// Serves the client's backlog, lingers, and serves it again while it
+/// comes back; when the connection is over, closes the socket (which also
+/// wakes the reader).
+pub fn run(writers: &Writers, shared: Arc<Shared>, _alive: Alive) {
+    shared.writer_started();
+    // Belt and braces: the socket is closed even if this thread panics.
+    let mut on_exit = CloseOnDrop {
+        shared: &shared,
+        armed: true,
+    };
     let mut batch: Vec<Frame> = Vec::new();
-    // `recv` gives `None` only when every `Outbox` is gone: nothing more can come.
-    while let Some(first) = inbox.recv() {
-        let mut finished = false;
-        for item in std::iter::once(first).chain(inbox.receiver.try_iter()) {
-            match item {
-                Outbound::Frame(frame) => batch.push(frame),
-                Outbound::Close(frame) => {
-                    batch.push(frame);
-                    finished = true;
+    loop {
+        if let Served::Ended = serve(writers, &shared, &mut batch) {
+            return; // `on_exit` closes
+        }
+        if shared.writer_release() {
+            continue;
+        }
+        if let Linger::Over = shared.linger(WRITER_LINGER) {
+            on_exit.armed = false;
+            return;
+        }
+    }
+}
+
+/// Writes what a direct write left, then everything queued, batch by
+/// batch, until the queue is empty or the connection is over.
+fn serve(writers: &Writers, shared: &Shared, batch: &mut Vec<Frame>) -> Served {
+    let id = writers.id;
+    let mut mid_frame = false;
+    // A close frame left by a goodbye written in place: it ends the
+    // connection, and nothing queued may follow it.
+    let mut last = false;
+    if let Some(carry) = shared.take_carry() {
+        batch.push(carry.rest);
+        mid_frame = carry.partial;
+        last = carry.last;
+    }
+    loop {
+        let mut finished = last;
+        if !last {
+            for item in shared.receiver.try_iter() {
+                match item {
+                    Outbound::Frame(frame) => batch.push(frame),
+                    Outbound::Close(frame) => {
+                        batch.push(frame);
+                        finished = true;
+                    }
+                    Outbound::Finish => finished = true,
                 }
-                Outbound::Finish => finished = true,
+                if finished || batch.len() >= writers.max_batch {
+                    break;
+                }
             }
-            if finished || batch.len() >= max_batch {
-                break;
-            }
+        }
+        if batch.is_empty() && !finished {
+            return Served::Drained;
         }
         if shared.is_abandoned() {
             // Between frames, so a close frame can still go out whole.
-            say_last_words(shared);
-            return;
+            if !mid_frame {
+                say_last_words(shared);
+            }
+            return Served::Ended;
         }
         let bytes: usize = batch.iter().map(|frame| frame.len()).sum();
-        let result = match socket {
-            Stream::Plain(socket) => write_batch(socket, &batch, write_timeout, shared, &metrics),
-            Stream::Tls(tls) => match tls.seal(&batch) {
-                Ok(sealed) if sealed.is_empty() => Ok(()),
-                Ok(sealed) => {
-                    let sealed = [Bytes::from(sealed)];
-                    write_batch(socket.socket(), &sealed, write_timeout, shared, &metrics)
-                }
-                Err(e) => Err(WriteError::Io(e)),
-            },
-        };
+        let result = write(writers, shared, batch);
         shared.taken(bytes);
         batch.clear();
+        mid_frame = false;
         match result {
             Ok(()) => {}
-            Err(WriteError::Abandoned) => return,
+            Err(WriteError::Abandoned) => return Served::Ended,
             Err(WriteError::TimedOut) => {
-                info!("conn {id}: dropped: took no data for {write_timeout:?}");
-                return;
+                let timeout = writers.write_timeout;
+                info!("conn {id}: dropped: took no data for {timeout:?}");
+                return Served::Ended;
             }
             Err(WriteError::Io(e)) => {
                 debug!("conn {id}: write failed: {e}");
-                return;
+                return Served::Ended;
             }
         }
         if finished {
-            return;
+            return Served::Ended;
         }
+    }
+}
+
+/// Writes one batch: as it is on a plain socket, sealed over TLS.
+fn write(writers: &Writers, shared: &Shared, batch: &[Frame]) -> Result<(), WriteError> {
+    let (timeout, metrics) = (writers.write_timeout, &*writers.metrics);
+    match &*shared.socket {
+        Stream::Plain(socket) => write_batch(socket, batch, timeout, shared, metrics),
+        Stream::Tls(tls) => match tls.seal(batch) {
+            Ok(sealed) if sealed.is_empty() => Ok(()),
+            Ok(sealed) => {
+                let sealed = [Bytes::from(sealed)];
+                write_batch(shared.socket.socket(), &sealed, timeout, shared, metrics)
+            }
+            Err(e) => Err(WriteError::Io(e)),
+        },
     }
 }
 
@@ -172,16 +259,25 @@ fn say_last_words(shared: &Shared) {
     }
 }
 
-/// Ends the connection when the writer ends: over TLS a `close_notify`
-/// first (written by this thread, the socket's one writer), then the
-/// socket is shut down, which also wakes the reader.
-struct ShutdownOnDrop<'a>(&'a Stream);
+/// Ends the connection when the writer ends it (or panics): over TLS a
+/// `close_notify` first (written by this thread, the socket's one writer),
+/// then the socket is shut down, which also wakes the reader, and the turn
+/// is `Closed`. Disarmed when the writer only ends its linger.
+struct CloseOnDrop<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
 
-impl Drop for ShutdownOnDrop<'_> {
+impl Drop for CloseOnDrop<'_> {
     fn drop(&mut self) {
-        if self.0.is_tls() {
-            self.0.close_write();
+        if !self.armed {
+            return;
         }
-        let _ = self.0.shutdown(Shutdown::Both);
+        let socket = &*self.shared.socket;
+        if socket.is_tls() {
+            socket.close_write();
+        }
+        let _ = socket.shutdown(Shutdown::Both);
+        self.shared.closed();
     }
 }

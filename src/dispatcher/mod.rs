@@ -72,8 +72,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, warn};
 
 use crate::config::{
-    Config, HEARTBEAT_INTERVAL, HISTORY_MESSAGE_BYTES, INSIDE_RECENT_DROPS, MAX_CATCH_UP_BYTES,
-    MAX_EVENTS_PER_BATCH,
+    Config, HEARTBEAT_INTERVAL, HISTORY_MESSAGE_BYTES, IN_PLACE_MAX_BATCH_EVENTS,
+    INSIDE_RECENT_DROPS, MAX_CATCH_UP_BYTES, MAX_EVENTS_PER_BATCH,
 };
 use crate::ids::ConnId;
 use crate::metrics::stats::{DispatcherView, RecentDrops};
@@ -215,6 +215,12 @@ impl Dispatcher {
                 stopping |= self.handle(event);
                 handled += 1;
             }
+            // A large batch means this thread is behind (full speed, or short
+            // of CPU): its frames then go to writer threads, which the
+            // scheduler serves side by side, rather than being written in
+            // place one socket after another (`outbox/turn.rs`).
+            self.metrics
+                .set_dispatcher_behind(handled > IN_PLACE_MAX_BATCH_EVENTS);
             self.flush();
             self.metrics.batch(handled);
         }

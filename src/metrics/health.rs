@@ -100,6 +100,16 @@ impl Alive {
         threads.inc();
         Alive(threads.clone())
     }
+
+    /// Counts one more on `threads` if fewer than `max` are counted.
+    pub(super) fn reserve(threads: &Gauge, max: usize) -> Option<Alive> {
+        let before = threads.inc();
+        if usize::try_from(before).unwrap_or(0) >= max {
+            threads.dec();
+            return None;
+        }
+        Some(Alive(threads.clone()))
+    }
 }
 
 impl Drop for Alive {
@@ -133,7 +143,7 @@ mod tests {
     fn alive_guards_count_threads_up_and_down() {
         let metrics = Metrics::new();
         let reader = metrics.reader_alive();
-        let writer = metrics.writer_alive();
+        let writer = metrics.writer_reserved(usize::MAX).unwrap();
         assert_eq!((metrics.readers(), metrics.writers()), (1, 1));
         drop(reader);
         drop(writer);

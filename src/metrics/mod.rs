@@ -91,6 +91,10 @@ pub struct Metrics {
 
     readers: Gauge,
     writers: Gauge,
+    /// Whether the dispatcher's last batch was large (it is behind): frames
+    /// then go to writer threads instead of being written in place
+    /// (`outbox/turn.rs`). Not exported; read on every push.
+    behind: std::sync::atomic::AtomicBool,
     logged_in: Gauge,
     rooms: Gauge,
 
@@ -131,6 +135,7 @@ impl Metrics {
             health: Health::new(started),
             readers: Gauge::default(),
             writers: Gauge::default(),
+            behind: std::sync::atomic::AtomicBool::new(false),
             logged_in: Gauge::default(),
             rooms: Gauge::default(),
             received: Labelled::new(),
@@ -160,9 +165,12 @@ impl Metrics {
         Alive::new(&self.readers)
     }
 
-    /// A writer thread has started; it counts as alive until the guard drops.
-    pub fn writer_alive(&self) -> Alive {
-        Alive::new(&self.writers)
+    /// A writer thread is about to start, if fewer than `max` run: it
+    /// counts as alive from now until the guard drops. Counted before the
+    /// thread starts, so that threads started at once cannot all see room
+    /// for one more.
+    pub fn writer_reserved(&self, max: usize) -> Option<Alive> {
+        Alive::reserve(&self.writers, max)
     }
 
     /// A reader received a message (text or binary) from its client.
@@ -250,6 +258,18 @@ impl Metrics {
     /// The dispatcher is alive (see `Health`).
     pub fn heartbeat(&self) {
         self.health.beat();
+    }
+
+    /// The dispatcher says whether it is behind (its batch was large).
+    pub fn set_dispatcher_behind(&self, behind: bool) {
+        self.behind
+            .store(behind, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the dispatcher is behind: writing in place is then left to
+    /// the writer threads.
+    pub fn dispatcher_behind(&self) -> bool {
+        self.behind.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The dispatcher's count of logged-in connections, whenever it changes.

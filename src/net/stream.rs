@@ -28,7 +28,12 @@
 //!   stream pushes an empty frame), and the writer flushes it with its next
 //!   batch. So the one writer stays the one writer.
 //!
-//! Before the writer exists, the connection's own thread does the TLS
+//! A TLS frame is never written in place by its pusher, as a plain one may
+//! be (`outbox/turn.rs`): encryption stays off the dispatcher's thread, and
+//! every frame goes through the connection's writer thread, started when
+//! something is queued.
+//!
+//! Before the outbox opens, the connection's own thread does the TLS
 //! handshake and the HTTP exchange and may read and write directly
 //! (`accept_tls`, `Read`/`Write` for `&Stream`), as it does on a plain
 //! socket; the handshake has the HTTP head's deadline.
@@ -272,7 +277,11 @@ impl TlsStream {
 
     /// Reads plaintext: what the session holds already, else ciphertext
     /// from the socket (outside the lock, bounded by its read timeout),
-    /// fed to the session under the lock.
+    /// fed to the session under the lock. Never inlined: its 18 KiB buffer
+    /// would otherwise sit in the frame of every read, a plain socket's
+    /// too, whose stack probe touches every page of it (measured: 20 KiB
+    /// of resident stack per idle plain connection).
+    #[inline(never)]
     fn read_plain(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut chunk = [0u8; CIPHERTEXT_CHUNK];
         loop {

@@ -49,7 +49,8 @@
 //! dispatcher dies), and `os_limits.rs` reads what the operating system
 //! lets one process hold.
 //!
-//! The design's limit, stated plainly: every connection costs two threads, so
+//! The design's limit, stated plainly: every connection costs a thread (two
+//! while it is behind), so
 //! the number of connections is capped (`--max-connections`), and so is the
 //! share of one client address (`--max-connections-per-ip`); above a cap
 //! the server answers 503 or 429 from one small "rejecter" thread instead
@@ -273,14 +274,19 @@ impl Server {
     /// Starts the dispatcher and the accept loop on their own threads.
     pub fn spawn(mut self) -> io::Result<ServerHandle> {
         let local_addr = self.listener.local_addr()?;
-        let (ceiling, why) = os_limits::connection_ceiling();
-        if self.config.max_connections > ceiling {
+        let ceiling = os_limits::ceiling();
+        if self.config.max_connections > ceiling.connections {
             warn!(
-                "serving at most {ceiling} connections, not {}: {why}",
-                self.config.max_connections
+                "serving at most {} connections, not {}: {}",
+                ceiling.connections, self.config.max_connections, ceiling.why
             );
-            self.config.max_connections = ceiling;
+            self.config.max_connections = ceiling.connections;
         }
+        // Half the threads one reader per connection leaves are for writers;
+        // the other half covers what thread starts and ends leave mapped
+        // for a while (glibc keeps ended threads' stacks for reuse).
+        self.config.max_writers =
+            (ceiling.threads.saturating_sub(self.config.max_connections) / 2).max(1);
         if let Some(path) = &self.config.conformance_echo {
             warn!(
                 "ws://{local_addr}{path} sends every message back (--conformance-echo): for testing only"

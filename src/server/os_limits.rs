@@ -10,35 +10,55 @@
 //!   is raised to the hard one, as far as the process may;
 //! - memory mappings (`vm.max_map_count`, 65,530 by default): every thread
 //!   Rust starts has two, its stack and the guard page below it, and two more
-//!   for the small stack its stack-overflow handler runs on. Two threads per
-//!   connection make eight. Running out of mappings aborts the process when a
-//!   thread starts, so this one matters most;
+//!   for the small stack its stack-overflow handler runs on. A connection has
+//!   one thread, its reader, and a writer only while it is behind, so the
+//!   budget of threads is split: connections get at most fifteen sixteenths
+//!   of it, and the rest bounds the writer threads (`Ceiling::threads`).
+//!   Running out of mappings aborts the process when a thread starts, so
+//!   this one matters most;
 //! - threads (`kernel.pid_max`) are counted for the whole machine, not the
 //!   process, so they cannot be budgeted here; spawn failures are handled
 //!   where threads are started.
 
 use std::fs;
 
-use crate::config::{FILES_RESERVE, MAPPINGS_PER_CONNECTION, MAPPINGS_RESERVE};
+use crate::config::{
+    FILES_RESERVE, MAPPINGS_PER_THREAD, MAPPINGS_RESERVE, WRITER_SHARE_DENOMINATOR,
+};
 
-/// The most connections this process can serve, as far as it can tell, and
-/// which limit says so.
-pub fn connection_ceiling() -> (usize, String) {
+/// What this process can hold, as far as it can tell.
+pub struct Ceiling {
+    /// The most connections, and which limit says so.
+    pub connections: usize,
+    pub why: String,
+    /// The most threads the memory mappings allow (`usize::MAX` if unknown):
+    /// what `connections` readers leave of it bounds the writer threads.
+    pub threads: usize,
+}
+
+/// The most connections this process can serve, and threads it can run.
+pub fn ceiling() -> Ceiling {
     let files = raise_open_files_limit();
     let by_files = files.saturating_sub(FILES_RESERVE);
     let maps = read_number("/proc/sys/vm/max_map_count").unwrap_or(usize::MAX);
-    let by_mappings = maps.saturating_sub(MAPPINGS_RESERVE) / MAPPINGS_PER_CONNECTION;
+    let threads = maps.saturating_sub(MAPPINGS_RESERVE) / MAPPINGS_PER_THREAD;
+    let by_mappings = threads / WRITER_SHARE_DENOMINATOR * (WRITER_SHARE_DENOMINATOR - 1);
     if by_mappings < by_files {
         let why = format!(
-            "vm.max_map_count is {maps} and a connection needs {MAPPINGS_PER_CONNECTION} \
-             (raise it with `sysctl -w vm.max_map_count=131072`)"
+            "vm.max_map_count is {maps}, a thread needs {MAPPINGS_PER_THREAD}, and a \
+             sixteenth of the threads is kept for writers"
         );
-        (by_mappings.max(1), why)
+        Ceiling {
+            connections: by_mappings.max(1),
+            why,
+            threads,
+        }
     } else {
-        (
-            by_files.max(1),
-            format!("the open-file limit is {files} (`ulimit -n`)"),
-        )
+        Ceiling {
+            connections: by_files.max(1),
+            why: format!("the open-file limit is {files} (`ulimit -n`)"),
+            threads,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! HTTP 503 (`--max-connections`) or 429 (`--max-connections-per-ip`), so
 //! that refusing costs no thread per connection.
 //!
-//! The caps exist because every connection costs two threads; spawning a
+//! The caps exist because every connection costs a thread; spawning a
 //! thread to refuse each one would spend exactly what the caps protect.
 //! Instead the accept loop hands an over-cap socket to this thread through
 //! a bounded queue (`REJECT_QUEUE`), and if even that is full the socket is

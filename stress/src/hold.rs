@@ -81,6 +81,17 @@ pub struct HoldResult {
     /// Server memory per idle connection (KiB) and per connection overall.
     pub idle_kib_per_connection: Option<f64>,
     pub kib_per_connection: Option<f64>,
+    /// The machine's `MemAvailable` (KiB, `/proc/meminfo`) after the
+    /// logins and while holding everything, and its drop per idle
+    /// connection: the server's memory, the kernel's (thread stacks'
+    /// kernel side, socket buffers, both ends of each loopback connection)
+    /// and this tool's. Noisy on a shared machine; compare servers in one run.
+    #[serde(default)]
+    pub available_after_login_kib: Option<u64>,
+    #[serde(default)]
+    pub available_during_kib: Option<u64>,
+    #[serde(default)]
+    pub machine_kib_per_idle_connection: Option<f64>,
     pub threads_per_connection: Option<f64>,
     pub teardown_s: f64,
     pub cpu: CpuUse,
@@ -171,6 +182,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     result.login_s = login_start.elapsed().as_secs_f64();
     std::thread::sleep(SETTLE);
     result.after_login = sample();
+    result.available_after_login_kib = mem_available_kib();
 
     // The idle connections, opened by a few connector threads.
     let establish_start = Instant::now();
@@ -221,6 +233,7 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     // Hold, sampling.
     std::thread::sleep(SETTLE);
     result.during = sample();
+    result.available_during_kib = mem_available_kib();
     let hold_until = Instant::now() + Duration::from_secs_f64(args.hold_secs.max(0.0));
     let mut max_rss = result.during.map(|s| s.rss_kib);
     while Instant::now() < hold_until {
@@ -262,6 +275,13 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
         result.kib_per_connection = Some(during.rss_kib.saturating_sub(before.rss_kib) as f64 / n);
         result.threads_per_connection =
             Some(during.threads.saturating_sub(before.threads) as f64 / n);
+        if let (Some(then), Some(now)) = (
+            result.available_after_login_kib,
+            result.available_during_kib,
+        ) {
+            result.machine_kib_per_idle_connection =
+                Some(then.saturating_sub(now) as f64 / idle_opened);
+        }
     }
     result.errors = errors.into_lines();
     Ok(Report {
@@ -271,6 +291,13 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
         rows: rows(&result),
         result: serde_json::to_value(&result).expect("serializes"),
     })
+}
+
+/// The machine's `MemAvailable`, in KiB.
+fn mem_available_kib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn rows(r: &HoldResult) -> Vec<(String, String)> {
@@ -310,6 +337,12 @@ fn rows(r: &HoldResult) -> Vec<(String, String)> {
         rows.push((
             "per connection".into(),
             format!("{idle:.1} KiB idle, {all:.1} KiB overall, {threads:.2} threads"),
+        ));
+    }
+    if let Some(machine) = r.machine_kib_per_idle_connection {
+        rows.push((
+            "machine per idle".into(),
+            format!("{machine:.1} KiB of MemAvailable (server, kernel, both ends)"),
         ));
     }
     rows.push((

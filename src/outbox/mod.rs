@@ -2,10 +2,19 @@
 //!
 //! Several threads have something to send to one client: the dispatcher
 //! (broadcasts, refusals) and the client's own reader (pongs, close replies,
-//! refusals of bad input). None of them may write to the socket, because two
-//! writers would interleave half-written frames. So each of them pushes
-//! finished frames into this queue and one writer thread per client
-//! (`writer.rs`) drains it.
+//! refusals of bad input). Two of them writing at once would interleave
+//! half-written frames, so exactly one may write at a time, and whose turn
+//! it is is one named state per client (`turn.rs`): nobody (`Idle`), the
+//! pusher itself for one frame the socket takes at once (`Direct`), or a
+//! writer thread while the client has a backlog (`Backlogged`).
+//!
+//! The common case costs no thread and no wake-up: a frame pushed while
+//! nothing waits is written in place with one non-blocking `send`; the
+//! bytes are in the kernel before `push` returns. Only when the socket
+//! would block, frames already wait, or the dispatcher is behind, does the
+//! frame go into the queue,
+//! which a writer thread (`connection/writer.rs`) drains; that thread
+//! exists only while there is a backlog, plus a short linger.
 //!
 //! The queue is bounded in messages and in bytes, and pushing never blocks:
 //! a full queue means the client has stopped reading, and it is disconnected
@@ -14,15 +23,21 @@
 //! allocates all its slots up front, which for 10,000 mostly idle clients
 //! would cost more memory than the clients themselves.)
 
+mod turn;
+
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, OnceLock};
-use std::thread::{self, Thread};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::net::Stream;
 use crate::protocol::Frame;
+
+use turn::{AtomicTurn, Now};
+pub use turn::{Carry, Linger, Turn, WriterStart};
 
 /// What the writer thread is asked to do.
 pub enum Outbound {
@@ -36,12 +51,35 @@ pub enum Outbound {
     Finish,
 }
 
-/// State that the senders and the writer of one connection share.
+/// State that the senders and the writers of one connection share.
 pub struct Shared {
-    /// The socket, shared by the reader (which reads) and the writer (which
-    /// writes). Anyone may shut it down: that is how a connection is ended
-    /// from outside, since it wakes a reader blocked in `read`.
+    /// The socket, shared by the reader (which reads) and whoever holds the
+    /// turn to write. Anyone may shut it down: that is how a connection is
+    /// ended from outside, since it wakes a reader blocked in `read`.
     pub socket: Arc<Stream>,
+    /// Whose turn it is to write the socket (`turn.rs`).
+    turn: AtomicTurn,
+    /// Whether a frame may be written in place by its pusher: only on a
+    /// plain socket. Over TLS encryption stays off the dispatcher's thread,
+    /// so every frame goes through the writer thread.
+    direct: bool,
+    /// The queue's receiving end, drained by the writer thread of the
+    /// moment.
+    pub receiver: Receiver<Outbound>,
+    /// What a direct write left unwritten (the socket took part of a frame,
+    /// or none of it): the next writer writes it before anything queued.
+    carry: Mutex<Option<Carry>>,
+    /// Starts a writer thread when a backlog needs one; set when the
+    /// connection opens (`Inbox::open`).
+    start: OnceLock<Box<dyn WriterStart>>,
+    /// The writer thread of the moment, to wake it from its linger.
+    writer: Mutex<Option<Thread>>,
+    /// True while a writer thread lives (serving or lingering).
+    writer_alive: AtomicBool,
+    /// True while the writer lingers asleep (parked) waiting for a backlog.
+    writer_asleep: AtomicBool,
+    /// The reader waiting for the connection's last write (`wait_closed`).
+    closing: Mutex<Option<Thread>>,
     /// Bytes pushed and not yet taken by the writer.
     queued_bytes: AtomicUsize,
     /// Set when the connection is being dropped (too slow, server shutdown);
@@ -50,10 +88,6 @@ pub struct Shared {
     /// The close frame to send, if it can be, when the connection is
     /// abandoned.
     last_words: OnceLock<Frame>,
-    /// The writer thread, to wake it; set by the writer when it starts.
-    writer: OnceLock<Thread>,
-    /// True while the writer is asleep (parked) waiting for work.
-    writer_asleep: AtomicBool,
     /// Set by the dispatcher when it admits the client's first login, and
     /// never cleared: the reader, which cannot know by itself whether a
     /// login it passed on was admitted, reads it at its wake-ups to keep
@@ -72,9 +106,10 @@ pub struct Outbox {
     max_bytes: usize,
 }
 
-/// The receiving half, owned by the writer thread.
+/// The writing side before the connection opens: the connection's thread
+/// keeps it until its 101 is sent, then opens it (`open`). Until then
+/// everything pushed waits in the queue.
 pub struct Inbox {
-    pub receiver: Receiver<Outbound>,
     pub shared: Arc<Shared>,
 }
 
@@ -86,12 +121,19 @@ pub struct QueueFull;
 pub fn outbox(socket: Arc<Stream>, max_messages: usize, max_bytes: usize) -> (Outbox, Inbox) {
     let (sender, receiver) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
+        direct: !socket.is_tls(),
         socket,
+        turn: AtomicTurn::new(Turn::Opening),
+        receiver,
+        carry: Mutex::new(None),
+        start: OnceLock::new(),
+        writer: Mutex::new(None),
+        writer_alive: AtomicBool::new(false),
+        writer_asleep: AtomicBool::new(false),
+        closing: Mutex::new(None),
         queued_bytes: AtomicUsize::new(0),
         abandoned: AtomicBool::new(false),
         last_words: OnceLock::new(),
-        writer: OnceLock::new(),
-        writer_asleep: AtomicBool::new(false),
         logged_in: AtomicBool::new(false),
     });
     let outbox = Outbox {
@@ -100,19 +142,31 @@ pub fn outbox(socket: Arc<Stream>, max_messages: usize, max_bytes: usize) -> (Ou
         max_messages,
         max_bytes,
     };
-    (outbox, Inbox { receiver, shared })
+    (outbox, Inbox { shared })
+}
+
+impl Inbox {
+    /// The 101 is sent: from now on frames reach the socket, in place or
+    /// through a writer thread that `start` starts.
+    pub fn open(self, start: Box<dyn WriterStart>) {
+        let _ = self.shared.start.set(start);
+        self.shared.opened();
+    }
 }
 
 impl Outbox {
-    /// Queues a frame unless the client is already too far behind. Never
-    /// blocks. A push after the writer has gone is silently dropped: the
-    /// connection is closing and its reader will report it.
+    /// Writes a frame now if the socket takes it, else queues it, unless
+    /// the client is already too far behind. Never blocks. A push after the
+    /// connection has closed is silently dropped: its reader will report it.
     pub fn push(&self, frame: Frame) -> Result<(), QueueFull> {
         let queued = self.shared.queued_bytes.load(Ordering::Relaxed);
         if self.sender.len() >= self.max_messages
             || queued.saturating_add(frame.len()) > self.max_bytes
         {
             return Err(QueueFull);
+        }
+        if let Now::Done = self.shared.write_now(&frame) {
+            return Ok(());
         }
         self.shared.added(frame.len());
         self.send(Outbound::Frame(frame));
@@ -122,12 +176,18 @@ impl Outbox {
     /// Queues a close frame, the last thing the client will be sent. Not
     /// bounded: a close frame must always get through to a client that reads.
     pub fn close(&self, close_frame: Frame) {
+        if self.shared.close_now(Some(&close_frame)) {
+            return;
+        }
         self.shared.added(close_frame.len());
         self.send(Outbound::Close(close_frame));
     }
 
     /// Asks the writer to flush what is queued and then close the socket.
     pub fn finish(&self) {
+        if self.shared.close_now(None) {
+            return;
+        }
         self.send(Outbound::Finish);
     }
 
@@ -137,21 +197,17 @@ impl Outbox {
     pub fn abandon(&self, last_words: Frame) {
         let _ = self.shared.last_words.set(last_words);
         self.shared.abandoned.store(true, Ordering::Release);
-        // Wakes a writer that is waiting for work; one blocked in a write
-        // notices the flag within `WRITE_POLL_INTERVAL`.
+        // Gives the writer the turn; one blocked in a write notices the
+        // flag within `WRITE_POLL_INTERVAL`.
         self.send(Outbound::Finish);
     }
 
-    /// Sends, then wakes the writer if it sleeps. See `Inbox::recv` for why
-    /// the fence makes a lost wake-up impossible.
+    /// Queues, then makes sure someone will write it: see `turn.rs` for
+    /// why the fence makes a lost hand-over impossible.
     fn send(&self, item: Outbound) {
         let _ = self.sender.send(item);
         fence(Ordering::SeqCst);
-        if self.shared.writer_asleep.swap(false, Ordering::SeqCst)
-            && let Some(writer) = self.shared.writer.get()
-        {
-            writer.unpark();
-        }
+        self.shared.queued_work();
     }
 
     /// What waits in the queue now: messages (pushes)
@@ -195,45 +251,13 @@ impl Outbox {
     pub fn shutdown_socket(&self) {
         let _ = self.shared.socket.shutdown(Shutdown::Both);
     }
-}
 
-impl Inbox {
-    /// Waits for the next thing to write. `None` once every `Outbox` is gone.
-    ///
-    /// Why not just `Receiver::recv`? It spins and calls `sched_yield` a few
-    /// times before it sleeps, which pays off when the other side is on
-    /// another core and about to send. Here hundreds of writers share a core
-    /// and mostly wait for the next broadcast, so every spin steals time from
-    /// the thread that would produce it (measured: four `sched_yield` calls
-    /// per delivery at 20,000 deliveries/s). So the writer sleeps with
-    /// `thread::park`, and a pusher that finds it asleep wakes it.
-    ///
-    /// The lost wake-up this must avoid: the writer finds the queue empty, a
-    /// push lands and finds the writer not yet asleep, then the writer goes to
-    /// sleep forever. Both sides therefore announce first and look second,
-    /// with a fence between: the writer sets `writer_asleep` and then checks
-    /// the queue; a pusher adds to the queue and then checks `writer_asleep`.
-    /// Whichever comes second sees the other's announcement. (An `unpark`
-    /// that arrives before the `park` is kept, so `park` returns at once.)
-    ///
-    /// Every connection's queue ends with `Finish` or a close frame, sent by
-    /// the reader's guard even on panic, so the writer is never left asleep
-    /// after its last sender is gone.
-    pub fn recv(&self) -> Option<Outbound> {
-        let _ = self.shared.writer.set(thread::current());
-        loop {
-            match self.receiver.try_recv() {
-                Ok(item) => return Some(item),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => {}
-            }
-            self.shared.writer_asleep.store(true, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            if self.receiver.is_empty() {
-                thread::park();
-            }
-            self.shared.writer_asleep.store(false, Ordering::SeqCst);
-        }
+    /// Waits, at most `bound`, for the connection's last write: the writer
+    /// that took `Finish` or a close frame has closed the socket. The
+    /// reader calls it after its goodbye, so that the connection's writing
+    /// is over when its thread ends.
+    pub fn wait_closed(&self, bound: Duration) {
+        self.shared.wait_closed(bound);
     }
 }
 
@@ -247,8 +271,8 @@ impl Shared {
         self.last_words.get()
     }
 
-    /// Bytes put on the queue. Every frame the writer may take off it is
-    /// counted here first, so the count never goes below zero.
+    /// Bytes put on the queue (or into the carry). Every frame a writer
+    /// may take is counted here first, so the count never goes below zero.
     fn added(&self, bytes: usize) {
         self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
