@@ -88,6 +88,9 @@ FLAGS=(--rate-limit 0 --log-level warn --max-connections 20000)
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 : >"$RESULTS"
+# Other work on the machine moves every figure: the load when the run began
+# goes into the report.
+LOAD_AT_START=$(cut -d ' ' -f 1-3 /proc/loadavg)
 for round in $(seq "$ROUNDS"); do
     for side in "${SIDES[@]}"; do
         case $side in
@@ -116,9 +119,9 @@ done
 
 # The medians as markdown, printed and kept in bench/ab.md, which
 # `make bench` (bench/run.sh) appends to docs/bench.md.
-python3 - "$RESULTS" "$before_sha" "$after_sha" "$ROUNDS" "$IDLE" <<'PY' | tee bench/ab.md
+python3 - "$RESULTS" "$before_sha" "$after_sha" "$ROUNDS" "$IDLE" "$LOAD_AT_START" <<'PY' | tee bench/ab.md
 import json, statistics, sys
-path, before_sha, after_sha, rounds, idle_n = sys.argv[1:]
+path, before_sha, after_sha, rounds, idle_n, load_at_start = sys.argv[1:]
 runs = [json.loads(line) for line in open(path) if line.strip()]
 table, idle = {}, {}
 machine = runs[0].get("machine", "not recorded") if runs else "not recorded"
@@ -141,8 +144,8 @@ print("\n## Before and after, beside the tokio peer (`bench/ab.sh`)\n")
 print(f"Machine: {machine}. `bash bench/ab.sh {before_sha}`: the builds and the tokio peer "
       f"(`bench/tokio-peer`) alternate, {rounds} rounds, a fresh server for each load, pinned as in "
       "`make bench`; every figure is the median of its runs. The 100-user fan-out (10 senders; "
-      "2,000 chats each at full speed, 20 a second each when steady). The machine was shared with "
-      "other work while this ran, so compare the ratios, within this run.\n")
+      "2,000 chats each at full speed, 20 a second each when steady). Load average (1, 5, 15 min) "
+      f"when the run began: {load_at_start}; compare the ratios, within this run.\n")
 print("| load | server | runs | deliveries/s | server CPU per delivery (µs) | p99 (ms) |")
 print("|---|---|---:|---:|---:|---:|")
 med = {}
