@@ -20,6 +20,7 @@ ROUNDS=${ROUNDS:-3}
 REQUESTS_PER_S=${REQUESTS_PER_S:-200}
 MESSAGES=${MESSAGES:-2000}
 IDLE=${IDLE:-0} # connections held open, silent, besides the room's users
+PATHS=${PATHS:-} # the paths asked, comma-separated (empty: the stress tool's three)
 read -r -a SERVER_FLAGS <<<"${SERVER_FLAGS:-}" # more flags for every server, e.g. --fsync
 RESULTS=${RESULTS:-bench/endpoints.jsonl}
 STRESS=${STRESS:-${CARGO_TARGET_DIR:-target}/release/chat-stress}
@@ -46,7 +47,8 @@ for round in $(seq "$ROUNDS"); do
         start_server bench/endpoints.log "$binary" $(load_flags "$binary") --rate-limit 0 --log-level warn \
             --db "$DB_DIR/round-$round-$i.db" "${SERVER_FLAGS[@]}"
         stress "$i $binary" endpoints --users 100 --senders 10 --messages "$MESSAGES" \
-            --requests-per-s "$REQUESTS_PER_S" --idle "$IDLE" --timeout 120
+            --requests-per-s "$REQUESTS_PER_S" --idle "$IDLE" --timeout 120 \
+            ${PATHS:+--paths "$PATHS"}
         stop_server
     done
 done

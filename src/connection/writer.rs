@@ -94,8 +94,13 @@ impl WriterStart for Arc<Writers> {
         self.metrics.written(bytes as u64);
     }
 
+    /// In place while the dispatcher keeps up, and also when half the
+    /// writer threads already run: in a login storm every member has
+    /// frames at once, and a writer each would exhaust the budget and close
+    /// clients whose sockets could take the bytes now. The dispatcher then
+    /// pays for the writes; only a socket that would block needs a thread.
     fn in_place(&self) -> bool {
-        !self.metrics.dispatcher_behind()
+        !self.metrics.dispatcher_behind() || self.metrics.writers() as usize >= self.max_writers / 2
     }
 }
 
