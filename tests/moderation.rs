@@ -5,24 +5,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::moderation::{SECRET, token};
 use common::{Client, TestServer, WAIT, users};
 use serde_json::{Value, json};
 use threadchat::Config;
-use threadchat::auth::{Grant, Secret, mint_grant};
+use threadchat::auth::Secret;
 use threadchat::protocol::Role;
 use tungstenite::protocol::frame::coding::CloseCode;
-
-const SECRET: &str = "a class secret that is long enough for HS256!";
-
-fn token(user: &str, role: Role) -> String {
-    let grant = Grant {
-        username: user.to_string(),
-        ttl: Duration::from_secs(3600),
-        role,
-        ..Grant::default()
-    };
-    mint_grant(SECRET.as_bytes(), &grant).unwrap()
-}
 
 fn signed(edit_window: u64) -> Config {
     Config {

@@ -5,27 +5,12 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::moderation::{OPERATOR, SECRET, token};
 use common::redis::RedisServer;
 use common::{BinaryServer, Client, raw_http, status_and_body};
 use serde_json::{Value, json};
-use threadchat::auth::{Grant, mint_grant};
 use threadchat::protocol::Role;
 use tungstenite::protocol::frame::coding::CloseCode;
-
-const SECRET: &str = "a class secret that is long enough for HS256!";
-const OPERATOR: &str = "operator-token-0123456789-abcdefghijklmnop";
-
-fn token(user: &str, role: Role) -> String {
-    let grant = Grant {
-        username: user.to_string(),
-        ttl: Duration::from_secs(3600),
-        role,
-        ..Grant::default()
-    };
-    mint_grant(SECRET.as_bytes(), &grant).unwrap()
-}
 
 fn node(redis: &RedisServer, dir: &tempfile::TempDir) -> BinaryServer {
     let operator = dir.path().join("operator");

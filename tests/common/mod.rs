@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod moderation;
 pub mod proxy;
 pub mod redis;
 pub mod tls;
