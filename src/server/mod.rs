@@ -26,7 +26,8 @@
 //! accept loop        accept          one                    server/accept.rs
 //! reader             reader-<conn>   one per connection     connection/reader.rs (its
 //!                                                           front door: connection/)
-//! writer             writer-<conn>   one per connection     connection/writer.rs
+//! writer             writer-<conn>   one while a client is  connection/writer.rs
+//!                                    behind (outbox/turn.rs)
 //! dispatcher         dispatcher      one                    dispatcher/, run by
 //!                                                           server/shutdown.rs's
 //!                                                           supervise_dispatcher
@@ -40,21 +41,16 @@
 //!                                    most MAX_ADMIN_CONNECTIONS
 //! ```
 //!
-//! The rest of this folder, one role a file: `listen.rs` makes the
-//! listening sockets, `accept.rs` runs the accept loop and keeps the
-//! connection caps (in all, and per client address), `rejecter.rs` answers
-//! over them, `admin_listen.rs` serves `--admin-listen`, `handle.rs` is what
-//! a running server answers to (its address, its counts, a certificate
-//! reload), `shutdown.rs` stops it all (and ends the process if the
-//! dispatcher dies), and `os_limits.rs` reads what the operating system
-//! lets one process hold.
+//! One role a file: `listen.rs` (the sockets), `accept.rs` (the loop, the
+//! caps), `rejecter.rs`, `admin_listen.rs`, `handle.rs` (address, counts,
+//! certificate reload), `shutdown.rs` (and the process's end if the
+//! dispatcher dies), `os_limits.rs` (what the OS lets one process hold).
 //!
 //! The design's limit, stated plainly: every connection costs a thread (two
-//! while it is behind), so
-//! the number of connections is capped (`--max-connections`), and so is the
-//! share of one client address (`--max-connections-per-ip`); above a cap
-//! the server answers 503 or 429 from one small "rejecter" thread instead
-//! of spawning more.
+//! while it is behind), so the number of connections is capped
+//! (`--max-connections`), and so is one client address's share
+//! (`--max-connections-per-ip`); above a cap the server answers 503 or 429
+//! from one small "rejecter" thread instead of spawning more.
 
 mod accept;
 mod admin_listen;
