@@ -308,9 +308,8 @@ impl Server {
             }
             None => (None, None, None),
         };
-        // With `--redis` the courier takes the archivist's jobs and reads;
-        // its queues, like the archivist's, are unbounded for the same
-        // reason, but for the reads.
+        // With `--redis` the courier takes the jobs and reads, its queues
+        // unbounded like the archivist's for the same reason, but the reads.
         let (dispatcher, store, cluster) = match self.cluster {
             Some(cluster) => {
                 let (jobs, job_queue) = crossbeam_channel::unbounded();
