@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::moderation::{OPERATOR, SECRET, token};
+use common::moderation::{OPERATOR, SECRET, join, token};
 use common::redis::RedisServer;
 use common::{BinaryServer, Client, raw_http, status_and_body};
 use serde_json::{Value, json};
@@ -25,22 +25,6 @@ fn node(redis: &RedisServer, dir: &tempfile::TempDir) -> BinaryServer {
     ])
 }
 
-/// Signs `user` in to room `r` of `node`; returns the client and what it
-/// was sent before its own `login` (its history, the room's mode).
-fn join(node: &BinaryServer, user: &str, role: Role) -> (Client, Vec<Value>) {
-    let mut client = Client::connect_to(node.addr, "/r/r");
-    client.send_json(json!({"type": "login", "token": token(user, role)}));
-    let mut before = Vec::new();
-    loop {
-        let message = client.recv_json();
-        if message["type"] == "login" && message["user_joined"] == user {
-            return (client, before);
-        }
-        assert_ne!(message["type"], "error", "{user}: {message}");
-        before.push(message);
-    }
-}
-
 fn texts(history: &Value) -> Vec<&str> {
     history["messages"]
         .as_array()
@@ -55,9 +39,9 @@ fn actions_on_one_node_reach_every_node_in_the_rooms_order() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (node(&redis, &dir), node(&redis, &dir));
-    let (mut teacher, _) = join(&a, "teacher", Role::Moderator);
-    let (mut bob, _) = join(&b, "bob", Role::Member);
-    let (mut watcher, _) = join(&b, "watcher", Role::Member);
+    let (mut teacher, _) = join(a.addr, "teacher", Role::Moderator);
+    let (mut bob, _) = join(b.addr, "bob", Role::Member);
+    let (mut watcher, _) = join(b.addr, "watcher", Role::Member);
     // Bob's chat and his own edit, made on node B, reach node A.
     bob.chat("helo");
     let id = bob.recv_until(|m| m["type"] == "chat")["id"]
@@ -93,7 +77,11 @@ fn actions_on_one_node_reach_every_node_in_the_rooms_order() {
     }
     // A newcomer on either node gets the latest text and not the deleted.
     for node in [&a, &b] {
-        let (_, before) = join(node, &format!("late{}", node.addr.port()), Role::Member);
+        let (_, before) = join(
+            node.addr,
+            &format!("late{}", node.addr.port()),
+            Role::Member,
+        );
         assert_eq!(texts(&before[0]), ["hello"], "{}", before[0]);
     }
     // Lecture mode set on A holds on B, and B's joiners are told.
@@ -104,7 +92,7 @@ fn actions_on_one_node_reach_every_node_in_the_rooms_order() {
         bob.recv_until(|m| m["type"] == "error")["error"],
         "lecture mode"
     );
-    let (mut carol, _) = join(&b, "carol", Role::Member);
+    let (mut carol, _) = join(b.addr, "carol", Role::Member);
     let told = carol.recv_json();
     assert_eq!(
         told,
@@ -126,8 +114,8 @@ fn a_ban_or_kick_on_one_node_closes_and_refuses_the_user_on_another() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (node(&redis, &dir), node(&redis, &dir));
-    let (mut teacher, _) = join(&a, "teacher", Role::Moderator);
-    let (mut bob, _) = join(&b, "bob", Role::Member);
+    let (mut teacher, _) = join(a.addr, "teacher", Role::Moderator);
+    let (mut bob, _) = join(b.addr, "bob", Role::Member);
     teacher.recv_until(|m| m["user_joined"] == "bob");
     teacher.send_json(json!({"type": "kick", "username": "bob", "reason": "calm down"}));
     let close = bob.expect_close().expect("a close frame");
@@ -135,7 +123,7 @@ fn a_ban_or_kick_on_one_node_closes_and_refuses_the_user_on_another() {
     assert_eq!(close.reason.as_str(), "calm down");
     // The room hears bob leave once, on every node.
     teacher.recv_until(|m| m["type"] == "disconnect" && m["user_left"] == "bob");
-    let (mut bob, _) = join(&b, "bob", Role::Member);
+    let (mut bob, _) = join(b.addr, "bob", Role::Member);
     teacher.recv_until(|m| m["user_joined"] == "bob");
     teacher.send_json(json!({"type": "ban", "username": "bob", "seconds": 600, "reason": "again"}));
     assert_eq!(bob.expect_close().unwrap().code, CloseCode::from(4003));
@@ -177,5 +165,5 @@ fn a_ban_or_kick_on_one_node_closes_and_refuses_the_user_on_another() {
     let (status, body) = status_and_body(&raw_http(c.addr, request.as_bytes()));
     assert_eq!(status, 200, "{body}");
     teacher.recv_until(|m| m["type"] == "unban");
-    join(&a, "bob", Role::Member);
+    join(a.addr, "bob", Role::Member);
 }

@@ -5,27 +5,11 @@
 
 mod common;
 
-use common::moderation::{OPERATOR, SECRET, token};
+use common::moderation::{OPERATOR, SECRET, join, token};
 use common::{BinaryServer, Client, raw_http, status_and_body};
 use serde_json::{Value, json};
 use threadchat::protocol::Role;
 use tungstenite::protocol::frame::coding::CloseCode;
-
-/// A client signed in to room `r` as `user`: its history (if any) and
-/// everything else before its own `login`.
-fn join(addr: std::net::SocketAddr, user: &str, role: Role) -> (Client, Vec<Value>) {
-    let mut client = Client::connect_to(addr, "/r/r");
-    client.send_json(json!({"type": "login", "token": token(user, role)}));
-    let mut before = Vec::new();
-    loop {
-        let message = client.recv_json();
-        if message["type"] == "login" && message["user_joined"] == user {
-            return (client, before);
-        }
-        assert_ne!(message["type"], "error", "{user}: {message}");
-        before.push(message);
-    }
-}
 
 fn http(addr: std::net::SocketAddr, line: &str, bearer: &str, body: &str) -> (u16, Value) {
     let request = format!(
