@@ -289,6 +289,22 @@ pub const READ_BUFFER_BYTES: usize = 512;
 /// levels) and runs tungstenite. Only the pages touched count as memory.
 pub const READER_STACK_BYTES: usize = 256 * 1024;
 
+/// Silence after which a reader waits for its client near the top of its
+/// stack, the pages below given back (`connection/idle.rs`). Each quiet
+/// spell costs one wake-up more (the read timing out), a `madvise` and a
+/// `poll`, a few microseconds, so at most that once a second per
+/// connection; a client talking more often than this never pays it, and one
+/// that stops holds its deep stack pages for a second at most.
+pub const QUIET_AFTER: Duration = Duration::from_secs(1);
+
+/// Bytes of stack kept below the locals of the function that gives a
+/// reader's deeper stack pages back (`connection/stack.rs`): room for the
+/// rest of that function's frame (88 bytes in a release build, a few
+/// hundred in a debug one) and the `madvise` call under it, which uses
+/// none. Every byte of it counts against a quiet reader's depth, which in
+/// a release build ends about 7 KiB below the top of its stack: two pages.
+pub const STACK_KEPT_BELOW: usize = 256;
+
 /// Stack of a writer thread: it only moves byte buffers to the socket.
 pub const WRITER_STACK_BYTES: usize = 64 * 1024;
 

@@ -34,6 +34,7 @@
 //! client that asks for a large page and never reads it frees the thread.
 
 mod guard;
+mod idle;
 mod messages;
 pub mod rate_limit;
 mod reader;

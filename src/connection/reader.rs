@@ -30,6 +30,7 @@
 //! its writer writes like any other, so the conformance suite tests the
 //! path every chat takes.
 
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,13 +42,14 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
 use super::guard::ReaderGuard;
+use super::idle::{self, Woken};
 use super::messages::{Next, echo, handle_text, rate_limit, reply};
 use super::rate_limit::RateLimiter;
 use super::session::SignIn;
 use super::stream::ReaderStream;
 use crate::auth::AuthConfig;
 use crate::config::{
-    Config, ECHO_STOP_POLL, MAX_CLOSE_REASON_BYTES, MIN_READ_WAKE, READ_BUFFER_BYTES,
+    Config, ECHO_STOP_POLL, MAX_CLOSE_REASON_BYTES, MIN_READ_WAKE, QUIET_AFTER, READ_BUFFER_BYTES,
 };
 use crate::ids::ConnId;
 use crate::metrics::{CloseReason, MessageKind};
@@ -91,24 +93,20 @@ pub(super) fn read_pump(
         Purpose::Chat { auth, room } => auth.map(|auth| (auth, room)),
         Purpose::Echo => None,
     };
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(Some(config.max_message_bytes))
-        .max_frame_size(Some(config.max_message_bytes))
-        .accept_unmasked_frames(false);
-    // The read timeout is the ping interval: a read that times out means the
-    // client has been quiet that long, so it is pinged; once the silence
-    // reaches the idle timeout (checked at each such wake-up, so within one
-    // ping interval of it) the client is dropped. A deadline that comes
-    // sooner (the token's end, the login's) shortens the wait to it. No
-    // timer thread needed. An echo wakes more often, to see for itself that
-    // the server stops.
+    // The reader wakes at least once a ping interval: a client quiet that
+    // long is pinged; once the silence reaches the idle timeout (checked at
+    // each wake-up, so within one ping interval of it) the client is
+    // dropped. A deadline that comes sooner (the token's end, the login's)
+    // shortens the wait to it. No timer thread needed. An echo wakes more
+    // often, to see for itself that the server stops. While the client is
+    // busy the reader waits in `read`, whose timeout is also at most
+    // `QUIET_AFTER`: a client silent that long is waited for near the top
+    // of the stack instead (`idle.rs`).
     let wake_at_least = match purpose {
         Purpose::Chat { .. } => config.ping_interval,
         Purpose::Echo => config.ping_interval.min(ECHO_STOP_POLL),
     };
-    let mut read_timeout = wake_at_least;
+    let mut read_timeout = wake_at_least.min(QUIET_AFTER);
     if let Err(e) = socket.set_read_timeout(Some(read_timeout)) {
         debug!("conn {id}: cannot set read timeout: {e}");
         return;
@@ -117,7 +115,7 @@ pub(super) fn read_pump(
         socket: socket.clone(),
         outbox: guard.outbox.clone(),
     };
-    let mut ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config));
+    let mut ws = websocket(stream, leftover, config);
     let limits = TextLimits {
         max_chat_chars: config.max_chat_chars,
         tokens: auth.is_some(),
@@ -155,11 +153,28 @@ pub(super) fn read_pump(
         }
         // Wake up for the session's end and the login deadline too.
         let session_end = sign_in.as_ref().and_then(SignIn::ends);
-        let wanted = wake_in(wake_at_least, now, [session_end, login_deadline]);
-        if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
-            read_timeout = wanted;
-        }
-        let message = match ws.read() {
+        let read = if now.saturating_duration_since(last_heard) >= QUIET_AFTER {
+            // Quiet: wait near the top of the stack until the client
+            // speaks, or until the next ping is due (`idle.rs`).
+            let ping_due =
+                last_ping.map_or(last_heard, |at| at.max(last_heard)) + config.ping_interval;
+            let deadlines = [session_end, login_deadline, Some(ping_due)];
+            match idle::wait_readable(&socket, wake_in(wake_at_least, now, deadlines)) {
+                Ok(Woken::Readable) => read_message(&mut ws),
+                Ok(Woken::TimedOut) => Err(WsError::Io(io::ErrorKind::TimedOut.into())),
+                Err(e) => Err(WsError::Io(e)),
+            }
+        } else {
+            // Busy: wait in `read`, but no longer than until the client
+            // counts as quiet.
+            let wanted =
+                wake_in(wake_at_least, now, [session_end, login_deadline]).min(QUIET_AFTER);
+            if wanted != read_timeout && socket.set_read_timeout(Some(wanted)).is_ok() {
+                read_timeout = wanted;
+            }
+            read_message(&mut ws)
+        };
+        let message = match read {
             Ok(message) => message,
             Err(WsError::Io(e)) if is_timeout(&e) => {
                 if matches!(purpose, Purpose::Echo) && shutting_down() {
@@ -185,39 +200,15 @@ pub(super) fn read_pump(
             Err(e) => break ending_for(id, e),
         };
         last_heard = Instant::now();
-        let next = match (message, purpose) {
-            (Message::Text(text), Purpose::Chat { .. }) => {
-                let kind = || protocol::request_kind(&text);
-                match rate_limit(guard, &mut limiter, kind, config) {
-                    Some(refused) => refused,
-                    None => handle_text(guard, &text, limits, sign_in.as_mut(), &mut limiter),
-                }
-            }
-            (Message::Text(text), Purpose::Echo) => {
-                rate_limit(guard, &mut limiter, || None, config)
-                    .unwrap_or_else(|| echo(guard, protocol::text_frame(text.as_bytes())))
-            }
-            (Message::Binary(data), Purpose::Echo) => {
-                rate_limit(guard, &mut limiter, || None, config).unwrap_or_else(|| {
-                    let frame = WsFrame::message(data, OpCode::Data(Data::Binary), true);
-                    echo(guard, protocol::encode(frame))
-                })
-            }
-            (Message::Binary(_), Purpose::Chat { .. }) => {
-                warn!("conn {id}: binary message refused");
-                let refusal = Refusal::new(None, Reason::Binary, "send JSON in text messages");
-                guard.metrics.received(MessageKind::Other);
-                guard.metrics.refused(refusal.reason);
-                reply(guard, refusal)
-            }
-            // tungstenite queues the pong (through `ReaderStream`) and the
-            // reply to a close by itself; the next `read` flushes them.
-            (Message::Ping(_) | Message::Pong(_) | Message::Frame(_), _) => Next::Go,
-            (Message::Close(frame), _) => {
-                debug!("conn {id}: client closed: {frame:?}");
-                Next::Go
-            }
-        };
+        let next = act_on(
+            message,
+            purpose,
+            guard,
+            &mut limiter,
+            sign_in.as_mut(),
+            limits,
+            config,
+        );
         match next {
             Next::Go => {}
             Next::Stop => break Ending::Closed,
@@ -242,9 +233,85 @@ pub(super) fn read_pump(
     }
 }
 
+/// What the reader does with one message. Never inlined: its locals (a
+/// message's text, a refusal, an echo's frame) would otherwise widen the
+/// read loop's frame, which every quiet reader keeps resident (`idle.rs`).
+#[inline(never)]
+fn act_on(
+    message: Message,
+    purpose: Purpose,
+    guard: &ReaderGuard,
+    limiter: &mut RateLimiter,
+    sign_in: Option<&mut SignIn>,
+    limits: TextLimits,
+    config: &Config,
+) -> Next {
+    let id = guard.id;
+    match (message, purpose) {
+        (Message::Text(text), Purpose::Chat { .. }) => {
+            let kind = || protocol::request_kind(&text);
+            match rate_limit(guard, limiter, kind, config) {
+                Some(refused) => refused,
+                None => handle_text(guard, &text, limits, sign_in, limiter),
+            }
+        }
+        (Message::Text(text), Purpose::Echo) => rate_limit(guard, limiter, || None, config)
+            .unwrap_or_else(|| echo(guard, protocol::text_frame(text.as_bytes()))),
+        (Message::Binary(data), Purpose::Echo) => rate_limit(guard, limiter, || None, config)
+            .unwrap_or_else(|| {
+                let frame = WsFrame::message(data, OpCode::Data(Data::Binary), true);
+                echo(guard, protocol::encode(frame))
+            }),
+        (Message::Binary(_), Purpose::Chat { .. }) => {
+            warn!("conn {id}: binary message refused");
+            let refusal = Refusal::new(None, Reason::Binary, "send JSON in text messages");
+            guard.metrics.received(MessageKind::Other);
+            guard.metrics.refused(refusal.reason);
+            reply(guard, refusal)
+        }
+        // tungstenite queues the pong (through `ReaderStream`) and the
+        // reply to a close by itself; the next `read` flushes them.
+        (Message::Ping(_) | Message::Pong(_) | Message::Frame(_), _) => Next::Go,
+        (Message::Close(frame), _) => {
+            debug!("conn {id}: client closed: {frame:?}");
+            Next::Go
+        }
+    }
+}
+
+/// The connection's WebSocket, on the heap and built out of line: the read
+/// loop's frame is part of what every quiet reader keeps resident
+/// (`idle.rs`), and a `WebSocket` built in it would be its largest local.
+#[inline(never)]
+fn websocket(
+    stream: ReaderStream,
+    leftover: Vec<u8>,
+    config: &Config,
+) -> Box<WebSocket<ReaderStream>> {
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes))
+        .accept_unmasked_frames(false);
+    let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config));
+    Box::new(ws)
+}
+
+/// The next message, from tungstenite. Never inlined, for the reason
+/// `act_on` is not: a frame being read is deep, a quiet reader is not.
+#[inline(never)]
+fn read_message(ws: &mut WebSocket<ReaderStream>) -> Result<Message, WsError> {
+    ws.read()
+}
+
 /// How long the reader may block in `read`: `at_least_every` (the ping
 /// interval), or less if one of `deadlines` comes sooner.
-fn wake_in(at_least_every: Duration, now: Instant, deadlines: [Option<Instant>; 2]) -> Duration {
+fn wake_in(
+    at_least_every: Duration,
+    now: Instant,
+    deadlines: impl IntoIterator<Item = Option<Instant>>,
+) -> Duration {
     deadlines
         .into_iter()
         .flatten()
@@ -253,7 +320,9 @@ fn wake_in(at_least_every: Duration, now: Instant, deadlines: [Option<Instant>; 
         .max(MIN_READ_WAKE)
 }
 
-/// Maps a tungstenite error to the way the connection ends.
+/// Maps a tungstenite error to the way the connection ends. Never inlined,
+/// for the reason `act_on` is not.
+#[inline(never)]
 fn ending_for(id: ConnId, error: WsError) -> Ending {
     match error {
         WsError::ConnectionClosed | WsError::AlreadyClosed => Ending::Closed,

@@ -12,16 +12,21 @@
 //! pages below the frame it is in hold nothing it needs
 //! (`madvise(MADV_DONTNEED)`): they are given back now, and handed out
 //! again, zeroed, only if the thread goes that deep again (a message to
-//! parse). One system call per connection, at its opening.
+//! parse). One system call per connection at its opening, and one each
+//! time it falls quiet (`idle.rs`).
 //!
 //! The alternative rejected: a smaller stack. It would bound how deep a
 //! reader may go (a JSON message nested 128 levels, a debug build), not how
 //! much of it an idle one keeps.
 
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 
+use crate::config::STACK_KEPT_BELOW;
+
 /// Gives back the pages of this thread's stack below the caller's frame,
-/// keeping one page under it for the call itself.
+/// keeping `STACK_KEPT_BELOW` bytes under this function's own locals for
+/// the rest of its frame and the `madvise` call.
 #[inline(never)]
 pub(super) fn give_back_below_here() {
     let marker = 0u8;
@@ -31,23 +36,41 @@ pub(super) fn give_back_below_here() {
     };
     // SAFETY: sysconf only reads a system constant.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    // This function's frame, and the `madvise` call below it, fit in the
-    // page `here` is in and the one under it: those stay.
-    let end = (here & !(page - 1)).saturating_sub(page);
+    // The rest of this function's frame, and the `madvise` call below it,
+    // fit in `STACK_KEPT_BELOW`: the page that reaches into stays.
+    let end = here.saturating_sub(STACK_KEPT_BELOW) & !(page - 1);
     let start = (lowest + page - 1) & !(page - 1);
     if end > start {
         // SAFETY: [start, end) lies within this thread's own stack, below
-        // every live frame (the stack grows down from above `here`):
-        // nothing there is in use, and what is given back reads as zeros
-        // if touched again.
+        // every live frame: the stack grows down from above `here`, and
+        // what this function and `madvise` still use lies within
+        // `STACK_KEPT_BELOW` of it. Nothing there is in use, and what is
+        // given back reads as zeros if touched again.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
     }
 }
 
-/// The lowest address of this thread's stack, from glibc.
+thread_local! {
+    /// This thread's `stack_lowest`, once asked (0: not yet). glibc's
+    /// answer allocates and frees on every call, and what this thread frees
+    /// stays in its allocator cache for as long as it lives.
+    static LOWEST: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The lowest address of this thread's stack, from glibc, asked once.
 fn stack_lowest() -> Option<usize> {
+    let known = LOWEST.get();
+    if known != 0 {
+        return Some(known);
+    }
+    let lowest = ask_glibc_for_stack_lowest()?;
+    LOWEST.set(lowest);
+    Some(lowest)
+}
+
+fn ask_glibc_for_stack_lowest() -> Option<usize> {
     let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
     let mut address: *mut libc::c_void = std::ptr::null_mut();
     let mut size: libc::size_t = 0;

@@ -118,7 +118,11 @@ pub fn read_request_head(
     deadline: Instant,
     shutting_down: impl Fn() -> bool,
 ) -> Result<(RequestHead, Vec<u8>), HeadError> {
-    let mut buf = Vec::with_capacity(REQUEST_READ_BYTES);
+    // A head that arrives in one read is parsed where it was read; only one
+    // split over several reads is gathered on the heap. A buffer freed on
+    // this thread stays in its allocator cache for as long as the thread
+    // lives, which for a WebSocket is the connection's whole life.
+    let mut buf = Vec::new();
     let mut chunk = [0u8; REQUEST_READ_BYTES];
     loop {
         if shutting_down() {
@@ -133,6 +137,12 @@ pub fn read_request_head(
             .map_err(HeadError::Io)?;
         match socket.read(&mut chunk) {
             Ok(0) => return Err(HeadError::Closed),
+            Ok(n) if buf.is_empty() => {
+                if let Some((head, consumed)) = parse_request_head(&chunk[..n])? {
+                    return Ok((head, chunk[consumed..n].to_vec()));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if crate::net::is_timeout(&e) => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

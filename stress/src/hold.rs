@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client;
 use crate::errors::ErrorTally;
+use crate::kernel::{KernelSample, KernelShare};
 use crate::measure::{CpuMeter, CpuUse, ProcessSample, now_us};
 use crate::net::{self, Sources};
 use crate::presence::Presence;
@@ -56,7 +57,8 @@ pub struct HoldArgs {
     #[arg(long, default_value = "8")]
     pub connectors: usize,
 
-    /// Seconds to hold everything open before closing.
+    /// Seconds to hold everything open before closing; the idle connections
+    /// are measured at the end of it.
     #[arg(long, default_value = "3")]
     pub hold_secs: f64,
 }
@@ -92,6 +94,14 @@ pub struct HoldResult {
     pub available_during_kib: Option<u64>,
     #[serde(default)]
     pub machine_kib_per_idle_connection: Option<f64>,
+    /// The kernel's counters after the logins and while holding
+    /// everything (`kernel.rs`), and their growth per idle connection.
+    #[serde(default)]
+    pub kernel_after_login: Option<KernelSample>,
+    #[serde(default)]
+    pub kernel_during: Option<KernelSample>,
+    #[serde(default)]
+    pub kernel_per_idle_connection: Option<KernelShare>,
     pub threads_per_connection: Option<f64>,
     pub teardown_s: f64,
     pub cpu: CpuUse,
@@ -182,7 +192,8 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     result.login_s = login_start.elapsed().as_secs_f64();
     std::thread::sleep(SETTLE);
     result.after_login = sample();
-    result.available_after_login_kib = mem_available_kib();
+    result.kernel_after_login = KernelSample::now();
+    result.available_after_login_kib = result.kernel_after_login.map(|k| k.mem_available_kib);
 
     // The idle connections, opened by a few connector threads.
     let establish_start = Instant::now();
@@ -230,18 +241,25 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
     result.establish_per_s = held.len() as f64 / result.establish_s.max(1e-9);
     result.opened = held.len() + settled_ok;
 
-    // Hold, sampling.
+    // Hold, sampling; the sample that counts is taken at the end, when
+    // every idle connection has been idle for the whole hold: a server may
+    // give back what a quiet connection does not need (threadchat's
+    // readers do after `QUIET_AFTER`, a second).
     std::thread::sleep(SETTLE);
-    result.during = sample();
-    result.available_during_kib = mem_available_kib();
     let hold_until = Instant::now() + Duration::from_secs_f64(args.hold_secs.max(0.0));
-    let mut max_rss = result.during.map(|s| s.rss_kib);
-    while Instant::now() < hold_until {
-        std::thread::sleep(Duration::from_millis(100));
+    let mut max_rss = None;
+    loop {
         if let Some(now) = sample() {
             max_rss = Some(max_rss.unwrap_or(0).max(now.rss_kib));
         }
+        if Instant::now() >= hold_until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    result.during = sample();
+    result.kernel_during = KernelSample::now();
+    result.available_during_kib = result.kernel_during.map(|k| k.mem_available_kib);
     result.max_rss_kib = max_rss;
 
     // Close everything and wait for the server to give its threads back.
@@ -282,6 +300,10 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
             result.machine_kib_per_idle_connection =
                 Some(then.saturating_sub(now) as f64 / idle_opened);
         }
+        if let (Some(then), Some(now)) = (&result.kernel_after_login, &result.kernel_during) {
+            let idle_opened = result.opened - settled_ok;
+            result.kernel_per_idle_connection = Some(KernelShare::between(then, now, idle_opened));
+        }
     }
     result.errors = errors.into_lines();
     Ok(Report {
@@ -291,13 +313,6 @@ pub fn run(args: &HoldArgs) -> Result<Report, String> {
         rows: rows(&result),
         result: serde_json::to_value(&result).expect("serializes"),
     })
-}
-
-/// The machine's `MemAvailable`, in KiB.
-fn mem_available_kib() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn rows(r: &HoldResult) -> Vec<(String, String)> {
@@ -344,6 +359,9 @@ fn rows(r: &HoldResult) -> Vec<(String, String)> {
             "machine per idle".into(),
             format!("{machine:.1} KiB of MemAvailable (server, kernel, both ends)"),
         ));
+    }
+    if let Some(kernel) = &r.kernel_per_idle_connection {
+        rows.push(("kernel per idle".into(), kernel.describe()));
     }
     rows.push((
         "teardown".into(),

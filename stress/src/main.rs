@@ -10,7 +10,7 @@
 //! - `rooms` (`rooms.rs`, the same engine): R rooms of U users at once;
 //!   per-room throughput and latency, and no delivery may cross rooms.
 //! - `hold` (`hold.rs`): many connections held open at once; the server's
-//!   memory and threads per connection.
+//!   memory and threads per connection, and the kernel's (`kernel.rs`).
 //! - `churn` (`churn.rs`): users coming and going, cleanly and abruptly; the
 //!   server must end empty.
 //! - `slow` (`slow.rs`): some users stop reading; the others must not notice.
@@ -33,6 +33,7 @@ mod endpoints;
 mod errors;
 mod fanout;
 mod hold;
+mod kernel;
 mod measure;
 mod net;
 mod presence;
