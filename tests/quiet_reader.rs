@@ -17,10 +17,49 @@ use common::{TestServer, WAIT, eventually};
 use threadchat::Config;
 use tungstenite::Message;
 
-/// Where the server's one reader thread is blocked: its stack pointer, and
-/// the resident KiB of the stack mapping that holds it. `None` while it
-/// runs, or when there is not exactly one reader.
-fn reader_stack() -> Option<(usize, u64)> {
+/// The server's one reader thread, seen from the kernel while it is blocked
+/// in a system call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Reader {
+    /// The system call it waits in.
+    syscall: i64,
+    /// Its stack pointer there.
+    sp: usize,
+    /// The top of the stack mapping that holds `sp`.
+    top: usize,
+    /// That mapping's resident size, in KiB.
+    resident_kib: u64,
+}
+
+impl Reader {
+    /// Pages from the top of the stack down to where the reader waits:
+    /// what it cannot do without.
+    fn pages_in_use(&self) -> u64 {
+        let page = 4096;
+        (self.top - self.sp).div_ceil(page) as u64
+    }
+
+    fn resident_pages(&self) -> u64 {
+        self.resident_kib / 4
+    }
+
+    fn in_read(&self) -> bool {
+        self.syscall == libc::SYS_recvfrom
+    }
+
+    /// Waiting where a quiet reader waits (`poll`; glibc makes it `ppoll`
+    /// where there is no `poll` system call).
+    fn in_poll(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        let poll = libc::SYS_poll;
+        #[cfg(not(target_arch = "x86_64"))]
+        let poll = libc::SYS_ppoll;
+        self.syscall == poll
+    }
+}
+
+/// The reader, if there is exactly one and it is blocked in a system call.
+fn reader() -> Option<Reader> {
     let mut readers = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let path = task.path();
@@ -32,101 +71,124 @@ fn reader_stack() -> Option<(usize, u64)> {
     let [reader] = readers.as_slice() else {
         return None;
     };
-    // "nr arg1 … arg6 sp pc" while in a system call, "running" otherwise.
+    // "nr arg1 … arg6 sp pc" while in a system call.
     let syscall = std::fs::read_to_string(reader.join("syscall")).ok()?;
     let fields: Vec<&str> = syscall.split_whitespace().collect();
-    if fields.len() < 3 {
+    if fields.len() != 9 {
         return None;
     }
-    let sp = usize::from_str_radix(fields[fields.len() - 2].trim_start_matches("0x"), 16).ok()?;
+    let hex = |field: &str| usize::from_str_radix(field.trim_start_matches("0x"), 16).ok();
+    let sp = hex(fields[7])?;
     let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let mut inside = false;
+    let mut top = None;
     for line in smaps.lines() {
         if let Some((range, _)) = line.split_once(' ')
             && let Some((low, high)) = range.split_once('-')
-            && let (Ok(low), Ok(high)) = (
-                usize::from_str_radix(low, 16),
-                usize::from_str_radix(high, 16),
-            )
+            && let (Some(low), Some(high)) = (hex(low), hex(high))
         {
-            inside = (low..high).contains(&sp);
+            top = (low..high).contains(&sp).then_some(high);
             continue;
         }
-        if inside && let Some(rss) = line.strip_prefix("Rss:") {
-            return Some((sp, rss.trim().trim_end_matches("kB").trim().parse().ok()?));
+        if let (Some(top), Some(rss)) = (top, line.strip_prefix("Rss:")) {
+            return Some(Reader {
+                syscall: fields[0].parse().ok()?,
+                sp,
+                top,
+                resident_kib: rss.trim().trim_end_matches("kB").trim().parse().ok()?,
+            });
         }
     }
     None
 }
 
-/// The reader's resident stack once it has been blocked in the same place
-/// for a moment (its stack pointer unchanged across two looks).
-fn settled_reader_stack() -> u64 {
+/// The reader once it has waited in the same place, in a system call that
+/// `wanted` accepts, for a moment (the same on two looks).
+fn reader_waiting(wanted: impl Fn(&Reader) -> bool) -> Reader {
     let mut last = None;
-    let mut settled = None;
-    assert!(
-        eventually(WAIT, || {
-            let now = reader_stack();
-            if now.is_some() && now == last {
-                settled = now;
-                return true;
-            }
-            last = now;
-            std::thread::sleep(Duration::from_millis(100));
-            false
-        }),
-        "the reader never sat still"
-    );
-    settled.expect("settled").1
+    let mut found = None;
+    let settled = eventually(WAIT, || {
+        let now = reader().filter(&wanted);
+        if now.is_some() && now == last {
+            found = now;
+            return true;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(50));
+        false
+    });
+    assert!(settled, "the reader never waited as expected: {last:?}");
+    found.expect("settled")
 }
 
-/// Waits until the reader has been quiet long enough to wait shallow.
-fn quiet_for_a_while() {
-    std::thread::sleep(threadchat::config::QUIET_AFTER + Duration::from_millis(300));
+/// A quiet reader: waiting in `poll`, with nothing below its wait
+/// resident but the part of a page `STACK_KEPT_BELOW` reaches into.
+fn assert_shallow(quiet: &Reader) {
+    assert!(
+        quiet.resident_pages() <= quiet.pages_in_use() + 1,
+        "a quiet reader keeps only the stack it waits on: {quiet:?}"
+    );
+    // In an optimised build that is two pages: the thread's own data at
+    // the top, and the frames down to the wait.
+    if !cfg!(debug_assertions) {
+        assert!(quiet.resident_kib <= 8, "{quiet:?}");
+    }
+}
+
+/// Sends a ping and reads the pong.
+fn ping(client: &mut common::Client) {
+    client
+        .ws
+        .send(Message::Ping(b"still there?".to_vec().into()))
+        .unwrap();
+    match client.ws.read().expect("a pong") {
+        Message::Pong(payload) => assert_eq!(&payload[..], b"still there?"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
 }
 
 #[test]
-fn a_quiet_reader_keeps_a_shallow_stack_and_still_answers_pings_logs_in_and_chats() {
+fn a_quiet_reader_waits_shallow_and_still_answers_pings_logs_in_and_chats() {
     let server = TestServer::with(Config {
         login_timeout: Duration::ZERO,
         ..Config::ephemeral()
     });
-    let mut quiet = server.connect();
-    // Just opened: the reader waits in its read, below the read loop.
-    let busy = settled_reader_stack();
-    quiet_for_a_while();
-    let shallow = settled_reader_stack();
-    assert!(
-        shallow < busy,
-        "a quiet reader keeps less stack ({shallow} KiB) than a busy one ({busy} KiB)"
-    );
-    assert!(
-        shallow <= 8,
-        "a quiet reader keeps two pages of stack at most, not {shallow} KiB"
-    );
+    let mut client = server.connect();
 
-    // Woken by a ping, it answers.
-    quiet
-        .ws
-        .send(Message::Ping(b"still there?".to_vec().into()))
-        .unwrap();
-    loop {
-        match quiet.ws.read().expect("a pong") {
-            Message::Pong(payload) => break assert_eq!(&payload[..], b"still there?"),
-            other => panic!("expected a pong, got {other:?}"),
+    // Quiet since its opening: it waits in `poll`, shallow.
+    let quiet = reader_waiting(Reader::in_poll);
+    assert_shallow(&quiet);
+
+    // Woken by a ping, it answers, then waits in `read` for a while:
+    // deeper than when quiet. (On a slow machine the second may pass before
+    // the reader is seen in `read`; another ping then.)
+    let mut busy = None;
+    for _ in 0..20 {
+        ping(&mut client);
+        busy = reader().filter(Reader::in_read);
+        if busy.is_some() {
+            break;
         }
     }
+    let busy = busy.expect("the reader seen waiting in read after a ping");
+    assert!(
+        busy.sp < quiet.sp,
+        "a quiet reader waits nearer the top of its stack than a busy one: {quiet:?}, {busy:?}"
+    );
+    assert!(busy.resident_pages() >= busy.pages_in_use());
 
-    // Quiet again, then a login after the long silence, and a chat.
-    quiet_for_a_while();
-    assert!(settled_reader_stack() <= 8, "quiet again, shallow again");
-    quiet.login("late");
-    quiet.chat("after a quiet spell");
-    assert_eq!(quiet.recv_json()["text"], "after a quiet spell");
+    // Quiet again: the pages the read used are given back.
+    let quiet_again = reader_waiting(Reader::in_poll);
+    assert_eq!(quiet_again.sp, quiet.sp, "the same shallow wait");
+    assert_shallow(&quiet_again);
 
-    // And after another quiet spell, another chat.
-    quiet_for_a_while();
-    assert!(settled_reader_stack() <= 8, "quiet after chatting, shallow");
-    quiet.chat("and again");
-    assert_eq!(quiet.recv_json()["text"], "and again");
+    // A login after the silence, and a chat.
+    client.login("late");
+    client.chat("after a quiet spell");
+    assert_eq!(client.recv_json()["text"], "after a quiet spell");
+
+    // Quiet after chatting: shallow again, and the next chat goes through.
+    assert_shallow(&reader_waiting(Reader::in_poll));
+    client.chat("and again");
+    assert_eq!(client.recv_json()["text"], "and again");
+    ping(&mut client);
 }
