@@ -14,8 +14,11 @@
 #   - the same with history on (a fresh SQLite file per server);
 #   - a steady 20,000 deliveries/s: 10 senders at 20 chats/s to 100 users;
 #   - IDLE idle connections held (WebSocket open, never logged in; 2,000 by
-#     default, 0 to skip): the server's memory per idle connection, and the
-#     machine's (MemAvailable: the kernel's part too, both ends).
+#     default, several counts as IDLE="5000 15000", 0 to skip), each count on
+#     a fresh server (one that served the loads above would lend them the
+#     memory its allocator kept): the server's memory per idle connection,
+#     the kernel's (thread stacks, page tables, slab, socket buffers; both
+#     ends of loopback) and the machine's (MemAvailable).
 #
 # Alternating in one session puts the machine's drift on both sides. The
 # lines go to bench/ab.jsonl, and the medians and AFTER/BEFORE ratios of
@@ -105,10 +108,17 @@ for round in $(seq "$ROUNDS"); do
         fi
         stress "ab $side $sha off" fanout --users 100 --senders 10 --messages 2000 --timeout 90
         stress "ab $side $sha steady" fanout --users 100 --senders 10 --messages 200 --rate 20 --timeout 60
-        if ((IDLE > 0)); then
-            stress "ab $side $sha idle" hold --connections "$IDLE" --logged-in 0 --timeout 120
-        fi
         stop_server
+        for idle in $IDLE; do
+            ((idle > 0)) || continue
+            if [[ $side == tokio ]]; then
+                start_server bench/tokio.log "$binary"
+            else
+                start_server bench/threadchat.log "$binary" $(load_flags "$binary") "${FLAGS[@]}" --history 0
+            fi
+            stress "ab $side $sha idle" hold --connections "$idle" --logged-in 0 --timeout 180
+            stop_server
+        done
         [[ $side == tokio ]] && continue
         start_server bench/threadchat.log "$binary" $(load_flags "$binary") "${FLAGS[@]}" \
             --db "$DB_DIR/round-$round-$side.db"
@@ -129,10 +139,14 @@ for run in runs:
     _, side, sha, load = run["server"].split(" ", 3)
     r = run["result"]
     if run["test"] == "hold":
-        idle.setdefault(side, []).append((r.get("idle_kib_per_connection") or 0,
-                                          r.get("machine_kib_per_idle_connection") or 0,
-                                          r.get("threads_per_connection") or 0,
-                                          r.get("opened") or 0))
+        k = r.get("kernel_per_idle_connection") or {}
+        kernel = sum(k.get(f, 0) for f in ("kernel_stack", "page_tables", "slab_unreclaimable",
+                                            "slab_reclaimable", "tcp_buffers"))
+        idle.setdefault((r["connections"], side), []).append((
+            r.get("idle_kib_per_connection") or 0, kernel, k.get("kernel_stack", 0),
+            k.get("slab_unreclaimable", 0) + k.get("slab_reclaimable", 0), k.get("tool_rss", 0),
+            r.get("machine_kib_per_idle_connection") or 0,
+            r.get("threads_per_connection") or 0, r.get("opened") or 0))
         continue
     cpu_us = 1e6 * r["chat_cpu"]["server_cpu_s"] / max(r["delivered"], 1)
     table.setdefault((load, side), []).append((r["deliveries_per_s"], cpu_us, r["latency"]["p99_us"] / 1000))
@@ -164,14 +178,19 @@ for load in loads:
             x, y = med[(load, a)], med[(load, b)]
             print(f"| {loads[load]} | {a} / {b} | {x[0]/y[0]:.2f} | {x[1]/y[1]:.2f} | {x[2]/y[2]:.2f} |")
 if idle:
-    print(f"\n{idle_n} idle connections (WebSocket open, never logged in), held a few seconds: the "
-          "server's resident memory per connection (VmRSS), the machine's (`MemAvailable` before and "
-          "after: the server, the kernel's thread stacks and socket buffers, and both ends of each "
-          "loopback connection, the tool's included), and the server's threads per connection.\n")
-    print("| server | runs | held | server KiB per idle connection | machine KiB per idle connection | threads per connection |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for side in sides:
-        if side in idle:
-            k, m, t, o = [statistics.median(col) for col in zip(*idle[side])]
-            print(f"| {names[side]} | {len(idle[side])} | {o:,.0f} | {k:.1f} | {m:.1f} | {t:.2f} |")
+    print(f"\nIdle connections (WebSocket open, never logged in; {idle_n} at a time), each count "
+          "on a fresh server, measured at the end of a 3-second hold: per idle connection, the "
+          "server's resident memory (VmRSS); the kernel's part, from `/proc/meminfo` (kernel "
+          "stacks, page tables, slab) and sockstat (TCP buffers), both ends of loopback together "
+          "(the tool holds its end as a plain socket, no thread, so kernel stacks are the server's "
+          "alone); the tool's own RSS; the machine's `MemAvailable` drop (everything, and whatever "
+          "else the machine did meanwhile); and the server's threads.\n")
+    print("| held | server | runs | server KiB | kernel KiB | of it kernel stacks | of it slab | tool KiB | MemAvailable KiB | threads per connection |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sorted({n for n, _ in idle}):
+        for side in sides:
+            if (n, side) in idle:
+                rows = idle[(n, side)]
+                k, kern, ks, slab, tool, m, t, o = [statistics.median(col) for col in zip(*rows)]
+                print(f"| {o:,.0f} | {names[side]} | {len(rows)} | {k:.1f} | {kern:.1f} | {ks:.1f} | {slab:.1f} | {tool:.1f} | {m:.1f} | {t:.2f} |")
 PY
