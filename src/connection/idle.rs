@@ -16,6 +16,14 @@
 //! goes deep only for as long as it has work; the pages it touches then
 //! come back zeroed, one page fault each.
 //!
+//! How shallow that is, in an optimised build on x86-64: the top 4.4 KiB of
+//! a thread's stack are glibc's (its thread descriptor and static TLS),
+//! then come the frames of the thread's start, the front door, the opening
+//! and the read loop, and the `poll` about 7.7 KiB down: two pages, where
+//! a read kept three. The read loop's frame is kept small for it
+//! (`reader.rs` builds its `WebSocket` on the heap and does each message's
+//! work out of line); `tests/quiet_reader.rs` checks what stays resident.
+//!
 //! What it costs the chat path: nothing per message. A reader that is
 //! busy never comes here: its reads find bytes or wait in `read`. Each
 //! quiet spell costs one wake-up more (the read timing out), one `madvise`
