@@ -178,7 +178,7 @@ for load in loads:
             x, y = med[(load, a)], med[(load, b)]
             print(f"| {loads[load]} | {a} / {b} | {x[0]/y[0]:.2f} | {x[1]/y[1]:.2f} | {x[2]/y[2]:.2f} |")
 if idle:
-    print(f"\nIdle connections (WebSocket open, never logged in; {idle_n} at a time), each count "
+    print(f"\nIdle connections (WebSocket open, never logged in; {idle_n.replace(' ', ', then ')} at a time), each count "
           "on a fresh server, measured at the end of a 3-second hold: per idle connection, the "
           "server's resident memory (VmRSS); the kernel's part, from `/proc/meminfo` (kernel "
           "stacks, page tables, slab) and sockstat (TCP buffers), both ends of loopback together "
