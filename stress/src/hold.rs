@@ -2,7 +2,7 @@
 //!
 //! A deliberate departure from one-thread-per-user, forced by this machine:
 //! `kernel.pid_max` (32,768) counts threads system-wide, and a server with
-//! 10,000 connections already runs 20,000 of them. So only the logged-in
+//! 15,000 connections already runs 15,000 of them. So only the logged-in
 //! users get a thread each (they must read: login broadcasts go to them, and
 //! a client that stops reading is dropped as too slow). The idle connections,
 //! which complete the handshake and then say nothing, are opened by a small
@@ -12,7 +12,9 @@
 //! Phases, with a sample of the server's memory and threads after each:
 //! before → L users logged in → N − L idle connections added → held for a
 //! while → everything closed. The cost of one idle connection is the growth
-//! between the second and third samples divided by N − L.
+//! between the second and third samples divided by N − L: the server's
+//! resident memory, and the kernel's (`kernel.rs`), whose counters are
+//! machine-wide and so include this tool's end of each connection.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

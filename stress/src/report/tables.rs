@@ -152,7 +152,7 @@ pub(super) fn hold(md: &mut String, reports: &[Report], servers: &[String]) {
          N connections are opened and held; L of them log in (one reading thread each in \
          the tool), the rest complete the WebSocket handshake and stay idle (held as plain \
          sockets by a pool of connector threads: `kernel.pid_max` counts threads, and the \
-         server already needs two per connection). Memory is the server's resident set \
+         server already needs one per connection). Memory is the server's resident set \
          (VmRSS).\n\n\
          | connections | logged in | server | established in (s) | RSS before → holding → after (MiB) | threads holding | KiB per idle connection | KiB per connection | errors |\n\
          |---:|---:|---|---:|---|---:|---:|---:|---|"
