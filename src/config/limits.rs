@@ -299,10 +299,11 @@ pub const QUIET_AFTER: Duration = Duration::from_secs(1);
 
 /// Bytes of stack kept below the locals of the function that gives a
 /// reader's deeper stack pages back (`connection/stack.rs`): room for the
-/// rest of that function's frame (88 bytes in a release build, a few
-/// hundred in a debug one) and the `madvise` call under it, which uses
-/// none. Every byte of it counts against a quiet reader's depth, which in
-/// a release build ends about 7 KiB below the top of its stack: two pages.
+/// rest of that function's frame (88 bytes in a release build, 168 in a
+/// debug one, on x86-64) and the `madvise` call under it, which uses none.
+/// Every byte of it counts against a quiet reader's depth, which in a
+/// release build ends about 7.7 KiB below the top of its stack: two pages
+/// with this, three with a whole page kept.
 pub const STACK_KEPT_BELOW: usize = 256;
 
 /// Stack of a writer thread: it only moves byte buffers to the socket.
