@@ -5,14 +5,16 @@
 //! What the reader keeps is read from the kernel, not from the server: the
 //! reader thread is found by its name, its stack pointer (where it blocks)
 //! from `/proc/self/task/<tid>/syscall`, and the resident size of the
-//! mapping that holds it from `/proc/self/smaps`. One test only in this
-//! file: the server runs in this process, and a second test's readers
-//! would be found too.
+//! mapping that holds it from `/proc/self/smaps`. Over ws and over wss
+//! (whose busy reads are deeper still), one after the other in one test:
+//! the server runs in this process, and a second test's readers would be
+//! found too.
 
 mod common;
 
 use std::time::Duration;
 
+use common::tls::Over;
 use common::{TestServer, WAIT, eventually};
 use threadchat::Config;
 use tungstenite::Message;
@@ -148,10 +150,19 @@ fn ping(client: &mut common::Client) {
 
 #[test]
 fn a_quiet_reader_waits_shallow_and_still_answers_pings_logs_in_and_chats() {
-    let server = TestServer::with(Config {
-        login_timeout: Duration::ZERO,
-        ..Config::ephemeral()
-    });
+    // One after the other: each server's reader must be the only one.
+    quiet_reader_over(Over::Plain);
+    quiet_reader_over(Over::Tls);
+}
+
+fn quiet_reader_over(over: Over) {
+    let server = TestServer::over(
+        over,
+        Config {
+            login_timeout: Duration::ZERO,
+            ..Config::ephemeral()
+        },
+    );
     let mut client = server.connect();
 
     // Quiet since its opening: it waits in `poll`, shallow.
@@ -191,4 +202,6 @@ fn a_quiet_reader_waits_shallow_and_still_answers_pings_logs_in_and_chats() {
     client.chat("and again");
     assert_eq!(client.recv_json()["text"], "and again");
     ping(&mut client);
+    drop(client);
+    assert!(server.shutdown(), "every connection ended");
 }
