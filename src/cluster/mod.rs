@@ -1,6 +1,6 @@
 //! Several nodes, one chat: the Redis side of `--redis`.
 //!
-//! One node holds about 10,000 connections (two threads each). Past that,
+//! One node holds about 15,000 connections (a thread each). Past that,
 //! several nodes share one Redis, and Redis, which people already run, is
 //! what makes them one chat. Each node is still the same server: its
 //! dispatcher still owns all of its local state and never waits on the

@@ -136,7 +136,13 @@ impl Dispatcher {
     /// The cluster refused a claim: the name is another's, or Redis is away.
     /// A user already in (re-announced after an outage) whose name another
     /// node gave out meanwhile is logged out here.
+    ///
+    /// A user already in whose claim is "refused" as unavailable stays in:
+    /// the claim was done in Redis, since its `login` came back, and only
+    /// its answer was lost on a path that broke just after. The resync that
+    /// follows the outage claims the name again.
     fn refused(&mut self, id: ConnId, why: ClaimRefusal) {
+        let answer_lost = matches!(why, ClaimRefusal::Unavailable);
         let (reason, details) = match why {
             ClaimRefusal::Taken => (
                 Reason::UsernameTaken,
@@ -149,6 +155,10 @@ impl Dispatcher {
         };
         let refusal = Refusal::new(Some(RequestKind::Login), reason, details);
         if self.claim_refused(id, refusal) {
+            return;
+        }
+        if answer_lost {
+            debug!("conn {id}: a claim's answer was lost; its login was heard, so it stays in");
             return;
         }
         let Some(name) = self.clients.get(&id).and_then(|c| c.login.name()) else {
