@@ -79,8 +79,10 @@ redis_bytes() {
         awk -F: '/^total_net_input_bytes/ {i=$2} /^total_net_output_bytes/ {o=$2} END {print i, o}'
 }
 
+# AFTER first: builds of one package share $TARGET, and cargo judges an
+# artifact fresh by its sources' times, so a checkout built after a
+# worktree's fresher files would be taken as built already.
 mkdir -p "$TARGET/ab"
-before_sha=$(build "$BEFORE")
 if [[ -n "$AFTER" ]]; then
     after_sha=$(build "$AFTER")
     after_bin=$TARGET/ab/threadchat-$after_sha
@@ -93,6 +95,7 @@ else
     cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-current"
     after_bin=$TARGET/ab/threadchat-current
 fi
+before_sha=$(build "$BEFORE")
 cargo build --release -p chat-stress
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
