@@ -9,12 +9,14 @@
 # AFTER): a fresh redis-server on a free loopback port, two nodes of the
 # build on it, and `chat-stress storm --presence changes` with the users
 # spread over both nodes. Besides the storm's own figures (time until every
-# user sees the whole room, bytes received per user) it records what went
-# through Redis meanwhile (INFO stats: total_net_input_bytes and
-# total_net_output_bytes, which include what the two listeners were
-# published). Lines go to bench/cluster_storm.jsonl; the medians and
-# AFTER/BEFORE ratios are printed. Nothing is pinned: on a busy machine
-# alternating is what puts the drift on both sides.
+# user sees the whole room, bytes received per user, the nodes' CPU) it
+# records what went through Redis for the storm and its end (INFO stats:
+# total_net_input_bytes and total_net_output_bytes, which include what the
+# two listeners were published, read once every user has been released
+# after the storm tool closed its sockets, so both builds pay for every
+# login and every departure). Lines go to bench/cluster_storm.jsonl; the
+# medians and AFTER/BEFORE ratios are printed. Nothing is pinned: on a busy
+# machine alternating is what puts the drift on both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +75,19 @@ build() {
     echo "$sha"
 }
 
+# Waits (at most 60 s) until no room on the Redis at port $1 has users.
+released() {
+    for _ in $(seq 120); do
+        local left=0 key
+        for key in $(redis-cli -p "$1" --scan --pattern '*:users'); do
+            left=$((left + $(redis-cli -p "$1" hlen "$key")))
+        done
+        ((left == 0)) && return 0
+        sleep 0.5
+    done
+    echo "   (users still listed after 60 s)" >&2
+}
+
 # The bytes Redis has read and written since it started.
 redis_bytes() {
     redis-cli -p "$1" info stats | tr -d '\r' |
@@ -91,6 +106,9 @@ else
     if [[ -n "$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock)" ]]; then
         after_sha="$after_sha+changes"
     fi
+    # The same freshness rule: a worktree built earlier into $TARGET may
+    # look newer than this checkout's sources.
+    touch src/lib.rs
     cargo build --release --bin threadchat
     cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-current"
     after_bin=$TARGET/ab/threadchat-current
@@ -129,6 +147,7 @@ for round in $(seq "$ROUNDS"); do
             echo "== round $round, $users users, $side ($sha)" >&2
             if line=$("$STRESS" storm --users "$users" --presence changes "${urls[@]}" "${pids[@]}" \
                 --timeout 120 --server-name "$side $sha $users" --json); then
+                released "$redis_port"
                 read -r in_after out_after < <(redis_bytes "$redis_port")
                 python3 -c 'import json, sys
 run = json.loads(sys.argv[1])
@@ -155,19 +174,20 @@ for run in runs:
     r = run["result"]
     table.setdefault((int(users), side), []).append(
         (r.get("all_complete_s") or float("nan"), r["bytes_per_user"],
-         run["redis_out_bytes"] / int(users), run["redis_in_bytes"] / int(users)))
+         run["redis_out_bytes"] / int(users), run["redis_in_bytes"] / int(users),
+         r["cpu"]["server_cpu_s"]))
 print(f"Login storm, two nodes on one Redis, --presence changes; before {before_sha}, after {after_sha}")
 print(f"(load average {load_start} at the start, {load_end} at the end; medians of the rounds)\n")
-print("| users | build | everyone complete (s) | received per user (bytes) | Redis out per user (bytes) | Redis in per user (bytes) |")
-print("|---|---|---|---|---|---|")
+print("| users | build | everyone complete (s) | received per user (bytes) | nodes' CPU in the storm (s) | Redis out per user (bytes) | Redis in per user (bytes) |")
+print("|---|---|---|---|---|---|---|")
 med = lambda rows, i: statistics.median(row[i] for row in rows)
 for users in sorted({k[0] for k in table}):
     for side in ["before", "after"]:
         rows = table.get((users, side))
         if rows:
-            print(f"| {users:,} | {side} | {med(rows, 0):.2f} | {med(rows, 1):,.0f} | {med(rows, 2):,.0f} | {med(rows, 3):,.0f} |")
+            print(f"| {users:,} | {side} | {med(rows, 0):.2f} | {med(rows, 1):,.0f} | {med(rows, 4):.2f} | {med(rows, 2):,.0f} | {med(rows, 3):,.0f} |")
     b, a = table.get((users, "before")), table.get((users, "after"))
     if a and b:
         print(f"| {users:,} | after/before | {med(a, 0) / med(b, 0):.2f} | {med(a, 1) / med(b, 1):.2f} | "
-              f"{med(a, 2) / med(b, 2):.3f} | {med(a, 3) / med(b, 3):.2f} |")
+              f"{med(a, 4) / med(b, 4):.2f} | {med(a, 2) / med(b, 2):.3f} | {med(a, 3) / med(b, 3):.2f} |")
 PY
