@@ -10,13 +10,15 @@
 # build on it, and `chat-stress storm --presence changes` with the users
 # spread over both nodes. Besides the storm's own figures (time until every
 # user sees the whole room, bytes received per user, the nodes' CPU) it
-# records what went through Redis for the storm and its end (INFO stats:
-# total_net_input_bytes and total_net_output_bytes, which include what the
-# two listeners were published, read once every user has been released
-# after the storm tool closed its sockets, so both builds pay for every
-# login and every departure). Lines go to bench/cluster_storm.jsonl; the
-# medians and AFTER/BEFORE ratios are printed. Nothing is pinned: on a busy
-# machine alternating is what puts the drift on both sides.
+# records what went through Redis (INFO stats: total_net_input_bytes and
+# total_net_output_bytes, which include what the two listeners were
+# published), read once every user has been released after the storm tool
+# closed its sockets: the input counts every claim and release; the output
+# is mostly the logins' messages, as a node stops listening to a room once
+# its last user is gone, so most departures' messages reach no one. Lines
+# go to bench/cluster_storm.jsonl; the medians and AFTER/BEFORE ratios are
+# printed (and kept in bench/cluster_storm.md). Nothing is pinned: on a
+# busy machine alternating is what puts the drift on both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -164,7 +166,8 @@ print(json.dumps(run))' "$line" "$in_before" "$in_after" "$out_before" "$out_aft
     done
 done
 
-python3 - "$RESULTS" "$before_sha" "$after_sha" "$LOAD_AT_START" "$(cut -d ' ' -f 1-3 /proc/loadavg)" <<'PY'
+# The medians as markdown, printed and kept in bench/cluster_storm.md.
+python3 - "$RESULTS" "$before_sha" "$after_sha" "$LOAD_AT_START" "$(cut -d ' ' -f 1-3 /proc/loadavg)" <<'PY' | tee bench/cluster_storm.md
 import json, statistics, sys
 path, before_sha, after_sha, load_start, load_end = sys.argv[1:]
 runs = [json.loads(line) for line in open(path) if line.strip()]

@@ -30,9 +30,10 @@
 //!   finds a number missing, or that subscribes (again), asks Redis for the
 //!   whole list once (`ROSTER`) and tells its members the difference. The
 //!   alternative rejected: the scripts publishing the whole `login`
-//!   message, as they did; every node then only relayed, but a storm of N
-//!   logins moved N² names through Redis and every node (1.4 GB for 10,000
-//!   users in one room).
+//!   message, the list built from the sorted set, for every node to relay
+//!   as it is. Nothing to keep on the nodes, but a storm of N logins then
+//!   moves N² names through Redis and every node (1.4 GB for 10,000 users
+//!   in one room).
 //! - **Moderation.** An action is judged by the courier of the node that
 //!   got it and made by one script (`MODERATE`), which publishes the ruling
 //!   on the room's channel after the chat it names; every node acts on it

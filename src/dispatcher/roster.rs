@@ -38,9 +38,9 @@
 //!   missed.
 //!
 //! The alternative rejected: the scripts publishing the whole list with
-//! every change, as they did, so that a node only relayed. Nothing to keep
-//! here, but every login in a room of N moved N names through Redis to
-//! every node and through every node's parser: N² bytes for a storm of N.
+//! every change, for the nodes to relay as it is. Nothing to keep here, but
+//! every login in a room of N then moves N names through Redis to every
+//! node and through every node's parser: N² bytes for a storm of N.
 
 use std::collections::{BTreeMap, HashMap};
 
