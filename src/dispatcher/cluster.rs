@@ -138,7 +138,7 @@ impl Dispatcher {
     /// node gave out meanwhile is logged out here.
     ///
     /// A user already in whose claim is "refused" as unavailable stays in:
-    /// the claim was done in Redis, since its `login` came back, and only
+    /// the claim was done in Redis, since its change (`in`) came back, and only
     /// its answer was lost on a path that broke just after. The resync that
     /// follows the outage claims the name again.
     fn refused(&mut self, id: ConnId, why: ClaimRefusal) {
