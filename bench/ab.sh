@@ -75,6 +75,10 @@ else
     if [[ -n "$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock)" ]]; then
         after_sha="$after_sha+changes"
     fi
+    # The worktree's files, just written, are newer than the checkout's:
+    # without this, cargo takes the worktree's build for the checkout's and
+    # the run measures the older build twice.
+    touch src/lib.rs src/main.rs
     cargo build --release --workspace
     cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-current"
     after_bin=$TARGET/ab/threadchat-current

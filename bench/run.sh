@@ -7,6 +7,8 @@
 # experiment is bounded by its own --timeout, and this script stops the
 # servers it started (by PID) however it exits. Takes about 22 minutes.
 #
+# `bash bench/run.sh relay` runs only the relay (fan-out, storm, rooms, hold,
+# slow readers, churn, the tunings, the Python reference and the tokio peer),
 # `bash bench/run.sh presence` runs only the login storm both ways (presence
 # as whole lists and as changes),
 # `bash bench/run.sh history` runs only the history comparison (issue 9),
@@ -548,7 +550,7 @@ presence_part() {
 }
 
 # `bench/run.sh` runs every part on fresh results; `bench/run.sh history`
-# (or `cluster`) runs only that part, replacing its lines in the results,
+# (or `relay`, `presence`, `cluster`) runs only that part, replacing its lines in the results,
 # and writes the report again from them all.
 HISTORY_DIR=
 CLUSTER_DIR=
@@ -568,6 +570,12 @@ else
             mv "$RESULTS.tmp" "$RESULTS"
             history_part
             ;;
+        relay)
+            # Every line another part wrote stays; the relay's go.
+            grep -E "\"server\":\"(history |presence |$CLUSTER_PREFIX)" "$RESULTS" >"$RESULTS.tmp" || true
+            mv "$RESULTS.tmp" "$RESULTS"
+            relay_part
+            ;;
         presence)
             grep -v '"server":"presence ' "$RESULTS" >"$RESULTS.tmp" || true
             mv "$RESULTS.tmp" "$RESULTS"
@@ -586,7 +594,7 @@ else
             # Nothing run: the report is written again from the results.
             ;;
         *)
-            echo "unknown part: $part (known: history, presence, cluster, tls, report)" >&2
+            echo "unknown part: $part (known: relay, history, presence, cluster, tls, report)" >&2
             exit 2
             ;;
         esac

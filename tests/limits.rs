@@ -90,6 +90,28 @@ fn sustained_flooding_closes_the_connection_with_1008() {
     assert_eq!(close.code, CloseCode::Policy);
 }
 
+/// A flooder that goes on sending after the server's close frame (it has
+/// not read it yet) still gets to read it, code and all: the server reads
+/// on for the client's answering close before it closes the socket, rather
+/// than close with input unread, which makes the kernel reset the
+/// connection and can destroy the close frame before it is read.
+#[test]
+fn a_flooder_that_sends_on_after_the_close_still_reads_the_1008() {
+    let server = TestServer::with(Config {
+        rate_limit: 1,
+        ..Config::ephemeral()
+    });
+    let mut flooder = server.connect();
+    for i in 0..threadchat::config::RATE_LIMIT_STRIKES + 300 {
+        let chat = format!("{{\"type\":\"chat\",\"text\":\"{i}\"}}");
+        if flooder.ws.send(tungstenite::Message::text(chat)).is_err() {
+            break;
+        }
+    }
+    let close = flooder.expect_close().expect("close frame has a code");
+    assert_eq!(close.code, CloseCode::Policy);
+}
+
 #[test]
 fn a_smaller_configured_message_limit_is_enforced() {
     let server = TestServer::with(Config {

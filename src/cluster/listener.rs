@@ -3,8 +3,9 @@
 //! A Redis connection that subscribes can do nothing else, so this thread
 //! has one of its own. It subscribes to the channel of every room this node
 //! has a connection in (the dispatcher says `Join` and `Leave`), and turns
-//! each published line into an event: a chat, or a presence message. It
-//! decides nothing: the dispatcher dedupes by id and routes.
+//! each published line into an event: a chat, a presence change, a ruling
+//! or a roster. It decides nothing: the dispatcher dedupes by id, keeps
+//! the rooms' lists and routes.
 //!
 //! It cannot block on Redis forever, since the dispatcher's subscription
 //! requests come over a channel: it reads with a short timeout and looks at
@@ -35,7 +36,7 @@ use redis::{Connection, RedisError};
 
 use super::link::{self, Outage, is_connection_error};
 use super::scripts::Keys;
-use super::{ClusterConfig, News, Reply, Subscription};
+use super::{Change, ClusterConfig, News, Reply, Subscription};
 use crate::archivist::StoredChat;
 use crate::config::{REDIS_COMMAND_TIMEOUT, REDIS_LISTEN_PING, REDIS_LISTEN_POLL};
 use crate::ids::ConnId;
@@ -208,57 +209,77 @@ enum Line {
 }
 
 /// A published line, as news: `c <node>/<conn> <id> <ts> <json>`,
-/// `p <node>/<conn> in|out <json>`, `m <node>/0 <ruling>` or
-/// `r <node>/0 <names>`. `node` is this
-/// node's id: a presence message about one of its own connections says
-/// which, and a roster is only for the node that asked.
+/// `p <node>/<conn> <n> in|out <name>[ <old name>]`, `m <node>/0 <ruling>`
+/// or `r <node>/0 <n> <names>`. `node` is this node's id: a presence
+/// change about one of its own connections says which, and a roster is
+/// only for the node that asked.
 fn parse(room: &str, payload: &[u8], node: &str) -> Option<Line> {
-    let mut parts = payload.splitn(5, |&b| b == b' ');
-    let kind = parts.next()?;
-    let holder = std::str::from_utf8(parts.next()?).ok()?;
+    let (kind, rest) = word(payload)?;
+    let (holder, rest) = word(rest)?;
+    let holder = std::str::from_utf8(holder).ok()?;
     let (from, conn) = holder.rsplit_once('/')?;
     let conn: ConnId = conn.parse().ok()?;
-    match kind {
+    let room = room.to_string();
+    let news = match kind {
         b"c" => {
-            let id = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-            let ts = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-            let json = Bytes::copy_from_slice(parts.next()?);
-            Some(Line::News(News::Chat {
-                room: room.to_string(),
-                chat: StoredChat { id, ts, json },
-            }))
+            let (id, rest) = word(rest)?;
+            let (ts, json) = word(rest)?;
+            let chat = StoredChat {
+                id: number(id)?,
+                ts: number(ts)?,
+                json: Bytes::copy_from_slice(json),
+            };
+            News::Chat { room, chat }
         }
         b"p" => {
-            let joined = match parts.next()? {
-                b"in" => true,
-                b"out" => false,
+            let (seq, rest) = word(rest)?;
+            let (what, names) = word(rest)?;
+            let mut names = serde_json::Deserializer::from_slice(names).into_iter::<String>();
+            let name = names.next()?.ok()?;
+            let change = match what {
+                b"in" => Change::In {
+                    name,
+                    replacing: names.next().transpose().ok()?,
+                },
+                b"out" => Change::Out { name },
                 _ => return None,
             };
-            // What is left after "in " or "out " is the JSON, spaces and all.
-            let prefix = 2 + holder.len() + 1 + if joined { 3 } else { 4 };
-            let json = payload.get(prefix..)?.to_vec();
-            Some(Line::News(News::Presence {
-                room: room.to_string(),
+            if names.next().is_some() {
+                return None;
+            }
+            News::Presence {
+                room,
+                seq: number(seq)?,
                 own: (from == node).then_some(conn),
-                joined,
-                json,
-            }))
+                change,
+            }
         }
         b"m" => {
-            let line = payload.get(2 + holder.len() + 1..)?;
-            let ruling = crate::archivist::judge::from_wire(room, line)?;
-            Some(Line::News(News::Ruling(Box::new(ruling))))
+            let ruling = crate::archivist::judge::from_wire(&room, rest)?;
+            News::Ruling(Box::new(ruling))
         }
-        b"r" if from != node => Some(Line::ForAnother),
+        b"r" if from != node => return Some(Line::ForAnother),
         b"r" => {
-            let names = payload.get(2 + holder.len() + 1..)?.to_vec();
-            Some(Line::News(News::Roster {
-                room: room.to_string(),
-                names,
-            }))
+            let (seq, names) = word(rest)?;
+            News::Roster {
+                room,
+                seq: number(seq)?,
+                names: serde_json::from_slice(names).ok()?,
+            }
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(Line::News(news))
+}
+
+/// The bytes before the first space, and those after it.
+fn word(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let space = bytes.iter().position(|&b| b == b' ')?;
+    Some((&bytes[..space], &bytes[space + 1..]))
+}
+
+fn number(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -270,30 +291,37 @@ mod tests {
         let chat = parse("a", br#"c n1/7 12 1700000000123 {"text":"a b"}"#, "n2");
         assert!(matches!(chat, Some(Line::News(News::Chat { chat, .. }))
             if chat.id == 12 && chat.ts == 1_700_000_000_123 && &chat.json[..] == br#"{"text":"a b"}"#));
-        let login = parse("a", br#"p n2/7 in {"type":"login","x":"a b"}"#, "n2");
-        assert!(
-            matches!(login, Some(Line::News(News::Presence { own: Some(7), joined: true, json, .. }))
-            if json == br#"{"type":"login","x":"a b"}"#)
-        );
-        let other = parse("a", br#"p n1/7 out {"type":"disconnect"}"#, "n2");
+        let login = parse("a", br#"p n2/7 3 in "a b""#, "n2");
+        assert!(matches!(
+            login,
+            Some(Line::News(News::Presence { seq: 3, own: Some(7), change: Change::In { name, replacing: None }, .. }))
+            if name == "a b"
+        ));
+        let rename = parse("a", br#"p n1/7 4 in "new one" "old one""#, "n2");
+        assert!(matches!(
+            rename,
+            Some(Line::News(News::Presence { own: None, change: Change::In { name, replacing: Some(old) }, .. }))
+            if name == "new one" && old == "old one"
+        ));
+        let other = parse("a", br#"p n1/7 5 out "x""#, "n2");
         assert!(matches!(
             other,
-            Some(Line::News(News::Presence {
-                own: None,
-                joined: false,
-                ..
-            }))
+            Some(Line::News(News::Presence { seq: 5, own: None, change: Change::Out { name }, .. }))
+            if name == "x"
         ));
-        let roster = parse("a", br#"r n2/0 ["x y","z"]"#, "n2");
+        let roster = parse("a", br#"r n2/0 9 ["x y","z"]"#, "n2");
         assert!(
-            matches!(roster, Some(Line::News(News::Roster { names, .. }))
-            if names == br#"["x y","z"]"#)
+            matches!(roster, Some(Line::News(News::Roster { seq: 9, names, .. }))
+            if names == ["x y", "z"])
         );
         assert!(matches!(
-            parse("a", br#"r n1/0 ["z"]"#, "n2"),
+            parse("a", br#"r n1/0 1 ["z"]"#, "n2"),
             Some(Line::ForAnother)
         ));
         assert!(parse("a", b"x n1/7 1", "n2").is_none());
         assert!(parse("a", b"c n1/x 1 2 {}", "n2").is_none());
+        assert!(parse("a", br#"p n1/7 x in "a""#, "n2").is_none());
+        assert!(parse("a", br#"p n1/7 1 in "a" "b" "c""#, "n2").is_none());
+        assert!(parse("a", br#"p n1/7 1 out a"#, "n2").is_none());
     }
 }

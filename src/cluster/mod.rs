@@ -1,6 +1,6 @@
 //! Several nodes, one chat: the Redis side of `--redis`.
 //!
-//! One node holds about 10,000 connections (two threads each). Past that,
+//! One node holds about 15,000 connections (a thread each). Past that,
 //! several nodes share one Redis, and Redis, which people already run, is
 //! what makes them one chat. Each node is still the same server: its
 //! dispatcher still owns all of its local state and never waits on the
@@ -21,10 +21,19 @@
 //! - **Presence.** A room's users are a hash (name → which node and
 //!   connection holds it) and a sorted set (join order). A login is a claim
 //!   by script: refused if another holds the name, else recorded and
-//!   published as the `login` message, `active_users` built from the sorted
-//!   set, so it is the union over nodes in join order. Leaving is a release,
-//!   published as `disconnect`. Every node relays what it hears; nobody
-//!   builds a presence message of their own.
+//!   published as the *change* alone (`in`, the name, and the room's next
+//!   presence number); leaving is a release, published as `out`. Each node
+//!   keeps the room's list itself from those changes (the dispatcher's
+//!   `roster.rs`) and builds both the tutorial's `login` / `disconnect`
+//!   (whole lists) and the `presence` changes from it, so a login moves a
+//!   few dozen bytes between nodes whatever the room's size. A node that
+//!   finds a number missing, or that subscribes (again), asks Redis for the
+//!   whole list once (`ROSTER`) and tells its members the difference. The
+//!   alternative rejected: the scripts publishing the whole `login`
+//!   message, the list built from the sorted set, for every node to relay
+//!   as it is. Nothing to keep on the nodes, but a storm of N logins then
+//!   moves N² names through Redis and every node (1.4 GB for 10,000 users
+//!   in one room).
 //! - **Moderation.** An action is judged by the courier of the node that
 //!   got it and made by one script (`MODERATE`), which publishes the ruling
 //!   on the room's channel after the chat it names; every node acts on it
@@ -132,8 +141,8 @@ fn node_id() -> String {
 #[derive(Debug)]
 pub enum Work {
     /// Log `name` in for connection `conn` (renaming it from `old`).
-    /// Answered by the `login` message coming back through the listener, or
-    /// by `News::Refused`.
+    /// Answered by its change (`News::Presence`, `own`) coming back through
+    /// the listener, or by `News::Refused`.
     Claim {
         room: String,
         conn: ConnId,
@@ -186,13 +195,14 @@ pub enum ClaimRefusal {
 pub enum News {
     /// A room's chat, as stored (from any node, in id order).
     Chat { room: String, chat: StoredChat },
-    /// A `login` or `disconnect` message for `room`. `own` is the
-    /// connection, when it is one of this node's logging in.
+    /// A change to `room`'s users, numbered in the room's order (`seq`
+    /// follows the one before by one, unless some were missed). `own` is
+    /// the connection, when it is one of this node's.
     Presence {
         room: String,
+        seq: u64,
         own: Option<ConnId>,
-        joined: bool,
-        json: Vec<u8>,
+        change: Change,
     },
     /// The listener hears `room` now (again, after a reconnect): whatever
     /// was published before is in the stream.
@@ -206,12 +216,29 @@ pub enum News {
     Refused { conn: ConnId, why: ClaimRefusal },
     /// The courier reached Redis again: send it `Work::Resync`.
     Back,
-    /// `room`'s users, a JSON array of names in join order, as asked with
-    /// `Work::Roster`.
-    Roster { room: String, names: Vec<u8> },
+    /// `room`'s users in join order, as asked with `Work::Roster`, and the
+    /// number of the last change they include.
+    Roster {
+        room: String,
+        seq: u64,
+        names: Vec<String>,
+    },
     /// A moderation action made by any node (`judge::to_wire`), in the
     /// room's order.
     Ruling(Box<crate::archivist::moderation::Ruling>),
+}
+
+/// One change to a room's users, as the cluster publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `name` is in: a login, or a rename from `replacing` (which keeps its
+    /// place in the join order).
+    In {
+        name: String,
+        replacing: Option<String>,
+    },
+    /// `name` has left.
+    Out { name: String },
 }
 
 /// Things the dispatcher is told by the archivist's jobs and by the cluster:

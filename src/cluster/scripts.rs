@@ -15,6 +15,7 @@
 //! | `C:{R}:users` | hash | name key (lower case) → `<node>/<conn> <display JSON>` |
 //! | `C:{R}:order` | sorted set | display JSON, scored by join order |
 //! | `C:{R}:joins` | string | the join counter behind those scores |
+//! | `C:{R}:presence` | string | the number of the room's last presence change |
 //! | `C:{R}` | channel | chats (`c …`) and presence (`p …`) |
 //! | `C:node:<id>` | string, TTL | a node's lease |
 //! | `C:nodes` | set | every node that has joined |
@@ -27,9 +28,17 @@
 //!
 //! What is published on a room's channel, one line each:
 //! `c <node>/<conn> <id> <ts> <chat JSON>` and
-//! `p <node>/<conn> in|out <login or disconnect JSON>`,
+//! `p <node>/<conn> <n> in <name JSON>[ <the name it replaces, JSON>]` or
+//! `p <node>/<conn> <n> out <name JSON>` (a presence change, `n` the room's
+//! presence number: one more than the last),
 //! `m <node>/0 <ruling JSON>` (a moderation action, `judge::to_wire`), and, for one node
-//! only, `r <node>/0 <the roster: a JSON array of names>` (see `ROSTER`).
+//! only, `r <node>/0 <n> <the roster: a JSON array of names>` (see `ROSTER`).
+//!
+//! A presence change names only who came or went, never the room's list:
+//! a storm of N logins then publishes N short lines, not N lists of up to
+//! N names. Each node rebuilds the list from the changes (the
+//! dispatcher's `roster.rs`); the number `n` is how it knows it missed
+//! one, and `ROSTER` is how it catches up.
 
 use redis::{Connection, RedisResult, Script};
 
@@ -86,13 +95,12 @@ impl Keys {
     }
 }
 
-/// Builds the roster (the display names in join order) and a presence
-/// message; shared by the scripts below.
+/// Numbers a presence change in its room's order and publishes it; shared
+/// by the scripts below.
 const PRESENCE: &str = r#"
-local function presence(order, kind, who_key, who, room)
-  local names = redis.call('ZRANGE', order, 0, -1)
-  return '{"type":"' .. kind .. '","' .. who_key .. '":' .. who ..
-    ',"active_users":[' .. table.concat(names, ',') .. '],"room":' .. room .. '}'
+local function announce(channel, counter, holder, change)
+  local n = redis.call('INCR', counter)
+  redis.call('PUBLISH', channel, 'p ' .. holder .. ' ' .. n .. ' ' .. change)
 end
 local function holder_of(value)
   local space = string.find(value, ' ', 1, true)
@@ -113,39 +121,40 @@ redis.call('PUBLISH', ARGV[1], 'c ' .. ARGV[2] .. ' ' .. id .. ' ' .. ts .. ' ' 
 return id
 "#;
 
-/// A login, or a rename from `old`. KEYS: users, order, joins. ARGV:
-/// channel, holder, name key, display JSON, room JSON, old key ('' if
-/// none). Returns 0 if the name is another's, 1 if the holder already had
-/// it (nothing to announce: a re-announce after a blip), 2 if announced.
+/// A login, or a rename from `old`. KEYS: users, order, joins, presence.
+/// ARGV: channel, holder, name key, display JSON, old key ('' if none).
+/// Returns 0 if the name is another's, 1 if the holder already had it
+/// (nothing to announce: a re-announce after a blip), 2 if announced.
 const CLAIM: &str = r#"
 local current = redis.call('HGET', KEYS[1], ARGV[3])
 if current then
   local holder = holder_of(current)
   if holder ~= ARGV[2] then return 0 end
-  if ARGV[6] == '' then return 1 end
+  if ARGV[5] == '' then return 1 end
 end
 local score = nil
-if ARGV[6] ~= '' then
-  local old = redis.call('HGET', KEYS[1], ARGV[6])
+local change = 'in ' .. ARGV[4]
+if ARGV[5] ~= '' then
+  local old = redis.call('HGET', KEYS[1], ARGV[5])
   if old then
     local holder, display = holder_of(old)
     if holder == ARGV[2] then
       score = redis.call('ZSCORE', KEYS[2], display)
-      redis.call('HDEL', KEYS[1], ARGV[6])
+      redis.call('HDEL', KEYS[1], ARGV[5])
       redis.call('ZREM', KEYS[2], display)
+      change = change .. ' ' .. display
     end
   end
 end
 if not score then score = redis.call('INCR', KEYS[3]) end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[2] .. ' ' .. ARGV[4])
 redis.call('ZADD', KEYS[2], score, ARGV[4])
-local json = presence(KEYS[2], 'login', 'user_joined', ARGV[4], ARGV[5])
-redis.call('PUBLISH', ARGV[1], 'p ' .. ARGV[2] .. ' in ' .. json)
+announce(ARGV[1], KEYS[4], ARGV[2], change)
 return 2
 "#;
 
-/// A departure. KEYS: users, order. ARGV: channel, holder, name key, room
-/// JSON. Returns 1 if announced, 0 if the holder did not hold the name.
+/// A departure. KEYS: users, order, presence. ARGV: channel, holder, name
+/// key. Returns 1 if announced, 0 if the holder did not hold the name.
 const RELEASE: &str = r#"
 local current = redis.call('HGET', KEYS[1], ARGV[3])
 if not current then return 0 end
@@ -153,13 +162,12 @@ local holder, display = holder_of(current)
 if holder ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[3])
 redis.call('ZREM', KEYS[2], display)
-local json = presence(KEYS[2], 'disconnect', 'user_left', display, ARGV[4])
-redis.call('PUBLISH', ARGV[1], 'p ' .. ARGV[2] .. ' out ' .. json)
+announce(ARGV[1], KEYS[3], ARGV[2], 'out ' .. display)
 return 1
 "#;
 
 /// Every user of a node whose lease has lapsed leaves the room. KEYS:
-/// users, order, the node's lease. ARGV: channel, node, room JSON. Returns
+/// users, order, the node's lease, presence. ARGV: channel, node. Returns
 /// how many left (0 for everyone but the first to sweep; -1 if the lease
 /// is back, as the node returned meanwhile).
 const SWEEP: &str = r#"
@@ -172,21 +180,24 @@ for i = 1, #entries, 2 do
   if string.sub(holder, 1, #prefix) == prefix then
     redis.call('HDEL', KEYS[1], entries[i])
     redis.call('ZREM', KEYS[2], display)
-    local json = presence(KEYS[2], 'disconnect', 'user_left', display, ARGV[3])
-    redis.call('PUBLISH', ARGV[1], 'p ' .. holder .. ' out ' .. json)
+    announce(ARGV[1], KEYS[4], holder, 'out ' .. display)
     gone = gone + 1
   end
 end
 return gone
 "#;
 
-/// The room's roster, published for one node that heard nothing for a
-/// while (its listener reconnected): it comes through the channel in order
-/// with the presence messages, so the node can tell who came and went
-/// meanwhile. KEYS: order. ARGV: channel, holder (`<node>/0`).
+/// The room's roster and the number of the last change it includes,
+/// published for one node that has just subscribed (again), or found a
+/// change missing: it comes through the channel in order with the changes,
+/// so the node knows the list from there on, and can tell who came and
+/// went meanwhile. KEYS: order, presence. ARGV: channel, holder
+/// (`<node>/0`).
 const ROSTER: &str = r#"
 local names = redis.call('ZRANGE', KEYS[1], 0, -1)
-redis.call('PUBLISH', ARGV[1], 'r ' .. ARGV[2] .. ' [' .. table.concat(names, ',') .. ']')
+local n = redis.call('GET', KEYS[2]) or '0'
+redis.call('PUBLISH', ARGV[1],
+  'r ' .. ARGV[2] .. ' ' .. n .. ' [' .. table.concat(names, ',') .. ']')
 return #names
 "#;
 

@@ -349,6 +349,17 @@ pub const WRITE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// payload is at most 125 bytes (RFC 6455, 5.5), 2 of them the close code.
 pub const MAX_CLOSE_REASON_BYTES: usize = 123;
 
+/// After the server's close frame, how long the reader waits for the
+/// client's own close frame before the socket closes, and how many bytes of
+/// other messages it drops meanwhile (`connection::reader`): closed with
+/// input unread, the kernel would reset the connection, and a reset can
+/// destroy the close frame before the client reads it. Enough for a client
+/// busy sending (a flooder's burst) to read the close and answer; little
+/// enough that a client that never answers holds its thread no longer than
+/// a second, as `LINGER_TIME` and `LINGER_BYTES` do for HTTP.
+pub const CLOSE_REPLY_WAIT: Duration = LINGER_TIME;
+pub const CLOSE_REPLY_BYTES: usize = LINGER_BYTES;
+
 /// Shortest read timeout a reader sets while it waits for a deadline (a
 /// token's end, the login deadline): the OS refuses zero, and a busy loop
 /// helps nobody.

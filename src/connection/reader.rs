@@ -49,7 +49,8 @@ use super::session::SignIn;
 use super::stream::ReaderStream;
 use crate::auth::AuthConfig;
 use crate::config::{
-    Config, ECHO_STOP_POLL, MAX_CLOSE_REASON_BYTES, MIN_READ_WAKE, QUIET_AFTER, READ_BUFFER_BYTES,
+    CLOSE_REPLY_BYTES, CLOSE_REPLY_WAIT, Config, ECHO_STOP_POLL, MAX_CLOSE_REASON_BYTES,
+    MIN_READ_WAKE, QUIET_AFTER, READ_BUFFER_BYTES,
 };
 use crate::ids::ConnId;
 use crate::metrics::{CloseReason, MessageKind};
@@ -230,6 +231,33 @@ pub(super) fn read_pump(
         // Queues the close frame; the guard then finishes the writer's queue,
         // so it is written before the socket closes.
         let _ = ws.close(Some(frame));
+        await_close_reply(&mut ws, &socket);
+    }
+}
+
+/// After the server's close frame, reads on until the client answers with
+/// its own or the socket ends, within `CLOSE_REPLY_WAIT` and
+/// `CLOSE_REPLY_BYTES`; whatever else comes is dropped unhandled. The
+/// closing handshake of RFC 6455 (7.1.1), and the reason it matters: a
+/// socket closed while the client is still sending (a flooder, say) is
+/// reset by the kernel, and the reset can destroy the close frame, with
+/// its code and reason, before the client reads it.
+fn await_close_reply(ws: &mut WebSocket<ReaderStream>, socket: &Stream) {
+    let deadline = Instant::now() + CLOSE_REPLY_WAIT;
+    let mut dropped = 0;
+    while dropped <= CLOSE_REPLY_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero()
+            || socket
+                .set_read_timeout(Some(left.max(MIN_READ_WAKE)))
+                .is_err()
+        {
+            return;
+        }
+        match ws.read() {
+            Ok(message) => dropped += message.len(),
+            Err(_) => return, // the client's close came (or the socket ended)
+        }
     }
 }
 

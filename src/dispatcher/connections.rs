@@ -97,8 +97,8 @@ impl Dispatcher {
     /// logins wait for it (`login.rs`).
     pub(super) fn open_room(&mut self, name: &str) {
         let recent = self.keeper.room_opened(name, self.tail_capacity());
-        let announces = self.keeper.announces_presence();
-        let room = Room::new(name.to_string(), self.metrics.clone(), recent, announces);
+        let clustered = self.keeper.follows_cluster();
+        let room = Room::new(name.to_string(), self.metrics.clone(), recent, clustered);
         self.rooms.insert(name.to_string(), room);
         self.metrics.set_rooms(self.rooms.len());
     }

@@ -14,8 +14,9 @@
 //! - `Redis` (`--redis`): the courier runs one script per chat on Redis,
 //!   and every node, this one included, hears the chat back from the
 //!   listener (`News::Chat`). The names in a room are Redis's too: a login
-//!   is *claimed* there and admitted when its `login` message comes back,
-//!   and a departure is *released*.
+//!   is *claimed* there and admitted when its change comes back, and a
+//!   departure is *released*; the room's list is every node's
+//!   (`roster.rs`).
 //!
 //! Moderation actions take the same way (`moderate`): judged and committed
 //! by the archivist, or by a script on Redis whose ruling every node hears
@@ -25,8 +26,6 @@
 //! or a branch of `cluster.rs` (the news only Redis sends). The alternative
 //! rejected: `if self.cluster …` wherever the two differ, which spread one
 //! feature over every file of the dispatcher, the rooms and the tails.
-
-use std::collections::HashMap;
 
 use crossbeam_channel::Sender;
 
@@ -60,10 +59,6 @@ pub struct RedisKeeper {
     /// the archivist's way).
     pub(super) jobs: Sender<Job>,
     pub(super) link: ClusterLink,
-    /// Per room, the last `login` or `disconnect` relayed to its members:
-    /// its `active_users` is the roster as they last heard it, to compare
-    /// with the cluster's after this node was deaf for a while.
-    pub(super) heard: HashMap<String, Vec<u8>>,
 }
 
 impl Keeper {
@@ -74,11 +69,7 @@ impl Keeper {
 
     /// Redis keeps order, through the courier's `jobs` and `link`.
     pub fn redis(jobs: Sender<Job>, link: ClusterLink) -> Keeper {
-        Keeper::Redis(RedisKeeper {
-            jobs,
-            link,
-            heard: HashMap::new(),
-        })
+        Keeper::Redis(RedisKeeper { jobs, link })
     }
 
     fn jobs(&self) -> Option<&Sender<Job>> {
@@ -122,7 +113,6 @@ impl Keeper {
     /// The room's last connection has gone.
     pub(super) fn room_closed(&mut self, room: &str) {
         if let Keeper::Redis(redis) = self {
-            redis.heard.remove(room);
             let _ = redis
                 .link
                 .subscriptions
@@ -130,10 +120,10 @@ impl Keeper {
         }
     }
 
-    /// Whether a room builds its own presence messages; with Redis they
-    /// come from the cluster, listing the users of every node.
-    pub(super) fn announces_presence(&self) -> bool {
-        !matches!(self, Keeper::Redis(_))
+    /// Whether a room's users are every node's, as the cluster publishes
+    /// them (`roster.rs`), rather than its own members.
+    pub(super) fn follows_cluster(&self) -> bool {
+        matches!(self, Keeper::Redis(_))
     }
 
     /// Whether a login must be claimed before it is admitted (`claim`).
@@ -189,7 +179,7 @@ impl Keeper {
     }
 
     /// Claims `name` in `room` for `conn` (renaming it from `old`);
-    /// answered by its `login` message, or `News::Refused`.
+    /// answered by its change (`News::Presence`), or `News::Refused`.
     pub(super) fn claim(&self, room: &str, conn: ConnId, name: &str, old: Option<&str>) {
         if let Keeper::Redis(redis) = self {
             let _ = redis.link.work.send(Work::Claim {
@@ -197,6 +187,16 @@ impl Keeper {
                 conn,
                 name: name.to_string(),
                 old: old.map(str::to_string),
+            });
+        }
+    }
+
+    /// Asks for `room`'s list of users (with Redis), answered in order with
+    /// its changes (`News::Roster`).
+    pub(super) fn ask_roster(&self, room: &str) {
+        if let Keeper::Redis(redis) = self {
+            let _ = redis.link.work.send(Work::Roster {
+                room: room.to_string(),
             });
         }
     }

@@ -35,7 +35,8 @@
 //!   audience;
 //! - `keeper.rs`: the one seam between the dispatcher and whoever keeps a
 //!   room's order (nobody, the archivist, or Redis);
-//! - `cluster.rs`: what only Redis reports (`--redis`);
+//! - `cluster.rs`: what only Redis reports (`--redis`), and `roster.rs`:
+//!   a room's users on every node, as this node follows them;
 //! - `connections.rs`: a connection's arrival and departure, rooms
 //!   appearing and going;
 //! - `fanout.rs`: pushing to outboxes, batching, dropping the slow;
@@ -61,6 +62,7 @@ mod login;
 mod moderation;
 mod presence;
 mod room;
+mod roster;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

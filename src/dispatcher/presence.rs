@@ -31,21 +31,39 @@
 //! after the message that announces it (and a chat from someone who left
 //! during the batch after the one that says so).
 //!
-//! With `--redis` the changes are not seen here one by one: the cluster
-//! publishes whole lists (the tutorial's members need them), so the room
-//! keeps the last one heard in each flush and compares it with the list its
-//! members were last told (`Cluster`): one comparison per flush, not per
-//! message.
+//! Both kinds of member are told here (`announce`), one change at a time
+//! (`Told`): the room's own members' arrivals and departures on a single
+//! node, and with `--redis` the changes the cluster published, as this
+//! node's list of the room follows them (`roster.rs`). So a node of a
+//! cluster builds the same messages as a single node, from its copy of the
+//! list.
 //!
 //! The alternative rejected: a `presence` message per arrival, each with
 //! one name. Bytes would be linear too, but a storm of 10,000 logins would
 //! still be 10,000 messages to each of 10,000 members, 10⁸ pushes and
 //! wake-ups; per flush they are as few as the dispatcher's batches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
+use super::batch::Batch;
 use crate::ids::ConnId;
 use crate::protocol::{self, Frame};
+
+/// One change to a room's list, as its members are told it.
+#[derive(Debug)]
+pub enum Told {
+    Joined(String),
+    Left(String),
+    /// A rename keeps its place in the join order.
+    Renamed {
+        old: String,
+        new: String,
+    },
+    /// The same names in another order (with `--redis`, after Redis lost
+    /// its data and the nodes claimed their users again): the tutorial's
+    /// members hear nothing, the others the whole list.
+    Reordered,
+}
 
 /// A room's presence news for the members who asked for changes.
 #[derive(Default)]
@@ -63,17 +81,6 @@ pub struct Presence {
     /// The room's list as JSON items (`protocol::name_items`), while it is
     /// known to be current; a departure or a rename makes it again.
     items: Option<Vec<u8>>,
-    /// With `--redis`: what the cluster said.
-    cluster: Option<Cluster>,
-}
-
-/// With `--redis`: the cluster's lists, and the one the members were told.
-#[derive(Default)]
-struct Cluster {
-    /// The last presence message heard since the last flush.
-    heard: Option<Vec<u8>>,
-    /// The list as the members were last told it.
-    told: Vec<String>,
 }
 
 /// What one flush sends the members who asked for changes.
@@ -86,12 +93,52 @@ pub struct Outgoing {
     room: String,
 }
 
+impl Told {
+    pub fn renamed(old: &str, new: &str) -> Told {
+        Told::Renamed {
+            old: old.to_string(),
+            new: new.to_string(),
+        }
+    }
+}
+
 impl Presence {
-    /// A room whose users the cluster lists (`--redis`).
-    pub fn clustered() -> Presence {
-        Presence {
-            cluster: Some(Cluster::default()),
-            ..Presence::default()
+    /// Tells both kinds of member about `news`: the tutorial's message,
+    /// listing `users` (the room's list after it), is appended to `lists`
+    /// (the batch for those members and their count) if there are any;
+    /// the others hear it at the next flush.
+    pub fn announce<'a>(
+        &mut self,
+        news: &Told,
+        users: impl Iterator<Item = &'a str>,
+        room: &str,
+        lists: Option<(&mut Batch, usize)>,
+    ) {
+        let json = |name: &str, users| match news {
+            Told::Left(_) => protocol::disconnect_json(name, users, room),
+            _ => protocol::login_json(name, users, room),
+        };
+        let name = match news {
+            Told::Joined(name) => {
+                self.joined(name);
+                name
+            }
+            Told::Left(name) => {
+                self.left(name);
+                name
+            }
+            Told::Renamed { old, new } => {
+                self.renamed(old, new);
+                new
+            }
+            Told::Reordered => {
+                self.items = None;
+                self.reset = true;
+                return;
+            }
+        };
+        if let Some((batch, audience)) = lists {
+            batch.append(&json(name, users), audience);
         }
     }
 
@@ -133,25 +180,13 @@ impl Presence {
         self.owed.remove(&id);
     }
 
-    /// With `--redis`: a presence message the cluster published; its list
-    /// is the room's.
-    pub fn heard(&mut self, json: &[u8]) {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.heard = Some(json.to_vec());
-        }
-    }
-
     /// Whether the next flush has something to send.
     pub fn is_due(&self) -> bool {
-        !self.owed.is_empty()
-            || !self.joined.is_empty()
-            || !self.left.is_empty()
-            || self.reset
-            || self.cluster.as_ref().is_some_and(|c| c.heard.is_some())
+        !self.owed.is_empty() || !self.joined.is_empty() || !self.left.is_empty() || self.reset
     }
 
     /// Makes this flush's messages. `users` is the room's list now (its
-    /// own members; with `--redis` the cluster's list replaces it), and
+    /// own members; with `--redis` the cluster's, `roster.rs`), and
     /// `listening` whether any member asked for changes: if none did,
     /// nothing is made.
     pub fn take<'a>(
@@ -168,41 +203,31 @@ impl Presence {
         let reset = std::mem::take(&mut self.reset);
         let owed = std::mem::take(&mut self.owed);
         if !listening {
-            if let Some(cluster) = &mut self.cluster {
-                cluster.heard = None;
-                cluster.told.clear();
-            }
             return None;
         }
-        let (shared, items) = match &mut self.cluster {
-            Some(cluster) => cluster.news(room),
-            None => {
-                if reset {
-                    self.items = None;
-                }
-                if self.items.is_none() && (reset || !owed.is_empty()) {
-                    self.items = Some(protocol::name_items(users));
-                }
-                let items = self.items.as_deref().unwrap_or_default();
-                let shared = if reset {
-                    Some(protocol::users_json_with_items(room, items))
-                } else if joined.is_empty() && left.is_empty() {
-                    None
-                } else {
-                    let joined = joined.iter().map(String::as_str);
-                    Some(protocol::presence_changes_json(
-                        room,
-                        joined,
-                        left.iter().map(String::as_str),
-                    ))
-                };
-                let items = if owed.is_empty() {
-                    Vec::new()
-                } else {
-                    items.to_vec()
-                };
-                (shared, items)
-            }
+        if reset {
+            self.items = None;
+        }
+        if self.items.is_none() && (reset || !owed.is_empty()) {
+            self.items = Some(protocol::name_items(users));
+        }
+        let items = self.items.as_deref().unwrap_or_default();
+        let shared = if reset {
+            Some(protocol::users_json_with_items(room, items))
+        } else if joined.is_empty() && left.is_empty() {
+            None
+        } else {
+            let joined = joined.iter().map(String::as_str);
+            Some(protocol::presence_changes_json(
+                room,
+                joined,
+                left.iter().map(String::as_str),
+            ))
+        };
+        let items = if owed.is_empty() {
+            Vec::new()
+        } else {
+            items.to_vec()
         };
         Some(Outgoing {
             shared: shared.map(|json| protocol::text_frame(&json)),
@@ -211,69 +236,6 @@ impl Presence {
             room: room.to_string(),
         })
     }
-}
-
-impl Cluster {
-    /// The shared message that takes the members from the list they were
-    /// told to the last one heard, and that list's items.
-    fn news(&mut self, room: &str) -> (Option<Vec<u8>>, Vec<u8>) {
-        let Some(now) = self.heard.take().and_then(|json| active_users(&json)) else {
-            let items = protocol::name_items(self.told.iter().map(String::as_str));
-            return (None, items);
-        };
-        let shared = changes(room, &self.told, &now);
-        let items = protocol::name_items(now.iter().map(String::as_str));
-        self.told = now;
-        (shared, items)
-    }
-}
-
-/// The message from list `told` to list `now`: `joined` and `left` when
-/// removing the one and appending the other gives `now`, else `users`.
-fn changes(room: &str, told: &[String], now: &[String]) -> Option<Vec<u8>> {
-    if told == now {
-        return None;
-    }
-    let was: HashSet<&str> = told.iter().map(String::as_str).collect();
-    let is: HashMap<&str, usize> = now
-        .iter()
-        .enumerate()
-        .map(|(at, n)| (n.as_str(), at))
-        .collect();
-    let left: Vec<&str> = told
-        .iter()
-        .map(String::as_str)
-        .filter(|n| !is.contains_key(n))
-        .collect();
-    let kept = told.len() - left.len();
-    let in_order = now[..kept.min(now.len())]
-        .iter()
-        .zip(told.iter().filter(|n| is.contains_key(n.as_str())))
-        .all(|(a, b)| a == b)
-        && now[kept.min(now.len())..]
-            .iter()
-            .all(|n| !was.contains(n.as_str()));
-    if !in_order {
-        let items = protocol::name_items(now.iter().map(String::as_str));
-        return Some(protocol::users_json_with_items(room, &items));
-    }
-    let joined = now[kept..].iter().map(String::as_str);
-    Some(protocol::presence_changes_json(
-        room,
-        joined,
-        left.into_iter(),
-    ))
-}
-
-/// The `active_users` of a presence message.
-fn active_users(json: &[u8]) -> Option<Vec<String>> {
-    #[derive(serde::Deserialize)]
-    struct Listed {
-        active_users: Vec<String>,
-    }
-    serde_json::from_slice::<Listed>(json)
-        .ok()
-        .map(|l| l.active_users)
 }
 
 impl Outgoing {
@@ -345,22 +307,5 @@ mod tests {
             text(out.frame_for(9, "x")),
             r#"{"type":"presence","room":"r","users":["new","ann"]}"#
         );
-    }
-
-    #[test]
-    fn the_cluster_s_lists_become_changes() {
-        let names = |l: &[&str]| l.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let changed = |a: &[&str], b: &[&str]| {
-            String::from_utf8(changes("r", &names(a), &names(b)).unwrap()).unwrap()
-        };
-        assert_eq!(
-            changed(&["a", "b"], &["b", "c", "a2"]),
-            r#"{"type":"presence","room":"r","joined":["c","a2"],"left":["a"]}"#
-        );
-        assert_eq!(
-            changed(&["a", "b"], &["z", "b"]),
-            r#"{"type":"presence","room":"r","users":["z","b"]}"#
-        );
-        assert!(changes("r", &names(&["a"]), &names(&["a"])).is_none());
     }
 }

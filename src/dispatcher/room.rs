@@ -5,7 +5,8 @@
 //! chat knows; it has no thread and no lock of its own. The dispatcher routes
 //! each event to its room, and the room does what a one-room chat did before:
 //! keeps its users in join order with their names unique (ignoring case),
-//! builds the presence messages, and batches its broadcasts.
+//! builds the presence messages (with `--redis`, from every node's users:
+//! `roster.rs`), and batches its broadcasts.
 //!
 //! A room keeps its members' outboxes itself, not ids to look up in the map
 //! of every client: a message in room "algebra" then costs the other 999
@@ -30,7 +31,8 @@ use std::sync::Arc;
 use super::batch::Batch;
 use super::fanout::drop_too_slow;
 use super::history::RecentHistory;
-use super::presence::Presence;
+use super::presence::{Presence, Told};
+use super::roster::{Heard, Next, Roster};
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -73,11 +75,9 @@ pub struct Room {
     /// The room's recent chats, when its keeper keeps history
     /// (`history.rs`).
     pub recent: Option<RecentHistory>,
-    /// Whether the room builds its own `login` and `disconnect` messages.
-    /// With `--redis` it does not: those come from the cluster, listing the
-    /// users of every node, and the dispatcher broadcasts them as they come
-    /// (`Keeper::announces_presence`).
-    announces: bool,
+    /// With `--redis`, every node's users, whom presence messages list, as
+    /// the cluster says (`cluster_heard`); `None` on a single node.
+    pub cluster: Option<Roster>,
     /// The room's mode, mutes and bans, loaded with it (`moderation/`).
     pub rules: crate::archivist::moderation::Rules,
 }
@@ -87,7 +87,7 @@ impl Room {
         name: String,
         metrics: Arc<Metrics>,
         recent: Option<RecentHistory>,
-        announces: bool,
+        clustered: bool,
     ) -> Room {
         Room {
             name,
@@ -99,14 +99,10 @@ impl Room {
             for_changes: Batch::default(),
             listing: 0,
             changing: 0,
-            presence: if announces {
-                Presence::default()
-            } else {
-                Presence::clustered()
-            },
+            presence: Presence::default(),
             marked: false,
             recent,
-            announces,
+            cluster: clustered.then(Roster::new),
             rules: Default::default(),
         }
     }
@@ -177,9 +173,6 @@ impl Room {
                     self.count(was, false);
                     self.count(mode, true);
                 }
-                if self.announces {
-                    self.presence.renamed(old, username);
-                }
             }
             None => {
                 self.online.push(Member {
@@ -189,19 +182,16 @@ impl Room {
                     mode,
                 });
                 self.count(mode, true);
-                if self.announces {
-                    self.presence.joined(username);
-                }
             }
         }
         self.names.insert(protocol::username_key(username), id);
         if mode == PresenceMode::Changes {
             self.presence.owe(id);
         }
-        if self.announces && self.listing > 0 {
-            let json = protocol::login_json(username, self.active_users(), &self.name);
-            self.for_lists.append(&json, self.online.len());
-        }
+        self.announce(match old {
+            Some(old) => Told::renamed(old, username),
+            None => Told::Joined(username.to_string()),
+        });
         dropped
     }
 
@@ -245,12 +235,39 @@ impl Room {
             self.name,
             self.online.len()
         );
-        if self.announces {
-            self.presence.left(&username);
-            if self.listing > 0 {
-                let json = protocol::disconnect_json(&username, self.active_users(), &self.name);
-                self.for_lists.append(&json, self.online.len());
-            }
+        self.announce(Told::Left(username));
+    }
+
+    /// A member came or went: told here on a single node; with `--redis`,
+    /// when the cluster publishes it (`cluster_heard`).
+    fn announce(&mut self, news: Told) {
+        if self.cluster.is_none() {
+            let lists = (self.listing > 0).then_some((&mut self.for_lists, self.online.len()));
+            let users = self.online.iter().map(|m| m.username.as_str());
+            self.presence.announce(&news, users, &self.name, lists);
+        }
+    }
+
+    /// With `--redis`: what the cluster said about the room's users,
+    /// applied to its list and told to the members (`roster.rs`).
+    pub fn cluster_heard(&mut self, heard: Heard) -> Next {
+        let Some(roster) = self.cluster.as_mut() else {
+            return Next::Nothing;
+        };
+        let audience = self.online.len();
+        let mut lists = (self.listing > 0).then_some(&mut self.for_lists);
+        roster.hear(heard, |news, roster| {
+            let lists = lists.as_deref_mut().map(|batch| (batch, audience));
+            self.presence
+                .announce(news, roster.names(), &self.name, lists);
+        })
+    }
+
+    /// The names presence messages list: the cluster's with `--redis`.
+    pub fn listed(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match &self.cluster {
+            Some(roster) => Box::new(roster.names()),
+            None => Box::new(self.online.iter().map(|m| m.username.as_str())),
         }
     }
 
@@ -261,27 +278,6 @@ impl Room {
     /// The logged-in connections and their names, in join order.
     pub fn members(&self) -> impl Iterator<Item = (ConnId, &str)> {
         self.online.iter().map(|m| (m.id, m.username.as_str()))
-    }
-
-    pub fn active_users(&self) -> impl Iterator<Item = &str> {
-        self.online.iter().map(|m| m.username.as_str())
-    }
-
-    /// Adds a message for every member to the pending batch.
-    pub fn broadcast(&mut self, json: &[u8]) {
-        self.append(json);
-    }
-
-    /// With `--redis`, a presence message the cluster published: relayed to
-    /// the members who hear whole lists, and turned into changes for the
-    /// others at the flush.
-    pub fn cluster_presence(&mut self, json: &[u8]) {
-        if self.listing > 0 {
-            self.for_lists.append(json, self.online.len());
-        }
-        if self.changing > 0 {
-            self.presence.heard(json);
-        }
     }
 
     /// Marks the room as having a batch to flush; true the first time since
@@ -327,7 +323,8 @@ impl Room {
         self.for_lists.len() + self.for_changes.len()
     }
 
-    fn append(&mut self, json: &[u8]) {
+    /// Adds a message for every member to the pending batch.
+    pub fn broadcast(&mut self, json: &[u8]) {
         let audience = self.online.len();
         if self.listing > 0 {
             self.for_lists.append(json, audience);
@@ -355,7 +352,10 @@ impl Room {
         let mut dropped = Vec::new();
         loop {
             let news = if presence || !self.for_changes.is_empty() {
-                let users = self.online.iter().map(|m| m.username.as_str());
+                let users: Box<dyn Iterator<Item = &str>> = match &self.cluster {
+                    Some(roster) => Box::new(roster.names()),
+                    None => Box::new(self.online.iter().map(|m| m.username.as_str())),
+                };
                 self.presence.take(&self.name, users, self.changing > 0)
             } else {
                 None

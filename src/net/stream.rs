@@ -46,8 +46,8 @@
 //!
 //! - A mutex around the whole stream: the reader blocks in `read` for up to
 //!   a ping interval, and a writer waiting on that lock would stop every
-//!   broadcast to the client for as long, exactly what two threads exist to
-//!   avoid.
+//!   broadcast to the client for as long, exactly what writing from
+//!   another thread (in place, or a writer) exists to avoid.
 //! - One I/O thread per connection, polling both directions: it would need
 //!   non-blocking sockets and a poll loop per connection, a second design
 //!   beside the thread-per-direction one the whole server teaches, and it

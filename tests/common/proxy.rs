@@ -8,7 +8,11 @@
 //!   (accepted, then closed at once); `mend` lets them through again;
 //! - `forget` is a path that died without a word (a firewall that dropped
 //!   the connection): Redis sees its side closed, while the node's side
-//!   stays open and silent. New connections go through as before.
+//!   stays open and silent. New connections go through as before;
+//! - `lose_answer_to` lets the next request that contains some bytes reach
+//!   Redis and keeps its answer, and everything after it on that
+//!   connection, from the node: the path broke between the two, so Redis
+//!   did what was asked and the node never heard that it did.
 //!
 //! Plain blocking threads, like the server: this is test code, and a mutex
 //! around the list of connections is the simplest thing that works here.
@@ -28,6 +32,8 @@ pub struct Proxy {
 struct Shared {
     cut: AtomicBool,
     stopping: AtomicBool,
+    /// Bytes whose request's answer is to be lost (`lose_answer_to`).
+    lose: Mutex<Option<Vec<u8>>>,
     /// Every relayed connection, to break them.
     open: Mutex<Vec<Relayed>>,
     /// Every copying thread, joined when the proxy is dropped.
@@ -41,6 +47,15 @@ struct Relayed {
     forgotten: Arc<AtomicBool>,
 }
 
+/// What the copying threads of one connection share.
+#[derive(Clone, Default)]
+struct Fate {
+    /// Neither side hears the other again; the node's side stays open.
+    forgotten: Arc<AtomicBool>,
+    /// Redis's answers no longer reach the node (`lose_answer_to`).
+    deaf: Arc<AtomicBool>,
+}
+
 impl Proxy {
     /// A proxy on a free loopback port, relaying to `target`.
     pub fn start(target: SocketAddr) -> Proxy {
@@ -49,6 +64,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             cut: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            lose: Mutex::new(None),
             open: Mutex::new(Vec::new()),
             pumps: Mutex::new(Vec::new()),
         });
@@ -94,6 +110,13 @@ impl Proxy {
         self.shared.cut.store(false, Ordering::SeqCst);
     }
 
+    /// The next request containing `bytes`, on any connection, reaches
+    /// Redis; from then on nothing Redis sends on that connection reaches
+    /// the node, until `cut` closes it.
+    pub fn lose_answer_to(&self, bytes: &[u8]) {
+        *self.shared.lose.lock().unwrap() = Some(bytes.to_vec());
+    }
+
     /// Closes Redis's side of every relayed connection and leaves the
     /// node's side open, never to carry a byte again.
     pub fn forget(&self) {
@@ -114,37 +137,54 @@ fn relay(shared: &Arc<Shared>, node: TcpStream, redis: TcpStream) {
     ) else {
         return;
     };
-    let forgotten = Arc::new(AtomicBool::new(false));
+    let fate = Fate::default();
     shared.open.lock().unwrap().push(Relayed {
         node,
         redis,
-        forgotten: forgotten.clone(),
+        forgotten: fate.forgotten.clone(),
     });
-    let upward = forgotten.clone();
+    let (up, down) = (fate.clone(), fate);
+    let watching = shared.clone();
     let mut pumps = shared.pumps.lock().unwrap();
     pumps.push(std::thread::spawn(move || {
-        pump(node_in, &redis_out, &upward);
+        pump(node_in, &redis_out, &up, Some(&watching));
     }));
     pumps.push(std::thread::spawn(move || {
-        pump(redis_in, &node_out, &forgotten);
+        pump(redis_in, &node_out, &down, None);
     }));
 }
 
 /// Copies `from` to `to` until either side ends. Then both are closed,
 /// unless the connection was forgotten: the node's side is left open.
-fn pump(mut from: TcpStream, mut to: &TcpStream, forgotten: &AtomicBool) {
+/// Upward (`shared` given), a request carrying the bytes to lose the
+/// answer to makes the connection deaf before it goes on to Redis;
+/// downward, a deaf connection's bytes are read and dropped.
+fn pump(mut from: TcpStream, mut to: &TcpStream, fate: &Fate, shared: Option<&Shared>) {
     let mut buffer = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if forgotten.load(Ordering::SeqCst) || to.write_all(&buffer[..n]).is_err() {
+                let chunk = &buffer[..n];
+                if let Some(shared) = shared {
+                    let mut lose = shared.lose.lock().unwrap();
+                    if lose
+                        .as_ref()
+                        .is_some_and(|bytes| chunk.windows(bytes.len()).any(|w| w == bytes))
+                    {
+                        *lose = None;
+                        fate.deaf.store(true, Ordering::SeqCst);
+                    }
+                } else if fate.deaf.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if fate.forgotten.load(Ordering::SeqCst) || to.write_all(chunk).is_err() {
                     break;
                 }
             }
         }
     }
-    if !forgotten.load(Ordering::SeqCst) {
+    if !fate.forgotten.load(Ordering::SeqCst) {
         let _ = from.shutdown(Shutdown::Both);
         let _ = to.shutdown(Shutdown::Both);
     }

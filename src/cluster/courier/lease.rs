@@ -14,7 +14,7 @@ use log::{debug, info, warn};
 use redis::RedisError;
 
 use super::{Courier, evalsha};
-use crate::cluster::{News, Reply, json_string};
+use crate::cluster::{News, Reply};
 use crate::config::REDIS_LEASE;
 
 impl<E: From<Reply>> Courier<E> {
@@ -60,8 +60,9 @@ impl<E: From<Reply>> Courier<E> {
                     self.keys.room_key(room, "users"),
                     self.keys.room_key(room, "order"),
                     self.keys.lease(node),
+                    self.keys.room_key(room, "presence"),
                 ],
-                &[self.keys.channel(room), node.to_string(), json_string(room)],
+                &[self.keys.channel(room), node.to_string()],
             );
             let left: i64 = self.query(&sweep)?;
             if left < 0 {

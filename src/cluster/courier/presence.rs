@@ -2,8 +2,8 @@
 //!
 //! A login is a claim by the CLAIM script (refused if another connection,
 //! on any node, holds the name), leaving a release by RELEASE; both publish
-//! the `login` or `disconnect` message themselves, so the listener relays it
-//! to every node alike, this one included. After an outage the resync puts
+//! the change themselves (`in` or `out`, numbered), so the listener hears
+//! it on every node alike, this one included. After an outage the resync puts
 //! the node's users back where Redis lost them and releases those who left
 //! meanwhile; the rosters asked for wait for it, so that a roster holds the
 //! node's own users. `/api/rooms` is answered from the cluster's room set.
@@ -21,7 +21,7 @@ use crate::protocol::{RoomSummary, username_key};
 impl<E: From<Reply>> Courier<E> {
     /// `Work::Claim`: logs `name` in for `conn` (renaming it from `old`).
     /// Refused at once while Redis is away or the resync is pending;
-    /// otherwise the answer is the `login` coming back through the
+    /// otherwise the answer is its change coming back through the
     /// listener, or `News::Refused` if the name is another's.
     pub(super) fn claim_name(&mut self, room: &str, conn: ConnId, name: &str, old: Option<&str>) {
         if self.con.is_none() || self.resyncing {
@@ -36,7 +36,7 @@ impl<E: From<Reply>> Courier<E> {
                 conn,
                 why: ClaimRefusal::Taken,
             }),
-            Ok(_) => {} // its `login` comes back through the listener
+            Ok(_) => {} // its change comes back through the listener
             Err(e) => {
                 self.failed(&e, &format!("claim of {name:?}"));
                 self.send(News::Refused {
@@ -73,13 +73,13 @@ impl<E: From<Reply>> Courier<E> {
                 self.keys.room_key(room, "users"),
                 self.keys.room_key(room, "order"),
                 self.keys.room_key(room, "joins"),
+                self.keys.room_key(room, "presence"),
             ],
             &[
                 self.keys.channel(room),
                 self.cluster_conn(conn),
                 username_key(name),
                 json_string(name),
-                json_string(room),
                 old.map(username_key).unwrap_or_default(),
             ],
         );
@@ -92,13 +92,9 @@ impl<E: From<Reply>> Courier<E> {
             &[
                 self.keys.room_key(room, "users"),
                 self.keys.room_key(room, "order"),
+                self.keys.room_key(room, "presence"),
             ],
-            &[
-                self.keys.channel(room),
-                holder.to_string(),
-                key.to_string(),
-                json_string(room),
-            ],
+            &[self.keys.channel(room), holder.to_string(), key.to_string()],
         );
         self.query(&cmd)
     }
@@ -163,7 +159,10 @@ impl<E: From<Reply>> Courier<E> {
         for (at, room) in rooms.iter().enumerate() {
             let cmd = evalsha(
                 &self.scripts.roster,
-                &[self.keys.room_key(room, "order")],
+                &[
+                    self.keys.room_key(room, "order"),
+                    self.keys.room_key(room, "presence"),
+                ],
                 &[self.keys.channel(room), self.cluster_conn(0)],
             );
             if let Err(e) = self.query::<i64>(&cmd) {

@@ -6,8 +6,9 @@
 //! is sent the room's history before its own `login` broadcast, and that
 //! history may not be at hand yet: the room's tail may still be loading, or
 //! a reconnecting client may ask for more than the tail holds (`since`).
-//! With `--redis` the name must also be claimed in the cluster, and the
-//! login is finished when its own `login` message comes back from Redis.
+//! With `--redis` the name must also be claimed in the cluster (once the
+//! room's list is known, `roster.rs`), and the login is finished when its
+//! own change comes back from Redis.
 //! The dispatcher never waits for any of that: the login waits in its
 //! state, and the answer, an event, moves it on. The alternative rejected,
 //! a blocking query here, would stall every room for one user's join.
@@ -18,7 +19,7 @@
 //!   Out ──────────────┐  │        tail loading: AwaitingTail ──┤ tail loaded: again
 //!   In(name) rename ──┤  │  tail lacks `since`: AwaitingSince ─┤ keeper answers
 //!                     ▼  ▼                                     ▼
-//!                  (name free?) ──── --redis: Claimed ── its `login` heard ──▶ In(name)
+//!                  (name free?) ──── --redis: Claimed ── its change heard ──▶ In(name)
 //!                        └───────────────────────────────────────────────────▶ In(name)
 //!   In(name) ── logout, or dropped ──▶ Out
 //! ```
@@ -45,6 +46,7 @@ use log::{debug, info, warn};
 
 use super::fanout::drop_too_slow;
 use super::history::Plan;
+use super::roster::Heard;
 use super::{Dispatcher, follow_set};
 use crate::archivist::StoredChat;
 use crate::config::MAX_PARKED_REQUESTS;
@@ -176,33 +178,44 @@ impl Dispatcher {
         };
         let current = client.login.name().map(str::to_string);
         if self.keeper.claims_names() {
-            self.keeper.claim(
-                &client.room,
-                id,
-                &pending.login.username,
-                current.as_deref(),
-            );
+            let (room, name) = (client.room.clone(), pending.login.username.clone());
             client.login = LoginState::Claimed {
                 pending,
                 history,
-                current,
+                current: current.clone(),
             };
+            self.claim(&room, id, &name, current.as_deref());
             return;
         }
         self.admit(id, pending, current, history, None);
     }
 
-    /// With `--redis`, a `login` message for one of this node's
-    /// connections: if it answers its claim, the client is in now (true).
-    pub(super) fn claim_heard(&mut self, id: ConnId, json: &[u8]) -> bool {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return false;
+    /// With `--redis`, a claim held until the room's list was heard: sent
+    /// now, if the login still waits for it.
+    pub(super) fn send_claim(&mut self, id: ConnId) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
         };
-        let Some((pending, history, current)) = client.login.take_claim() else {
-            return false; // a re-announcement after an outage
-        };
-        self.admit(id, pending, current, history, Some(json.to_vec()));
-        true
+        if let LoginState::Claimed {
+            pending, current, ..
+        } = &client.login
+        {
+            let (name, current) = (&pending.login.username, current.as_deref());
+            self.keeper.claim(&client.room, id, name, current);
+        }
+    }
+
+    /// With `--redis`, a name `in` for one of this node's connections: if it
+    /// answers its claim, the client is in now; either way the room hears
+    /// it.
+    pub(super) fn claim_heard(&mut self, id: ConnId, room: &str, heard: Heard) {
+        let claim = self.clients.get_mut(&id).and_then(|c| c.login.take_claim());
+        match claim {
+            Some((pending, history, current)) => {
+                self.admit(id, pending, current, history, Some(heard));
+            }
+            None => self.roster_heard(room, heard), // a re-announcement
+        }
     }
 
     /// With `--redis`, the cluster refused a claim: the login goes back to
@@ -242,15 +255,16 @@ impl Dispatcher {
     }
 
     /// Makes the client a member under its new name: its history first (to
-    /// it alone), then the `login` message to the room: built by the room,
-    /// or with `--redis` the cluster's (`announced`).
+    /// it alone), then the `login` message to the room, built by the room
+    /// from its members, or with `--redis` from the change the cluster
+    /// published (`announced`) and the room's list of every node's users.
     fn admit(
         &mut self,
         id: ConnId,
         pending: Pending,
         old: Option<String>,
         history: History,
-        announced: Option<Vec<u8>>,
+        announced: Option<Heard>,
     ) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
@@ -274,6 +288,10 @@ impl Dispatcher {
         {
             client.login = LoginState::Out;
             drop_too_slow(id, &client.outbox);
+            let room = client.room.clone();
+            if let Some(heard) = announced {
+                self.roster_heard(&room, heard); // the room's list all the same
+            }
             return;
         }
         let username = login.username;
@@ -300,19 +318,20 @@ impl Dispatcher {
             old.as_deref(),
             login.presence,
         );
-        if let Some(json) = announced {
-            room.cluster_presence(&json);
-        }
+        let next = announced.map(|heard| room.cluster_heard(heard));
         let room = client.room.clone();
         self.forget_dropped(dropped);
         self.appended(&room);
+        if let Some(next) = next {
+            self.roster_next(&room, next);
+        }
         self.admitted(id);
         self.handle_parked(id, parked);
     }
 
     /// A login under the name the client is in under already: it alone is
     /// sent the room's `login` message for it, listing who is in (with
-    /// `--redis`, as the room last heard it from the cluster).
+    /// `--redis`, every node's users, as the room follows them).
     fn log_in_again(&mut self, id: ConnId) {
         let Some(client) = self.clients.get(&id) else {
             return;
@@ -320,10 +339,7 @@ impl Dispatcher {
         let (Some(name), Some(room)) = (client.login.name(), self.rooms.get(&client.room)) else {
             return;
         };
-        let users = self
-            .cluster_roster(room.name())
-            .unwrap_or_else(|| room.active_users().map(str::to_string).collect());
-        let json = protocol::login_json(name, users.iter().map(String::as_str), room.name());
+        let json = protocol::login_json(name, room.listed(), room.name());
         self.tell(id, protocol::text_frame(&json));
     }
 

@@ -13,9 +13,10 @@ pub(in crate::dispatcher) enum LoginState {
     AwaitingTail(Pending),
     /// Waiting for the keeper's answer to `since` (`SinceLoaded`).
     AwaitingSince(Pending),
-    /// With `--redis`: the name is claimed, and the login waits for its own
-    /// `login` message to come back. `current` is the name it is in the
-    /// room under meanwhile (a rename), if any.
+    /// With `--redis`: the name is claimed (or held until the room's list
+    /// is first heard, `roster.rs`), and the login waits for its own change
+    /// to come back. `current` is the name it is in the room under
+    /// meanwhile (a rename), if any.
     Claimed {
         pending: Pending,
         history: History,

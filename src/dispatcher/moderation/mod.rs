@@ -245,15 +245,10 @@ impl Dispatcher {
     /// go: the nodes that have the user close them).
     fn is_present(&self, room: &str, username: &str) -> bool {
         let key = username_key(username);
-        if let Some(users) = self.cluster_roster(room) {
-            return users.iter().any(|u| username_key(u) == key);
+        match self.rooms.get(room) {
+            Some(r) => r.listed().any(|name| username_key(name) == key),
+            None => matches!(self.keeper, Keeper::Redis(_)),
         }
-        if matches!(self.keeper, Keeper::Redis(_)) && !self.rooms.contains_key(room) {
-            return true;
-        }
-        self.rooms
-            .get(room)
-            .is_some_and(|r| r.members().any(|(_, name)| username_key(name) == key))
     }
 }
 

@@ -36,7 +36,7 @@ pub(super) fn section(md: &mut String, reports: &[Report]) {
          then. The two modes alternate over the rounds of one `bash bench/run.sh \
          presence`, against one server; each row is the median of its runs. Then the storm \
          with changes once at larger N, up to the most connections the server holds here \
-         (two threads each: `vm.max_map_count` caps it near 8,000 unless raised).\n\n\
+         (a thread each, and a writer thread while one is behind).\n\n\
          | users | presence | runs | everyone sees everyone (s) | median user (s) | bytes per user | messages per user | server CPU | tool CPU |\n\
          |---:|---|---:|---:|---:|---:|---:|---:|---:|",
         machines(runs.iter().copied())

@@ -2,7 +2,7 @@
 //! thread of their own.
 //!
 //! Why: a thread per simulated user, the rest of this tool's rule, does not
-//! fit 10,000 users next to a server that runs two threads for each of them
+//! fit 10,000 users next to a server that runs a thread for each of them
 //! (`kernel.pid_max` counts every thread on the machine). Yet every user
 //! must keep reading: the server sends each one every chat of its room, and
 //! drops a client whose queue fills as too slow. So a pool thread holds a

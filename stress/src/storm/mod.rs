@@ -4,7 +4,8 @@
 //! `--presence lists` is the tutorial's rule (every login sends every member
 //! the whole list: N³ bytes in all, N² per user); `--presence changes` asks
 //! the server for the whole list once and then who joined and left, per
-//! batch (N per user).
+//! batch (N per user). Given several `--url`s (the nodes of one cluster),
+//! the users are spread over them, reader thread by reader thread.
 //!
 //! A departure from one-thread-per-user, forced by this machine: a lecture
 //! of 10,000 would be 10,000 threads here beside the server's own, against
@@ -106,7 +107,7 @@ pub fn run(args: &StormArgs) -> Result<Report, String> {
     let targets = args.common.targets()?;
     let tag = net::run_tag();
     let room = format!("storm-{}", tag.to_lowercase());
-    let target = targets[0].in_room(&room);
+    let targets: Vec<net::Target> = targets.iter().map(|t| t.in_room(&room)).collect();
     let prefix = format!("{tag}s-");
     let users = args.users.max(1);
     let readers = args.readers.clamp(1, users);
@@ -122,7 +123,7 @@ pub fn run(args: &StormArgs) -> Result<Report, String> {
     for r in 0..readers {
         let indexes: Vec<usize> = (r..users).step_by(readers).collect();
         let (target, sources, opened, start, prefix) = (
-            target.clone(),
+            targets[r % targets.len()].clone(),
             sources.clone(),
             opened.clone(),
             start.clone(),
