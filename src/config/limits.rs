@@ -291,14 +291,15 @@ pub const READER_STACK_BYTES: usize = 256 * 1024;
 
 /// Most connection threads that wait, their connection over, for the next
 /// accepted socket (`server/spares.rs`), and how long each waits before it
-/// ends. Reusing a thread saves its start and end, about a third of what a
-/// short HTTP request costs; a waiting thread costs what its stack touched
-/// and the kernel's part of a thread (measured: see the README's limits),
-/// so they are few. 16 carry hundreds of short requests a second (each
-/// holds its thread about a millisecond); a second carries a steady stream
-/// (the live view's two requests a second, a health check's one) from one
-/// request to the next, and gives a burst's threads back soon after it, as
-/// `WRITER_LINGER` does for writers.
+/// ends. Reusing a thread saves its start and end, a quarter of what a short
+/// HTTP request costs the server's CPU; a waiting thread costs the kernel's
+/// part of a thread and keeps what its stack touched (as glibc keeps an
+/// ended thread's stack anyway: the README's limits), so they are few. 16
+/// carry hundreds of short requests a second (each holds its thread under a
+/// millisecond); a second carries a steady stream (the live view's two
+/// requests a second, a health check's one) from one request to the next,
+/// and gives a burst's threads back soon after it, as `WRITER_LINGER` does
+/// for writers.
 pub const MAX_SPARE_THREADS: usize = 16;
 pub const SPARE_WAIT: Duration = Duration::from_secs(1);
 

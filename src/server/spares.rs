@@ -3,11 +3,12 @@
 //! short connections (a page, `/healthz`, a page of history) do not each
 //! pay for a thread's start and end.
 //!
-//! Starting a thread is not free: the kernel copies the task, maps a stack
-//! and its guard page, and at the thread's end unmaps it all again. Profiled
-//! on a server answering `/healthz` over and over, that was about a third
-//! of each request's cost, on the same core as the chat. A thread that has
-//! just finished a connection has all of it already.
+//! Starting a thread is not free: the kernel copies the task, the runtime
+//! maps a signal stack, and at the thread's end it is all taken down again.
+//! Measured on a server answering `/healthz` over and over, reusing threads
+//! took a quarter off each request's CPU time (182 to 135 µs, docs/bench.md),
+//! on the same core as the chat. A thread that has just finished a
+//! connection has all of it already.
 //!
 //! So the accept loop hands each socket first to a thread that is waiting
 //! (`Spares::hand`): the hand-over is a zero-capacity channel, which takes a
