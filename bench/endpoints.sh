@@ -9,6 +9,11 @@
 # REQUESTS_PER_S together (200 by default). Prints, per binary, the medians
 # of the chat's p99 alone and with the requests, and their ratio.
 #
+# CONTROL=1 also runs each binary, in each round, with no requests at all (the
+# room twice alone, labelled `control`): how far the ratio strays from 1 by
+# itself. On a 2-core machine the two halves of one run differ by tens of
+# percent either way, so read a ratio against its control, over many ROUNDS.
+#
 # SERVER_FLAGS adds flags to every server (say `--fsync`, where a probe
 # per /readyz costs a disk sync). To compare with an older commit, build it first (bench/ab.sh shows how)
 # and pass both binaries.
@@ -19,6 +24,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 REQUESTS_PER_S=${REQUESTS_PER_S:-200}
 MESSAGES=${MESSAGES:-2000}
+CONTROL=${CONTROL:-0}
 IDLE=${IDLE:-0} # connections held open, silent, besides the room's users
 PATHS=${PATHS:-} # the paths asked, comma-separated (empty: the stress tool's three)
 read -r -a SERVER_FLAGS <<<"${SERVER_FLAGS:-}" # more flags for every server, e.g. --fsync
@@ -50,6 +56,13 @@ for round in $(seq "$ROUNDS"); do
             --requests-per-s "$REQUESTS_PER_S" --idle "$IDLE" --timeout 120 \
             ${PATHS:+--paths "$PATHS"}
         stop_server
+        if ((CONTROL)); then
+            start_server bench/endpoints.log "$binary" $(load_flags "$binary") --rate-limit 0 \
+                --log-level warn --db "$DB_DIR/round-$round-$i-control.db" "${SERVER_FLAGS[@]}"
+            stress "$i $binary control" endpoints --users 100 --senders 10 --messages "$MESSAGES" \
+                --requests-per-s 0 --idle "$IDLE" --timeout 120
+            stop_server
+        fi
     done
 done
 
@@ -60,15 +73,17 @@ by = {}
 for run in runs:
     r = run["result"]
     by.setdefault(run["server"], []).append(r)
-print(f"{'binary':50} {'p99 alone':>10} {'p99 with':>10} {'ratio':>6} {'sent/s':>7}  answers (ok/503/failed)")
+print(f"{'binary':50} {'p99 alone':>10} {'p99 with':>10} {'ratio':>6} {'spread':>10} {'sent/s':>7}  answers (ok/503/failed)")
 for name, rs in by.items():
     alone = statistics.median(r["baseline"]["latency"]["p99_us"] for r in rs) / 1000
     loaded = statistics.median(r["loaded"]["latency"]["p99_us"] for r in rs) / 1000
     ratio = statistics.median(r["p99_ratio"] for r in rs)
+    spread = f"{min(r['p99_ratio'] for r in rs):.2f}-{max(r['p99_ratio'] for r in rs):.2f}"
     sent = statistics.median(r["sent_per_s"] for r in rs)
     answers = " ".join(
         f"{a['path'].split('?')[0].rsplit('/', 1)[-1]}:{a['ok']}/{a['unavailable']}/{a['failed']}"
         for a in rs[-1]["answers"])
-    print(f"{name[-50:]:50} {alone:9.2f}ms {loaded:9.2f}ms {ratio:6.2f} {sent:7.0f}  {answers}")
-print(f"(medians of {len(next(iter(by.values())))} rounds; ratio = p99 with / p99 alone, per run)")
+    print(f"{name[-50:]:50} {alone:9.2f}ms {loaded:9.2f}ms {ratio:6.2f} {spread:>10} {sent:7.0f}  {answers}")
+print(f"(medians of {len(next(iter(by.values())))} rounds; ratio = p99 with / p99 alone, per run;")
+print(" spread: the lowest and highest ratio of the rounds)")
 PY

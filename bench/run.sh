@@ -619,3 +619,8 @@ tls_section >>docs/bench.md
 if [[ -s bench/ab.md ]]; then
     cat bench/ab.md >>docs/bench.md
 fi
+# The endpoints' cost beside a chat (bench/endpoints.sh, run by hand, its
+# figures written up in bench/endpoints.md), when there is one.
+if [[ -s bench/endpoints.md ]]; then
+    cat bench/endpoints.md >>docs/bench.md
+fi

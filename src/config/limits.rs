@@ -306,6 +306,20 @@ pub const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// with this, three with a whole page kept.
 pub const STACK_KEPT_BELOW: usize = 256;
 
+/// Most connection threads that wait, their connection over, for the next
+/// accepted socket (`server/spares.rs`), and how long each waits before it
+/// ends. Reusing a thread saves its start and end, a quarter of what a short
+/// HTTP request costs the server's CPU; a waiting thread costs the kernel's
+/// part of a thread and keeps what its stack touched (as glibc keeps an
+/// ended thread's stack anyway: the README's limits), so they are few. 16
+/// carry hundreds of short requests a second (each holds its thread under a
+/// millisecond); a second carries a steady stream (the live view's two
+/// requests a second, a health check's one) from one request to the next,
+/// and gives a burst's threads back soon after it, as `WRITER_LINGER` does
+/// for writers.
+pub const MAX_SPARE_THREADS: usize = 16;
+pub const SPARE_WAIT: Duration = Duration::from_secs(1);
+
 /// Stack of a writer thread: it only moves byte buffers to the socket.
 pub const WRITER_STACK_BYTES: usize = 64 * 1024;
 

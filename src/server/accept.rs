@@ -1,8 +1,10 @@
 //! The accept loop, and the caps it keeps.
 //!
 //! The loop does as little as possible: it accepts, takes a `Slot` under the
-//! caps, and hands the socket to a new thread, the connection's reader
-//! (`connection::serve`). Reading the HTTP request happens on that thread,
+//! caps, and hands the socket to a thread of its own, the connection's
+//! reader (`connection::serve`): a spare one if one is waiting, its last
+//! connection over (`spares.rs`), else a new one. Reading the HTTP request
+//! happens on that thread,
 //! never here, so a client that connects and then says nothing (slowloris)
 //! delays nobody else.
 //!
@@ -35,15 +37,16 @@ use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, error, warn};
 
 use super::ServerState;
+use super::spares::Spares;
 use crate::config::{ACCEPT_RETRY_DELAY, IPV6_CLIENT_PREFIX_BITS, READER_STACK_BYTES};
 use crate::connection;
 use crate::dispatcher::Event;
 use crate::ids::ConnId;
 use crate::protocol::Turnaway;
 
-/// Accepts chat connections until shutdown, a reader thread each; over a
-/// cap, the socket goes to `rejecter` (dropped if the rejecter's queue is
-/// full).
+/// Accepts chat connections until shutdown, a reader thread each (a spare
+/// or a new one); over a cap, the socket goes to `rejecter` (dropped if the
+/// rejecter's queue is full). The spares wait only while this loop runs.
 pub(super) fn accept_loop(
     listener: TcpListener,
     state: Arc<ServerState>,
@@ -51,6 +54,7 @@ pub(super) fn accept_loop(
     rejecter: Sender<(TcpStream, Turnaway)>,
 ) {
     let mut next_id: ConnId = 0;
+    let spares = Spares::new("reader", READER_STACK_BYTES);
     loop {
         let accepted = listener.accept();
         if state.stopping.load(Ordering::SeqCst) {
@@ -90,25 +94,22 @@ pub(super) fn accept_loop(
         let conn = next_id;
         let thread_state = state.clone();
         let thread_events = events.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("reader-{conn}"))
-            .stack_size(READER_STACK_BYTES)
-            .spawn(move || {
-                let mut slot = slot; // released when this thread ends, however
-                let stopping = || thread_state.stopping.load(Ordering::SeqCst);
-                let services = thread_state.services(thread_events);
-                let mut count_client = |client| slot.count_client(client);
-                let accepted = connection::Accepted {
-                    conn,
-                    socket,
-                    peer,
-                    via_proxy: proxied.then_some(&mut count_client),
-                };
-                connection::serve(accepted, &thread_state.config, services, stopping);
-            });
-        if let Err(e) = spawned {
-            // The slot and socket went down with the closure: the client
-            // sees its connection close.
+        let job = Box::new(move || {
+            let mut slot = slot; // released when this job ends, however
+            let stopping = || thread_state.stopping.load(Ordering::SeqCst);
+            let services = thread_state.services(thread_events);
+            let mut count_client = |client| slot.count_client(client);
+            let accepted = connection::Accepted {
+                conn,
+                socket,
+                peer,
+                via_proxy: proxied.then_some(&mut count_client),
+            };
+            connection::serve(accepted, &thread_state.config, services, stopping);
+        });
+        if let Err(e) = spares.hand(format!("reader-{conn}"), job) {
+            // The slot and socket went down with the job: the client sees
+            // its connection close.
             error!("cannot start a thread for a connection: {e}");
         }
     }

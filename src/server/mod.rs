@@ -26,6 +26,7 @@
 //! accept loop        accept          one                    server/accept.rs
 //! reader             reader-<conn>   one per connection     connection/reader.rs (its
 //!                                                           front door: connection/)
+//! spare              spare           former readers, a few  server/spares.rs
 //! writer             writer-<conn>   one while a client is  connection/writer.rs
 //!                                    behind (outbox/turn.rs)
 //! dispatcher         dispatcher      one                    dispatcher/, run by
@@ -42,9 +43,9 @@
 //! ```
 //!
 //! One role a file: `listen.rs` (the sockets), `accept.rs` (the loop, the
-//! caps), `rejecter.rs`, `admin_listen.rs`, `handle.rs` (address, counts,
-//! certificate reload), `shutdown.rs` (and the process's end if the
-//! dispatcher dies), `os_limits.rs` (what the OS lets one process hold).
+//! caps), `spares.rs` (threads kept), `rejecter.rs`, `admin_listen.rs`,
+//! `handle.rs` (address, counts, certificate reload), `shutdown.rs` (and the
+//! process's end if the dispatcher dies), `os_limits.rs` (the OS's limits).
 //!
 //! The design's limit, stated plainly: every connection costs a thread (two
 //! while it is behind), so the number of connections is capped
@@ -59,6 +60,7 @@ mod listen;
 mod os_limits;
 mod rejecter;
 mod shutdown;
+mod spares;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -135,8 +137,7 @@ pub const ECHO_WITH_SIGN_IN: &str = "--conformance-echo is for testing and answe
      it cannot be used with sign-in (--jwt-secret, --jwt-secret-file, --jwt-public-key or \
      $THREADCHAT_JWT_SECRET)";
 
-/// A running server. Dropping it does not stop it; `shutdown`
-/// (`shutdown.rs`) does.
+/// A running server. Dropping it does not stop it; `shutdown.rs` does.
 pub struct ServerHandle {
     local_addr: SocketAddr,
     state: Arc<ServerState>,
@@ -157,8 +158,8 @@ struct ServerState {
     /// Connections open right now, in all and per client address, under
     /// the caps (`accept.rs`).
     live: ConnectionCount,
-    /// Set first thing in shutdown: the accept loop stops, and every reader
-    /// sees it (`connection::serve`'s `shutting_down`).
+    /// Set first thing in shutdown: the accept loop stops (and with it the
+    /// spares' wait), and every reader sees it (`serve`'s `shutting_down`).
     stopping: AtomicBool,
     /// The history's queue of reads (the archivist's, or with `--redis` the
     /// courier's), for HTTP requests of older messages and `/readyz`;
@@ -204,11 +205,9 @@ impl Server {
     pub fn bind(mut config: Config) -> Result<Server, StartError> {
         let auth = crate::auth::from_config(&config).map_err(StartError::Auth)?;
         let tls = tls::from_config(&config).map_err(StartError::Tls)?;
-        let operator = config
-            .admin_token_file
-            .as_deref()
-            .map(OperatorToken::from_file);
-        let operator = operator.transpose().map_err(StartError::Auth)?;
+        let operator = config.admin_token_file.as_deref();
+        let operator = operator.map(OperatorToken::from_file).transpose();
+        let operator = operator.map_err(StartError::Auth)?;
         if auth.is_some() && config.conformance_echo.is_some() {
             // The echo answers anyone, token or not: a server that signs
             // users in is one that faces people it must keep out.

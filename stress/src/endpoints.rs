@@ -55,7 +55,9 @@ pub struct EndpointsArgs {
     #[arg(long, default_value = "32")]
     pub text_bytes: usize,
 
-    /// HTTP requests per second, all endpoints together, taken in turn.
+    /// HTTP requests per second, all endpoints together, taken in turn;
+    /// `0` sends none: the room is run twice alone, which shows how much
+    /// the two runs differ without any request (the measure's noise).
     #[arg(long, default_value = "200")]
     pub requests_per_s: f64,
 
@@ -229,6 +231,7 @@ impl HttpLoad {
         let paths = Arc::new(paths);
         let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let mut handles = Vec::new();
+        let threads = if rate > 0.0 { threads } else { 0 };
         for t in 0..threads {
             let (stop, paths) = (stop.clone(), paths.clone());
             let handle = net::spawn(format!("http-{t}"), move || {
