@@ -112,6 +112,10 @@ function story(scheme) {
         // walter sends with Enter, maria with the Send button.
         await walter.page.keyboard.type('Hi Maria! Is this working?');
         await walter.page.keyboard.press('Enter');
+        // Maria answers what she has read: two pages sending at once may
+        // reach the server in either order.
+        await waitUntil(maria.page, chatMessages, ['left|walter|Hi Maria! Is this working?'],
+          "maria's chat before her answer");
         await maria.page.fill('#message', 'Loud and clear, Walter.');
         await maria.page.click('#send');
         await waitUntil(walter.page, chatMessages, [

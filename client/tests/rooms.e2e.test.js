@@ -69,13 +69,17 @@ describe('rooms in a browser', { timeout: 90_000 }, () => {
     laura = await openPage(browser, `${origin}/r/physics`, DESKTOP);
     await join(laura.page, 'laura');
 
+    const senderText = () => [...document.querySelectorAll('#chat .message')].map((m) =>
+      `${m.querySelector('.sender').textContent}|${m.querySelector('.text').textContent}`);
     await say(walter.page, 'Shall we start on chapter 3?');
+    // Maria answers what she has read: two pages sending at once may reach
+    // the server in either order.
+    await waitUntil(maria.page, senderText, ['walter|Shall we start on chapter 3?'],
+      "maria's chat before her answer");
     await say(maria.page, 'Yes, exercise 3.1 first.');
     await say(laura.page, 'Anyone here for physics?');
 
     const algebra = ['walter|Shall we start on chapter 3?', 'maria|Yes, exercise 3.1 first.'];
-    const senderText = () => [...document.querySelectorAll('#chat .message')].map((m) =>
-      `${m.querySelector('.sender').textContent}|${m.querySelector('.text').textContent}`);
     await waitUntil(walter.page, senderText, algebra, "walter's chat");
     await waitUntil(maria.page, senderText, algebra, "maria's chat");
     await waitUntil(laura.page, senderText, ['laura|Anyone here for physics?'], "laura's chat");
