@@ -86,4 +86,15 @@ for name, rs in by.items():
     print(f"{name[-50:]:50} {alone:9.2f}ms {loaded:9.2f}ms {ratio:6.2f} {spread:>10} {sent:7.0f}  {answers}")
 print(f"(medians of {len(next(iter(by.values())))} rounds; ratio = p99 with / p99 alone, per run;")
 print(" spread: the lowest and highest ratio of the rounds)")
+# Against the controls: the same phase of a fresh server (the second, after
+# as many chats) with and without the requests, so that what the second
+# phase costs by itself (a fuller store) is on both sides.
+for name, rs in by.items():
+    control = by.get(name + " control")
+    if not control:
+        continue
+    loaded = statistics.median(r["loaded"]["latency"]["p99_us"] for r in rs)
+    quiet = statistics.median(r["loaded"]["latency"]["p99_us"] for r in control)
+    print(f"{name[-50:]:50} second phase p99 with requests / without: "
+          f"{loaded / 1000:.2f} / {quiet / 1000:.2f} ms = {loaded / quiet:.2f}")
 PY
