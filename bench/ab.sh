@@ -50,37 +50,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# build COMMIT: $TARGET/ab/threadchat-SHA, built in a temporary worktree
-# sharing $TARGET, so only the crate itself is compiled anew.
-build() {
-    local sha
-    sha=$(git rev-parse --short "$1")
-    if [[ ! -x "$TARGET/ab/threadchat-$sha" ]]; then
-        rm -rf "$WORKTREE"
-        git worktree add --detach "$WORKTREE" "$1" >/dev/null
-        (cd "$WORKTREE" && CARGO_TARGET_DIR="$TARGET" cargo build --release --bin threadchat)
-        cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-$sha"
-        git worktree remove --force "$WORKTREE"
-    fi
-    echo "$sha"
-}
-
-mkdir -p "$TARGET/ab"
-before_sha=$(build "$BEFORE")
+before_sha=$(build_commit "$BEFORE" "$WORKTREE")
 if [[ -n "$AFTER" ]]; then
-    after_sha=$(build "$AFTER")
+    after_sha=$(build_commit "$AFTER" "$WORKTREE")
     after_bin=$TARGET/ab/threadchat-$after_sha
 else
-    after_sha="$(git rev-parse --short HEAD)"
-    if [[ -n "$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock)" ]]; then
-        after_sha="$after_sha+changes"
-    fi
-    # The worktree's files, just written, are newer than the checkout's:
-    # without this, cargo takes the worktree's build for the checkout's and
-    # the run measures the older build twice.
-    touch src/lib.rs src/main.rs
-    cargo build --release --workspace
-    cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-current"
+    after_sha=$(build_checkout)
     after_bin=$TARGET/ab/threadchat-current
 fi
 cargo build --release -p chat-stress

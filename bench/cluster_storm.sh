@@ -30,6 +30,10 @@ RESULTS=bench/cluster_storm.jsonl
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 STRESS=$TARGET/release/chat-stress
 
+# free_port, wait_for_port, build_commit, build_checkout.
+# shellcheck source=bench/common.sh
+source bench/common.sh
+
 WORK=$(mktemp -d -t threadchat-cluster-storm.XXXXXX)
 PIDS=()
 stop_all() {
@@ -47,35 +51,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_for_port() {
-    for _ in $(seq 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
-
-# build COMMIT: $TARGET/ab/threadchat-SHA, built in a temporary worktree
-# sharing $TARGET, so only the crate itself is compiled anew.
-build() {
-    local sha
-    sha=$(git rev-parse --short "$1")
-    if [[ ! -x "$TARGET/ab/threadchat-$sha" ]]; then
-        git worktree add --detach "$WORK/tree" "$1" >/dev/null
-        (cd "$WORK/tree" && CARGO_TARGET_DIR="$TARGET" cargo build --release --bin threadchat)
-        cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-$sha"
-        git worktree remove --force "$WORK/tree"
-    fi
-    echo "$sha"
-}
 
 # Waits (at most 60 s) until no room on the Redis at port $1 has users.
 released() {
@@ -96,26 +71,14 @@ redis_bytes() {
         awk -F: '/^total_net_input_bytes/ {i=$2} /^total_net_output_bytes/ {o=$2} END {print i, o}'
 }
 
-# AFTER first: builds of one package share $TARGET, and cargo judges an
-# artifact fresh by its sources' times, so a checkout built after a
-# worktree's fresher files would be taken as built already.
-mkdir -p "$TARGET/ab"
 if [[ -n "$AFTER" ]]; then
-    after_sha=$(build "$AFTER")
+    after_sha=$(build_commit "$AFTER" "$WORK/tree")
     after_bin=$TARGET/ab/threadchat-$after_sha
 else
-    after_sha="$(git rev-parse --short HEAD)"
-    if [[ -n "$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock)" ]]; then
-        after_sha="$after_sha+changes"
-    fi
-    # The same freshness rule: a worktree built earlier into $TARGET may
-    # look newer than this checkout's sources.
-    touch src/lib.rs
-    cargo build --release --bin threadchat
-    cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-current"
+    after_sha=$(build_checkout)
     after_bin=$TARGET/ab/threadchat-current
 fi
-before_sha=$(build "$BEFORE")
+before_sha=$(build_commit "$BEFORE" "$WORK/tree")
 cargo build --release -p chat-stress
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -1,6 +1,7 @@
-# Shared by bench/run.sh and bench/metrics_ab.sh (sourced, not run): starting
-# and stopping a server by PID, and one experiment appended to $RESULTS.
-# Expects STRESS, RESULTS, SERVER_CORE and LOAD_CORE set; sets PORT and SERVER_PID.
+# Shared by the bench scripts (sourced, not run): starting and stopping a
+# server by PID, one experiment appended to $RESULTS, and the builds an A/B
+# compares. Expects STRESS, RESULTS, SERVER_CORE and LOAD_CORE set (and
+# TARGET, the build directory, for the builds); sets PORT and SERVER_PID.
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -76,3 +77,40 @@ settle() {
     echo "   (the server still runs $threads threads)" >&2
 }
 
+
+# build_commit COMMIT WORKTREE: prints COMMIT's short sha, whose release
+# binary is then $TARGET/ab/threadchat-SHA, built once, in a temporary
+# worktree at WORKTREE sharing $TARGET, so only the crate itself is
+# compiled anew.
+build_commit() {
+    local sha
+    sha=$(git rev-parse --short "$1")
+    if [[ ! -x "$TARGET/ab/threadchat-$sha" ]]; then
+        mkdir -p "$TARGET/ab"
+        rm -rf "$2"
+        git worktree add --detach "$2" "$1" >/dev/null
+        (cd "$2" && CARGO_TARGET_DIR="$TARGET" cargo build --release --bin threadchat)
+        cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-$sha"
+        git worktree remove --force "$2"
+    fi
+    echo "$sha"
+}
+
+# build_checkout: prints this checkout's short sha (with "+changes" when its
+# sources differ from it), whose release binary is then
+# $TARGET/ab/threadchat-current. A worktree built into $TARGET has fresher
+# files than the checkout, and cargo, judging by times, would take that build
+# for this one and the A/B would measure one build twice: so the crate's
+# roots are touched first.
+build_checkout() {
+    local sha
+    sha="$(git rev-parse --short HEAD)"
+    if [[ -n "$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock)" ]]; then
+        sha="$sha+changes"
+    fi
+    touch src/lib.rs src/main.rs
+    cargo build --release --bin threadchat
+    mkdir -p "$TARGET/ab"
+    cp "$TARGET/release/threadchat" "$TARGET/ab/threadchat-current"
+    echo "$sha"
+}

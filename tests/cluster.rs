@@ -18,7 +18,6 @@ use common::proxy::Proxy;
 use common::redis::RedisServer;
 use common::{BinaryServer, Client, WAIT, eventually, http_get, users};
 use serde_json::{Value, json};
-use tungstenite::Message;
 
 /// The contract's bound for a dead node's users to be announced as gone.
 const NODE_DEATH_NOTICE: Duration = Duration::from_secs(15);
@@ -49,31 +48,8 @@ fn join(node: &BinaryServer, room: &str, name: &str) -> Client {
 /// skipped. For "nothing more arrives" as much as for "this arrives in
 /// time".
 fn recv_before(client: &mut Client, deadline: Instant) -> Option<Value> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        client.ws.get_mut().set_read_timeout(Some(left)).unwrap();
-        let read = client.ws.read();
-        client.ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
-        match read {
-            Ok(Message::Text(text)) => {
-                return Some(serde_json::from_str(&text).expect("server sent invalid JSON"));
-            }
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(other) => panic!("expected a text message, got {other:?}"),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return None;
-            }
-            Err(e) => panic!("expected a text message, got error {e}"),
-        }
-    }
+    let text = client.recv_text_before(deadline)?;
+    Some(serde_json::from_str(&text).expect("server sent invalid JSON"))
 }
 
 /// Reads until the chat `text` arrives, returning everything read, that

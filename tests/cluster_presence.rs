@@ -17,38 +17,9 @@ use common::proxy::Proxy;
 use common::redis::RedisServer;
 use common::{BinaryServer, Client, WAIT};
 use serde_json::{Value, json};
-use tungstenite::Message;
 
 /// Longest a cut-off node may take to hear its rooms again once mended.
 const RECOVERY: Duration = Duration::from_secs(20);
-
-/// The next text frame, as sent: pings and pongs skipped, `None` if nothing
-/// comes before `deadline`.
-fn recv_text_before(client: &mut Client, deadline: Instant) -> Option<String> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        client.ws.get_mut().set_read_timeout(Some(left)).unwrap();
-        let read = client.ws.read();
-        client.ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
-        match read {
-            Ok(Message::Text(text)) => return Some(text.to_string()),
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(other) => panic!("expected a text message, got {other:?}"),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return None;
-            }
-            Err(e) => panic!("expected a text message, got error {e}"),
-        }
-    }
-}
 
 /// The tutorial's presence frame, written out byte for byte as a single
 /// node writes it: the same keys in the same order, no spaces.
@@ -122,7 +93,7 @@ impl Follow {
     /// Reads one frame and applies it; history is skipped, anything but
     /// presence fails.
     fn step(&mut self, deadline: Instant) -> bool {
-        let Some(text) = recv_text_before(&mut self.client, deadline) else {
+        let Some(text) = self.client.recv_text_before(deadline) else {
             return false;
         };
         let message: Value = serde_json::from_str(&text).expect("JSON");
@@ -209,7 +180,7 @@ impl Follow {
 
     /// Nothing more arrives for a moment (no second notice).
     fn quiet_for(&mut self, pause: Duration) {
-        if let Some(text) = recv_text_before(&mut self.client, Instant::now() + pause) {
+        if let Some(text) = self.client.recv_text_before(Instant::now() + pause) {
             panic!("an extra frame: {text}");
         }
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Client, TestServer, tutorial_view};
+use common::{Client, TestServer, texts, tutorial_view};
 use serde_json::{Value, json};
 use threadchat::Config;
 
@@ -53,15 +53,6 @@ fn login_with_history(client: &mut Client, login: Value) -> Value {
     assert_eq!(joined["type"], "login", "{joined}");
     assert_eq!(joined["user_joined"], name);
     history
-}
-
-fn texts(history: &Value) -> Vec<String> {
-    history["messages"]
-        .as_array()
-        .expect("messages is a list")
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Sends `n` chats and reads their echoes; returns the echoes.

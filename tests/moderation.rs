@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::moderation::{SECRET, token};
-use common::{Client, TestServer, WAIT, users};
+use common::{Client, TestServer, WAIT, texts, users};
 use serde_json::{Value, json};
 use threadchat::Config;
 use threadchat::auth::Secret;
@@ -55,15 +55,6 @@ fn http(server: &TestServer, line: &str, authorization: &str, body: &str) -> (u1
         body.len()
     );
     common::status_and_body(&common::raw_http(server.addr, request.as_bytes()))
-}
-
-fn texts(history: &Value) -> Vec<String> {
-    history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]

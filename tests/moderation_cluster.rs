@@ -7,7 +7,7 @@ mod common;
 
 use common::moderation::{OPERATOR, SECRET, join, token};
 use common::redis::RedisServer;
-use common::{BinaryServer, Client, raw_http, status_and_body};
+use common::{BinaryServer, Client, raw_http, status_and_body, texts};
 use serde_json::{Value, json};
 use threadchat::protocol::Role;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -23,15 +23,6 @@ fn node(redis: &RedisServer, dir: &tempfile::TempDir) -> BinaryServer {
         "--admin-token-file",
         operator.to_str().unwrap(),
     ])
-}
-
-fn texts(history: &Value) -> Vec<&str> {
-    history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect()
 }
 
 #[test]

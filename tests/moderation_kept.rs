@@ -6,7 +6,7 @@
 mod common;
 
 use common::moderation::{OPERATOR, SECRET, join, token};
-use common::{BinaryServer, Client, raw_http, status_and_body};
+use common::{BinaryServer, Client, raw_http, status_and_body, texts};
 use serde_json::{Value, json};
 use threadchat::protocol::Role;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -64,12 +64,7 @@ fn every_action_anyone_saw_survives_kill_9_and_a_restart() {
     let second = server(&dir);
     let (_, told) = join(second.addr, "carol", Role::Member);
     let history = &told[0];
-    let texts: Vec<&str> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let texts = texts(history);
     assert_eq!(texts, ["fixed", "stays"], "{history}");
     let (mut bob, _) = join(second.addr, "bob", Role::Member);
     bob.recv_until(|m| m["type"] == "room_mode" && m["mode"] == "lecture");

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use common::redis::RedisServer;
-use common::{Client, TestServer, WAIT, tutorial_view, users};
+use common::{Client, TestServer, WAIT, texts, tutorial_view, users};
 use serde_json::{Value, json};
 use threadchat::Config;
 use tungstenite::Message;
@@ -305,12 +305,7 @@ fn a_reconnect_with_since_gets_what_it_missed_then_the_whole_list() {
     );
     let history = back.recv_json();
     assert_eq!(history["type"], "history", "{history}");
-    let texts: Vec<&str> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let texts = texts(&history);
     assert_eq!(texts, ["missed"]);
     let answer = back.recv_json();
     assert_eq!(answer["type"], "login");

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{BinaryServer, Client, TestServer, raw_http};
+use common::{BinaryServer, Client, TestServer, raw_http, texts};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use threadchat::Config;
@@ -112,15 +112,6 @@ fn get(server: std::net::SocketAddr, path: &str, authorization: Option<&str>) ->
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
-}
-
-fn texts(value: &Value) -> Vec<String> {
-    value["messages"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no messages in {value}"))
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Signs in with `token` (and `since`, if given) on a fresh socket to

@@ -32,7 +32,7 @@ use super::batch::Batch;
 use super::fanout::drop_too_slow;
 use super::history::RecentHistory;
 use super::presence::{Presence, Told};
-use super::roster::{Heard, Next, Roster};
+use super::roster::{self, Heard, Next, Roster};
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -201,11 +201,11 @@ impl Room {
             PresenceMode::Lists => &mut self.listing,
             PresenceMode::Changes => &mut self.changing,
         };
-        if add {
-            *counter += 1;
+        *counter = if add {
+            *counter + 1
         } else {
-            *counter = counter.saturating_sub(1);
-        }
+            counter.saturating_sub(1)
+        };
     }
 
     /// Takes a member out and queues the news for the others. Flushes first:
@@ -265,10 +265,8 @@ impl Room {
 
     /// The names presence messages list: the cluster's with `--redis`.
     pub fn listed(&self) -> Box<dyn Iterator<Item = &str> + '_> {
-        match &self.cluster {
-            Some(roster) => Box::new(roster.names()),
-            None => Box::new(self.online.iter().map(|m| m.username.as_str())),
-        }
+        let own = self.online.iter().map(|m| m.username.as_str());
+        roster::listed(self.cluster.as_ref(), own)
     }
 
     fn position(&self, id: ConnId) -> Option<usize> {
@@ -351,11 +349,9 @@ impl Room {
         self.marked = false;
         let mut dropped = Vec::new();
         loop {
-            let news = if presence || !self.for_changes.is_empty() {
-                let users: Box<dyn Iterator<Item = &str>> = match &self.cluster {
-                    Some(roster) => Box::new(roster.names()),
-                    None => Box::new(self.online.iter().map(|m| m.username.as_str())),
-                };
+            let news = if (presence || !self.for_changes.is_empty()) && self.presence.is_due() {
+                let own = self.online.iter().map(|m| m.username.as_str());
+                let users = roster::listed(self.cluster.as_ref(), own);
                 self.presence.take(&self.name, users, self.changing > 0)
             } else {
                 None

@@ -260,6 +260,18 @@ impl Roster {
     }
 }
 
+/// The names presence messages list: `roster`'s with `--redis`, else the
+/// room's `own` members'.
+pub fn listed<'a>(
+    roster: Option<&'a Roster>,
+    own: impl Iterator<Item = &'a str> + 'a,
+) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+    match roster {
+        Some(roster) => Box::new(roster.names()),
+        None => Box::new(own),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

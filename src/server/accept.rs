@@ -4,9 +4,8 @@
 //! caps, and hands the socket to a thread of its own, the connection's
 //! reader (`connection::serve`): a spare one if one is waiting, its last
 //! connection over (`spares.rs`), else a new one. Reading the HTTP request
-//! happens on that thread,
-//! never here, so a client that connects and then says nothing (slowloris)
-//! delays nobody else.
+//! happens on that thread, never here, so a client that connects and then
+//! says nothing (slowloris) delays nobody else.
 //!
 //! Two caps are counted here, together (`ConnectionCount`): connections in
 //! all (`--max-connections`) and connections from one client address

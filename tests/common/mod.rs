@@ -197,6 +197,35 @@ impl Client {
         }
     }
 
+    /// The next text frame, as sent, if one comes before `deadline`; pings
+    /// and pongs are skipped. For "nothing more arrives" as much as for
+    /// "this arrives in time".
+    pub fn recv_text_before(&mut self, deadline: Instant) -> Option<String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.ws.get_mut().set_read_timeout(Some(left)).unwrap();
+            let read = self.ws.read();
+            self.ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+            match read {
+                Ok(Message::Text(text)) => return Some(text.to_string()),
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(other) => panic!("expected a text message, got {other:?}"),
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
+                Err(e) => panic!("expected a text message, got error {e}"),
+            }
+        }
+    }
+
     /// Reads messages until one satisfies `wanted`, returning it and the
     /// number of messages skipped.
     pub fn recv_until(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
@@ -249,6 +278,17 @@ impl Client {
         let stream = self.ws.get_ref();
         stream.shutdown(std::net::Shutdown::Both).ok();
     }
+}
+
+/// The texts of the chats in a `history` message or a page of the messages
+/// API (its `messages`), in order.
+pub fn texts(message: &Value) -> Vec<String> {
+    message["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages in {message}"))
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The `active_users` of a presence message, as strings.
